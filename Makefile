@@ -1,0 +1,39 @@
+# factoryOS — every target bootstraps .venv itself, so `make test` and `make demo` work
+# straight from a clone.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+DURATION ?= 60
+PYTEST_ARGS ?=
+
+.PHONY: test demo proto proto-check lint bench clean-venv
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[test,dev]'
+	@touch $(STAMP)
+
+test: $(STAMP) proto-check
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(VENV)/bin/fos-sim --scenario examples/demo.toml --duration $(DURATION)
+
+proto: $(STAMP)
+	$(PY) scripts/gen_proto.py
+
+proto-check: $(STAMP)
+	$(PY) scripts/gen_proto.py --check
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+bench: $(STAMP)
+	$(PY) -m bench.bench_planner
+	$(PY) -m bench.bench_raft
+	$(PY) -m bench.bench_trades
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,142 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class InboundState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    INBOUND_UNKNOWN: _ClassVar[InboundState]
+    INBOUND_IN_TRANSIT: _ClassVar[InboundState]
+    INBOUND_QUEUED: _ClassVar[InboundState]
+    INBOUND_CONSUMED: _ClassVar[InboundState]
+INBOUND_UNKNOWN: InboundState
+INBOUND_IN_TRANSIT: InboundState
+INBOUND_QUEUED: InboundState
+INBOUND_CONSUMED: InboundState
+
+class Batch(_message.Message):
+    __slots__ = ("batch_id", "item", "qty", "lineage", "producer", "seq")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    QTY_FIELD_NUMBER: _ClassVar[int]
+    LINEAGE_FIELD_NUMBER: _ClassVar[int]
+    PRODUCER_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    item: str
+    qty: int
+    lineage: _containers.RepeatedScalarFieldContainer[str]
+    producer: str
+    seq: int
+    def __init__(self, batch_id: _Optional[str] = ..., item: _Optional[str] = ..., qty: _Optional[int] = ..., lineage: _Optional[_Iterable[str]] = ..., producer: _Optional[str] = ..., seq: _Optional[int] = ...) -> None: ...
+
+class RequestBatchRequest(_message.Message):
+    __slots__ = ("request_id", "consumer", "item", "qty", "flow_version", "wait_ms")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CONSUMER_FIELD_NUMBER: _ClassVar[int]
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    QTY_FIELD_NUMBER: _ClassVar[int]
+    FLOW_VERSION_FIELD_NUMBER: _ClassVar[int]
+    WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    consumer: str
+    item: str
+    qty: int
+    flow_version: int
+    wait_ms: int
+    def __init__(self, request_id: _Optional[str] = ..., consumer: _Optional[str] = ..., item: _Optional[str] = ..., qty: _Optional[int] = ..., flow_version: _Optional[int] = ..., wait_ms: _Optional[int] = ...) -> None: ...
+
+class BatchUnavailable(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RequestBatchReply(_message.Message):
+    __slots__ = ("sent", "unavailable", "flow_version")
+    SENT_FIELD_NUMBER: _ClassVar[int]
+    UNAVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    FLOW_VERSION_FIELD_NUMBER: _ClassVar[int]
+    sent: Batch
+    unavailable: BatchUnavailable
+    flow_version: int
+    def __init__(self, sent: _Optional[_Union[Batch, _Mapping]] = ..., unavailable: _Optional[_Union[BatchUnavailable, _Mapping]] = ..., flow_version: _Optional[int] = ...) -> None: ...
+
+class BatchRef(_message.Message):
+    __slots__ = ("batch_id", "supplier", "consumer")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    SUPPLIER_FIELD_NUMBER: _ClassVar[int]
+    CONSUMER_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    supplier: str
+    consumer: str
+    def __init__(self, batch_id: _Optional[str] = ..., supplier: _Optional[str] = ..., consumer: _Optional[str] = ...) -> None: ...
+
+class Ack(_message.Message):
+    __slots__ = ("flow_version",)
+    FLOW_VERSION_FIELD_NUMBER: _ClassVar[int]
+    flow_version: int
+    def __init__(self, flow_version: _Optional[int] = ...) -> None: ...
+
+class OfferBatchRequest(_message.Message):
+    __slots__ = ("batch", "supplier", "consumer")
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    SUPPLIER_FIELD_NUMBER: _ClassVar[int]
+    CONSUMER_FIELD_NUMBER: _ClassVar[int]
+    batch: Batch
+    supplier: str
+    consumer: str
+    def __init__(self, batch: _Optional[_Union[Batch, _Mapping]] = ..., supplier: _Optional[str] = ..., consumer: _Optional[str] = ...) -> None: ...
+
+class OfferBatchReply(_message.Message):
+    __slots__ = ("state",)
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    state: InboundState
+    def __init__(self, state: _Optional[_Union[InboundState, str]] = ...) -> None: ...
+
+class PingRequest(_message.Message):
+    __slots__ = ("from_node", "flow_version")
+    FROM_NODE_FIELD_NUMBER: _ClassVar[int]
+    FLOW_VERSION_FIELD_NUMBER: _ClassVar[int]
+    from_node: str
+    flow_version: int
+    def __init__(self, from_node: _Optional[str] = ..., flow_version: _Optional[int] = ...) -> None: ...
+
+class PingReply(_message.Message):
+    __slots__ = ("node_id", "flow_version")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    FLOW_VERSION_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    flow_version: int
+    def __init__(self, node_id: _Optional[str] = ..., flow_version: _Optional[int] = ...) -> None: ...
+
+class StatsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StatsReply(_message.Message):
+    __slots__ = ("node_id", "flow_version", "in_flow", "counters", "queued_outbound", "queued_inbound", "incarnation")
+    class CountersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    FLOW_VERSION_FIELD_NUMBER: _ClassVar[int]
+    IN_FLOW_FIELD_NUMBER: _ClassVar[int]
+    COUNTERS_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_OUTBOUND_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_INBOUND_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    flow_version: int
+    in_flow: bool
+    counters: _containers.ScalarMap[str, float]
+    queued_outbound: int
+    queued_inbound: int
+    incarnation: int
+    def __init__(self, node_id: _Optional[str] = ..., flow_version: _Optional[int] = ..., in_flow: _Optional[bool] = ..., counters: _Optional[_Mapping[str, float]] = ..., queued_outbound: _Optional[int] = ..., queued_inbound: _Optional[int] = ..., incarnation: _Optional[int] = ...) -> None: ...
