@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.sim_events import NODE_ACTIONS, Action, ScenarioError, SimEvent
-from fos_raft.model import ItemReq, NodeSpec
+from fos_raft.model import ItemReq, NodeSpec, find_item_cycle
 
 # [sim] keys -> (type, check); names follow the command-line options with '-' as '_'.
 SIM_KEYS: dict[str, type] = {
@@ -156,6 +156,9 @@ def _nodes(tables: Any, where: str) -> tuple[NodeSpec, ...]:
     dup = sorted({n for n in ids if ids.count(n) > 1})
     if dup:
         raise ScenarioError(f"{where}: node ids listed twice: {', '.join(dup)}")
+    cycle = find_item_cycle(specs)
+    if cycle is not None:
+        raise ScenarioError(f"{where}: the item graph has a cycle {' -> '.join(cycle)}")
     return tuple(specs)
 
 

@@ -118,6 +118,11 @@ node = "press-2"
         ("[sim]\ncolour = 1", "unknown key 'colour'"),
         ('[[node]]\nid = "saw-1"\nproduces = { item = "wood", qty = 3 }', "listed twice"),
         ("[[event]]\nat = ", "not valid TOML"),
+        (
+            '[[node]]\nid = "saw-3"\nproduces = { item = "wood", qty = 3 }\n'
+            'requires = [{ item = "frame", qty = 1 }]',
+            "cycle",
+        ),
     ],
 )
 def test_bad_scenarios_are_refused_with_a_clear_message(events, message):
