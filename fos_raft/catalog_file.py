@@ -1,0 +1,284 @@
+"""The declarative catalog file (TOML): load, validate fully, and write back.
+
+A catalog file lists the stages of a factory as ``[[node]]`` tables (docs/catalog.md).
+``fosctl apply`` loads it with :func:`load_catalog`, which checks everything it can before a
+single request is sent: TOML syntax, unknown keys, wrong types, each spec on its own
+(``NodeSpec.validate``), duplicate ids and addresses, and cycles in the item graph. Errors
+carry the file and the line of the offending ``[[node]]`` table or key where tomllib allows
+(tomllib reports positions only for syntax errors, so semantic errors are located by a small
+scan of the text for table headers and keys).
+
+Pure: reads a file or a string, no network, no clock.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import tomllib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fos_raft.model import ItemReq, ModelError, NodeSpec, find_item_cycle
+
+NODE_KEYS = ("id", "address", "produces", "requires", "capacity")
+ITEM_KEYS = ("item", "qty")
+_REQUIRED_NODE_KEYS = ("id", "address", "produces")
+_NODE_HEADER_RE = re.compile(r"^\s*\[\[\s*node\s*\]\]\s*(#.*)?$")
+_ANY_HEADER_RE = re.compile(r"^\s*\[")
+_TOML_LINE_RE = re.compile(r"at line (\d+)")
+
+
+class CatalogFileError(ValueError):
+    """An invalid catalog file. ``str()`` gives ``FILE:LINE: message`` (line when known)."""
+
+    def __init__(self, path: str, line: int | None, message: str) -> None:
+        self.path = path
+        self.line = line
+        self.message = message
+        where = f"{path}:{line}" if line is not None else path
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Locator:
+    """Finds the line of the k-th ``[[node]]`` header and of keys inside it."""
+
+    lines: tuple[str, ...]
+    headers: tuple[int, ...]  # 0-based line index of each [[node]] header, in order
+
+    @classmethod
+    def of(cls, text: str) -> _Locator:
+        lines = tuple(text.splitlines())
+        headers = tuple(i for i, ln in enumerate(lines) if _NODE_HEADER_RE.match(ln))
+        return cls(lines, headers)
+
+    def node_line(self, index: int) -> int | None:
+        return self.headers[index] + 1 if index < len(self.headers) else None
+
+    def key_line(self, index: int, key: str) -> int | None:
+        """Line of ``key = ...`` inside the index-th node table, else the table's line."""
+        if index >= len(self.headers):
+            return None
+        start = self.headers[index] + 1
+        key_re = re.compile(rf"^\s*{re.escape(key)}\s*=")
+        for i in range(start, len(self.lines)):
+            if _ANY_HEADER_RE.match(self.lines[i]):
+                break
+            if key_re.match(self.lines[i]):
+                return i + 1
+        return self.headers[index] + 1
+
+
+def parse_catalog(text: str, path: str = "<catalog>") -> list[NodeSpec]:
+    """Parse and fully validate catalog ``text``; return its specs in file order."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = _TOML_LINE_RE.search(str(exc))
+        line = int(match.group(1)) if match else None
+        raise CatalogFileError(path, line, f"not valid TOML: {exc}") from None
+    locator = _Locator.of(text)
+
+    unknown = sorted(set(doc) - {"node"})
+    if unknown:
+        raise CatalogFileError(
+            path, _top_level_line(locator, unknown[0]),
+            f"unknown top-level key {unknown[0]!r}; a catalog has only [[node]] tables",
+        )
+    nodes = doc.get("node", [])
+    if not isinstance(nodes, list) or not all(isinstance(n, dict) for n in nodes):
+        raise CatalogFileError(path, None, "'node' must be an array of tables ([[node]])")
+    if not nodes:
+        raise CatalogFileError(path, None, "no [[node]] tables: the catalog is empty")
+
+    specs: list[NodeSpec] = []
+    first_line_of_id: dict[str, int | None] = {}
+    id_of_address: dict[str, str] = {}
+    for index, table in enumerate(nodes):
+        spec = _node_from_table(table, index, locator, path)
+        line = locator.node_line(index)
+        if spec.node_id in first_line_of_id:
+            first = first_line_of_id[spec.node_id]
+            also = f" (first at line {first})" if first is not None else ""
+            raise CatalogFileError(path, line, f"duplicate node id {spec.node_id!r}{also}")
+        if spec.address in id_of_address:
+            raise CatalogFileError(
+                path, locator.key_line(index, "address"),
+                f"node {spec.node_id!r}: address {spec.address!r} is already used by node "
+                f"{id_of_address[spec.address]!r}; every agent needs its own address",
+            )
+        first_line_of_id[spec.node_id] = line
+        id_of_address[spec.address] = spec.node_id
+        specs.append(spec)
+
+    cycle = find_item_cycle(specs)
+    if cycle is not None:
+        # Point at the first node that closes a link of the cycle.
+        index = next(
+            i for i, spec in enumerate(specs)
+            if spec.produces.item == cycle[0] and cycle[1] in spec.required_items
+        )
+        raise CatalogFileError(
+            path, locator.key_line(index, "requires"), cycle_message(cycle, specs)
+        )
+    return specs
+
+
+def load_catalog(path: str | Path) -> list[NodeSpec]:
+    """Read and validate the catalog file at ``path`` (see :func:`parse_catalog`)."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CatalogFileError(name, None, f"cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise CatalogFileError(name, None, f"not UTF-8 text: {exc.reason}") from None
+    return parse_catalog(text, name)
+
+
+def cycle_message(cycle: Sequence[str], specs: Iterable[NodeSpec]) -> str:
+    """Explain an item cycle ``[a, b, a]`` by naming a node behind each link."""
+    makers: dict[tuple[str, str], str] = {}
+    for spec in specs:
+        for req in spec.requires:
+            makers.setdefault((spec.produces.item, req.item), spec.node_id)
+    links = [
+        f"{a} needs {b} (node {makers[(a, b)]!r})"
+        for a, b in itertools.pairwise(cycle)
+        if (a, b) in makers
+    ]
+    return f"the item graph has a cycle {' -> '.join(cycle)}: " + ", ".join(links)
+
+
+def _top_level_line(locator: _Locator, key: str) -> int | None:
+    key_re = re.compile(rf"^\s*(\[+\s*)?{re.escape(key)}\b")
+    for i, ln in enumerate(locator.lines):
+        if key_re.match(ln):
+            return i + 1
+    return None
+
+
+def _node_from_table(
+    table: dict[str, Any], index: int, locator: _Locator, path: str
+) -> NodeSpec:
+    ordinal = f"node #{index + 1}"
+
+    def fail(key: str | None, message: str) -> CatalogFileError:
+        line = locator.key_line(index, key) if key else locator.node_line(index)
+        return CatalogFileError(path, line, message)
+
+    node_id = table.get("id")
+    label = f"node {node_id!r}" if isinstance(node_id, str) and node_id else ordinal
+    for key in table:
+        if key not in NODE_KEYS:
+            raise fail(
+                key, f"{label}: unknown key {key!r}; allowed keys: {', '.join(NODE_KEYS)}"
+            )
+    for key in _REQUIRED_NODE_KEYS:
+        if key not in table:
+            raise fail(None, f"{label}: missing required key {key!r}")
+    for key in ("id", "address"):
+        if not isinstance(table[key], str):
+            raise fail(key, f"{label}: {key!r} must be a string, got {_type_name(table[key])}")
+
+    produces = _item_req(table["produces"], f"{label} produces", lambda m: fail("produces", m))
+    raw_requires = table.get("requires", [])
+    if not isinstance(raw_requires, list):
+        raise fail(
+            "requires",
+            f"{label}: 'requires' must be a list of {{ item = \"...\", qty = N }}, "
+            f"got {_type_name(raw_requires)}",
+        )
+    requires = tuple(
+        _item_req(r, f"{label} requires[{i}]", lambda m: fail("requires", m))
+        for i, r in enumerate(raw_requires)
+    )
+    capacity = table.get("capacity", 1)
+    if isinstance(capacity, bool) or not isinstance(capacity, int):
+        raise fail(
+            "capacity", f"{label}: 'capacity' must be an integer, got {_type_name(capacity)}"
+        )
+
+    spec = NodeSpec(
+        node_id=table["id"],
+        address=table["address"],
+        produces=produces,
+        requires=requires,
+        capacity=capacity,
+    )
+    try:
+        spec.validate()
+    except ModelError as exc:
+        raise fail(_key_named_in(exc.message), exc.message) from None
+    return spec
+
+
+def _key_named_in(message: str) -> str | None:
+    """The node key a model error is about (its earliest mention), so the error points at
+    that key's line rather than only at the table."""
+    rest = re.sub(r"^node '[^']*'", "", message)
+    found = [
+        (rest.find(word), key)
+        for word, key in (
+            ("node id", "id"), ("address", "address"), ("capacity", "capacity"),
+            ("requires", "requires"), ("required", "requires"), ("produces", "produces"),
+        )
+        if word in rest
+    ]
+    return min(found)[1] if found else None
+
+
+def _item_req(value: Any, where: str, fail: Any) -> ItemReq:
+    if not isinstance(value, dict):
+        raise fail(f"{where} must be {{ item = \"...\", qty = N }}, got {_type_name(value)}")
+    for key in value:
+        if key not in ITEM_KEYS:
+            raise fail(f"{where}: unknown key {key!r}; allowed keys: item, qty")
+    if "item" not in value or "qty" not in value:
+        raise fail(f"{where} needs both 'item' and 'qty'")
+    item, qty = value["item"], value["qty"]
+    if not isinstance(item, str):
+        raise fail(f"{where}: 'item' must be a string, got {_type_name(item)}")
+    if isinstance(qty, bool) or not isinstance(qty, int):
+        raise fail(f"{where}: 'qty' must be an integer, got {_type_name(qty)}")
+    return ItemReq(item, qty)
+
+
+def _type_name(value: Any) -> str:
+    names = {
+        bool: "a boolean", int: "an integer", float: "a float", str: "a string",
+        list: "an array", dict: "a table",
+    }
+    return names.get(type(value), type(value).__name__)
+
+
+def _toml_str(value: str) -> str:
+    # JSON string escapes (\", \\, \n, \uXXXX) are valid TOML basic-string escapes.
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _toml_item(req: ItemReq) -> str:
+    return f"{{ item = {_toml_str(req.item)}, qty = {req.qty} }}"
+
+
+def dump_catalog(specs: Iterable[NodeSpec], header: str = "") -> str:
+    """Write specs as a catalog file that :func:`parse_catalog` reads back unchanged."""
+    out: list[str] = []
+    if header:
+        out.extend(f"# {ln}".rstrip() for ln in header.splitlines())
+        out.append("")
+    for spec in specs:
+        requires = ", ".join(_toml_item(r) for r in spec.requires)
+        out.append("[[node]]")
+        out.append(f"id = {_toml_str(spec.node_id)}")
+        out.append(f"address = {_toml_str(spec.address)}")
+        out.append(f"produces = {_toml_item(spec.produces)}")
+        out.append(f"requires = [{requires}]")
+        if spec.capacity != 1:
+            out.append(f"capacity = {spec.capacity}")
+        out.append("")
+    return "\n".join(out)
