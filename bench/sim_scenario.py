@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.sim_events import NODE_ACTIONS, Action, ScenarioError, SimEvent
+from fos_raft import catalog_file
 from fos_raft.model import ItemReq, NodeSpec, find_item_cycle
 
 # [sim] keys -> (type, check); names follow the command-line options with '-' as '_'.
@@ -140,12 +141,11 @@ def node_from_table(table: Mapping[str, Any], where: str) -> NodeSpec:
 
 
 def load_catalog(path: Path) -> tuple[NodeSpec, ...]:
-    """Read a catalog TOML file (``[[node]]`` tables); duplicate ids are refused."""
+    """Read a catalog file (the format of ``fosctl apply``, fully validated by fos_raft)."""
     try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise ScenarioError(f"catalog {path}: {e}") from None
-    return _nodes(data.get("node"), str(path))
+        return tuple(catalog_file.load_catalog(path))
+    except catalog_file.CatalogFileError as e:
+        raise ScenarioError(f"catalog {e}") from None
 
 
 def _nodes(tables: Any, where: str) -> tuple[NodeSpec, ...]:

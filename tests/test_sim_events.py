@@ -182,7 +182,17 @@ def test_unviable_kills_are_allowed_when_asked():
 
 
 def test_catalog_file_next_to_the_scenario(tmp_path):
-    (tmp_path / "cat.toml").write_text(WINDOWS.split("[[node]]", 1)[1].join(["[[node]]", ""]))
+    nodes = WINDOWS.split("[[node]]", 1)[1].join(["[[node]]", ""])
+    (tmp_path / "bad.toml").write_text(nodes)  # catalog files must give addresses
+    (tmp_path / "s.toml").write_text('[sim]\ncatalog = "bad.toml"\n')
+    with pytest.raises(ScenarioError, match=r"bad\.toml:1: .*missing required key 'address'"):
+        load_scenario(tmp_path / "s.toml")
+    ports = iter(range(7201, 7300))
+    addressed = "".join(
+        f'{line}\naddress = "127.0.0.1:{next(ports)}"' if line.startswith("id =") else line
+        for line in nodes.splitlines(keepends=True)
+    )
+    (tmp_path / "cat.toml").write_text(addressed)
     (tmp_path / "s.toml").write_text('[sim]\ncatalog = "cat.toml"\nduration = 5\n')
     s = load_scenario(tmp_path / "s.toml")
     assert s.nodes[0].node_id == "saw-1" and s.settings == {"duration": 5.0}
