@@ -189,7 +189,7 @@ def test_catalog_file_next_to_the_scenario(tmp_path):
         load_scenario(tmp_path / "s.toml")
     ports = iter(range(7201, 7300))
     addressed = "".join(
-        f'{line}\naddress = "127.0.0.1:{next(ports)}"' if line.startswith("id =") else line
+        f'{line}address = "127.0.0.1:{next(ports)}"\n' if line.startswith("id =") else line
         for line in nodes.splitlines(keepends=True)
     )
     (tmp_path / "cat.toml").write_text(addressed)
