@@ -1,0 +1,103 @@
+"""Commands of the replicated coordinator state and their deterministic outcome.
+
+Plain frozen dataclasses: pysyncobj pickles them into the Raft log, so their module path and
+field names are part of the journal format (add fields with defaults; never rename).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fos_raft.model import ErrorCode, ModelError, NodeSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    spec: NodeSpec
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateSpec:
+    spec: NodeSpec
+    expected_version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MarkDown:
+    node_id: str
+    reason: str = ""
+    suspicion: bool = False  # True when a probed ReportSuspect confirmed it (counted)
+
+
+@dataclass(frozen=True, slots=True)
+class MarkUp:
+    node_id: str
+    address: str = ""  # empty keeps the registered address
+
+
+@dataclass(frozen=True, slots=True)
+class Drain:
+    node_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Undrain:
+    node_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decommission:
+    node_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AnnounceReplica:
+    """Internal: a replica publishes its gRPC address so others can name the leader's."""
+
+    raft_address: str
+    grpc_address: str
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetReplica:
+    """Internal: drop a removed replica's gRPC address."""
+
+    raft_address: str
+
+
+@dataclass(frozen=True, slots=True)
+class NoteRefuted:
+    """Internal: a probe refuted a suspicion (counted on every replica, flow unchanged)."""
+
+    suspect: str
+
+
+Command = (
+    Register
+    | UpdateSpec
+    | MarkDown
+    | MarkUp
+    | Drain
+    | Undrain
+    | Decommission
+    | AnnounceReplica
+    | ForgetReplica
+    | NoteRefuted
+)
+FLOW_COMMANDS = (Register, UpdateSpec, MarkDown, MarkUp, Drain, Undrain, Decommission)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The deterministic result of one command: the flow version after it, whether it changed
+    anything, and the refusal (code + message) when it was refused."""
+
+    version: int
+    changed: bool = False
+    error: ErrorCode | None = None
+    message: str = ""
+
+    def raise_for_error(self) -> Outcome:
+        if self.error is not None:
+            raise ModelError(self.error, self.message)
+        return self

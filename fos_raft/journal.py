@@ -1,0 +1,270 @@
+"""A durable Raft journal for pysyncobj, in LMDB, synced before anything is acknowledged.
+
+pysyncobj's own ``FileJournal`` writes log entries into an mmap that is never fsynced, so an
+acknowledged entry can vanish on power loss. `LmdbJournal` implements pysyncobj's ``Journal``
+interface on an LMDB environment opened without per-commit sync; instead it fsyncs
+(``env.sync(True)``, one fdatasync) at the only moments Raft needs durability:
+
+* before any message leaves this replica (`DurableTCPTransport.send`): an append ack, a vote,
+  the leader's own append_entries - so nothing is acknowledged before it is on disk, and one
+  fsync covers a whole batch of entries received in one message;
+* at the end of every tick (the leader counts its own log towards the commit quorum in the
+  next tick, so its entries are synced before they count);
+* immediately in `setCurrentTerm` (term and vote before any vote is cast or requested).
+
+The commit index is stored without a sync of its own: it is a lower bound that Raft can
+recompute, and it rides along with the next sync (or the one-second timer).
+
+Before log compaction drops entries (`deleteEntriesTo`) or a received snapshot replaces the
+log (`clear`), the snapshot file and its directory are fsynced, so the entries are never
+gone from both places at once.
+
+Wiring: `install()` lets pysyncobj's ``createJournal`` pass through a journal *object* given
+as ``SyncObjConf.journalFile`` (any other value goes to the original factory unchanged).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import lmdb
+import pysyncobj.syncobj as _syncobj_module
+from pysyncobj.journal import Journal
+from pysyncobj.transport import TCPTransport
+
+_IDX = struct.Struct(">Q")
+_TERM = struct.Struct(">Q")
+_KEY_TERM = b"current_term"
+_KEY_VOTE = b"voted_for"
+_KEY_COMMIT = b"commit_index"
+DEFAULT_MAP_SIZE = 1 << 30  # sparse; the log is compacted long before this
+
+Entry = tuple[bytes, int, int]  # (command, raft index, term), as pysyncobj stores them
+
+
+class LmdbJournal(Journal):
+    """pysyncobj ``Journal`` backed by LMDB at ``path`` (a directory).
+
+    Counters (read by metrics and tests): ``entries_added``, ``fsyncs``, ``unsynced_sends``
+    (messages sent while log writes were not yet synced: must stay 0).
+    """
+
+    def __init__(
+        self, path: str, dump_file: str | None = None, map_size: int = DEFAULT_MAP_SIZE
+    ) -> None:
+        os.makedirs(path, exist_ok=True)
+        self._path = path
+        self._dump_file = dump_file
+        self._env = lmdb.open(path, map_size=map_size, max_dbs=2, sync=False, metasync=False)
+        self._log_db = self._env.open_db(b"log")
+        self._meta_db = self._env.open_db(b"meta")
+        self._lock = threading.Lock()  # tick thread writes; metrics/tests read counters
+        self._entries: list[Entry] = []
+        self._pending_log_writes = 0  # log/term/vote writes not yet fsynced
+        self._pending_any = False  # includes the commit index (synced lazily)
+        self._closed = False
+        self.entries_added = 0
+        self.fsyncs = 0
+        self.unsynced_sends = 0
+        with self._env.begin(db=self._log_db) as txn:
+            for key, value in txn.cursor():
+                (idx,) = _IDX.unpack(key)
+                (term,) = _TERM.unpack(value[: _TERM.size])
+                self._entries.append((bytes(value[_TERM.size :]), idx, term))
+        with self._env.begin(db=self._meta_db) as txn:
+            term_raw = txn.get(_KEY_TERM)
+            vote_raw = txn.get(_KEY_VOTE)
+            commit_raw = txn.get(_KEY_COMMIT)
+        self._current_term = _IDX.unpack(term_raw)[0] if term_raw else 0
+        self._voted_for = vote_raw.decode() if vote_raw else None
+        self._commit_index = _IDX.unpack(commit_raw)[0] if commit_raw else 1
+
+    # --------------------------------------------------------------------- log entries
+
+    def add(self, command: bytes, idx: int, term: int) -> None:
+        command = bytes(command)
+        with self._env.begin(write=True, db=self._log_db) as txn:
+            txn.put(_IDX.pack(idx), _TERM.pack(term) + command)
+        self._entries.append((command, idx, term))
+        self._mark_log_write()
+        self.entries_added += 1
+
+    def clear(self) -> None:
+        self._sync_dump_file()
+        with self._env.begin(write=True) as txn:
+            txn.drop(self._log_db, delete=False)
+        self._entries = []
+        self._mark_log_write()
+
+    def deleteEntriesFrom(self, entryFrom: int) -> None:
+        doomed = self._entries[entryFrom:]
+        if not doomed:
+            return
+        with self._env.begin(write=True, db=self._log_db) as txn:
+            for _, idx, _ in doomed:
+                txn.delete(_IDX.pack(idx))
+        del self._entries[entryFrom:]
+        self._mark_log_write()
+
+    def deleteEntriesTo(self, entryTo: int) -> None:
+        doomed = self._entries[:entryTo]
+        if not doomed:
+            return
+        # Compaction: the snapshot that replaces these entries must be durable first.
+        self._sync_dump_file()
+        with self._env.begin(write=True, db=self._log_db) as txn:
+            for _, idx, _ in doomed:
+                txn.delete(_IDX.pack(idx))
+        self._entries = self._entries[entryTo:]
+        self._mark_log_write()
+
+    def __getitem__(self, item: Any) -> Any:
+        return self._entries[item]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    # ------------------------------------------------------------- term, vote, commit
+
+    def setCurrentTerm(self, term: int, votedForNodeId: str | None) -> None:
+        with self._env.begin(write=True, db=self._meta_db) as txn:
+            txn.put(_KEY_TERM, _IDX.pack(term))
+            if votedForNodeId is None:
+                txn.delete(_KEY_VOTE)
+            else:
+                txn.put(_KEY_VOTE, str(votedForNodeId).encode())
+        self._current_term = term
+        self._voted_for = None if votedForNodeId is None else str(votedForNodeId)
+        self._mark_log_write()
+        self.flush()
+
+    def getCurrentTerm(self) -> int:
+        return self._current_term
+
+    def getVotedForNodeId(self) -> str | None:
+        return self._voted_for
+
+    def setRaftCommitIndex(self, raftCommitIndex: int) -> None:
+        if raftCommitIndex == self._commit_index:
+            return  # followers call this on every heartbeat
+        with self._env.begin(write=True, db=self._meta_db) as txn:
+            txn.put(_KEY_COMMIT, _IDX.pack(raftCommitIndex))
+        self._commit_index = raftCommitIndex
+        self._pending_any = True
+
+    def getRaftCommitIndex(self) -> int:
+        return self._commit_index
+
+    # -------------------------------------------------------------------- durability
+
+    def _mark_log_write(self) -> None:
+        with self._lock:
+            self._pending_log_writes += 1
+            self._pending_any = True
+
+    def flush(self, include_lazy: bool = False) -> None:
+        """fsync if log, term or vote writes are pending (or anything, with include_lazy)."""
+        if self._closed:
+            return
+        with self._lock:
+            if not self._pending_log_writes and not (include_lazy and self._pending_any):
+                return
+            self._pending_log_writes = 0
+            self._pending_any = False
+        self._env.sync(True)
+        self.fsyncs += 1
+
+    def before_send(self) -> None:
+        """Called by the transport before any message leaves: make the log durable first."""
+        self.flush()
+        if self._pending_log_writes:  # only the tick thread writes, so this stays 0
+            self.unsynced_sends += 1
+
+    def _sync_dump_file(self) -> None:
+        if not self._dump_file or not os.path.exists(self._dump_file):
+            return
+        fd = os.open(self._dump_file, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        dir_fd = os.open(os.path.dirname(os.path.abspath(self._dump_file)), os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def onOneSecondTimer(self) -> None:
+        self.flush(include_lazy=True)
+
+    def _destroy(self) -> None:
+        if self._closed:
+            return
+        self.flush(include_lazy=True)
+        self._closed = True
+        self._env.close()
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "entries": len(self._entries),
+            "entries_added": self.entries_added,
+            "fsyncs": self.fsyncs,
+            "unsynced_sends": self.unsynced_sends,
+            "current_term": self._current_term,
+            "commit_index": self._commit_index,
+        }
+
+
+def read_journal(path: str) -> tuple[list[Entry], int, str | None]:
+    """Open a journal directory read-only: (entries, current term, voted for). For tests and
+    forensics on a stopped replica's data dir."""
+    journal = LmdbJournal(path)
+    try:
+        return list(journal._entries), journal.getCurrentTerm(), journal.getVotedForNodeId()
+    finally:
+        journal._closed = True
+        journal._env.close()
+
+
+class DurableTCPTransport(TCPTransport):
+    """pysyncobj's TCP transport, syncing the journal before every outgoing message and at
+    the end of every tick. Pass `transport_class(journal)` as ``SyncObj(transportClass=...)``."""
+
+    journal: LmdbJournal
+
+    def send(self, node: Any, message: Any) -> bool:
+        self.journal.before_send()
+        return super().send(node, message)
+
+    def _onTick(self) -> None:
+        self.journal.flush()
+        super()._onTick()
+
+
+def transport_class(journal: LmdbJournal) -> Callable[..., DurableTCPTransport]:
+    def make(sync_obj: Any, self_node: Any, other_nodes: Any) -> DurableTCPTransport:
+        # The journal must be set before TCPTransport.__init__ can send anything.
+        transport = DurableTCPTransport.__new__(DurableTCPTransport)
+        transport.journal = journal
+        DurableTCPTransport.__init__(transport, sync_obj, self_node, other_nodes)
+        return transport
+
+    return make
+
+
+_original_create_journal = _syncobj_module.createJournal
+
+
+def _create_journal(journalFile: Any = None) -> Journal:
+    if isinstance(journalFile, Journal):
+        return journalFile
+    return _original_create_journal(journalFile)
+
+
+def install() -> None:
+    """Let ``SyncObjConf(journalFile=<Journal object>)`` use that object (idempotent)."""
+    _syncobj_module.createJournal = _create_journal

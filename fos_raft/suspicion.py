@@ -1,0 +1,90 @@
+"""Confirm or refute a suspected node death by probing its standard gRPC health endpoint.
+
+Runs on the leader. A suspect is marked down only if every try of ``grpc.health.v1.Check``
+(service "", short deadline) fails; a refuted suspicion is counted in the replicated state.
+Concurrent reports about one suspect share one probe and one outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import structlog
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from fos_pb import coordinator_pb2 as pb
+from fos_raft.commands import MarkDown, NoteRefuted
+from fos_raft.replica import Replica
+
+log = structlog.get_logger("fos_raft.suspicion")
+Outcome = pb.ReportSuspectReply.Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeSettings:
+    timeout: float = 0.25  # per try
+    tries: int = 3
+    interval: float = 0.05  # pause between failed tries (rides out a hiccup)
+    write_timeout: float = 5.0  # committing the verdict
+
+
+async def probe_health(address: str, settings: ProbeSettings) -> bool:
+    """True if any of ``settings.tries`` health checks answers SERVING."""
+    for attempt in range(settings.tries):
+        if attempt:
+            await asyncio.sleep(settings.interval)
+        # A fresh channel per try: no reconnect backoff carried over from a failed try.
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            try:
+                reply = await stub.Check(
+                    health_pb2.HealthCheckRequest(service=""), timeout=settings.timeout
+                )
+            except grpc.aio.AioRpcError:
+                continue
+            if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                return True
+    return False
+
+
+class SuspicionJudge:
+    """Decides ReportSuspect on the leader; one in-flight decision per suspect."""
+
+    def __init__(self, replica: Replica, settings: ProbeSettings | None = None) -> None:
+        self.replica = replica
+        self.settings = settings or ProbeSettings()
+        self._inflight: dict[str, asyncio.Task[tuple[int, int]]] = {}
+        self.probes = 0
+        self.reports = 0
+
+    async def judge(self, suspect: str, reporter: str, reason: str) -> tuple[int, int]:
+        """(ReportSuspectReply.Outcome, flow version). Raises ModelError / Unavailable."""
+        self.reports += 1
+        task = self._inflight.get(suspect)
+        if task is None:
+            task = asyncio.ensure_future(self._decide(suspect, reporter, reason))
+            self._inflight[suspect] = task
+            task.add_done_callback(lambda _t: self._inflight.pop(suspect, None))
+        return await asyncio.shield(task)
+
+    async def _decide(self, suspect: str, reporter: str, reason: str) -> tuple[int, int]:
+        entry = self.replica.state.nodes.get(suspect)
+        if entry is None or not entry.status.alive:
+            return Outcome.ALREADY_DOWN, self.replica.state.version
+        self.probes += 1
+        alive = await probe_health(entry.spec.address, self.settings)
+        log.info("probed suspect", suspect=suspect, reporter=reporter, alive=alive)
+        timeout = self.settings.write_timeout
+        if alive:
+            outcome = await self.replica.submit(NoteRefuted(suspect), timeout)
+            return Outcome.REFUTED, outcome.version
+        why = f"suspected by {reporter}: {reason}" if reason else f"suspected by {reporter}"
+        outcome = await self.replica.submit(MarkDown(suspect, why[:512], suspicion=True), timeout)
+        return (Outcome.MARKED_DOWN if outcome.changed else Outcome.ALREADY_DOWN), outcome.version
+
+
+def outcome_reply(result: tuple[int, int]) -> Any:
+    return pb.ReportSuspectReply(outcome=result[0], flow_version=result[1])
