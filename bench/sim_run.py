@@ -1,0 +1,492 @@
+"""One fos-sim run: start the system, play the events, watch it, stop everything, collect.
+
+Everything started here is stopped in `run`'s finally block (agents by PID through
+`AgentSupervisor`, coordinator replicas through `LocalCluster`), also when the run is
+cancelled (Ctrl-C twice, SIGTERM) or fails. A first Ctrl-C only ends the run early: the
+system is stopped in order and the report covers the time run so far.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from bench.sim_events import Action, Schedule, SimEvent, Timeline
+from bench.sim_metrics import RECEIVED_FROM_PREFIX, CounterBook, DeathLedger, RerouteTracker
+from bench.sim_poll import ClusterView, StatsPoller
+from bench.sim_procs import AgentSupervisor, free_ports, tail
+from bench.sim_report import SUCCESSFUL, TOTAL, NodeData, RunData
+from bench.sim_topology import throughput_bound
+from bench.sim_view import NodeRow, Snapshot, View
+from fos_raft.client import CoordinatorClient, CoordinatorError
+from fos_raft.model import NodeSpec
+
+log = structlog.get_logger("fos-sim")
+
+STATS_EVERY_S = 1.0
+HOT_STATS_EVERY_S = 0.2  # consumers waiting for a reroute are read this often
+CLUSTER_EVERY_S = 0.5
+VIEW_EVERY_S = 0.5
+
+
+@dataclass
+class RunPlan:
+    title: str
+    config: Mapping[str, Any]  # what --json reports as "config"
+    specs: tuple[NodeSpec, ...]  # with the loopback addresses the agents will listen on
+    schedule: Schedule
+    duration_s: float
+    cycle_s: float
+    replicas: int
+    root: Path
+    final_items: frozenset[str]
+    ready_timeout_s: float = 60.0
+
+
+@dataclass
+class _Segment:
+    start_s: float
+    active: frozenset[str]
+    specs: tuple[NodeSpec, ...]
+
+
+@dataclass
+class SimRun:
+    plan: RunPlan
+    view: View
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        p = self.plan
+        self.timeline = Timeline.of(p.specs, p.replicas, allow_unviable=True)
+        self.book = CounterBook()
+        self.ledger = DeathLedger()
+        self.reroutes = RerouteTracker()
+        self.cluster_view = ClusterView()
+        self.poller = StatsPoller()
+        self.segments: list[_Segment] = []
+        self.events_log: list[tuple[float, str]] = []
+        self.notes: list[str] = []
+        self.dead_replicas: list[int] = []
+        self.reported_exits: set[str] = set()
+        self.first_final_s: float | None = None
+        self.t0 = 0.0
+        self.cluster: Any = None
+        self.client: CoordinatorClient | None = None
+        self.agents: AgentSupervisor | None = None
+        self.ended_s = 0.0
+
+    # ------------------------------------------------------------ helpers
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    def event(self, text: str) -> None:
+        t = self.now() if self.t0 else 0.0
+        self.events_log.append((t, text))
+        self.view.event(t, text)
+        log.info("event", t=round(t, 2), what=text)
+
+    def _segment(self) -> None:
+        seg = _Segment(
+            self.now() if self.t0 else 0.0,
+            self.timeline.active(),
+            tuple(self.timeline.specs.values()),
+        )
+        self.segments.append(seg)
+
+    def _suppliers_of_item(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for spec in self.timeline.specs.values():
+            out.setdefault(spec.produces.item, []).append(spec.node_id)
+        return out
+
+    # ------------------------------------------------------------ start / stop
+
+    async def _start_cluster(self) -> None:
+        try:
+            from fos_raft.launcher import LocalCluster
+        except ImportError as e:
+            raise RuntimeError(f"the coordinator launcher is not available: {e}") from None
+        self.cluster = LocalCluster(self.plan.replicas, self.plan.root / "coordinators")
+        await asyncio.to_thread(self.cluster.start)
+        await asyncio.to_thread(self.cluster.wait_for_leader)
+        self.client = CoordinatorClient(list(self.cluster.grpc_addresses), timeout=10.0)
+        self.event(f"coordinator cluster up: {self.plan.replicas} replicas")
+
+    async def _apply_catalog(self) -> None:
+        assert self.client is not None
+        for spec in self.plan.specs:
+            await self.client.register(spec)
+        self.event(f"catalog applied: {len(self.plan.specs)} nodes")
+
+    async def _start_agents(self) -> None:
+        assert self.cluster is not None
+        self.agents = AgentSupervisor(
+            self.plan.root, list(self.cluster.grpc_addresses), self.plan.cycle_s
+        )
+        for spec in self.plan.specs:
+            self.agents.start(spec)
+        deadline = time.monotonic() + self.plan.ready_timeout_s
+        waiting = {s.node_id: s.address for s in self.plan.specs}
+        while waiting and time.monotonic() < deadline and not self.stop.is_set():
+            replies = await self.poller.stats_many(waiting.items())
+            for node, reply in replies.items():
+                if reply is not None:
+                    del waiting[node]
+            self._check_exits()
+            if waiting:
+                await asyncio.sleep(0.2)
+        if waiting:
+            raise RuntimeError(
+                f"{len(waiting)} agents did not answer Stats within "
+                f"{self.plan.ready_timeout_s:g} s: {', '.join(sorted(waiting)[:10])}"
+            )
+        self.event(f"{len(self.plan.specs)} agents up")
+
+    async def _shutdown(self) -> None:
+        if self.agents is not None:
+            await asyncio.to_thread(self.agents.stop_all, 5.0)
+        if self.client is not None:
+            await self.client.close()
+        await self.poller.close()
+        if self.cluster is not None:
+            await asyncio.to_thread(self.cluster.stop)
+
+    # ------------------------------------------------------------ event execution
+
+    async def _execute(self, ev: SimEvent) -> None:
+        assert self.agents is not None and self.client is not None
+        a, node = ev.action, ev.node
+        if a is Action.KILL:
+            await self._poll_stats([node])  # its counters up to the kill
+            consumers = self.cluster_view.consumers_of(node)
+            pid = self.agents.host(node).pid
+            died = self.agents.kill(node)
+            t = self.now()
+            for victim in died:
+                self.ledger.killed(victim, t)
+                self.reroutes.consumer_died(victim)
+                counters = {c: self.book.current(c) for c in consumers}
+                self.reroutes.supplier_killed(victim, t, consumers, counters)
+            self.event(
+                f"SIGKILL {node} (pid {pid})"
+                + (f", consumers {sorted(consumers)}" if consumers else "")
+            )
+        elif a is Action.RESTART:
+            pid = self.agents.restart(node, self.timeline.specs[node])
+            self.ledger.restarted(node, self.now())
+            self.event(f"restart {node} on its data dir (pid {pid})")
+        elif a is Action.DRAIN:
+            version = await self.client.drain(node)
+            self.event(f"drain {node} -> flow v{version}")
+        elif a is Action.UNDRAIN:
+            version = await self.client.undrain(node)
+            self.event(f"undrain {node} -> flow v{version}")
+        elif a is Action.UPDATE_SPEC:
+            assert ev.spec is not None
+            version = await self.client.update_spec(ev.spec)
+            self.agents.set_spec(ev.spec)
+            self.event(f"{ev.describe()} -> flow v{version}")
+        elif a is Action.ADD_NODE:
+            assert ev.spec is not None
+            version = await self.client.register(ev.spec)
+            pid = self.agents.start(ev.spec)
+            self.event(f"add {node} at {ev.spec.address} (pid {pid}) -> flow v{version}")
+        elif a is Action.KILL_LEADER:
+            status = await self.client.cluster_status()
+            addresses = list(self.cluster.grpc_addresses)
+            leader = status.leader_grpc
+            index = addresses.index(leader) if leader in addresses else None
+            if index is None:
+                index = await asyncio.to_thread(self.cluster.leader_index)
+            await asyncio.to_thread(self.cluster.kill, index)
+            self.dead_replicas.append(index)
+            self.event(f"SIGKILL coordinator leader (replica {index}, {addresses[index]})")
+        elif a is Action.RESTART_REPLICA:
+            index = ev.replica if ev.replica is not None else self.dead_replicas[0]
+            if index in self.dead_replicas:
+                self.dead_replicas.remove(index)
+            await asyncio.to_thread(self.cluster.restart, index)
+            self.event(f"restart coordinator replica {index}")
+
+    async def _play_events(self) -> None:
+        for ev in self.plan.schedule.events:
+            delay = ev.at_s - self.now()
+            if delay > 0:
+                try:
+                    await asyncio.wait_for(self.stop.wait(), delay)
+                    return
+                except TimeoutError:
+                    pass
+            if self.stop.is_set():
+                return
+            try:
+                self.timeline.check(ev)
+                await self._execute(ev)
+            except (CoordinatorError, ValueError, RuntimeError, OSError) as e:
+                self.event(f"{ev.describe()} failed: {e}")
+                continue
+            self.timeline.apply(ev)
+            self._segment()
+
+    # ------------------------------------------------------------ polling
+
+    def _check_exits(self) -> None:
+        if self.agents is None:
+            return
+        for host_id, rc in self.agents.exited():
+            if host_id in self.reported_exits:
+                continue
+            self.reported_exits.add(host_id)
+            for node in self.agents.hosts[host_id].node_ids:
+                self.ledger.killed(node, self.now() if self.t0 else 0.0)
+                if node not in self.timeline.dead:
+                    self.timeline.dead.add(node)
+                    self._segment()
+            last = tail(self.agents.log_path(host_id), 3).replace("\n", " | ")
+            self.event(f"agent {host_id} exited on its own (rc {rc}): {last}")
+            self.notes.append(f"agent {host_id} exited on its own with rc {rc}")
+
+    async def _poll_stats(self, nodes: Sequence[str]) -> None:
+        assert self.agents is not None
+        targets = [(n, self.agents.specs[n].address) for n in nodes if self.agents.running(n)]
+        replies = await self.poller.stats_many(targets)
+        t = self.now()
+        suppliers = self._suppliers_of_item()
+        for node, reply in replies.items():
+            if reply is None:
+                continue
+            counters = dict(reply.counters)
+            self.book.record(
+                node, self.agents.starts(node), int(reply.incarnation), counters, t,
+                in_flow=reply.in_flow, flow_version=int(reply.flow_version),
+                queued_outbound=int(reply.queued_outbound),
+                queued_inbound=int(reply.queued_inbound),
+            )  # fmt: skip
+            done = self.reroutes.observe(node, counters, t, suppliers)
+            for d in done:
+                self.event(f"{node} rerouted after {d:.2f} s")
+        if self.first_final_s is None and self._final_products() > 0:
+            self.first_final_s = t
+
+    def _final_products(self) -> int:
+        return sum(
+            int(self.book.totals(n).get(SUCCESSFUL, 0))
+            for n, s in self.timeline.specs.items()
+            if s.produces.item in self.plan.final_items
+        )
+
+    async def _stats_loop(self) -> None:
+        assert self.agents is not None
+        next_full = 0.0
+        while not self.stop.is_set():
+            if self.now() >= next_full:
+                next_full = self.now() + STATS_EVERY_S
+                await self._poll_stats(list(self.agents.specs))
+            else:
+                hot = sorted({p.consumer for p in self.reroutes.pending})
+                if hot:
+                    await self._poll_stats(hot)
+            self._check_exits()
+            await asyncio.sleep(HOT_STATS_EVERY_S)
+
+    async def _cluster_loop(self) -> None:
+        assert self.client is not None
+        while not self.stop.is_set():
+            await self._poll_cluster()
+            await asyncio.sleep(CLUSTER_EVERY_S)
+
+    async def _poll_cluster(self) -> None:
+        assert self.client is not None
+        if not await self.cluster_view.poll(self.client):
+            return
+        t = self.now()
+        for node, alive in sorted(self.cluster_view.alive.items()):
+            decl = self.ledger.observe(node, alive, t)
+            if decl is not None:
+                kind = "true" if decl.true_death else "FALSE"
+                self.event(f"coordinator declared {node} dead ({kind})")
+
+    def snapshot(self) -> Snapshot:
+        assert self.agents is not None
+        rows = []
+        for node, spec in sorted(self.timeline.specs.items()):
+            totals = self.book.totals(node)
+            if node in self.timeline.dead:
+                state = "dead"
+            elif node in self.timeline.drained:
+                state = "drained"
+            elif self.cluster_view.alive.get(node) is False:
+                state = "down?"
+            else:
+                state = "alive"
+            rows.append(NodeRow(
+                node, spec.produces.item, state, self.cluster_view.in_flow.get(node, False),
+                int(totals.get(SUCCESSFUL, 0)), int(totals.get(TOTAL, 0)),
+                self.agents.starts(node) if node in self.agents.host_of else 0,
+            ))  # fmt: skip
+        return Snapshot(
+            title=self.plan.title,
+            elapsed_s=min(self.now(), self.plan.duration_s),
+            duration_s=self.plan.duration_s,
+            flow_version=self.cluster_view.flow_version,
+            leader=self.cluster_view.leader,
+            replicas_up=self.plan.replicas - len(self.dead_replicas),
+            replicas=self.plan.replicas,
+            final_products=self._final_products(),
+            bound_per_s=self.bound_per_s,
+            deaths_declared=self.ledger.declared,
+            deaths_false=self.ledger.false,
+            nodes=tuple(rows),
+        )
+
+    async def _view_loop(self) -> None:
+        while not self.stop.is_set():
+            self.view.update(self.snapshot())
+            await asyncio.sleep(VIEW_EVERY_S)
+
+    # ------------------------------------------------------------ the run
+
+    async def run(self) -> RunData:
+        p = self.plan
+        self.bound_per_s = throughput_bound(p.specs, p.cycle_s).per_s
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            await self._start_cluster()
+            await self._apply_catalog()
+            await self._start_agents()
+            self.t0 = time.monotonic()
+            self._segment()
+            tasks = [
+                asyncio.create_task(coro)
+                for coro in (
+                    self._play_events(), self._stats_loop(), self._cluster_loop(),
+                    self._view_loop(),
+                )
+            ]  # fmt: skip
+            try:
+                await asyncio.wait_for(self.stop.wait(), p.duration_s)
+                self.event("stopped early")
+            except TimeoutError:
+                pass
+            self.ended_s = min(self.now(), p.duration_s)
+            self.stop.set()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._poll_stats(list(self.agents.specs))
+            await self._poll_cluster()
+            self.view.update(self.snapshot())
+            self.event("run over: stopping agents and coordinators")
+        finally:
+            for task in tasks:
+                task.cancel()
+            await self._shutdown()
+        return await asyncio.to_thread(self._collect)
+
+    def _bound_products(self, start_s: float) -> float:
+        cache: dict[tuple[frozenset[str], tuple[NodeSpec, ...]], float] = {}
+        total = 0.0
+        for i, seg in enumerate(self.segments):
+            end = self.segments[i + 1].start_s if i + 1 < len(self.segments) else self.ended_s
+            lo, hi = max(seg.start_s, start_s), min(end, self.ended_s)
+            if hi <= lo:
+                continue
+            key = (seg.active, seg.specs)
+            if key not in cache:
+                bound = throughput_bound(seg.specs, self.plan.cycle_s, seg.active)
+                cache[key] = bound.per_s
+            total += cache[key] * (hi - lo)
+        return total
+
+    def _collect(self) -> RunData:
+        assert self.agents is not None
+        audit, audit_error = run_audit(self.agents.wal_dirs())
+        self.reroutes.finish()
+        unobserved = max(0, self.cluster_view.confirmed_suspicions - self.ledger.declared)
+        reroute_seen = any(
+            k.startswith(RECEIVED_FROM_PREFIX)
+            for n in self.book.nodes for k in self.book.totals(n)
+        )  # fmt: skip
+        nodes = []
+        for node, spec in sorted(self.timeline.specs.items()):
+            state = (
+                "dead"
+                if node in self.timeline.dead
+                else ("drained" if node in self.timeline.drained else "alive")
+            )
+            rec = self.book.nodes.get(node)
+            nodes.append(NodeData(
+                node_id=node, item=spec.produces.item, needs_inputs=bool(spec.requires),
+                ever_in_flow=node in self.cluster_view.ever_in_flow or bool(
+                    rec and rec.ever_in_flow),
+                in_flow_at_end=self.cluster_view.in_flow.get(node, False), state=state,
+                starts=self.agents.starts(node) if node in self.agents.host_of else 0,
+                counters=self.book.totals(node),
+            ))  # fmt: skip
+        fill = self.first_final_s
+        return RunData(
+            config=self.plan.config,
+            duration_s=self.ended_s,
+            final_items=sorted(self.plan.final_items),
+            bound_per_s=self.bound_per_s,
+            bound_products=self._bound_products(0.0),
+            first_final_s=fill,
+            bound_products_after_fill=self._bound_products(fill) if fill is not None else 0.0,
+            nodes=nodes,
+            deaths_declared=self.ledger.declared,
+            deaths_false=self.ledger.false,
+            deaths_unobserved=unobserved,
+            refuted_suspicions=self.cluster_view.refuted_suspicions,
+            reroutes_s=list(self.reroutes.durations_s),
+            reroutes_abandoned=self.reroutes.abandoned,
+            reroute_counters_seen=reroute_seen,
+            audit=audit,
+            audit_error=audit_error,
+            flow_version=self.cluster_view.flow_version,
+            events=list(self.events_log),
+            notes=self.notes
+            + [
+                f"{self.plan.schedule.skipped_kills} random kills skipped "
+                "(no node could die without starving an item)"
+            ]
+            * bool(self.plan.schedule.skipped_kills),
+        )
+
+
+def run_audit(wal_dirs: Sequence[Path]) -> tuple[dict[str, int] | None, str | None]:
+    """fos_agent's batch audit over every WAL, as a dict; or why it could not run."""
+    try:
+        from fos_agent.audit import audit
+    except ImportError as e:
+        return None, f"fos_agent.audit is not available ({e})"
+    try:
+        report = audit([str(d) for d in wal_dirs])
+    except Exception as e:  # a broken WAL must not hide the rest of the report
+        return None, f"{type(e).__name__}: {e}"
+    fields = getattr(report, "__dataclass_fields__", None)
+    names = list(fields) if fields else [k for k in vars(report) if not k.startswith("_")]
+    out: dict[str, int] = {}
+    for name in names:
+        value = getattr(report, name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[name] = int(value)
+        elif isinstance(value, list | tuple | set | frozenset | dict):
+            out[name] = len(value)  # e.g. the ids of lost batches: their number
+    return out, None
+
+
+def assign_addresses(specs: Sequence[NodeSpec], host: str = "127.0.0.1") -> tuple[NodeSpec, ...]:
+    """Give every node a free loopback port (catalog addresses are placeholders here)."""
+    ports = free_ports(len(specs), host)
+    return tuple(
+        NodeSpec(s.node_id, f"{host}:{port}", s.produces, s.requires, s.capacity)
+        for s, port in zip(specs, ports, strict=True)
+    )

@@ -1,0 +1,183 @@
+"""The fos-sim summary (JSON shape and figures), its printout, the live views and CLI errors."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from rich.console import Console
+
+from bench.sim import main
+from bench.sim_report import SKIPPED, SUCCESSFUL, TOTAL, NodeData, RunData, print_report, summarise
+from bench.sim_view import LiveView, NodeRow, PlainView, Snapshot
+
+
+def node(node_id, item, ok, total, *, inputs=True, in_flow=True, **extra):
+    counters = {SUCCESSFUL: ok, TOTAL: total, SKIPPED: total - ok, **extra}
+    return NodeData(node_id, item, inputs, in_flow, in_flow, "alive", 1, counters)
+
+
+def run_data(**overrides) -> RunData:
+    nodes = [
+        node("wood-1", "wood", 100, 100, inputs=False, messages_sent_offer=50),
+        node("frame-1", "frame", 80, 100, messages_sent_request=120, messages_received_x=7),
+        node("frame-2", "frame", 0, 40, in_flow=False),  # outside the flow: never counted
+        node("window-1", "window", 60, 100, messages_sent_request=30),
+    ]
+    values = dict(
+        config={"types": 3, "per_type": 1},
+        duration_s=100.0,
+        final_items=["window"],
+        bound_per_s=1.0,
+        bound_products=80.0,
+        first_final_s=2.0,
+        bound_products_after_fill=78.0,
+        nodes=nodes,
+        deaths_declared=3,
+        deaths_false=1,
+        deaths_unobserved=1,
+        refuted_suspicions=4,
+        reroutes_s=[0.5, 1.0, 2.0],
+        reroute_counters_seen=True,
+        audit={
+            "produced": 240,
+            "consumed": 140,
+            "queued": 90,
+            "in_transit": 10,
+            "lost": 0,
+            "duplicated": 0,
+            "nodes": 4,
+        },
+        flow_version=17,
+        events=[(1.234, "kill frame-1")],
+    )
+    values.update(overrides)
+    return RunData(**values)
+
+
+def test_summary_has_the_issue_shape_and_honest_figures():
+    s = summarise(run_data())
+    for key in (
+        "config", "duration_s", "throughput", "cycles", "messages", "deaths", "reroute_s",
+        "audit", "nodes",
+    ):  # fmt: skip
+        assert key in s
+    assert set(s["throughput"]) >= {"final_products", "bound_per_s", "ratio"}
+    assert s["throughput"]["final_products"] == 60
+    assert s["throughput"]["ratio"] == pytest.approx(60 / 80)
+    assert s["throughput"]["ratio_after_fill"] == pytest.approx(60 / 78)
+    # consumers in the flow that need inputs: frame-1 and window-1 (not wood, not frame-2)
+    assert s["cycles"]["consumer_ratio"] == pytest.approx(140 / 200)
+    assert (s["cycles"]["successful"], s["cycles"]["total"]) == (240, 340)
+    assert s["messages"] == {"sent": 200, "received": 7, "per_successful_cycle": 200 / 240}
+    assert s["deaths"] == {"declared": 4, "false": 1, "refuted_suspicions": 4, "unclassified": 1}
+    assert s["reroute_s"]["count"] == 3
+    assert (s["reroute_s"]["p50"], s["reroute_s"]["p99"]) == (1.0, 2.0)
+    assert s["audit"]["lost"] == 0 and s["audit"]["nodes"] == 4
+    first = s["nodes"][0]
+    assert set(first) >= {"node_id", "in_flow", "successful_cycles", "total_cycles"}
+    assert [n["node_id"] for n in s["nodes"]] == ["frame-1", "frame-2", "window-1", "wood-1"]
+    assert list(s["per_node"])[:3] == [SUCCESSFUL, SKIPPED, TOTAL]
+    assert s["per_node"][SUCCESSFUL]["max"] == 100 and s["per_node"][SUCCESSFUL]["min"] == 0
+    json.dumps(s)  # serialisable as is
+
+
+def test_summary_without_products_reroute_counters_or_audit():
+    s = summarise(
+        run_data(
+            bound_products=0.0,
+            nodes=[],
+            reroutes_s=[],
+            reroute_counters_seen=False,
+            audit=None,
+            audit_error="no audit",
+            first_final_s=None,
+        )
+    )
+    assert s["throughput"]["ratio"] == 0.0 and s["cycles"]["consumer_ratio"] == 0.0
+    assert s["reroute_s"] == {
+        "count": 0, "p50": None, "p99": None, "max": None, "unfinished": 0, "measurable": False,
+    }  # fmt: skip
+    assert s["audit"] is None
+    out = io.StringIO()
+    print_report(s, Console(file=out, width=120))
+    assert (
+        "not measurable" in out.getvalue() and "audit: not available (no audit)" in out.getvalue()
+    )
+
+
+def test_printed_report_shows_the_table_and_every_figure():
+    out = io.StringIO()
+    print_report(summarise(run_data()), Console(file=out, width=140))
+    text = out.getvalue()
+    assert SUCCESSFUL in text and "median" in text and "std" in text
+    assert "60 final products (window)" in text and "ratio 0.750" in text
+    assert "140/200 successful = 0.700" in text
+    assert "deaths declared: 4, false: 1, unclassified: 1; refuted suspicions: 4" in text
+    assert "p50 1 s, p99 2 s" in text
+    assert "lost 0, duplicated 0" in text
+
+
+def snapshot(n_nodes: int) -> Snapshot:
+    rows = tuple(
+        NodeRow(f"t{i % 5:02d}-s{i}", f"t{i % 5:02d}", "dead" if i == 0 else "alive", i != 0,
+                i, i + 1, 1)
+        for i in range(n_nodes)
+    )  # fmt: skip
+    return Snapshot("demo", 12.0, 60.0, 7, "127.0.0.1:1", 2, 3, 5, 0.5, 1, 0, rows)
+
+
+@pytest.mark.parametrize("n_nodes", [4, 40])
+def test_live_view_renders_nodes_or_items_and_events(n_nodes):
+    out = io.StringIO()
+    console = Console(file=out, width=160, force_terminal=True)
+    with LiveView(console) as view:
+        view.update(snapshot(n_nodes))
+        view.event(3.5, "SIGKILL t00-s0 (pid 1)")
+    text = out.getvalue()
+    assert "flow v7" in text and "SIGKILL t00-s0" in text
+    assert ("t00-s0" in text) if n_nodes <= 24 else ("suppliers alive" in text)
+
+
+def test_plain_view_prints_events_and_periodic_status():
+    out = io.StringIO()
+    view = PlainView(out)
+    view.update(snapshot(4))
+    view.update(snapshot(4))  # within 5 s: no second status line
+    view.event(3.5, "SIGKILL t00-s0")
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    assert "3/4 nodes alive" in lines[0] and "final products 5" in lines[0]
+    assert lines[1] == "[   3.5s] SIGKILL t00-s0"
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--types", "0"], "--types must be at least 1"),
+        (["--cycle-s", "0"], "--cycle-s must be positive"),
+        (["--failure-rate", "-1"], "--failure-rate must be >= 0"),
+        (["--scenario", "/nonexistent/x.toml"], "No such file"),
+    ],
+)
+def test_cli_refuses_bad_input_before_starting_anything(argv, message, capsys, tmp_path):
+    assert main([*argv, "--keep", str(tmp_path / "k")]) == 2
+    assert message in capsys.readouterr().err
+    assert not any((tmp_path / "k").iterdir())  # nothing was started
+
+
+def test_cli_refuses_a_non_empty_keep_dir(capsys, tmp_path):
+    (tmp_path / "old").write_text("x")
+    assert main(["--keep", str(tmp_path)]) == 2
+    assert "must be a new or empty directory" in capsys.readouterr().err
+
+
+def test_cli_help_and_choices(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--replicas", "4"])
+    assert exc.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "--failure-rate" in capsys.readouterr().out
