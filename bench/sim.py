@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import shutil
 import signal
 import sys
@@ -20,12 +21,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import structlog
 from rich.console import Console
 
+from bench.sim_collect import assign_addresses
 from bench.sim_events import Action, ScenarioError, plan_events
 from bench.sim_procs import free_ports
 from bench.sim_report import print_report, summarise
-from bench.sim_run import RunPlan, SimRun, assign_addresses
+from bench.sim_run import RunPlan, SimRun
 from bench.sim_scenario import load_scenario
 from bench.sim_topology import final_items, generate_topology
 from bench.sim_view import LiveView, PlainView
@@ -188,6 +191,21 @@ def build_plan(args: argparse.Namespace, root: Path) -> RunPlan:
     )
 
 
+def log_to_file(path: Path) -> None:
+    """Send this process's structlog output (harness and coordinator client) to ``path``,
+    so nothing but the view and the report reaches the terminal."""
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=structlog.WriteLoggerFactory(file=path.open("a")),
+        cache_logger_on_first_use=False,
+    )
+
+
 def prepare_root(keep: Path | None) -> Path:
     if keep is None:
         return Path(tempfile.mkdtemp(prefix="fos-sim-"))
@@ -238,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         except ScenarioError as e:
             print(f"fos-sim: error: {e}", file=sys.stderr)
             return 2
+        log_to_file(root / "fos-sim.log")
         plain = getattr(args, "plain", False) or not console.is_terminal
         view = PlainView(sys.stdout) if plain else LiveView(console)
         try:

@@ -17,10 +17,11 @@ from typing import Any
 
 import structlog
 
+from bench.sim_collect import Segment, integrate_bound, run_audit
 from bench.sim_events import Action, Schedule, SimEvent, Timeline
 from bench.sim_metrics import RECEIVED_FROM_PREFIX, CounterBook, DeathLedger, RerouteTracker
 from bench.sim_poll import ClusterView, StatsPoller
-from bench.sim_procs import AgentSupervisor, free_ports, tail
+from bench.sim_procs import AgentSupervisor, tail
 from bench.sim_report import SUCCESSFUL, TOTAL, NodeData, RunData
 from bench.sim_topology import throughput_bound
 from bench.sim_view import NodeRow, Snapshot, View
@@ -50,13 +51,6 @@ class RunPlan:
 
 
 @dataclass
-class _Segment:
-    start_s: float
-    active: frozenset[str]
-    specs: tuple[NodeSpec, ...]
-
-
-@dataclass
 class SimRun:
     plan: RunPlan
     view: View
@@ -70,7 +64,7 @@ class SimRun:
         self.reroutes = RerouteTracker()
         self.cluster_view = ClusterView()
         self.poller = StatsPoller()
-        self.segments: list[_Segment] = []
+        self.segments: list[Segment] = []
         self.events_log: list[tuple[float, str]] = []
         self.notes: list[str] = []
         self.dead_replicas: list[int] = []
@@ -94,7 +88,7 @@ class SimRun:
         log.info("event", t=round(t, 2), what=text)
 
     def _segment(self) -> None:
-        seg = _Segment(
+        seg = Segment(
             self.now() if self.t0 else 0.0,
             self.timeline.active(),
             tuple(self.timeline.specs.values()),
@@ -116,7 +110,7 @@ class SimRun:
             raise RuntimeError(f"the coordinator launcher is not available: {e}") from None
         self.cluster = LocalCluster(self.plan.replicas, self.plan.root / "coordinators")
         await asyncio.to_thread(self.cluster.start)
-        await asyncio.to_thread(self.cluster.wait_for_leader)
+        await asyncio.to_thread(self.cluster.wait_for_leader, 30.0)
         self.client = CoordinatorClient(list(self.cluster.grpc_addresses), timeout=10.0)
         self.event(f"coordinator cluster up: {self.plan.replicas} replicas")
 
@@ -141,6 +135,10 @@ class SimRun:
                 if reply is not None:
                     del waiting[node]
             self._check_exits()
+            gone = sorted(n for n in waiting if not self.agents.running(n))
+            if gone:
+                last = tail(self.agents.log_path(gone[0]), 5)
+                raise RuntimeError(f"agent {gone[0]} exited at start; its log ends:\n{last}")
             if waiting:
                 await asyncio.sleep(0.2)
         if waiting:
@@ -391,21 +389,6 @@ class SimRun:
             await self._shutdown()
         return await asyncio.to_thread(self._collect)
 
-    def _bound_products(self, start_s: float) -> float:
-        cache: dict[tuple[frozenset[str], tuple[NodeSpec, ...]], float] = {}
-        total = 0.0
-        for i, seg in enumerate(self.segments):
-            end = self.segments[i + 1].start_s if i + 1 < len(self.segments) else self.ended_s
-            lo, hi = max(seg.start_s, start_s), min(end, self.ended_s)
-            if hi <= lo:
-                continue
-            key = (seg.active, seg.specs)
-            if key not in cache:
-                bound = throughput_bound(seg.specs, self.plan.cycle_s, seg.active)
-                cache[key] = bound.per_s
-            total += cache[key] * (hi - lo)
-        return total
-
     def _collect(self) -> RunData:
         assert self.agents is not None
         audit, audit_error = run_audit(self.agents.wal_dirs())
@@ -437,9 +420,13 @@ class SimRun:
             duration_s=self.ended_s,
             final_items=sorted(self.plan.final_items),
             bound_per_s=self.bound_per_s,
-            bound_products=self._bound_products(0.0),
+            bound_products=integrate_bound(self.segments, self.ended_s, self.plan.cycle_s),
             first_final_s=fill,
-            bound_products_after_fill=self._bound_products(fill) if fill is not None else 0.0,
+            bound_products_after_fill=(
+                integrate_bound(self.segments, self.ended_s, self.plan.cycle_s, fill)
+                if fill is not None
+                else 0.0
+            ),
             nodes=nodes,
             deaths_declared=self.ledger.declared,
             deaths_false=self.ledger.false,
@@ -459,34 +446,3 @@ class SimRun:
             ]
             * bool(self.plan.schedule.skipped_kills),
         )
-
-
-def run_audit(wal_dirs: Sequence[Path]) -> tuple[dict[str, int] | None, str | None]:
-    """fos_agent's batch audit over every WAL, as a dict; or why it could not run."""
-    try:
-        from fos_agent.audit import audit
-    except ImportError as e:
-        return None, f"fos_agent.audit is not available ({e})"
-    try:
-        report = audit([str(d) for d in wal_dirs])
-    except Exception as e:  # a broken WAL must not hide the rest of the report
-        return None, f"{type(e).__name__}: {e}"
-    fields = getattr(report, "__dataclass_fields__", None)
-    names = list(fields) if fields else [k for k in vars(report) if not k.startswith("_")]
-    out: dict[str, int] = {}
-    for name in names:
-        value = getattr(report, name)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            out[name] = int(value)
-        elif isinstance(value, list | tuple | set | frozenset | dict):
-            out[name] = len(value)  # e.g. the ids of lost batches: their number
-    return out, None
-
-
-def assign_addresses(specs: Sequence[NodeSpec], host: str = "127.0.0.1") -> tuple[NodeSpec, ...]:
-    """Give every node a free loopback port (catalog addresses are placeholders here)."""
-    ports = free_ports(len(specs), host)
-    return tuple(
-        NodeSpec(s.node_id, f"{host}:{port}", s.produces, s.requires, s.capacity)
-        for s, port in zip(specs, ports, strict=True)
-    )
