@@ -12,7 +12,7 @@ import asyncio
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,8 @@ from pysyncobj.utility import TcpUtility, UtilityException
 
 from fos_raft import journal as journal_mod
 from fos_raft.commands import AnnounceReplica, Command, ForgetReplica, Outcome
+from fos_raft.model import NodeSpec, NodeStatus, Plan
+from fos_raft.planner import Planner
 from fos_raft.state import CoordinatorState, apply, validate
 
 log = structlog.get_logger("fos_raft.replica")
@@ -62,15 +64,31 @@ class StateMachine(SyncObjConsumer):
     """The replicated object. Only ``state`` is snapshotted (set after the base __init__)."""
 
     def __init__(self, on_applied: Callable[[CoordinatorState], None]) -> None:
-        self._on_applied = on_applied  # set before super().__init__: not snapshotted
+        # Set before super().__init__, so not snapshotted: listeners and planner caches.
+        self._on_applied = on_applied
+        self._planner = Planner()
         super().__init__()
         self.state = CoordinatorState()
 
     @replicated
     def execute(self, request_id: str, command: Command) -> Outcome:
-        self.state, outcome = apply(self.state, request_id, command)
+        self.state, outcome = apply(self.state, request_id, command, self._plan)
         self._notify()
         return outcome
+
+    def _plan(
+        self,
+        catalog: Mapping[str, NodeSpec],
+        status: Mapping[str, NodeStatus],
+        previous: Plan,
+        changed: str,
+    ) -> Plan:
+        # Incremental re-plan around the changed node; same result as a full plan (P7).
+        try:
+            return self._planner.after_change(catalog, status, previous, changed)
+        except Exception:
+            self._planner = Planner()  # caches may be half-updated: start clean
+            raise
 
     def _deserialize(self, data: dict[str, Any]) -> None:
         super()._deserialize(data)  # a snapshot was loaded (restart or from the leader)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -69,13 +69,21 @@ class NodeEntry:
 # ------------------------------------------------------------------------------------ state
 
 
-def _default_planner(
-    catalog: Mapping[str, NodeSpec], status: Mapping[str, NodeStatus], previous: Plan
+PlanFn = Callable[[Mapping[str, NodeSpec], Mapping[str, NodeStatus], Plan, str], Plan]
+
+
+def full_plan(
+    catalog: Mapping[str, NodeSpec],
+    status: Mapping[str, NodeStatus],
+    previous: Plan,
+    changed: str = "",
 ) -> Plan:
+    """The default `PlanFn`: a full plan (``changed``, the node the command touched, is a hint
+    that incremental planners such as `planner.Planner.after_change` use)."""
     # Imported lazily: the planner module is owned elsewhere and may import heavier things.
     try:
         from fos_raft.planner import plan
-    except ImportError:  # the planner is being written concurrently; see _placeholder_plan
+    except ImportError:  # pragma: no cover - only while the planner did not exist yet
         return _placeholder_plan(catalog, status)
     return plan(catalog, status, previous)
 
@@ -334,7 +342,7 @@ def apply(
     state: CoordinatorState,
     request_id: str,
     command: Command,
-    planner: Any = None,
+    planner: PlanFn | None = None,
 ) -> tuple[CoordinatorState, Outcome]:
     """Apply one committed command. Never raises for bad input: a refusal is an Outcome with
     ``error`` set and the state unchanged (only the request id is remembered)."""
@@ -344,7 +352,7 @@ def apply(
         return state, state.requests[request_id]
     try:
         validate(state, command)
-        new_state, outcome = _apply_valid(state, command, planner or _default_planner)
+        new_state, outcome = _apply_valid(state, command, planner or full_plan)
     except ModelError as exc:
         new_state, outcome = state, Outcome(state.version, False, exc.code, exc.message)
     except Exception as exc:  # a planner bug must not wedge the log: refuse, deterministically
@@ -361,7 +369,7 @@ def apply(
 
 
 def _apply_valid(
-    state: CoordinatorState, command: Command, planner: Any
+    state: CoordinatorState, command: Command, planner: PlanFn
 ) -> tuple[CoordinatorState, Outcome]:
     unchanged = state, Outcome(state.version, False)
     nodes = state.nodes
@@ -435,7 +443,7 @@ def _apply_valid(
         new_nodes[node_id] = new_entry
     catalog = {nid: e.spec for nid, e in new_nodes.items()}
     status_map = {nid: e.status for nid, e in new_nodes.items()}
-    flow = planner(catalog, status_map, state.flow)
+    flow = planner(catalog, status_map, state.flow, node_id)
     history = (*state.history, (version, flow))[-HISTORY_LIMIT:]
     new_state = state._evolve(
         version=version, nodes=new_nodes, flow=flow, history=history, confirmed=confirmed
