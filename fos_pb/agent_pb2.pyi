@@ -35,20 +35,22 @@ class Batch(_message.Message):
     def __init__(self, batch_id: _Optional[str] = ..., item: _Optional[str] = ..., qty: _Optional[int] = ..., lineage: _Optional[_Iterable[str]] = ..., producer: _Optional[str] = ..., seq: _Optional[int] = ...) -> None: ...
 
 class RequestBatchRequest(_message.Message):
-    __slots__ = ("request_id", "consumer", "item", "qty", "flow_version", "wait_ms")
+    __slots__ = ("request_id", "consumer", "item", "qty", "flow_version", "wait_ms", "delivered")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     CONSUMER_FIELD_NUMBER: _ClassVar[int]
     ITEM_FIELD_NUMBER: _ClassVar[int]
     QTY_FIELD_NUMBER: _ClassVar[int]
     FLOW_VERSION_FIELD_NUMBER: _ClassVar[int]
     WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     consumer: str
     item: str
     qty: int
     flow_version: int
     wait_ms: int
-    def __init__(self, request_id: _Optional[str] = ..., consumer: _Optional[str] = ..., item: _Optional[str] = ..., qty: _Optional[int] = ..., flow_version: _Optional[int] = ..., wait_ms: _Optional[int] = ...) -> None: ...
+    delivered: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, request_id: _Optional[str] = ..., consumer: _Optional[str] = ..., item: _Optional[str] = ..., qty: _Optional[int] = ..., flow_version: _Optional[int] = ..., wait_ms: _Optional[int] = ..., delivered: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class BatchUnavailable(_message.Message):
     __slots__ = ()
@@ -116,8 +118,20 @@ class StatsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class Receipt(_message.Message):
+    __slots__ = ("supplier", "item", "batch_id", "unix_ms")
+    SUPPLIER_FIELD_NUMBER: _ClassVar[int]
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    supplier: str
+    item: str
+    batch_id: str
+    unix_ms: int
+    def __init__(self, supplier: _Optional[str] = ..., item: _Optional[str] = ..., batch_id: _Optional[str] = ..., unix_ms: _Optional[int] = ...) -> None: ...
+
 class StatsReply(_message.Message):
-    __slots__ = ("node_id", "flow_version", "in_flow", "counters", "queued_outbound", "queued_inbound", "incarnation")
+    __slots__ = ("node_id", "flow_version", "in_flow", "counters", "queued_outbound", "queued_inbound", "incarnation", "recent_receipts", "unix_time")
     class CountersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -132,6 +146,8 @@ class StatsReply(_message.Message):
     QUEUED_OUTBOUND_FIELD_NUMBER: _ClassVar[int]
     QUEUED_INBOUND_FIELD_NUMBER: _ClassVar[int]
     INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    RECENT_RECEIPTS_FIELD_NUMBER: _ClassVar[int]
+    UNIX_TIME_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     flow_version: int
     in_flow: bool
@@ -139,4 +155,6 @@ class StatsReply(_message.Message):
     queued_outbound: int
     queued_inbound: int
     incarnation: int
-    def __init__(self, node_id: _Optional[str] = ..., flow_version: _Optional[int] = ..., in_flow: _Optional[bool] = ..., counters: _Optional[_Mapping[str, float]] = ..., queued_outbound: _Optional[int] = ..., queued_inbound: _Optional[int] = ..., incarnation: _Optional[int] = ...) -> None: ...
+    recent_receipts: _containers.RepeatedCompositeFieldContainer[Receipt]
+    unix_time: float
+    def __init__(self, node_id: _Optional[str] = ..., flow_version: _Optional[int] = ..., in_flow: _Optional[bool] = ..., counters: _Optional[_Mapping[str, float]] = ..., queued_outbound: _Optional[int] = ..., queued_inbound: _Optional[int] = ..., incarnation: _Optional[int] = ..., recent_receipts: _Optional[_Iterable[_Union[Receipt, _Mapping]]] = ..., unix_time: _Optional[float] = ...) -> None: ...
