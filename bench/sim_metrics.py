@@ -48,6 +48,12 @@ class NodeRecord:
 class CounterBook:
     def __init__(self) -> None:
         self.nodes: dict[str, NodeRecord] = {}
+        self.baseline: dict[str, dict[str, float]] = {}
+
+    def mark_baseline(self) -> None:
+        """Count from now on: agents start working before the run's clock starts (they come
+        up one by one), and what they did before must not count in the run's figures."""
+        self.baseline = {node: rec.totals() for node, rec in self.nodes.items()}
 
     def record(
         self,
@@ -78,8 +84,12 @@ class CounterBook:
         rec.queued_inbound = queued_inbound
 
     def totals(self, node: str) -> dict[str, float]:
+        """Counters summed over incarnations, minus the baseline."""
         rec = self.nodes.get(node)
-        return rec.totals() if rec else {}
+        if not rec:
+            return {}
+        base = self.baseline.get(node, {})
+        return {k: v - base.get(k, 0.0) for k, v in rec.totals().items()}
 
     def current(self, node: str) -> dict[str, float]:
         """Counters of the newest incarnation seen (for reroute detection)."""

@@ -360,6 +360,8 @@ class SimRun:
             await self._start_cluster()
             await self._apply_catalog()
             await self._start_agents()
+            await self._poll_stats(list(self.agents.specs))
+            self.book.mark_baseline()
             self.t0 = time.monotonic()
             self._segment()
             tasks = [

@@ -34,6 +34,11 @@ def test_counters_are_summed_over_incarnations_using_each_ones_maximum():
     assert book.nodes["a"].ever_in_flow and not book.nodes["a"].in_flow
     assert book.metric_names() == ["cycles", "wal_recovered"]
     assert book.totals("missing") == {} and book.current("missing") == {}
+    book.mark_baseline()  # the run's clock starts: count only what comes after
+    book.record("a", 3, 2, {"cycles": 3}, 5.0)
+    book.record("b", 1, 1, {"cycles": 2}, 5.0)
+    assert book.totals("a") == {"cycles": 2.0, "wal_recovered": 0.0}
+    assert book.totals("b") == {"cycles": 2.0}
 
 
 @settings(max_examples=100 * (50 if DEEP else 1))
