@@ -60,6 +60,11 @@ CALLER_ERRORS = frozenset(
         grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.OUT_OF_RANGE,
     }
 )
+# Refusals a lagging replica may give wrongly (it checks against its own applied state).
+STATE_DEPENDENT = frozenset(
+    {grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION,
+     grpc.StatusCode.ALREADY_EXISTS}
+)
 LEADER_METADATA_KEY = "fos-leader-grpc"
 # Short reconnect backoff: a restarted replica is used again within ~2 s, not grpc's 120 s.
 # Keepalive at grpc's server-side minimum (5 min) detects half-open connections without
@@ -238,9 +243,16 @@ class CoordinatorClient:
         version_of: Callable[[Any], int] | None = None,
         timeout: float | None = None,
         only: str | None = None,
+        sync_node: str | None = None,
     ) -> Any:
         """Send ``request`` with failover; ``version_of`` extracts the reply's flow version
-        (replies older than the floor are dropped). ``only``: this replica, no failover."""
+        (replies older than the floor are dropped). ``only``: this replica, no failover.
+        ``sync_node``: for writes about that node, a refusal that depends on the replica's
+        state (NOT_FOUND, FAILED_PRECONDITION, ALREADY_EXISTS) is trusted only once the
+        replica has applied everything this client has seen: otherwise the client makes it
+        catch up (GetFlow with min_version) and sends the write there once more. A replica
+        checks writes against its own applied state, which may lag the client's last write
+        made through another replica."""
         loop = asyncio.get_running_loop()
         total = timeout or self._timeout
         deadline = loop.time() + total
@@ -248,8 +260,12 @@ class CoordinatorClient:
         failures: dict[str, str] = {}  # address -> its last failure, for the final error
         last_code = grpc.StatusCode.UNAVAILABLE
         rounds = 0
+        synced: set[str] = set()
+        retry_here: str | None = None
         while True:
-            if only:
+            if retry_here:
+                candidates, retry_here = [retry_here], None
+            elif only:
                 if only in tried:
                     break  # one replica asked for by name: one attempt, no failover
                 candidates = [only]
@@ -274,6 +290,17 @@ class CoordinatorClient:
                 )
             except grpc.aio.AioRpcError as exc:
                 code, details = exc.code(), exc.details() or ""
+                if (
+                    code in STATE_DEPENDENT and sync_node is not None and self._floor > 0
+                    and address not in synced
+                ):
+                    synced.add(address)
+                    log.debug("coordinator_refusal_recheck", method=method, address=address,
+                              code=code.name, details=details, floor=self._floor)
+                    if await self._catch_up(address, sync_node, deadline):
+                        retry_here = address
+                        continue
+                    code, details = grpc.StatusCode.UNAVAILABLE, "could not catch up"
                 if code not in RETRYABLE:
                     raise CoordinatorError(code, details, method) from None
                 last_code = code
@@ -300,9 +327,26 @@ class CoordinatorClient:
             last_code, f"no coordinator replica answered within {total:g} s ({tail})", method
         )
 
-    async def _write(self, method: str, request: Any, timeout: float | None) -> int:
+    async def _catch_up(self, address: str, node_id: str, deadline: float) -> bool:
+        """Wait until ``address`` has applied this client's floor version (True), or fail."""
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0.005:
+            return False
+        request = pb.GetFlowRequest(node_id=node_id, min_version=self._floor)
+        try:
+            reply = await self._stub(address).GetFlow(
+                request, timeout=min(remaining, self._attempt_timeout)
+            )
+        except grpc.aio.AioRpcError:
+            return False
+        return reply_version(reply) >= self._floor
+
+    async def _write(
+        self, method: str, request: Any, node_id: str, timeout: float | None
+    ) -> int:
         reply = await self._call(
-            method, request, version_of=lambda r: int(r.flow_version), timeout=timeout
+            method, request, version_of=lambda r: int(r.flow_version), timeout=timeout,
+            sync_node=node_id,
         )
         return int(reply.flow_version)
 
@@ -310,14 +354,15 @@ class CoordinatorClient:
 
     async def register(self, spec: NodeSpec, *, timeout: float | None = None) -> int:
         """Add a node to the catalog; returns the new flow version."""
-        return await self._write("Register", pb.RegisterRequest(spec=spec_to_pb(spec)), timeout)
+        request = pb.RegisterRequest(spec=spec_to_pb(spec))
+        return await self._write("Register", request, spec.node_id, timeout)
 
     async def rejoin(
         self, node_id: str, address: str = "", *, timeout: float | None = None
     ) -> int:
         """Mark a registered node up again (after a restart); empty address keeps the old."""
         request = pb.RejoinRequest(node_id=node_id, address=address)
-        return await self._write("Rejoin", request, timeout)
+        return await self._write("Rejoin", request, node_id, timeout)
 
     async def update_spec(
         self,
@@ -331,7 +376,7 @@ class CoordinatorClient:
         request = pb.UpdateSpecRequest(spec=spec_to_pb(spec))
         if expected_version is not None:
             request.expected_version = expected_version
-        return await self._write("UpdateSpec", request, timeout)
+        return await self._write("UpdateSpec", request, spec.node_id, timeout)
 
     async def report_suspect(
         self, reporter: str, suspect: str, reason: str = "", *, timeout: float | None = None
@@ -340,18 +385,19 @@ class CoordinatorClient:
         outcome being MARKED_DOWN, REFUTED or ALREADY_DOWN."""
         request = pb.ReportSuspectRequest(reporter=reporter, suspect=suspect, reason=reason)
         reply = await self._call(
-            "ReportSuspect", request, version_of=lambda r: int(r.flow_version), timeout=timeout
+            "ReportSuspect", request, version_of=lambda r: int(r.flow_version),
+            timeout=timeout, sync_node=suspect,
         )
         return pb.ReportSuspectReply.Outcome.Name(reply.outcome), int(reply.flow_version)
 
     async def drain(self, node_id: str, *, timeout: float | None = None) -> int:
-        return await self._write("Drain", pb.NodeRequest(node_id=node_id), timeout)
+        return await self._write("Drain", pb.NodeRequest(node_id=node_id), node_id, timeout)
 
     async def undrain(self, node_id: str, *, timeout: float | None = None) -> int:
-        return await self._write("Undrain", pb.NodeRequest(node_id=node_id), timeout)
+        return await self._write("Undrain", pb.NodeRequest(node_id=node_id), node_id, timeout)
 
     async def decommission(self, node_id: str, *, timeout: float | None = None) -> int:
-        return await self._write("Decommission", pb.NodeRequest(node_id=node_id), timeout)
+        return await self._write("Decommission", pb.NodeRequest(node_id=node_id), node_id, timeout)
 
     # ------------------------------------------------------------ reads
 

@@ -222,8 +222,13 @@ async def cmd_nodes(client: CoordinatorClient, args: argparse.Namespace, out: Ou
 
 async def cmd_flow(client: CoordinatorClient, args: argparse.Namespace, out: Out) -> int:
     fmt = "json" if out.as_json else args.format
-    reply = await client.get_flow(at_version=args.at_version)
-    flow = render.flow_from_pb(reply.flow)
+    flow = render.flow_from_pb((await client.get_flow()).flow)
+    if args.at_version > flow.version:
+        # The coordinator would wait for this version to exist; say so at once instead.
+        raise CommandError(f"NOT_FOUND: flow version {args.at_version} does not exist yet "
+                           f"(current version {flow.version})")
+    if args.at_version:
+        flow = render.flow_from_pb((await client.get_flow(at_version=args.at_version)).flow)
     if args.node and fmt in ("table", "json"):
         nb = (await client.get_flow(args.node, at_version=args.at_version)).neighbourhood
         if not nb.known:

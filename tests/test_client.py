@@ -1,7 +1,6 @@
 """CoordinatorClient: backoff and leader hints (pure), the failover rules against scripted
 gRPC replicas (real servers on loopback, answering what each case needs), and failover
-against a real 3-replica coordinator cluster with SIGKILLed replicas (tests/test_client_cluster
-part at the bottom)."""
+against a real 3-replica coordinator cluster whose replicas are SIGKILLed (bottom half)."""
 
 from __future__ import annotations
 
@@ -26,6 +25,7 @@ from fos_raft.client import (
     leader_hint,
     reply_version,
 )
+from fos_raft.model import ItemReq, NodeSpec
 
 # ---------------------------------------------------------------- pure parts
 
@@ -174,6 +174,33 @@ async def test_non_retryable_error_is_raised_at_once_with_code_and_message(repli
     assert (a.count("Drain"), b.count("Drain")) == (1, 0)  # never retried elsewhere
 
 
+async def test_refusal_from_a_lagging_replica_is_rechecked_once_it_caught_up(replicas):
+    """A replica behind the client's last write may refuse NOT_FOUND from stale state: the
+    client makes it catch up to what it has seen and asks again; a refusal it repeats then
+    is final."""
+    a, b = await replicas(2)
+    refusals = iter([True, False])
+
+    async def drain(request, context):
+        if next(refusals):
+            await context.abort(grpc.StatusCode.NOT_FOUND, "node 'n' is not registered")
+        return pb.WriteReply(flow_version=11)
+
+    a.handlers["Drain"] = drain
+    a.handlers["GetFlow"] = lambda r, c: pb.GetFlowReply(
+        neighbourhood=pb.Neighbourhood(version=r.min_version, node_id=r.node_id, known=True))
+    b.handlers["Drain"] = write_reply(99)
+    async with CoordinatorClient([a.address, b.address], min_version=10) as client:
+        assert await client.drain("n") == 11
+        (catch_up,) = [r for m, r in a.requests if m == "GetFlow"]
+        assert (catch_up.node_id, catch_up.min_version) == ("n", 10)
+
+        a.handlers["Drain"] = abort_with(grpc.StatusCode.NOT_FOUND, "node 'm' is not registered")
+        with pytest.raises(CoordinatorError, match="NOT_FOUND: node 'm' is not registered"):
+            await client.drain("m")
+    assert (a.count("Drain"), a.count("GetFlow"), b.count("Drain")) == (4, 2, 0)
+
+
 async def test_dead_replica_is_skipped_and_the_answering_one_preferred(replicas):
     (b,) = await replicas(1)
     b.handlers["Drain"] = write_reply(4)
@@ -293,3 +320,102 @@ async def test_watch_raises_errors_retrying_cannot_fix(replicas):
         with pytest.raises(CoordinatorError, match="INVALID_ARGUMENT"):
             async for _ in client.watch_flow("bad id"):
                 pass
+
+
+# ---------------------------------------------------------------- a real 3-replica cluster
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    from fos_raft.launcher import LocalCluster
+
+    local = LocalCluster(3, tmp_path_factory.mktemp("client-cluster"))
+    try:
+        local.start()
+        local.wait_for_leader(timeout=30.0)
+        yield local
+    finally:
+        local.stop()
+
+
+def spec(node_id: str, item: str, port: int, requires: tuple = ()) -> NodeSpec:
+    return NodeSpec(node_id, f"127.0.0.1:{port}", ItemReq(item, 1),
+                    tuple(ItemReq(r, 1) for r in requires))
+
+
+async def restart(cluster, index: int) -> None:
+    await asyncio.to_thread(cluster.restart, index)
+
+
+async def test_calls_keep_working_when_the_replica_in_use_is_killed(cluster):
+    async with CoordinatorClient(cluster.grpc_addresses, timeout=20.0) as client:
+        versions = [await client.register(spec("kc-saw", "kc-wood", 7301))]
+        versions.append(await client.register(spec("kc-press", "kc-frame", 7302, ("kc-wood",))))
+        for _ in range(2):  # twice: the second time another replica is the one in use
+            victim = cluster.grpc_addresses.index(client.preferred)
+            cluster.kill(victim)
+            try:
+                versions.append(await client.drain("kc-saw"))
+                versions.append(await client.undrain("kc-saw"))
+                nodes = await client.list_nodes()
+                assert nodes.flow_version >= versions[-1]
+                assert {"kc-saw", "kc-press"} <= {n.spec.node_id for n in nodes.nodes}
+                hood = (await client.get_flow("kc-press")).neighbourhood
+                assert hood.version >= versions[-1] and hood.in_flow
+                assert client.preferred != cluster.grpc_addresses[victim]
+            finally:
+                await restart(cluster, victim)
+        assert versions == sorted(set(versions))  # every write a new, higher version
+        with pytest.raises(CoordinatorError) as info:
+            await client.drain("kc-no-such-node")
+        assert info.value.code == grpc.StatusCode.NOT_FOUND
+        status = await client.cluster_status()
+        assert status.leader_grpc and client.preferred == status.leader_grpc
+
+
+async def test_watch_never_goes_backwards_across_a_reconnect(cluster):
+    leader = await asyncio.to_thread(cluster.wait_for_leader, 30.0)
+    # The watcher talks to the leader first: killing it forces a reconnect elsewhere.
+    order = [cluster.grpc_addresses[leader]] + [
+        a for i, a in enumerate(cluster.grpc_addresses) if i != leader]
+    seen: list[int] = []
+    hood_seen: list[int] = []
+    async with CoordinatorClient(order, timeout=20.0) as watcher, \
+            CoordinatorClient(cluster.grpc_addresses, timeout=20.0) as writer:
+        await writer.register(spec("kw-saw", "kw-wood", 7311))
+        await writer.register(spec("kw-press", "kw-frame", 7312, ("kw-wood",)))
+
+        async def follow(node_id, into):
+            async with contextlib.aclosing(watcher.watch_flow(node_id)) as updates:
+                async for reply in updates:
+                    into.append(reply_version(reply))
+
+        tasks = [asyncio.create_task(follow(None, seen)),
+                 asyncio.create_task(follow("kw-press", hood_seen))]
+        try:
+            first = await writer.drain("kw-saw")
+            await wait_for(lambda: seen and seen[-1] >= first and hood_seen
+                           and hood_seen[-1] >= first)
+            cluster.kill(leader)
+            try:
+                last = await writer.undrain("kw-saw")
+                await wait_for(lambda: seen[-1] >= last and hood_seen[-1] >= last)
+                assert watcher.preferred != cluster.grpc_addresses[leader]  # reconnected
+            finally:
+                await restart(cluster, leader)
+            last = await writer.drain("kw-saw")
+            await wait_for(lambda: seen[-1] >= last and hood_seen[-1] >= last)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    assert seen == sorted(set(seen)) and hood_seen == sorted(set(hood_seen))
+    assert len(seen) >= 3
+
+
+async def wait_for(condition, timeout: float = 20.0) -> None:
+    """Poll ``condition`` until it holds; fail after ``timeout`` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 
 from fos_pb import coordinator_pb2 as pb
 from fos_raft import render
-from fos_raft.catalog_file import load_catalog
+from fos_raft.catalog_file import load_catalog, parse_catalog
 from fos_raft.convert import spec_to_pb
 from fos_raft.fosctl import Out, build_parser, command_label
 from fos_raft.model import Edge, ItemReq, NodeSpec
@@ -24,6 +25,12 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "window-factory.toml"
 SPECS = load_catalog(EXAMPLE)
 FOSCTL = Path(sys.executable).with_name("fosctl")
+
+
+def closed_port_address() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{sock.getsockname()[1]}"
 
 
 def view(node_id: str, **flags) -> render.NodeView:
@@ -218,3 +225,171 @@ def test_cli_unreachable_cluster_exits_3_with_the_reason():
     line = one_line_error(done)
     assert line.startswith("fosctl: drain press-7: UNAVAILABLE: no coordinator replica answered")
     assert "127.0.0.1:1" in line
+
+
+# ---------------------------------------------------------------- end to end on a real cluster
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    from fos_raft.launcher import LocalCluster
+
+    local = LocalCluster(3, tmp_path_factory.mktemp("fosctl-cluster"))
+    try:
+        local.start()
+        local.wait_for_leader(timeout=30.0)
+        yield local
+    finally:
+        local.stop()
+
+
+@pytest.fixture(scope="module")
+def ctl(cluster):
+    """Run fosctl against the cluster (addresses through FOS_COORDINATORS)."""
+    env = {"FOS_COORDINATORS": ",".join(cluster.grpc_addresses)}
+
+    def run(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+        return fosctl("--timeout", "20", *args, env_extra={**env, **(env_extra or {})})
+
+    return run
+
+
+def ok_json(done: subprocess.CompletedProcess):
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_e2e_apply_is_idempotent_and_nodes_and_flow_show_the_chain(ctl):
+    done = ctl("apply", str(EXAMPLE))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [ln.split()[:2] for ln in lines[:8]] == [["registered", s.node_id] for s in SPECS]
+    assert lines[-1].startswith("8 registered; flow version ")
+
+    again = ok_json(ctl("apply", str(EXAMPLE), "--json"))
+    assert [r["action"] for r in again["results"]] == ["unchanged"] * 8
+    assert again["complete"] is True
+
+    nodes = ok_json(ctl("nodes", "--json"))
+    assert nodes["flow_version"] == again["flow_version"]
+    assert {n["node_id"]: n["state"] for n in nodes["nodes"]} == {
+        s.node_id: "in-flow" for s in SPECS}
+    assert {n["node_id"]: n["capacity"] for n in nodes["nodes"]}["press-2"] == 2
+
+    flow = ok_json(ctl("flow", "--format", "json"))
+    assert flow["version"] == nodes["flow_version"]
+    assert sorted(flow["members"]) == sorted(s.node_id for s in SPECS)
+    possible = set(render.possible_links(SPECS))
+    assert {(e["supplier"], e["consumer"], e["item"]) for e in flow["edges"]} <= possible
+    consumers = {(s.node_id, r.item) for s in SPECS for r in s.requires}
+    primaries = {(e["consumer"], e["item"]) for e in flow["edges"] if e["rank"] == 0}
+    assert primaries == consumers  # every input of every consumer has a primary supplier
+
+    dot = ctl("flow", "--format", "dot")
+    assert dot.returncode == 0 and dot.stdout.startswith("digraph flow {")
+    assert dot.stdout.count("style=bold") == len(primaries)
+    assert f"flow version {flow['version']}" in dot.stdout
+
+    table = ctl("flow")
+    assert table.returncode == 0
+    assert table.stdout.splitlines()[0].startswith(f"flow version {flow['version']}: 8 nodes")
+
+    exported = ctl("nodes", "--toml")
+    assert exported.returncode == 0
+    assert parse_catalog(exported.stdout) == sorted(SPECS, key=lambda s: s.node_id)
+
+
+def test_e2e_drain_and_undrain_move_the_flow_and_bad_names_fail_cleanly(ctl):
+    ok_json(ctl("apply", str(EXAMPLE), "--json"))
+    drained = ok_json(ctl("drain", "saw-1", "--json"))
+    assert drained["action"] == "drain" and drained["flow_version"] > 0
+    flow = ok_json(ctl("flow", "--json"))
+    assert flow["version"] >= drained["flow_version"]
+    assert not any(e["supplier"] == "saw-1" for e in flow["edges"])
+    assert {e["supplier"] for e in flow["edges"] if e["item"] == "wood"} == {"saw-2"}
+    state = {n["node_id"]: n["state"] for n in ok_json(ctl("nodes", "--json"))["nodes"]}
+    assert state["saw-1"] == "drained"
+    hood = ok_json(ctl("flow", "--node", "press-1", "--json"))
+    assert hood["node_id"] == "press-1" and hood["in_flow"]
+    assert {n["node_id"] for n in hood["neighbours"]} >= {"saw-2"}
+
+    done = ctl("undrain", "saw-1")
+    assert done.returncode == 0
+    assert re.fullmatch(r"undrained saw-1 \(flow version \d+\)\n", done.stdout)
+    flow = ok_json(ctl("flow", "--json"))
+    assert any(e["supplier"] == "saw-1" and e["rank"] == 0 for e in flow["edges"]), json.dumps(flow)
+
+    missing = ctl("drain", "press-7")
+    assert missing.returncode == 1
+    assert one_line_error(missing) == (
+        "fosctl: drain press-7: NOT_FOUND: node 'press-7' is not registered")
+    invalid = ctl("decommission", "bad id!")
+    assert invalid.returncode == 1
+    assert one_line_error(invalid).startswith("fosctl: decommission bad id!: INVALID_ARGUMENT: ")
+    future = ctl("flow", "--at-version", "999999")
+    assert future.returncode == 1
+    assert "does not exist yet" in one_line_error(future)
+
+
+def test_e2e_update_spec_and_apply_detect_conflicts_and_cycles(ctl, tmp_path):
+    ok_json(ctl("apply", str(EXAMPLE), "--json"))
+    before = {n["node_id"]: n for n in ok_json(ctl("nodes", "--json"))["nodes"]}
+    stale = ctl("update-spec", "press-1", "--capacity", "5",
+                "--expected-version", str(before["press-1"]["spec_version"] + 1000))
+    assert stale.returncode == 1
+    assert one_line_error(stale).startswith("fosctl: update-spec press-1: FAILED_PRECONDITION: ")
+
+    updated = ok_json(ctl("update-spec", "press-1", "--capacity", "5", "--json"))
+    assert updated["action"] == "updated" and updated["spec"]["capacity"] == 5
+    after = {n["node_id"]: n for n in ok_json(ctl("nodes", "--json"))["nodes"]}
+    assert after["press-1"]["capacity"] == 5
+    assert after["press-1"]["spec_version"] > before["press-1"]["spec_version"]
+
+    # apply puts the file's spec back (capacity 1), an update with compare-and-set
+    back = ok_json(ctl("apply", str(EXAMPLE), "--json"))
+    actions = {r["node_id"]: r["action"] for r in back["results"]}
+    assert actions["press-1"] == "updated"
+    assert set(actions.values()) == {"updated", "unchanged"}
+
+    # a node that makes wood out of windows closes a cycle with the registered chain:
+    # refused before anything is sent, so the flow version does not move
+    cyclic = tmp_path / "cyclic.toml"
+    cyclic.write_text('[[node]]\nid = "recycler"\naddress = "127.0.0.1:7299"\n'
+                      'produces = { item = "wood", qty = 1 }\n'
+                      'requires = [{ item = "window", qty = 1 }]\n')
+    version = ok_json(ctl("nodes", "--json"))["flow_version"]
+    refused = ctl("apply", str(cyclic))
+    assert refused.returncode == 2
+    assert "cycle" in one_line_error(refused)
+    assert ok_json(ctl("nodes", "--json"))["flow_version"] == version
+    assert "recycler" not in {n["node_id"] for n in ok_json(ctl("nodes", "--json"))["nodes"]}
+
+
+def test_e2e_status_members_watch_and_svg(ctl, cluster):
+    status = ok_json(ctl("status", "--json"))
+    assert status["has_quorum"] is True
+    assert {r["grpc_address"] for r in status["replicas"]} == set(cluster.grpc_addresses)
+    every = ok_json(ctl("status", "--all", "--json"))["replicas"]
+    assert len(every) == 3 and all("error" not in r for r in every)
+    members = ok_json(ctl("members", "list", "--json"))
+    assert sum(r["is_leader"] for r in members["replicas"]) == 1
+
+    version = ok_json(ctl("nodes", "--json"))["flow_version"]
+    watched = ctl("watch", "--count", "1", "--json")
+    assert watched.returncode == 0, watched.stderr
+    (line,) = watched.stdout.splitlines()
+    assert json.loads(line)["version"] >= version
+
+    no_dot = ctl("flow", "--format", "svg", env_extra={"PATH": str(FOSCTL.parent)})
+    assert no_dot.returncode == 1
+    assert "Graphviz 'dot' is not installed" in one_line_error(no_dot)
+    if shutil.which("dot"):
+        svg = ctl("flow", "--format", "svg")
+        assert svg.returncode == 0 and "<svg" in svg.stdout
+
+
+def test_e2e_a_dead_replica_in_the_list_does_not_matter(ctl, cluster):
+    dead = closed_port_address()
+    done = ctl("nodes", "--json",
+               env_extra={"FOS_COORDINATORS": ",".join([dead, *cluster.grpc_addresses])})
+    assert ok_json(done)["nodes"]
