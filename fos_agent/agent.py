@@ -1,0 +1,534 @@
+"""The Agent facade: one stage's node agent, for factory software and experiments.
+
+    agent = Agent("press-7", produces=ItemReq("window_frame", 5),
+                  requires=[ItemReq("wood", 3)], listen="0.0.0.0:7100",
+                  coordinators=["10.0.0.1:7000", ...], data_dir="/var/lib/fos/press-7")
+    async with agent:                       # recover WAL, serve, register or rejoin
+        async for inputs in agent.cycles(): # one batch of every input, held for this cycle
+            ...physical work...
+            await agent.emit(inputs)        # inputs CONSUMED + output QUEUED, one step
+
+``async with agent`` opens and recovers the WAL (a foreign or bad WAL refuses to start),
+serves fos.v1.Agent + grpc.health.v1 (port 0 binds a free port; the bound address is what
+gets registered), registers the node (or rejoins it with its current address), follows
+its neighbourhood on WatchFlow and starts input fetching, the supplier's retries and the
+failure detector. ``run_simulated(cycle_s)`` runs a simulated stage instead of cycles().
+Several Agents can share one event loop: nothing here is global.
+
+The coordinator is off the data path: while it is unreachable the agent keeps trading on
+the last flow it saw (also across a restart: the neighbourhood is saved in the data dir).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import grpc.aio
+import structlog
+
+from fos_agent.detector import DetectorSettings, FailureDetector
+from fos_agent.engine import Engine, RecoveryInfo, Signal
+from fos_agent.flowview import FlowView, load_flow, save_flow, view_from_pb
+from fos_agent.inputs import FetchSettings, InputFetcher
+from fos_agent.messages import Arrived, FlowChanged
+from fos_agent.metrics import Metrics
+from fos_agent.outbox import Outbox
+from fos_agent.peer_client import PeerClient
+from fos_agent.peer_service import start_server
+from fos_agent.protocol import NodeConfig
+from fos_agent.records import Batch
+from fos_agent.stage import Stage
+from fos_agent.wal import wal_path
+from fos_pb import agent_pb2
+from fos_pb import coordinator_pb2 as cpb
+from fos_raft.client import CoordinatorClient, CoordinatorError
+from fos_raft.model import ItemReq, NodeSpec
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    """Tuning knobs; the defaults suit a factory stage cycling about once a second."""
+
+    fetch: FetchSettings = field(default_factory=FetchSettings)
+    detector: DetectorSettings = field(default_factory=DetectorSettings)
+    output_cap: int = 16  # unsold QUEUED outputs before the stage pauses (not for sinks)
+    retry_s: float = 1.0  # re-offer an IN_TRANSIT batch after this long (then backoff)
+    rpc_timeout: float = 2.0  # peer RPC deadline (plus wait_ms for long-polls)
+    group_commit: bool = True  # False: one synced transaction per step (the naive design)
+    immediate_arrival: bool = True  # goods arrive with the message (else agent.arrived())
+    coordinator_timeout: float = 5.0  # one coordinator call, failover included
+    start_timeout: float = 30.0  # registering at start, when no saved flow exists
+
+
+@dataclass(slots=True)
+class Inputs:
+    """The batches held for one cycle (one of every required item)."""
+
+    ids: tuple[str, ...]
+    batches: tuple[Batch, ...]
+    emitted: bool = False
+
+    def __getitem__(self, item: str) -> Batch:
+        for batch in self.batches:
+            if batch.item == item:
+                return batch
+        raise KeyError(item)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class Agent:
+    def __init__(self, node_id: str, produces: ItemReq | None = None,
+                 requires: Sequence[ItemReq] = (), listen: str = "127.0.0.1:0",
+                 coordinators: Sequence[str] = (), data_dir: str | Path = ".", *,
+                 capacity: int = 1, workers: int = 1, cycle_s: float | None = None,
+                 time_per_batch: float | None = None, advertise: str | None = None,
+                 settings: AgentSettings | None = None) -> None:
+        """``produces=None``: use the spec already in the catalog. ``cycle_s`` (alias
+        ``time_per_batch``): run the simulated stage with ``workers`` workers once started.
+        ``advertise``: the host others reach us at (default: the listen host, or this
+        machine's address when listening on a wildcard)."""
+        if not coordinators:
+            raise ValueError("an agent needs at least one coordinator address")
+        self.node_id = node_id
+        self._given = (produces, tuple(requires), capacity)
+        self.listen = listen
+        self.coordinators = list(coordinators)
+        self.data_dir = Path(data_dir)
+        self.workers = workers
+        self.cycle_s = cycle_s if cycle_s is not None else time_per_batch
+        self.advertise = advertise
+        self.settings = settings or AgentSettings()
+        self.metrics = Metrics(node_id)
+        self.log = structlog.get_logger("fos_agent").bind(node=node_id)
+        self.address = ""
+        self.spec: NodeSpec | None = None
+        self.flow = FlowView(node_id)
+        self.flow_changed = Signal()
+        self.incarnation = 0
+        self.coordinator: CoordinatorClient | None = None
+        self.engine: Engine = None  # type: ignore[assignment]  # set by start()
+        self.detector: FailureDetector = None  # type: ignore[assignment]
+        self.stage: Stage = None  # type: ignore[assignment]
+        self.peers: PeerClient | None = None
+        self.outbox: Outbox | None = None
+        self._server: grpc.aio.Server | None = None
+        self._tasks: dict[str, asyncio.Task[Any]] = {}
+        self._fetchers: dict[str, asyncio.Task[Any]] = {}
+        self._resolved: dict[str, tuple[str, float]] = {}  # non-neighbour -> (address, at)
+        self._catalog_consumes: tuple[int, bool] | None = None  # (flow version, answer)
+        self._last_rejoin = 0.0
+        self._started = False
+        self.stopped = asyncio.Event()
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Agent:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def loop_time(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        self._started = True
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.coordinator = CoordinatorClient(self.coordinators,
+                                             timeout=self.settings.coordinator_timeout)
+        saved = load_flow(self.data_dir)
+        self.spec = await self._initial_spec(saved)
+        config = self._node_config(self.spec)
+        self.engine = Engine(wal_path(self.data_dir), config, self.metrics,
+                             group_commit=self.settings.group_commit,
+                             on_recovered=self._on_recovered)
+        info = self.engine.open()  # WalError for a foreign WAL: refuse to start
+        self.metrics.inc("wal_recovered_batches", info.unfinished)
+        self.incarnation = info.incarnation
+        self.log = self.log.bind(incarnation=info.incarnation)
+        self.peers = PeerClient(self.node_id, self.resolve, self.metrics,
+                                on_contact=self._contact,
+                                rpc_timeout=self.settings.rpc_timeout)
+        self.detector = FailureDetector(self.node_id, self._ping, self._report_suspect,
+                                        self.metrics, self.settings.detector)
+        self.outbox = Outbox(self.engine, self.peers, retry_s=self.settings.retry_s)
+        self.stage = Stage(self.engine, self.metrics, output_cap=self.settings.output_cap,
+                           is_sink=self.is_sink)
+        self._server, port = await start_server(self, self.listen)
+        self.address = f"{self._advertised_host()}:{port}"
+        self.spec = replace(self.spec, address=self.address)
+        self.log.info("agent serving", address=self.address,
+                      recovered=info.unfinished)
+        if saved is not None and saved.known:
+            await self._apply_hood(saved, save=False)
+        try:
+            await self._join()
+        except CoordinatorError as exc:
+            if self.flow.version == 0:
+                raise
+            self.log.warning("coordinator unreachable at start; trading on the saved flow",
+                             error=str(exc))
+            self._spawn("join", self._join_forever())
+        self.outbox.send(info.messages)
+        self._spawn("watch", self._watch())
+        self._spawn("retries", self.outbox.run_retries())
+        self._spawn("detector", self.detector.run())
+        self._sync_fetchers()
+        if self.cycle_s is not None:
+            self._spawn("stage", self.stage.run_simulated(self.cycle_s, self.workers))
+
+    async def stop(self) -> None:
+        """Stop trading and serving; flush what is pending; close the WAL. Idempotent."""
+        if not self._started:
+            return
+        self._started = False
+        for task in [*self._fetchers.values(), *self._tasks.values()]:
+            task.cancel()
+        await asyncio.gather(*self._fetchers.values(), *self._tasks.values(),
+                             return_exceptions=True)
+        self._fetchers.clear()
+        self._tasks.clear()
+        if self.outbox is not None:
+            await self.outbox.close(flush=True)
+        if self.detector is not None:
+            await self.detector.close()
+        if self._server is not None:
+            await self._server.stop(grace=0.5)
+        if self.engine is not None:
+            await self.engine.close()
+        if self.peers is not None:
+            await self.peers.close()
+        if self.coordinator is not None:
+            await self.coordinator.close()
+        self.stopped.set()
+        self.log.info("agent stopped")
+
+    def _spawn(self, name: str, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks[name] = task
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.log.error("agent task died", error=repr(task.exception()))
+
+    def _advertised_host(self) -> str:
+        if self.advertise:
+            return self.advertise
+        host = self.listen.rpartition(":")[0].strip("[]")
+        if host in ("", "0.0.0.0", "::"):
+            return socket.gethostbyname(socket.gethostname())
+        return host
+
+    def _node_config(self, spec: NodeSpec) -> NodeConfig:
+        return NodeConfig(self.node_id, spec.produces, tuple(spec.requires),
+                          immediate_arrival=self.settings.immediate_arrival)
+
+    def _on_recovered(self, info: RecoveryInfo) -> None:
+        self.incarnation = info.incarnation
+        if self.outbox is not None:
+            self.outbox.send(info.messages)
+
+    # ---- the coordinator -------------------------------------------------------------------
+
+    async def _initial_spec(self, saved: cpb.Neighbourhood | None) -> NodeSpec:
+        produces, requires, capacity = self._given
+        if produces is not None:
+            return NodeSpec(self.node_id, "127.0.0.1:1", produces, requires, capacity)
+        assert self.coordinator is not None
+        try:
+            self.metrics.inc("flow_queries")
+            hood = (await self.coordinator.get_flow(self.node_id)).neighbourhood
+        except CoordinatorError:
+            if saved is None or not saved.known:
+                raise
+            hood = saved
+        if not hood.known:
+            raise LookupError(f"node {self.node_id!r} is not in the catalog; give its spec "
+                              "(produces/requires) to register it")
+        return view_from_pb(self.node_id, hood).spec  # type: ignore[return-value]
+
+    async def _join(self) -> None:
+        """Register, or rejoin with our current address; adopt the catalog's spec."""
+        coord, spec = self.coordinator, self.spec
+        assert coord is not None and spec is not None
+        deadline = self.loop_time() + self.settings.start_timeout
+        while True:
+            try:
+                self.metrics.inc("flow_queries")
+                hood = (await coord.get_flow(self.node_id)).neighbourhood
+                if not hood.known:
+                    try:
+                        await coord.register(spec)
+                        self.log.info("registered", spec=str(spec))
+                        return
+                    except CoordinatorError as exc:
+                        if exc.code.name != "ALREADY_EXISTS":
+                            raise
+                        self.metrics.inc("flow_queries")
+                        hood = (await coord.get_flow(self.node_id)).neighbourhood
+                catalog = view_from_pb(self.node_id, hood).spec
+                if catalog is not None and _differs(catalog, spec):
+                    self.log.warning("catalog spec differs from ours; following the catalog "
+                                     "(use update_spec to change it)",
+                                     catalog=str(catalog), ours=str(spec))
+                    self._adopt_spec(catalog)
+                if not hood.alive or hood.spec.address != self.address:
+                    await coord.rejoin(self.node_id, self.address)
+                    self.log.info("rejoined", address=self.address)
+                return
+            except CoordinatorError as exc:
+                if exc.code.name in ("INVALID_ARGUMENT", "FAILED_PRECONDITION",
+                                     "ALREADY_EXISTS") or self.loop_time() >= deadline:
+                    raise
+                await asyncio.sleep(0.2)
+
+    async def _join_forever(self) -> None:
+        while True:
+            try:
+                await self._join()
+                return
+            except CoordinatorError:
+                await asyncio.sleep(1.0)
+
+    async def _watch(self) -> None:
+        assert self.coordinator is not None
+        while True:
+            try:
+                async for reply in self.coordinator.watch_flow(self.node_id):
+                    self.metrics.inc("flow_queries")
+                    await self._apply_hood(reply.neighbourhood)
+            except CoordinatorError as exc:
+                self.log.error("flow watch refused", error=str(exc))
+                await asyncio.sleep(1.0)
+
+    async def _apply_hood(self, hood: cpb.Neighbourhood, save: bool = True) -> None:
+        view = view_from_pb(self.node_id, hood)
+        if view.version < self.flow.version:
+            return
+        previous, self.flow = self.flow, view
+        if view.spec is not None and self.spec is not None and _differs(view.spec, self.spec):
+            self.log.info("spec changed by the coordinator", spec=str(view.spec))
+            self._adopt_spec(view.spec)
+        await self.engine.step(FlowChanged(view.version, view.consumers))
+        self.detector.watch({n for n, alive in view.alive_of.items() if alive})
+        assert self.outbox is not None
+        for consumer in view.consumers:
+            if view.alive_of.get(consumer) and not previous.alive_of.get(consumer, False):
+                self.outbox.kick(consumer)  # back (or new): re-offer what it may miss
+        if save:
+            with contextlib.suppress(OSError):
+                save_flow(self.data_dir, hood)
+        if view.known and not view.alive and self._started:
+            self._maybe_rejoin()
+        self._sync_fetchers()
+        self.flow_changed.notify()
+        self.log.debug("flow", version=view.version, in_flow=view.in_flow,
+                       consumers=sorted(view.consumers),
+                       suppliers={k: [s.node_id for s in v] for k, v in view.suppliers.items()})
+
+    def _adopt_spec(self, spec: NodeSpec) -> None:
+        self.spec = replace(spec, address=self.address or spec.address)
+        self.engine.set_config(self._node_config(self.spec))
+        self._catalog_consumes = None
+
+    def _maybe_rejoin(self) -> None:
+        """The flow says we are down while we run (a false death, or we were paused)."""
+        now = self.loop_time()
+        if now - self._last_rejoin < 1.0 or "rejoin" in self._tasks:
+            return
+        self._last_rejoin = now
+        self.log.warning("the coordinator has us down; rejoining")
+
+        async def rejoin() -> None:
+            assert self.coordinator is not None
+            try:
+                await self.coordinator.rejoin(self.node_id, self.address)
+            except CoordinatorError as exc:
+                self.log.warning("rejoin failed", error=str(exc))
+            finally:
+                self._tasks.pop("rejoin", None)
+
+        self._spawn("rejoin", rejoin())
+
+    def _sync_fetchers(self) -> None:
+        """One fetcher per required item (requirements may change with the spec)."""
+        if not self._started or self.outbox is None or self.peers is None:
+            return
+        wanted = {r.item for r in self.engine.config.requires}
+        for item in list(self._fetchers):
+            if item not in wanted:
+                self._fetchers.pop(item).cancel()
+        for item in wanted - set(self._fetchers):
+            fetcher = InputFetcher(item, self.engine, self.peers, self.outbox,
+                                   lambda: self.flow, self.flow_changed, self.metrics,
+                                   self.settings.fetch, self.detector.suspected)
+            self._fetchers[item] = asyncio.ensure_future(fetcher.run())
+
+    async def resolve(self, node: str) -> str | None:
+        """A peer's address: from the neighbourhood, else asked of the coordinator (a
+        former neighbour we still owe goods or confirmations to)."""
+        address = self.flow.addresses.get(node)
+        if address:
+            return address
+        cached = self._resolved.get(node)
+        now = self.loop_time()
+        if cached is not None and now - cached[1] < 10.0:
+            return cached[0] or None
+        self._resolved[node] = ("", now)  # one lookup at a time / per 10 s
+        if self.coordinator is None:
+            return None
+        try:
+            self.metrics.inc("flow_queries")
+            hood = (await self.coordinator.get_flow(node, timeout=2.0)).neighbourhood
+        except CoordinatorError:
+            return None
+        address = hood.spec.address if hood.known else ""
+        self._resolved[node] = (address, now)
+        return address or None
+
+    def is_sink(self) -> bool:
+        """Our product is a final product: no catalog node requires it. Asked of the
+        coordinator once per flow version, only while we have no flow consumers."""
+        if self.flow.consumers:
+            return False
+        version = self.flow.version
+        if self._catalog_consumes is None or self._catalog_consumes[0] != version:
+            self._catalog_consumes = (version, self._catalog_consumes[1]
+                                      if self._catalog_consumes else True)
+            if "catalog" not in self._tasks and self.coordinator is not None:
+                self._spawn("catalog", self._check_catalog(version))
+        return not self._catalog_consumes[1]
+
+    async def _check_catalog(self, version: int) -> None:
+        assert self.coordinator is not None and self.spec is not None
+        try:
+            self.metrics.inc("flow_queries")
+            nodes = await self.coordinator.list_nodes()
+            item = self.spec.produces.item
+            consumes = any(r.item == item for n in nodes.nodes for r in n.spec.requires)
+            self._catalog_consumes = (version, consumes)
+            self.engine.outbound_changed.notify()  # a waiting stage re-checks its room
+        except CoordinatorError:
+            pass
+        finally:
+            self._tasks.pop("catalog", None)
+
+    async def _report_suspect(self, suspect: str, reason: str) -> str:
+        assert self.coordinator is not None
+        outcome, _ = await self.coordinator.report_suspect(self.node_id, suspect, reason)
+        return outcome
+
+    async def _ping(self, node: str, timeout: float) -> None:
+        assert self.peers is not None
+        await self.peers.ping(node, self.flow.version, timeout)
+
+    def _contact(self, node: str, ok: bool) -> None:
+        if self.detector is not None:
+            self.detector.contact(node, ok)
+
+    # ---- factory software ------------------------------------------------------------------
+
+    async def cycles(self) -> AsyncIterator[Inputs]:
+        """Yield held inputs for each cycle; ``emit(inputs)`` ends the cycle. A cycle not
+        emitted when the loop comes back (or ends) is released and counted skipped. Waits
+        for room in the output buffer first (backpressure), so sources are paced by their
+        consumers and by their own loop."""
+        while self._started:
+            await self.stage.wait_room()
+            ids = await self.stage.wait_inputs()
+            inputs = Inputs(ids, self.stage.batches(ids))
+            self.metrics.inc("total_cycles")
+            try:
+                yield inputs
+            finally:
+                if not inputs.emitted:
+                    inputs.emitted = True
+                    self.stage.release(ids)
+                    self.metrics.inc("skipped_cycles")
+
+    async def emit(self, inputs: Inputs | None = None) -> Batch:
+        """Consume ``inputs`` (from cycles(); None for a source stage outside cycles())
+        and queue this stage's output, in one durable step; returns the new batch."""
+        if inputs is not None:
+            if inputs.emitted:
+                raise ValueError("these inputs were already emitted or released")
+            inputs.emitted = True
+        batch = await self.stage.produce(inputs.ids if inputs is not None else ())
+        self.metrics.inc("successful_cycles")
+        return batch
+
+    async def run_simulated(self, cycle_s: float, workers: int | None = None) -> None:
+        """Run the simulated stage until cancelled (see fos_agent.stage)."""
+        await self.stage.run_simulated(cycle_s, workers or self.workers)
+
+    async def arrived(self, batch_id: str) -> None:
+        """Physical arrival of an inbound batch (only with immediate_arrival=False)."""
+        assert self.outbox is not None
+        (effects,) = await self.engine.step(Arrived(batch_id))
+        self.outbox.send(effects.messages)
+
+    async def update_spec(self, produces: ItemReq | None = None,
+                          requires: Sequence[ItemReq] | None = None,
+                          capacity: int | None = None,
+                          expected_version: int | None = None) -> int:
+        """Change this node's spec at the coordinator (compare-and-set with
+        ``expected_version``); the agent follows it when the flow arrives."""
+        assert self.coordinator is not None and self.spec is not None
+        spec = replace(self.spec,
+                       produces=produces or self.spec.produces,
+                       requires=tuple(requires) if requires is not None else self.spec.requires,
+                       capacity=capacity or self.spec.capacity, address=self.address)
+        return await self.coordinator.update_spec(spec, expected_version)
+
+    async def drain(self) -> int:
+        assert self.coordinator is not None
+        return await self.coordinator.drain(self.node_id)
+
+    async def undrain(self) -> int:
+        assert self.coordinator is not None
+        return await self.coordinator.undrain(self.node_id)
+
+    # ---- observation -----------------------------------------------------------------------
+
+    def gauges(self) -> dict[str, float]:
+        node = self.engine.node if self.engine is not None else None
+        if node is None:
+            return {}
+        return {"queued_outbound": float(node.queued_outbound_count),
+                "queued_inbound": float(sum(node.inbound_queued_counts().values())),
+                "flow_version": float(self.flow.version)}
+
+    def stats_reply(self) -> agent_pb2.StatsReply:
+        node = self.engine.node
+        receipts = [agent_pb2.Receipt(supplier=r.supplier, item=r.item, batch_id=r.batch_id,
+                                      unix_ms=r.unix_ms) for r in self.metrics.receipts]
+        return agent_pb2.StatsReply(
+            node_id=self.node_id, flow_version=self.flow.version, in_flow=self.flow.in_flow,
+            counters=self.metrics.snapshot(),
+            queued_outbound=node.queued_outbound_count if node else 0,
+            queued_inbound=sum(node.inbound_queued_counts().values()) if node else 0,
+            incarnation=self.incarnation, recent_receipts=receipts, unix_time=time.time())
+
+
+def _differs(a: NodeSpec, b: NodeSpec) -> bool:
+    """Specs differ in what the stage does (the address may change freely)."""
+    return (a.produces, tuple(a.requires), a.capacity) != (b.produces, tuple(b.requires),
+                                                           b.capacity)

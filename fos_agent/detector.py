@@ -1,0 +1,167 @@
+"""Neighbour-only failure detector (DESIGN.md section 5, issue 3).
+
+Each agent watches only its flow neighbours that the flow says are alive. Any successful
+RPC with a neighbour, in either direction, is a heartbeat (``contact(node, True)``); a
+Ping is sent only when the link has been idle for ``ping_interval``. A neighbour is
+suspected when contact with it has failed and nothing succeeded for ``suspect_after``
+seconds; the suspicion goes to the coordinator (``ReportSuspect``), which probes the
+suspect's grpc.health.v1 endpoint before marking it down, so a false suspicion on a loaded
+machine costs one probe, not a death.
+
+Reports are retried in the background while the coordinator is unreachable and dropped
+only if the suspect is heard from again (then it was not dead). After MARKED_DOWN or
+ALREADY_DOWN the suspect is left alone until the flow shows it alive again; after REFUTED
+it gets a fresh ``suspect_after`` window.
+
+Defaults: ping 0.5 s, suspect after 1.5 s. A SIGKILLed neighbour on loopback refuses
+connections at once, so it is reported about 1.5 s after its last answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from fos_agent.metrics import Metrics
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorSettings:
+    ping_interval: float = 0.5  # ping a neighbour when the link was idle this long
+    suspect_after: float = 1.5  # failed contact and no success for this long -> suspect
+    ping_timeout: float = 1.0  # deadline of one Ping
+    report_backoff: float = 0.25  # first retry pause of an undelivered report (doubles, <= 2 s)
+
+
+@dataclass(slots=True)
+class _Link:
+    last_ok: float  # last successful contact (or when watching began)
+    last_activity: float  # last contact attempt either way
+    failed: bool = False  # a contact failed since last_ok
+    pinging: bool = False
+    reporting: bool = False
+    reported: bool = False  # coordinator says it is down: wait for the flow
+
+
+PingFn = Callable[[str, float], Awaitable[Any]]
+ReportFn = Callable[[str, str], Awaitable[str]]  # (suspect, reason) -> outcome name
+
+
+class FailureDetector:
+    def __init__(self, node_id: str, ping: PingFn, report: ReportFn, metrics: Metrics,
+                 settings: DetectorSettings | None = None) -> None:
+        self.node_id = node_id
+        self.settings = settings or DetectorSettings()
+        self._ping = ping
+        self._report = report
+        self.metrics = metrics
+        self.log = structlog.get_logger("fos_agent.detector").bind(node=node_id)
+        self._links: dict[str, _Link] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.outcomes: list[tuple[str, str]] = []  # (suspect, outcome), for tests and logs
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    @property
+    def watched(self) -> frozenset[str]:
+        return frozenset(self._links)
+
+    def suspected(self) -> frozenset[str]:
+        """Neighbours with failed contact right now (suspected or about to be)."""
+        return frozenset(n for n, link in self._links.items() if link.failed)
+
+    def watch(self, alive_neighbours: set[str] | frozenset[str]) -> None:
+        """The flow changed: watch exactly these (alive) neighbours."""
+        now = self._now()
+        for node in list(self._links):
+            if node not in alive_neighbours:
+                del self._links[node]
+        for node in alive_neighbours:
+            if node == self.node_id:
+                continue
+            link = self._links.get(node)
+            if link is None or link.reported:  # new, or back alive after a mark-down
+                self._links[node] = _Link(last_ok=now, last_activity=now)
+
+    def contact(self, node: str, ok: bool) -> None:
+        """An RPC with ``node`` succeeded (ok) or got no answer."""
+        link = self._links.get(node)
+        if link is None:
+            return
+        now = self._now()
+        link.last_activity = now
+        if ok:
+            link.last_ok = now
+            link.failed = False
+        else:
+            link.failed = True
+
+    def tick(self) -> None:
+        """Start the pings and reports that are due (called every ping_interval / 2)."""
+        s = self.settings
+        now = self._now()
+        for node, link in self._links.items():
+            if link.reported:
+                continue
+            if not link.pinging and now - link.last_activity >= s.ping_interval:
+                link.pinging = True
+                self._spawn(self._ping_one(node, link))
+            if (link.failed and not link.reporting
+                    and now - link.last_ok >= s.suspect_after):
+                link.reporting = True
+                silent = now - link.last_ok
+                self._spawn(self._report_one(node, link, f"no answer for {silent:.2f} s"))
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.ping_interval / 2)
+            self.tick()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _ping_one(self, node: str, link: _Link) -> None:
+        self.metrics.inc("heartbeats")
+        try:
+            await self._ping(node, self.settings.ping_timeout)
+        except Exception:  # the client already reported the failed contact
+            pass
+        finally:
+            link.pinging = False
+
+    async def _report_one(self, node: str, link: _Link, reason: str) -> None:
+        backoff = self.settings.report_backoff
+        try:
+            while self._links.get(node) is link and link.failed:
+                try:
+                    outcome = await self._report(node, reason)
+                except Exception as exc:  # coordinator unreachable: keep the report
+                    self.log.info("suspicion not delivered yet", suspect=node,
+                                  error=str(exc)[:200])
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 2.0)
+                    continue
+                self.metrics.inc("suspicions_reported")
+                self.outcomes.append((node, outcome))
+                self.log.info("suspicion reported", suspect=node, outcome=outcome,
+                              reason=reason)
+                if outcome == "REFUTED":
+                    link.last_ok = self._now()  # alive says the coordinator: fresh window
+                else:
+                    link.reported = True
+                return
+        finally:
+            link.reporting = False
+
+    async def close(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,154 @@
+"""Input fetching: keep a small buffer of every required item by buying from suppliers.
+
+One ``InputFetcher`` per required item runs ``inflight`` workers. A worker sleeps while the
+item's buffer (unheld QUEUED + IN_TRANSIT inbound + requests in flight) holds ``prefetch``
+batches; otherwise it asks the item's suppliers in flow rank order:
+
+- the first supplier with a ``wait_ms`` long-poll (an empty supplier answers when it has
+  produced, instead of being polled in a storm);
+- on BatchUnavailable, refusal, or no answer (connection refused, timeout) it switches AT
+  ONCE, locally, to the next rank with a quick (``wait_ms`` 0) request. This is what makes
+  a reroute fast: a SIGKILLed supplier refuses connections immediately, so its consumers
+  buy from their backup before the coordinator has even been told.
+- a supplier that gave no answer is tried last for ``cooldown_s``.
+
+Confirmations pending for a supplier ride on the next request to it (see Outbox). Each
+request has a fresh request_id; a retried one is answered from the supplier's WAL
+(request_id dedup), so a lost reply never makes a second batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from fos_agent.engine import Engine, Signal
+from fos_agent.flowview import FlowView, Supplier
+from fos_agent.messages import BatchSent, NewRequest, RefusalReason, RequestRefused
+from fos_agent.metrics import Metrics
+from fos_agent.outbox import Outbox
+from fos_agent.peer_client import PeerClient, PeerRefused, PeerUnreachable
+
+
+@dataclass(frozen=True, slots=True)
+class FetchSettings:
+    prefetch: int = 2  # batches of each input kept ready (queued + on the way)
+    inflight: int = 1  # concurrent requests per input item
+    long_poll_ms: int = 1000  # wait_ms sent to the first supplier asked
+    cooldown_s: float = 2.0  # a supplier that gave no answer is asked last this long
+    idle_pause_s: float = 0.25  # after a round that got nothing fast (all refused/down)
+
+
+class InputFetcher:
+    def __init__(self, item: str, engine: Engine, client: PeerClient, outbox: Outbox,
+                 flow: Callable[[], FlowView], flow_changed: Signal, metrics: Metrics,
+                 settings: FetchSettings, suspected: Callable[[], frozenset[str]]) -> None:
+        self.item = item
+        self.engine = engine
+        self.client = client
+        self.outbox = outbox
+        self.flow = flow
+        self.flow_changed = flow_changed
+        self.metrics = metrics
+        self.settings = settings
+        self.suspected = suspected
+        self.log = structlog.get_logger("fos_agent.inputs").bind(node=client.node_id,
+                                                                  item=item)
+        self._inflight = 0
+        self._failed_at: dict[str, float] = {}  # supplier -> monotonic time of no answer
+
+    def buffered(self) -> int:
+        node = self.engine.node
+        if node is None:
+            return self._inflight
+        held = node.held
+        queued = sum(1 for r in node.inbound_queued(self.item) if r.batch_id not in held)
+        transit = sum(1 for r in node.inbound_in_transit() if r.batch.item == self.item)
+        return queued + transit + self._inflight
+
+    async def run(self) -> None:
+        workers = [asyncio.ensure_future(self._worker())
+                   for _ in range(max(1, self.settings.inflight))]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    async def _worker(self) -> None:
+        while True:
+            inbound = self.engine.inbound_changed.ticket()
+            flow = self.flow_changed.ticket()
+            if self.buffered() >= self.settings.prefetch:
+                await Signal.wait_ticket(inbound)
+                continue
+            started = time.monotonic()
+            self._inflight += 1
+            try:
+                got = await self.fetch_one()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # engine recovering, or a bug: do not spin
+                self.log.warning("fetch failed", error=str(exc))
+                got = False
+            finally:
+                self._inflight -= 1
+            if not got and time.monotonic() - started < self.settings.idle_pause_s:
+                await Signal.wait_ticket(flow, self.settings.idle_pause_s)
+
+    def order(self, suppliers: tuple[Supplier, ...]) -> list[Supplier]:
+        """Flow rank order, suppliers that recently gave no answer (or that the failure
+        detector suspects) last."""
+        now = time.monotonic()
+        suspected = self.suspected()
+
+        def recently_failed(s: Supplier) -> bool:
+            at = self._failed_at.get(s.node_id)
+            return (s.node_id in suspected or not s.alive
+                    or (at is not None and now - at < self.settings.cooldown_s))
+
+        return sorted(suppliers, key=lambda s: (recently_failed(s), s.rank, s.node_id))
+
+    async def fetch_one(self) -> bool:
+        """One round over the suppliers; True when a batch was sent to us."""
+        view = self.flow()
+        for i, supplier in enumerate(self.order(view.ranked_suppliers(self.item))):
+            wait_ms = self.settings.long_poll_ms if i == 0 else 0
+            if await self._ask(supplier.node_id, view.version, wait_ms):
+                return True
+        return False
+
+    async def _ask(self, supplier: str, flow_version: int, wait_ms: int) -> bool:
+        (made,) = await self.engine.step(NewRequest(supplier, self.item,
+                                                    flow_version=flow_version,
+                                                    wait_ms=wait_ms))
+        (request,) = made.messages
+        delivered = self.outbox.take_confirms(supplier)
+        self.metrics.inc("batches_requested")
+        try:
+            reply = await self.client.request(request, delivered)
+        except PeerUnreachable as exc:
+            self.outbox.give_back_confirms(supplier, delivered)
+            self._failed_at[supplier] = time.monotonic()
+            self.log.debug("supplier gave no answer", supplier=supplier, error=exc.reason)
+            return False
+        except PeerRefused as exc:
+            self.log.info("supplier refused", supplier=supplier, code=exc.code.name,
+                          details=exc.details)
+            return False
+        self._failed_at.pop(supplier, None)
+        (effects,) = await self.engine.step(reply)
+        self.outbox.send(effects.messages)
+        if isinstance(reply, RequestRefused):
+            self.log.debug("request refused", supplier=supplier, reason=reply.reason.value,
+                           supplier_flow=reply.flow_version, our_flow=flow_version)
+            if (reply.reason is RefusalReason.NOT_A_CONSUMER
+                    and reply.flow_version > flow_version):
+                # our flow is behind the supplier's: the watch will bring the new one
+                await Signal.wait_ticket(self.flow_changed.ticket(), 1.0)
+        return isinstance(reply, BatchSent)

@@ -1,0 +1,165 @@
+"""The agent's counters (the paper's metric names), in-process and for Prometheus.
+
+Counters are a plain dict updated on the hot path (no locks: one event loop per agent);
+Prometheus reads them at scrape time through a custom collector, so several agents in one
+process each keep their own numbers and one registry can serve all of them with a ``node``
+label (fos_agent.host).
+
+Names (readable as ``agent.metrics["successful_cycles"]`` and in the Stats RPC's counters):
+
+- ``successful_cycles``, ``skipped_cycles``, ``total_cycles``: manufacture cycles of the
+  stage loop (a cycle is skipped when an input is missing or the output buffer is full).
+- ``batches_produced``, ``batches_consumed``: outputs queued / inputs consumed by cycles.
+- ``batches_delivered``: outbound batches that went DELIVERED (the consumer confirmed).
+- ``batches_received``: inbound batches recorded here (first time only).
+- ``batches_requested``: RequestBatch calls this node made as a consumer.
+- ``messages_sent.<Kind>``, ``messages_received.<Kind>``: peer RPCs by kind (RequestBatch,
+  WaitingForBatch, DeliveryConfirmed, OfferBatch, Ping); ``sent`` counts attempts.
+- ``heartbeats``: explicit Pings this node sent to idle neighbours (successful RPCs of any
+  kind also count as liveness evidence but are not heartbeats).
+- ``wal_recovered_batches``: batch records found unfinished in the WAL at start (outbound
+  QUEUED/IN_TRANSIT, inbound IN_TRANSIT/QUEUED): what recovery resumed.
+- ``wal_ghost_batches``: batches this node first learned of through a supplier's re-offer
+  from its WAL (OfferBatch of a batch unknown here): trades whose BatchSent reply was lost
+  (a crash, a timeout) and that the WAL-driven retry completed instead of losing.
+- ``flow_queries``: coordinator reads (GetFlow, ListNodes) plus flow updates received on
+  the WatchFlow stream.
+- ``suspicions_reported``: ReportSuspect calls delivered to the coordinator.
+- ``batches_received_from:<supplier>`` and ``last_received_from_at:<supplier>`` (unix
+  seconds): per-supplier receipts, for the harness's reroute times.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
+
+COUNTERS = (
+    "successful_cycles", "skipped_cycles", "total_cycles", "batches_produced",
+    "batches_consumed", "batches_delivered", "batches_received", "batches_requested",
+    "heartbeats", "wal_recovered_batches", "wal_ghost_batches", "flow_queries",
+    "suspicions_reported",
+)
+MESSAGE_KINDS = ("RequestBatch", "WaitingForBatch", "DeliveryConfirmed", "OfferBatch", "Ping")
+RECEIVED_FROM = "batches_received_from:"
+RECEIVED_AT = "last_received_from_at:"
+
+
+RECEIPT_RING = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """A batch this node received (its inbound record was created), wall-clock stamped."""
+
+    supplier: str
+    item: str
+    batch_id: str
+    unix_ms: int
+
+
+class Metrics(Mapping[str, float]):
+    """One agent's counters. Every paper name exists from the start (value 0)."""
+
+    def __init__(self, node_id: str, receipts: int = RECEIPT_RING) -> None:
+        self.node_id = node_id
+        self.receipts: deque[Receipt] = deque(maxlen=receipts)
+        self._values: dict[str, float] = dict.fromkeys(COUNTERS, 0.0)
+        for kind in MESSAGE_KINDS:
+            self._values[f"messages_sent.{kind}"] = 0.0
+            self._values[f"messages_received.{kind}"] = 0.0
+
+    def inc(self, name: str, amount: float = 1.0) -> None:
+        self._values[name] = self._values.get(name, 0.0) + amount
+
+    def set(self, name: str, value: float) -> None:
+        self._values[name] = value
+
+    def sent(self, kind: str) -> None:
+        self.inc(f"messages_sent.{kind}")
+
+    def received(self, kind: str) -> None:
+        self.inc(f"messages_received.{kind}")
+
+    def receipt(self, supplier: str, item: str, batch_id: str) -> None:
+        now = time.time()
+        self.inc("batches_received")
+        self.inc(RECEIVED_FROM + supplier)
+        self._values[RECEIVED_AT + supplier] = now
+        self.receipts.append(Receipt(supplier, item, batch_id, int(now * 1000)))
+
+    def __getitem__(self, name: str) -> float:
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def snapshot(self) -> dict[str, float]:
+        return dict(self._values)
+
+
+class AgentCollector(Collector):
+    """Prometheus view of one or more agents' Metrics, labelled by node.
+
+    ``fos_agent_<name>_total{node}`` for the paper counters,
+    ``fos_agent_messages_sent_total{node,kind}`` / ``..._received_total``,
+    ``fos_agent_batches_received_from_total{node,supplier}``, and gauges
+    ``fos_agent_queued_outbound{node}`` / ``fos_agent_queued_inbound{node}`` when the
+    source provides them.
+    """
+
+    def __init__(self, sources: Iterable[object]) -> None:
+        self._sources = list(sources)  # objects with .metrics and optionally .gauges()
+
+    def add(self, source: object) -> None:
+        self._sources.append(source)
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        plain = {name: CounterMetricFamily(f"fos_agent_{name}", name.replace("_", " "),
+                                           labels=["node"]) for name in COUNTERS}
+        sent = CounterMetricFamily("fos_agent_messages_sent", "peer RPCs sent by kind",
+                                   labels=["node", "kind"])
+        received = CounterMetricFamily("fos_agent_messages_received",
+                                       "peer RPCs received by kind", labels=["node", "kind"])
+        by_supplier = CounterMetricFamily("fos_agent_batches_received_from",
+                                          "batches received per supplier",
+                                          labels=["node", "supplier"])
+        gauges: dict[str, GaugeMetricFamily] = {}
+        for source in self._sources:
+            metrics: Metrics = source.metrics  # type: ignore[attr-defined]
+            node = metrics.node_id
+            for name, value in metrics.snapshot().items():
+                if name in plain:
+                    plain[name].add_metric([node], value)
+                elif name.startswith("messages_sent."):
+                    sent.add_metric([node, name.partition(".")[2]], value)
+                elif name.startswith("messages_received."):
+                    received.add_metric([node, name.partition(".")[2]], value)
+                elif name.startswith(RECEIVED_FROM):
+                    by_supplier.add_metric([node, name[len(RECEIVED_FROM):]], value)
+            gauge_fn = getattr(source, "gauges", None)
+            for name, value in (gauge_fn() if gauge_fn else {}).items():
+                family = gauges.setdefault(name, GaugeMetricFamily(
+                    f"fos_agent_{name}", name.replace("_", " "), labels=["node"]))
+                family.add_metric([node], value)
+        yield from plain.values()
+        yield sent
+        yield received
+        yield by_supplier
+        yield from gauges.values()
+
+
+def registry_for(sources: Iterable[object]) -> tuple[CollectorRegistry, AgentCollector]:
+    """A fresh registry (never the global one: several agents may share a process)."""
+    registry = CollectorRegistry(auto_describe=False)
+    collector = AgentCollector(sources)
+    registry.register(collector)
+    return registry, collector

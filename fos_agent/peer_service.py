@@ -1,0 +1,155 @@
+"""Server side of fos.v1.Agent (grpc.aio) plus the standard grpc.health.v1 endpoint.
+
+Every RPC becomes protocol events stepped through the agent's Engine (durable before the
+reply, see fos_agent.engine). Supplier side:
+
+- RequestBatch: piggybacked confirmations (``delivered``) first, then the request, in one
+  step. Refusals map to PERMISSION_DENIED (not a consumer in our flow), FAILED_PRECONDITION
+  (the requester's flow is newer than ours: it should wait for the watch) or
+  INVALID_ARGUMENT, with our flow version in the ``fos-flow-version`` trailing metadata.
+  Long-poll: when nothing is QUEUED, wait up to ``wait_ms`` (capped) for the outbound queue
+  to change, then handle the same request again.
+- WaitingForBatch / DeliveryConfirmed: Ack with our flow version.
+
+Consumer side: OfferBatch (a supplier's retry) is always taken, from any supplier, flow or
+no flow: goods already sent to us must never be lost.
+
+Any RPC from a watched neighbour is a heartbeat for the failure detector.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import grpc.aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from fos_agent.engine import Signal
+from fos_agent.messages import (
+    BatchSent,
+    BatchUnavailable,
+    DeliveryConfirmed,
+    OfferReply,
+    RequestRefused,
+    WaitingForBatch,
+)
+from fos_agent.pbconv import (
+    FLOW_VERSION_KEY,
+    REFUSAL_STATUS,
+    batch_to_pb,
+    in_state_to_pb,
+    offer_from_pb,
+    request_from_pb,
+)
+from fos_agent.transitions import ProtocolError
+from fos_pb import agent_pb2, agent_pb2_grpc
+
+if TYPE_CHECKING:
+    from fos_agent.agent import Agent
+
+MAX_WAIT_MS = 10_000
+
+
+class PeerService(agent_pb2_grpc.AgentServicer):
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+
+    @property
+    def _engine(self) -> Any:
+        return self.agent.engine
+
+    def _heard(self, node: str, kind: str) -> None:
+        self.agent.metrics.received(kind)
+        self.agent.detector.contact(node, True)
+
+    async def _step(self, context: grpc.aio.ServicerContext, *events: Any) -> list[Any]:
+        try:
+            return await self._engine.step(*events)
+        except ProtocolError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except Exception as exc:  # WAL failure: the engine is recovering
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"agent recovering: {exc}")
+        raise AssertionError("unreachable")
+
+    def _version(self) -> int:
+        node = self._engine.node
+        return int(node.flow_version) if node is not None else 0
+
+    async def RequestBatch(self, request: agent_pb2.RequestBatchRequest,
+                           context: grpc.aio.ServicerContext) -> agent_pb2.RequestBatchReply:
+        if not request.consumer or not request.request_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "consumer and request_id are required")
+        me = self.agent.node_id
+        self._heard(request.consumer, "RequestBatch")
+        msg = request_from_pb(me, request)
+        confirms = [DeliveryConfirmed(me, request.consumer, b) for b in request.delivered]
+        loop_time = self.agent.loop_time
+        deadline = loop_time() + min(msg.wait_ms, MAX_WAIT_MS) / 1000.0
+        while True:
+            ticket = self._engine.outbound_changed.ticket()  # before looking: no lost wakeup
+            effects = await self._step(context, *confirms, msg)
+            confirms = []
+            reply = effects[-1].reply
+            if isinstance(reply, RequestRefused):
+                await context.abort(
+                    REFUSAL_STATUS[reply.reason], reply.detail,
+                    trailing_metadata=((FLOW_VERSION_KEY, str(reply.flow_version)),))
+            if isinstance(reply, BatchSent):
+                return agent_pb2.RequestBatchReply(sent=batch_to_pb(reply.batch),
+                                                   flow_version=self._version())
+            assert isinstance(reply, BatchUnavailable)
+            remaining = deadline - loop_time()
+            if remaining <= 0 or not await Signal.wait_ticket(ticket, remaining):
+                return agent_pb2.RequestBatchReply(unavailable=agent_pb2.BatchUnavailable(),
+                                                   flow_version=self._version())
+
+    async def WaitingForBatch(self, request: agent_pb2.BatchRef,
+                              context: grpc.aio.ServicerContext) -> agent_pb2.Ack:
+        self._heard(request.consumer, "WaitingForBatch")
+        await self._step(context, WaitingForBatch(self.agent.node_id, request.consumer,
+                                                  request.batch_id))
+        return agent_pb2.Ack(flow_version=self._version())
+
+    async def DeliveryConfirmed(self, request: agent_pb2.BatchRef,
+                                context: grpc.aio.ServicerContext) -> agent_pb2.Ack:
+        self._heard(request.consumer, "DeliveryConfirmed")
+        await self._step(context, DeliveryConfirmed(self.agent.node_id, request.consumer,
+                                                    request.batch_id))
+        return agent_pb2.Ack(flow_version=self._version())
+
+    async def OfferBatch(self, request: agent_pb2.OfferBatchRequest,
+                         context: grpc.aio.ServicerContext) -> agent_pb2.OfferBatchReply:
+        if not request.HasField("batch") or not request.batch.batch_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "batch is required")
+        self._heard(request.supplier, "OfferBatch")
+        (effects,) = await self._step(context, offer_from_pb(request))
+        reply = effects.reply
+        assert isinstance(reply, OfferReply)
+        return agent_pb2.OfferBatchReply(state=in_state_to_pb(reply.state))
+
+    async def Ping(self, request: agent_pb2.PingRequest,
+                   context: grpc.aio.ServicerContext) -> agent_pb2.PingReply:
+        self._heard(request.from_node, "Ping")
+        return agent_pb2.PingReply(node_id=self.agent.node_id, flow_version=self._version())
+
+    async def Stats(self, request: agent_pb2.StatsRequest,
+                    context: grpc.aio.ServicerContext) -> agent_pb2.StatsReply:
+        return self.agent.stats_reply()
+
+
+async def start_server(agent: Agent, listen: str) -> tuple[grpc.aio.Server, int]:
+    """Serve fos.v1.Agent and grpc.health.v1 on ``listen`` (port 0 picks a free one);
+    returns the started server and its bound port."""
+    server = grpc.aio.server(options=(("grpc.so_reuseport", 0),))
+    agent_pb2_grpc.add_AgentServicer_to_server(PeerService(agent), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = server.add_insecure_port(listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {listen}")
+    await server.start()
+    for name in ("", "fos.v1.Agent"):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server, port

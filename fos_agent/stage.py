@@ -1,0 +1,148 @@
+"""The stage loop: taking inputs from the local queue and producing, for real or simulated.
+
+Several workers of one stage share the inbound queue safely through the protocol's
+``hold_inputs`` / ``release`` reservations; a Produce consumes the held inputs and queues
+the output in one durable step.
+
+Output backpressure: a stage stops producing while ``output_cap`` of its batches are
+QUEUED and unsold (the simulated stage counts such a tick as a skipped cycle). A stage
+whose product no catalog node consumes is a sink (a final product leaves the factory), so
+the cap does not apply to it.
+
+Simulated stage (experiments): every ``cycle_s`` each worker ticks; a tick is a successful
+cycle when every input is in the local queue and the output has room (consume + produce),
+else a skipped cycle. ``cycle_s == 0`` means "as fast as the WAL allows": workers wait for
+inputs and room instead of skipping (the trades benchmark).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import structlog
+
+from fos_agent.engine import Engine, Signal
+from fos_agent.messages import Produce
+from fos_agent.metrics import Metrics
+from fos_agent.records import Batch, OutState, PutOutbound
+
+
+class Stage:
+    def __init__(self, engine: Engine, metrics: Metrics, *, output_cap: int,
+                 is_sink: Callable[[], bool]) -> None:
+        self.engine = engine
+        self.metrics = metrics
+        self.output_cap = output_cap
+        self.is_sink = is_sink
+        self.log = structlog.get_logger("fos_agent.stage").bind(node=engine.config.node_id)
+
+    def output_full(self) -> bool:
+        node = self.engine.node
+        return (node is not None and not self.is_sink()
+                and node.queued_outbound_count >= self.output_cap)
+
+    def try_hold(self) -> tuple[str, ...] | None:
+        node = self.engine.node
+        return node.hold_inputs() if node is not None else None
+
+    def release(self, inputs: tuple[str, ...]) -> None:
+        if self.engine.node is not None:
+            self.engine.node.release(inputs)
+
+    def batches(self, inputs: tuple[str, ...]) -> tuple[Batch, ...]:
+        node = self.engine.node
+        assert node is not None
+        return tuple(rec.batch for b in inputs if (rec := node.inbound(b)) is not None)
+
+    async def wait_inputs(self) -> tuple[str, ...]:
+        """Hold one batch of every required input, waiting for them to arrive."""
+        while True:
+            ticket = self.engine.inbound_changed.ticket()
+            held = self.try_hold()
+            if held is not None:
+                return held
+            await Signal.wait_ticket(ticket, 1.0)
+
+    async def wait_room(self) -> None:
+        """Wait until the output buffer has room (immediately for a sink)."""
+        while True:
+            ticket = self.engine.outbound_changed.ticket()
+            if not self.output_full():
+                return
+            await Signal.wait_ticket(ticket, 1.0)
+
+    async def produce(self, inputs: tuple[str, ...]) -> Batch:
+        """Consume ``inputs`` and queue one output batch, durably, in one step."""
+        try:
+            (effects,) = await self.engine.step(Produce(inputs))
+        except BaseException:
+            self.release(inputs)
+            raise
+        for write in effects.writes:
+            if isinstance(write, PutOutbound) and write.record.state is OutState.QUEUED:
+                return write.record.batch
+        raise RuntimeError(f"a cycle consuming {inputs} produced nothing")
+
+    # ---- the simulated stage ---------------------------------------------------------------
+
+    async def run_simulated(self, cycle_s: float, workers: int = 1) -> None:
+        tasks = [asyncio.ensure_future(self._sim_worker(cycle_s, i, workers))
+                 for i in range(max(1, workers))]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _sim_worker(self, cycle_s: float, index: int, workers: int) -> None:
+        if cycle_s <= 0:
+            await self._fast_worker()
+            return
+        loop = asyncio.get_running_loop()
+        next_at = loop.time() + cycle_s * (index + 1) / workers  # spread the workers out
+        while True:
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            next_at += cycle_s
+            if next_at < loop.time():  # fell behind (loaded machine): do not burst
+                next_at = loop.time() + cycle_s
+            await self.tick()
+
+    async def tick(self) -> bool:
+        """One simulated cycle; True if it succeeded."""
+        m = self.metrics
+        m.inc("total_cycles")
+        if self.output_full():
+            m.inc("skipped_cycles")
+            return False
+        inputs = self.try_hold()
+        if inputs is None:
+            m.inc("skipped_cycles")
+            return False
+        try:
+            await self.produce(inputs)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.log.warning("cycle failed", error=str(exc))
+            m.inc("skipped_cycles")
+            return False
+        m.inc("successful_cycles")
+        return True
+
+    async def _fast_worker(self) -> None:
+        m = self.metrics
+        while True:
+            await self.wait_room()
+            inputs = await self.wait_inputs()
+            m.inc("total_cycles")
+            try:
+                await self.produce(inputs)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.log.warning("cycle failed", error=str(exc))
+                m.inc("skipped_cycles")
+                continue
+            m.inc("successful_cycles")
