@@ -3,6 +3,24 @@
 No gRPC, no LMDB, no pysyncobj, no clock, no randomness: every coordinator replica runs it on
 the same inputs and must get the same flow (DESIGN.md section 4, properties P1-P7).
 
+Interfaces
+----------
+``plan(catalog, status, previous=()) -> Plan``
+    The pure function. ``previous`` is the previous flow's edges (or a ``Plan``).
+``Planner().full(catalog, status, previous=()) -> Plan``
+    The same result; the planner keeps indexes of it for the next call.
+``Planner().after_change(catalog, status, previous, changed) -> Plan``
+    The same result as ``plan(catalog, status, previous)``, computed incrementally: only the
+    items around node ``changed`` are re-planned. Precondition: ``previous`` is the ``Plan``
+    this planner returned last, and ``catalog``/``status`` differ from the inputs of that call
+    at most in the entries of ``changed`` (added, removed or replaced spec; any status
+    change). When ``previous`` is another object (a replica restored from a snapshot, a
+    fresh ``Planner``) it falls back to ``full``. A ``Planner`` holds caches only: replicas
+    need not snapshot it.
+
+Inputs are validated specs (``NodeSpec.validate``: no duplicate required items, capacity
+1..10**6) of a catalog with an acyclic item graph (``model.check_catalog_with``).
+
 Semantics
 ---------
 * A node is *eligible* iff its ``NodeStatus`` is alive and not drained. Nodes missing from
@@ -10,270 +28,83 @@ Semantics
 * Viability (P2, P4): an item is *available* iff some viable node produces it; a node is
   *viable* iff it is eligible and every item it requires is available. This is the least
   fixpoint, computed by propagation from the source nodes (nodes requiring nothing) towards
-  the final products: the same result as a memoised search from the final products back to
-  the sources, without recursion depth limits. The item graph is acyclic (catalogs with item
-  cycles are refused by ``model.check_catalog_with``); on a cyclic input the propagation still
-  terminates and simply leaves the cycle's items unavailable. ``Plan.members`` is the set of
-  all viable nodes (maximal, P4).
+  the final products: the memoised search of DESIGN.md without recursion depth limits. On a
+  cyclic input it still terminates. ``Plan.members`` is the set of all viable nodes (P4).
 * Edges (P1): for every viable consumer C and every item X it requires there is exactly one
   primary edge (rank 0) from a viable supplier of X, plus backup edges of rank 1..k,
   ``k = min(BACKUPS, suppliers of X - 1)``, to other viable suppliers of X. ``Edge.qty`` is
   C's required quantity of X. ``Plan.edges`` is sorted. The flow is acyclic (P3) because
   edges follow the acyclic item graph.
-* Load: a supplier's load for X is the number of consumers it is primary for; its *ratio* is
+* Load: a supplier's load for X is the number of consumers it is primary for; its ratio is
   ``load / capacity``. Ratios are compared as floats: loads and capacities are at most 10**6,
   so two different fractions differ by a relative 10**-12, far above float rounding, and
-  equal fractions round to the same float: comparisons are exact.
-* Stability (P5), per item X, against ``previous``:
-  1. A consumer keeps its previous primary while that supplier is still a viable supplier
-     of X. (Malformed input with several rank-0 edges: the first viable one, sorted, wins.)
+  equal fractions round to the same float: the comparisons are exact.
+* Per item X, against ``previous`` (``planner_assign.assign_item``):
+  1. Stability (P5): a consumer keeps its previous primary while that supplier is still a
+     viable supplier of X. (Malformed ``previous`` with several rank-0 edges for one
+     consumer and item: the smallest supplier id is the primary, the others count as its
+     first backups.)
   2. Every other consumer (new, or its primary is gone), in consumer-id order, gets the
-     supplier with the least ``(load + 1) / capacity``; on a tie its previous backup of the
-     lowest rank, else the smallest id. This keeps a balanced assignment balanced.
+     supplier with the least ``(load + 1) / capacity``; on a tie its own previous backup of
+     the lowest rank (promotion), else the smallest id. This keeps a balanced item balanced.
   3. Balance (P6): while ``max load/cap > min (load+1)/cap`` move one consumer from the most
-     over-loaded supplier (highest ``load/cap``, smallest id on ties) to the most under-loaded
-     one (lowest ``(load+1)/cap``, smallest id on ties); the consumer moved is the one with
-     the largest id. Every step strictly lowers the sorted ratio vector, so it terminates.
-     After a change that adds capacity (a supplier joins, rejoins, is undrained or grows)
-     this moves consumers only into the new capacity, and only as many as balance needs.
-     After a change that removes a consumer, at most one consumer of each of its items moves.
+     over-loaded supplier (highest ``load/cap``, smallest id on ties) to the most
+     under-loaded one (lowest ``(load+1)/cap``, smallest id on ties); the consumer moved is
+     the one with the largest id. Each step strictly lowers the sorted vector of ratios, so
+     it terminates. From a balanced flow, a change that adds capacity (a supplier joins,
+     rejoins, is undrained, becomes viable or grows) moves consumers only into the new
+     capacity and only as many as balance needs; a consumer leaving moves at most one other
+     consumer of each item it required; a supplier leaving moves only its own consumers.
   4. Backups: a consumer keeps its previous backups (rank order) that are still viable
-     suppliers of X and are not its primary; empty slots are filled, in consumer-id order,
-     with the supplier of least ``(backup load / cap, load / cap, id)`` where backup load
-     counts the consumers holding it as a backup: backups spread over the suppliers.
-* Determinism (P7): every loop runs over sorted ids or is order-independent; nothing
-  depends on dict insertion order or hash seeds. Re-planning a plan with itself as
-  ``previous`` returns it unchanged (fixpoint).
+     suppliers of X and are not its primary; empty slots are then filled, in consumer-id
+     order, with the supplier of least ``(backup load / cap, load / cap, id)``, where backup
+     load counts the consumers holding it as a backup: backups spread over the suppliers.
+* Determinism (P7): every loop runs over sorted ids or is order-independent; nothing depends
+  on dict insertion order or hash seeds. Re-planning a plan with itself as ``previous``
+  returns it unchanged (fixpoint).
 """
 
 from __future__ import annotations
 
-import heapq
-from bisect import insort
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+import gc
+from bisect import bisect_left, insort
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from itertools import chain
 
 from fos_raft.model import Edge, NodeSpec, NodeStatus, Plan
+from fos_raft.planner_assign import BACKUPS, Links, assign_item
 
-BACKUPS = 2
-"""Backup suppliers per (consumer, item) besides the primary, when there are enough."""
+__all__ = ["BACKUPS", "Links", "Planner", "assign_item", "plan", "previous_links"]
 
-ALIVE = NodeStatus()
-
-
-@dataclass(frozen=True, slots=True)
-class Links:
-    """One consumer's suppliers of one item: the primary and its backups in rank order."""
-
-    primary: str
-    backups: tuple[str, ...] = ()
+_ALIVE = NodeStatus()
 
 
-@dataclass(frozen=True, slots=True)
-class PreviousLinks:
-    """What ``previous`` said for one (consumer, item): rank-0 suppliers, then backups."""
-
-    primaries: tuple[str, ...]
-    backups: tuple[str, ...]
-
-
-def eligible(status: Mapping[str, NodeStatus], node_id: str) -> bool:
-    return status.get(node_id, ALIVE).eligible
-
-
-def viable_nodes(catalog: Mapping[str, NodeSpec], status: Mapping[str, NodeStatus]) -> set[str]:
-    """The least fixpoint of "eligible and every required item has a viable supplier"."""
-    waiting_on: dict[str, list[str]] = {}  # item -> eligible nodes requiring it
-    missing: dict[str, int] = {}
-    ready: list[str] = []
-    for node_id, spec in catalog.items():
-        if not eligible(status, node_id):
-            continue
-        needed = spec.required_items
-        missing[node_id] = len(needed)
-        if not needed:
-            ready.append(node_id)
-        for item in needed:
-            waiting_on.setdefault(item, []).append(node_id)
-    viable: set[str] = set()
-    available: set[str] = set()
-    while ready:
-        node_id = ready.pop()
-        viable.add(node_id)
-        item = catalog[node_id].produces.item
-        if item in available:
-            continue
-        available.add(item)
-        for consumer in waiting_on.get(item, ()):
-            missing[consumer] -= 1
-            if missing[consumer] == 0:
-                ready.append(consumer)
-    return viable
-
-
-def previous_links(previous: Iterable[Edge]) -> dict[str, dict[str, PreviousLinks]]:
-    """Group previous edges as item -> consumer -> PreviousLinks (sorted, so order-free)."""
+def previous_links(previous: Iterable[Edge]) -> dict[str, dict[str, Links]]:
+    """Read a flow's edges back as item -> consumer -> Links (order of the edges is free)."""
     grouped: dict[tuple[str, str], list[tuple[int, str]]] = {}
     for edge in previous:
-        grouped.setdefault((edge.item, edge.consumer), []).append((edge.rank, edge.supplier))
-    result: dict[str, dict[str, PreviousLinks]] = {}
-    for (item, consumer), ranked in grouped.items():
-        ranked.sort()
-        primaries = tuple(s for r, s in ranked if r == 0)
-        backups: list[str] = []
-        for r, s in ranked:
-            if r > 0 and s not in backups:
-                backups.append(s)
-        result.setdefault(item, {})[consumer] = PreviousLinks(primaries, tuple(backups))
-    return result
-
-
-def _valid_top(heap: list[tuple[float, str]], current: Mapping[str, float]) -> tuple[float, str]:
-    """Drop stale entries (whose key no longer matches ``current``) and return the top."""
-    while True:
-        key, supplier = heap[0]
-        if key == current[supplier]:
-            return key, supplier
-        heapq.heappop(heap)
-
-
-def assign_item(
-    suppliers: Sequence[str],
-    capacity: Mapping[str, int],
-    consumers: Sequence[str],
-    previous: Mapping[str, PreviousLinks],
-) -> dict[str, Links]:
-    """Links of every consumer of one item (see the module docstring, steps 1-4).
-
-    ``suppliers`` and ``consumers`` are the item's viable suppliers and consumers, sorted and
-    non-empty; ``capacity`` maps each supplier to its capacity; ``previous`` maps consumers to
-    what the previous flow said for this item.
-    """
-    supplier_set = set(suppliers)
-    load = dict.fromkeys(suppliers, 0)
-    served: dict[str, list[str]] = {s: [] for s in suppliers}  # sorted consumer ids
-    primary: dict[str, str] = {}
-    orphans: list[str] = []
-    for consumer in consumers:
-        links = previous.get(consumer)
-        kept = None
-        if links is not None:
-            kept = next((s for s in links.primaries if s in supplier_set), None)
-        if kept is None:
-            orphans.append(consumer)
+        key = (edge.item, edge.consumer)
+        ranked = grouped.get(key)
+        if ranked is None:
+            grouped[key] = [(edge.rank, edge.supplier)]
         else:
-            primary[consumer] = kept
-            load[kept] += 1
-            served[kept].append(consumer)
-
-    if len(suppliers) == 1:
-        only = suppliers[0]
-        return {c: Links(only) for c in consumers}
-
-    after_add = {s: (load[s] + 1) / capacity[s] for s in suppliers}
-    if orphans:
-        heap = [(after_add[s], s) for s in suppliers]
-        heapq.heapify(heap)
-        for consumer in orphans:
-            best_key, choice = _valid_top(heap, after_add)
-            links = previous.get(consumer)
-            if links is not None:
-                for backup in links.backups:
-                    if backup in supplier_set and after_add[backup] == best_key:
-                        choice = backup
-                        break
-            primary[consumer] = choice
-            load[choice] += 1
-            insort(served[choice], consumer)
-            after_add[choice] = (load[choice] + 1) / capacity[choice]
-            heapq.heappush(heap, (after_add[choice], choice))
-
-    # Balance: max-heap on load/cap (negated), min-heap on (load+1)/cap.
-    neg_ratio = {s: -load[s] / capacity[s] for s in suppliers}
-    over = [(neg_ratio[s], s) for s in suppliers]
-    under = [(after_add[s], s) for s in suppliers]
-    heapq.heapify(over)
-    heapq.heapify(under)
-    while True:
-        neg_max, source = _valid_top(over, neg_ratio)
-        min_after, target = _valid_top(under, after_add)
-        if not -neg_max > min_after:
-            break
-        consumer = served[source].pop()
-        insort(served[target], consumer)
-        primary[consumer] = target
-        for s, delta in ((source, -1), (target, 1)):
-            load[s] += delta
-            neg_ratio[s] = -load[s] / capacity[s]
-            after_add[s] = (load[s] + 1) / capacity[s]
-            heapq.heappush(over, (neg_ratio[s], s))
-            heapq.heappush(under, (after_add[s], s))
-
-    backups = _backups(suppliers, capacity, consumers, previous, primary, load)
-    return {c: Links(primary[c], backups[c]) for c in consumers}
-
-
-def _backups(
-    suppliers: Sequence[str],
-    capacity: Mapping[str, int],
-    consumers: Sequence[str],
-    previous: Mapping[str, PreviousLinks],
-    primary: Mapping[str, str],
-    load: Mapping[str, int],
-) -> dict[str, tuple[str, ...]]:
-    want = min(BACKUPS, len(suppliers) - 1)
-    supplier_set = set(suppliers)
-    backup_load = dict.fromkeys(suppliers, 0)
-    chosen: dict[str, list[str]] = {}
-    for consumer in consumers:
-        kept: list[str] = []
-        links = previous.get(consumer)
-        if links is not None:
-            for backup in links.backups:
-                if len(kept) == want:
-                    break
-                if backup in supplier_set and backup != primary[consumer] and backup not in kept:
-                    kept.append(backup)
-                    backup_load[backup] += 1
-        chosen[consumer] = kept
-    key = {s: (backup_load[s] / capacity[s], load[s] / capacity[s]) for s in suppliers}
-    heap = [(key[s], s) for s in suppliers]
-    heapq.heapify(heap)
-    for consumer in consumers:
-        kept = chosen[consumer]
-        if len(kept) == want:
-            continue
-        skipped: list[tuple[tuple[float, float], str]] = []
-        while len(kept) < want:
-            entry = heapq.heappop(heap)
-            entry_key, s = entry
-            if entry_key != key[s]:
-                continue  # stale
-            if s == primary[consumer] or s in kept:
-                skipped.append(entry)
-                continue
-            kept.append(s)
-            backup_load[s] += 1
-            key[s] = (backup_load[s] / capacity[s], load[s] / capacity[s])
-            heapq.heappush(heap, (key[s], s))
-        for entry in skipped:
-            heapq.heappush(heap, entry)
-    return {c: tuple(chosen[c]) for c in consumers}
-
-
-def item_edges(item: str, qty: Mapping[str, int], links: Mapping[str, Links]) -> list[Edge]:
-    """The edges of one item: rank 0 to the primary, rank 1.. to the backups."""
-    edges = []
-    for consumer, link in links.items():
-        q = qty[consumer]
-        edges.append(Edge(link.primary, consumer, item, q, 0))
-        for rank, backup in enumerate(link.backups, 1):
-            edges.append(Edge(backup, consumer, item, q, rank))
-    return edges
-
-
-def edge_key(edge: Edge) -> tuple[str, str, str, int, int]:
-    return (edge.supplier, edge.consumer, edge.item, edge.qty, edge.rank)
+            ranked.append((edge.rank, edge.supplier))
+    result: dict[str, dict[str, Links]] = {}
+    for (item, consumer), ranked in grouped.items():
+        if len(ranked) > 1:
+            ranked.sort()
+        first_rank, first = ranked[0]
+        primary = first if first_rank == 0 else ""
+        backups: list[str] = []
+        for _, supplier in ranked:
+            if supplier != primary and supplier not in backups:
+                backups.append(supplier)
+        per_item = result.get(item)
+        if per_item is None:
+            per_item = result[item] = {}
+        per_item[consumer] = Links(primary, tuple(backups))
+    return result
 
 
 def plan(
@@ -281,28 +112,297 @@ def plan(
     status: Mapping[str, NodeStatus],
     previous: Iterable[Edge] | Plan = (),
 ) -> Plan:
-    """The flow for ``catalog`` and ``status``, as stable as possible against ``previous``.
+    """The flow for ``catalog`` and ``status``, as stable as possible against ``previous``."""
+    return Planner().full(catalog, status, previous)
 
-    The pure reference planner (module docstring); ``Planner`` gives the same result faster.
-    ``previous`` is the previous flow's edges (a ``Plan`` is accepted too).
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while planning.
+
+    A 10k-node plan allocates ~100k small acyclic objects, which triggers generational
+    collections that walk every live object: ~30% of the planning time. Nothing the planner
+    allocates is cyclic, so deferring collection frees nothing late.
     """
-    if isinstance(previous, Plan):
-        previous = previous.edges
-    viable = viable_nodes(catalog, status)
-    suppliers: dict[str, list[str]] = {}
-    consumers: dict[str, list[str]] = {}
-    qty: dict[str, dict[str, int]] = {}
-    for node_id in sorted(viable):
-        spec = catalog[node_id]
-        suppliers.setdefault(spec.produces.item, []).append(node_id)
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _toggle(nodes: set[str], node_id: str) -> None:
+    """Record a viability flip; a second flip of the same node cancels the first."""
+    if node_id in nodes:
+        nodes.remove(node_id)
+    else:
+        nodes.add(node_id)
+
+
+class Planner:
+    """``plan`` with indexes kept between calls, so one change re-plans only what it touches.
+
+    Deterministic and pure: it holds caches only (see the module docstring for the contract).
+    """
+
+    def __init__(self) -> None:
+        self._last: Plan | None = None
+        self._spec: dict[str, NodeSpec] = {}
+        self._eligible: dict[str, bool] = {}
+        self._producers: dict[str, set[str]] = {}  # item -> catalog nodes producing it
+        self._requirers: dict[str, set[str]] = {}  # item -> catalog nodes requiring it
+        self._missing: dict[str, int] = {}  # node -> required items with no viable supplier
+        self._viable_count: dict[str, int] = {}  # item -> viable producers
+        self._viable: set[str] = set()
+        self._links: dict[str, dict[str, Links]] = {}  # item -> consumer -> Links
+        self._edges_of: dict[str, tuple[Edge, ...]] = {}  # supplier -> its edges, sorted
+        self._order: list[str] = []  # sorted keys of _edges_of
+
+    # ---- full plan ----------------------------------------------------------------------
+
+    def full(
+        self,
+        catalog: Mapping[str, NodeSpec],
+        status: Mapping[str, NodeStatus],
+        previous: Iterable[Edge] | Plan = (),
+    ) -> Plan:
+        """The flow for ``catalog`` and ``status`` against ``previous``; refreshes the caches."""
+        with _gc_paused():
+            return self._full(catalog, status, previous)
+
+    def _full(
+        self,
+        catalog: Mapping[str, NodeSpec],
+        status: Mapping[str, NodeStatus],
+        previous: Iterable[Edge] | Plan,
+    ) -> Plan:
+        if self._last is not None and previous is self._last:
+            before = self._links
+        else:
+            before = previous_links(previous.edges if isinstance(previous, Plan) else previous)
+        self._index(catalog, status)
+        self._compute_viability()
+        suppliers: dict[str, list[str]] = {}
+        consumers: dict[str, list[str]] = {}
+        for node_id in sorted(self._viable):
+            spec = self._spec[node_id]
+            item = spec.produces.item
+            group = suppliers.get(item)
+            if group is None:
+                suppliers[item] = [node_id]
+            else:
+                group.append(node_id)
+            for req in spec.requires:
+                group = consumers.get(req.item)
+                if group is None:
+                    consumers[req.item] = [node_id]
+                else:
+                    group.append(node_id)
+        self._links = {}
+        self._edges_of = {}
+        no_links: dict[str, Links] = {}
+        for item, item_consumers in consumers.items():
+            item_suppliers = suppliers[item]
+            capacity = {s: self._spec[s].capacity for s in item_suppliers}
+            previous_of_item = before.get(item, no_links)
+            links = assign_item(item_suppliers, capacity, item_consumers, previous_of_item)
+            self._links[item] = links
+            self._edges_of.update(self._item_edges(item, links))
+        self._order = sorted(self._edges_of)
+        return self._emit(members_changed=True)
+
+    def _index(self, catalog: Mapping[str, NodeSpec], status: Mapping[str, NodeStatus]) -> None:
+        self._spec = dict(catalog)
+        self._eligible = {n: status.get(n, _ALIVE).eligible for n in catalog}
+        self._producers = {}
+        self._requirers = {}
+        for node_id, spec in catalog.items():
+            self._producers.setdefault(spec.produces.item, set()).add(node_id)
+            for req in spec.requires:
+                self._requirers.setdefault(req.item, set()).add(node_id)
+
+    def _compute_viability(self) -> None:
+        """Least fixpoint by propagation from the sources (see the module docstring)."""
+        missing = {n: len(spec.requires) for n, spec in self._spec.items()}
+        ready = [n for n, count in missing.items() if count == 0 and self._eligible[n]]
+        viable: set[str] = set()
+        available: set[str] = set()
+        while ready:
+            node_id = ready.pop()
+            viable.add(node_id)
+            item = self._spec[node_id].produces.item
+            if item in available:
+                continue
+            available.add(item)
+            for consumer in self._requirers.get(item, ()):
+                missing[consumer] -= 1
+                if missing[consumer] == 0 and self._eligible[consumer]:
+                    ready.append(consumer)
+        viable_count: dict[str, int] = {}
+        for node_id in viable:
+            item = self._spec[node_id].produces.item
+            viable_count[item] = viable_count.get(item, 0) + 1
+        self._missing = missing
+        self._viable = viable
+        self._viable_count = viable_count
+
+    # ---- incremental plan ---------------------------------------------------------------
+
+    def after_change(
+        self,
+        catalog: Mapping[str, NodeSpec],
+        status: Mapping[str, NodeStatus],
+        previous: Plan,
+        changed: str,
+    ) -> Plan:
+        """``plan(catalog, status, previous)`` re-planning only around node ``changed``."""
+        if self._last is None or previous is not self._last:
+            return self.full(catalog, status, previous)
+        with _gc_paused():
+            return self._after_change(catalog, status, previous, changed)
+
+    def _after_change(
+        self,
+        catalog: Mapping[str, NodeSpec],
+        status: Mapping[str, NodeStatus],
+        previous: Plan,
+        changed: str,
+    ) -> Plan:
+        old_spec = self._spec.get(changed)
+        new_spec = catalog.get(changed)
+        old_eligible = self._eligible.get(changed, False)
+        new_eligible = new_spec is not None and status.get(changed, _ALIVE).eligible
+        expected_size = len(self._spec) + (new_spec is not None) - (old_spec is not None)
+        if len(catalog) != expected_size:  # the caller broke the contract: be correct anyway
+            return self._full(catalog, status, previous)
+        if old_spec == new_spec and old_eligible == new_eligible:
+            return previous
+        flipped: set[str] = set()
+        touched: set[str] = set()
+        if old_spec is not None:
+            touched.add(old_spec.produces.item)
+            touched.update(r.item for r in old_spec.requires)
+            self._remove_node(changed, old_spec, flipped)
+        if new_spec is not None:
+            touched.add(new_spec.produces.item)
+            touched.update(r.item for r in new_spec.requires)
+            self._add_node(changed, new_spec, new_eligible, flipped)
+        for node_id in flipped:
+            spec = self._spec.get(node_id)  # None only for a removed `changed`: done above
+            if spec is not None:
+                touched.add(spec.produces.item)
+                touched.update(r.item for r in spec.requires)
+        for item in sorted(touched):
+            self._replan_item(item)
+        return self._emit(members_changed=bool(flipped))
+
+    def _remove_node(self, node_id: str, spec: NodeSpec, flipped: set[str]) -> None:
+        if node_id in self._viable:
+            self._viable.discard(node_id)
+            flipped.add(node_id)
+            self._lose_supplier(spec.produces.item, flipped)
+        self._producers[spec.produces.item].discard(node_id)
         for req in spec.requires:
-            consumers.setdefault(req.item, []).append(node_id)
-            qty.setdefault(req.item, {})[node_id] = req.qty
-    before = previous_links(previous)
-    edges: list[Edge] = []
-    for item in sorted(consumers):
-        capacity = {s: catalog[s].capacity for s in suppliers[item]}
-        links = assign_item(suppliers[item], capacity, consumers[item], before.get(item, {}))
-        edges.extend(item_edges(item, qty[item], links))
-    edges.sort(key=edge_key)
-    return Plan(members=frozenset(viable), edges=tuple(edges))
+            self._requirers[req.item].discard(node_id)
+        del self._spec[node_id]
+        del self._eligible[node_id]
+        del self._missing[node_id]
+
+    def _add_node(self, node_id: str, spec: NodeSpec, is_eligible: bool, flipped: set[str]) -> None:
+        self._spec[node_id] = spec
+        self._eligible[node_id] = is_eligible
+        self._producers.setdefault(spec.produces.item, set()).add(node_id)
+        for req in spec.requires:
+            self._requirers.setdefault(req.item, set()).add(node_id)
+        missing = sum(1 for r in spec.requires if not self._viable_count.get(r.item, 0))
+        self._missing[node_id] = missing
+        if is_eligible and missing == 0:
+            self._viable.add(node_id)
+            _toggle(flipped, node_id)  # removed and re-added: its viability did not flip
+            self._gain_supplier(spec.produces.item, flipped)
+
+    def _lose_supplier(self, item: str, flipped: set[str]) -> None:
+        """One viable producer of ``item`` left; cascade if it was the last one."""
+        pending = [item]
+        while pending:
+            lost = pending.pop()
+            self._viable_count[lost] -= 1
+            if self._viable_count[lost]:
+                continue
+            for consumer in self._requirers.get(lost, ()):
+                self._missing[consumer] += 1
+                if consumer in self._viable:
+                    self._viable.discard(consumer)
+                    _toggle(flipped, consumer)
+                    pending.append(self._spec[consumer].produces.item)
+
+    def _gain_supplier(self, item: str, flipped: set[str]) -> None:
+        """One more viable producer of ``item``; cascade if it is the first one."""
+        pending = [item]
+        while pending:
+            gained = pending.pop()
+            self._viable_count[gained] = self._viable_count.get(gained, 0) + 1
+            if self._viable_count[gained] > 1:
+                continue
+            for consumer in self._requirers.get(gained, ()):
+                self._missing[consumer] -= 1
+                if self._missing[consumer] == 0 and self._eligible[consumer]:
+                    self._viable.add(consumer)
+                    _toggle(flipped, consumer)
+                    pending.append(self._spec[consumer].produces.item)
+
+    def _replan_item(self, item: str) -> None:
+        viable = self._viable
+        old_links = self._links.pop(item, {})
+        item_consumers = sorted(n for n in self._requirers.get(item, ()) if n in viable)
+        new_edges: dict[str, tuple[Edge, ...]] = {}
+        if item_consumers:
+            item_suppliers = sorted(n for n in self._producers.get(item, ()) if n in viable)
+            capacity = {s: self._spec[s].capacity for s in item_suppliers}
+            links = assign_item(item_suppliers, capacity, item_consumers, old_links)
+            self._links[item] = links
+            new_edges = self._item_edges(item, links)
+        old_suppliers = {x for link in old_links.values() for x in (link.primary, *link.backups)}
+        for supplier in old_suppliers - new_edges.keys():
+            # A node whose product changed may already hold edges of its new item.
+            if self._edges_of[supplier][0].item == item:
+                del self._edges_of[supplier]
+                del self._order[bisect_left(self._order, supplier)]
+        for supplier, edges in new_edges.items():
+            if supplier not in self._edges_of:
+                insort(self._order, supplier)
+            self._edges_of[supplier] = edges
+
+    # ---- output -------------------------------------------------------------------------
+
+    def _item_edges(self, item: str, links: Mapping[str, Links]) -> dict[str, tuple[Edge, ...]]:
+        """Edges of one item grouped by supplier, each group sorted (consumers come sorted)."""
+        grouped: dict[str, list[Edge]] = {}
+        for consumer, link in links.items():
+            qty = self._required_qty(consumer, item)
+            for rank, supplier in enumerate((link.primary, *link.backups)):
+                edge = Edge(supplier, consumer, item, qty, rank)
+                group = grouped.get(supplier)
+                if group is None:
+                    grouped[supplier] = [edge]
+                else:
+                    group.append(edge)
+        return {s: tuple(edges) for s, edges in grouped.items()}
+
+    def _required_qty(self, consumer: str, item: str) -> int:
+        for req in self._spec[consumer].requires:
+            if req.item == item:
+                return req.qty
+        raise AssertionError(f"{consumer} does not require {item}")
+
+    def _emit(self, members_changed: bool) -> Plan:
+        if members_changed or self._last is None:
+            members = frozenset(self._viable)
+        else:
+            members = self._last.members
+        edges_of = self._edges_of
+        edges = tuple(chain.from_iterable([edges_of[s] for s in self._order]))
+        self._last = Plan(members=members, edges=edges)
+        return self._last
