@@ -21,7 +21,13 @@ of applying twice.
 Versions never go backwards for a caller: the client keeps the highest flow version it has
 seen (writes, reads, status), sends it as ``min_version`` on GetFlow/WatchFlow, and drops a
 reply older than it (another replica is tried). ``watch_flow`` reconnects forever and yields
-only versions newer than the last it yielded.
+only versions newer than the last it yielded. A replica checks a write against its own
+applied state, which may lag a write this client made through another replica: a
+NOT_FOUND / FAILED_PRECONDITION / ALREADY_EXISTS refusal is raised only after that replica
+has caught up to the client's version (GetFlow with min_version) and refused once more.
+
+The pure policy (codes, backoff, leader hints, error types) is in ``client_policy``; the
+names are re-exported here.
 
 Return types: writes return the new flow version (int); reads return the raw fos_pb
 messages (``GetFlowReply``, ``ListNodesReply``, ``ClusterStatusReply``, ``MembersReply``).
@@ -31,9 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -42,93 +46,30 @@ import structlog
 
 from fos_pb import coordinator_pb2 as pb
 from fos_pb import coordinator_pb2_grpc as pb_grpc
+from fos_raft.client_policy import (
+    CALL_BACKOFF,
+    CALLER_ERRORS,
+    DEFAULT_CHANNEL_OPTIONS,
+    LEADER_METADATA_KEY,
+    RETRYABLE,
+    STATE_DEPENDENT,
+    WATCH_BACKOFF,
+    Backoff,
+    CoordinatorError,
+    CoordinatorUnavailable,
+    leader_hint,
+    reply_version,
+)
 from fos_raft.convert import spec_to_pb
 from fos_raft.model import NodeSpec
 
 log = structlog.get_logger("fos_raft.client")
 
-RETRYABLE = frozenset(
-    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED}
-)
-# A watch reconnects on anything else (stream reset, server shutdown, ...), but not on these:
-# retrying cannot fix them.
-CALLER_ERRORS = frozenset(
-    {
-        grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
-        grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.FAILED_PRECONDITION,
-        grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED,
-        grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.OUT_OF_RANGE,
-    }
-)
-# Refusals a lagging replica may give wrongly (it checks against its own applied state).
-STATE_DEPENDENT = frozenset(
-    {grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION,
-     grpc.StatusCode.ALREADY_EXISTS}
-)
-LEADER_METADATA_KEY = "fos-leader-grpc"
-# Short reconnect backoff: a restarted replica is used again within ~2 s, not grpc's 120 s.
-# Keepalive at grpc's server-side minimum (5 min) detects half-open connections without
-# tripping the server's ping-abuse policy.
-DEFAULT_CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 2000),
-    ("grpc.keepalive_time_ms", 300_000),
-    ("grpc.keepalive_timeout_ms", 20_000),
-)
-_HOST_PORT = r"([A-Za-z0-9][\w.\-]*:\d+)"
-# "last known leader raft R grpc G" (the service's wording), "leader_grpc=G", "leader is G".
-_HINT_RES = (
-    re.compile(r"leader.*?grpc[\s=:]*(?:is\s+|at\s+)?" + _HOST_PORT, re.I),
-    re.compile(r"leader[\w-]*\s*(?:is\s+|at\s+|[=:]\s*)?" + _HOST_PORT, re.I),
-)
-
-
-class CoordinatorError(Exception):
-    """A coordinator call failed: the gRPC status code and the server's message."""
-
-    def __init__(self, code: grpc.StatusCode, message: str, method: str = "") -> None:
-        super().__init__(f"{code.name}: {message}")
-        self.code = code
-        self.message = message
-        self.method = method
-
-
-class CoordinatorUnavailable(CoordinatorError):
-    """No replica gave a usable answer within the call's deadline."""
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Exponential backoff with "equal jitter": half fixed, half random, capped."""
-
-    base: float = 0.05
-    factor: float = 2.0
-    cap: float = 1.0
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        ceiling = min(self.cap, self.base * self.factor ** min(attempt, 32))
-        return ceiling / 2 + rng.uniform(0, ceiling / 2)
-
-
-def leader_hint(details: str | None, metadata: Sequence[tuple[str, Any]] | None) -> str | None:
-    """The leader's gRPC address named by an error: metadata ``fos-leader-grpc`` first,
-    else a ``leader ... host:port`` phrase in the message."""
-    for key, value in metadata or ():
-        if key == LEADER_METADATA_KEY and value:
-            return value.decode() if isinstance(value, bytes) else str(value)
-    for pattern in _HINT_RES:
-        match = pattern.search(details or "")
-        if match:
-            return match.group(1)
-    return None
-
-
-def reply_version(reply: pb.GetFlowReply) -> int:
-    """The flow version a GetFlow/WatchFlow reply reflects."""
-    if reply.HasField("neighbourhood"):
-        return int(reply.neighbourhood.version)
-    return int(reply.flow.version)
+__all__ = [
+    "CALLER_ERRORS", "DEFAULT_CHANNEL_OPTIONS", "LEADER_METADATA_KEY", "RETRYABLE",
+    "STATE_DEPENDENT", "Backoff", "CoordinatorClient", "CoordinatorError",
+    "CoordinatorUnavailable", "leader_hint", "reply_version",
+]
 
 
 class CoordinatorClient:
@@ -140,8 +81,8 @@ class CoordinatorClient:
         attempt_timeout: float | None = None,
         channel_options: Sequence[tuple[str, Any]] = DEFAULT_CHANNEL_OPTIONS,
         credentials: grpc.ChannelCredentials | None = None,
-        backoff: Backoff = Backoff(),
-        watch_backoff: Backoff = Backoff(cap=2.0),
+        backoff: Backoff = CALL_BACKOFF,
+        watch_backoff: Backoff = WATCH_BACKOFF,
         min_version: int = 0,
     ) -> None:
         """``addresses``: gRPC host:port of the replicas (order = preference when none is

@@ -345,6 +345,12 @@ def test_e2e_update_spec_and_apply_detect_conflicts_and_cycles(ctl, tmp_path):
     assert after["press-1"]["capacity"] == 5
     assert after["press-1"]["spec_version"] > before["press-1"]["spec_version"]
 
+    # a dry run says what apply would do and sends nothing
+    dry = ok_json(ctl("apply", str(EXAMPLE), "--dry-run", "--json"))
+    assert dry["dry_run"] is True
+    assert {r["node_id"]: r["action"] for r in dry["results"]}["press-1"] == "would update"
+    assert ok_json(ctl("nodes", "--json"))["flow_version"] == updated["flow_version"]
+
     # apply puts the file's spec back (capacity 1), an update with compare-and-set
     back = ok_json(ctl("apply", str(EXAMPLE), "--json"))
     actions = {r["node_id"]: r["action"] for r in back["results"]}
