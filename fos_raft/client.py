@@ -84,11 +84,13 @@ class CoordinatorClient:
         backoff: Backoff = CALL_BACKOFF,
         watch_backoff: Backoff = WATCH_BACKOFF,
         min_version: int = 0,
+        watch_check_interval: float = 10.0,
     ) -> None:
         """``addresses``: gRPC host:port of the replicas (order = preference when none is
         known). ``timeout``: overall deadline of one call, all retries included.
         ``attempt_timeout``: deadline of one attempt (default ``timeout / 2``).
-        ``min_version``: a flow version the caller already saw (e.g. restored from disk)."""
+        ``min_version``: a flow version the caller already saw (e.g. restored from disk).
+        ``watch_check_interval``: silence after which a watch checks its replica's health."""
         unique = list(dict.fromkeys(a.strip() for a in addresses if a.strip()))
         if not unique:
             raise ValueError("CoordinatorClient needs at least one replica address")
@@ -104,6 +106,7 @@ class CoordinatorClient:
         self._rng = random.Random()
         self._preferred = unique[0]
         self._floor = min_version
+        self._watch_check = watch_check_interval
         self._channels: dict[str, tuple[grpc.aio.Channel, pb_grpc.CoordinatorStub]] = {}
         self._closed = False
 
@@ -401,8 +404,11 @@ class CoordinatorClient:
     async def watch_flow(self, node_id: str | None = None) -> AsyncIterator[pb.GetFlowReply]:
         """Yield the flow (or ``node_id``'s neighbourhood) now and on every change, forever:
         reconnects to another replica on stream failure with backoff, and yields only
-        versions newer than the last one yielded (and never older than any seen). Raises
-        CoordinatorError only for errors retrying cannot fix (e.g. INVALID_ARGUMENT)."""
+        versions newer than the last one yielded (and never older than any seen). After
+        ``watch_check_interval`` seconds without an update it asks the replica it follows
+        for its status and moves on when that replica is cut off from a quorum or behind
+        (a live but partitioned replica would otherwise keep the stream open and silent).
+        Raises CoordinatorError only for errors retrying cannot fix (e.g. INVALID_ARGUMENT)."""
         last_yielded = -1
         failures = 0
         while True:
@@ -410,8 +416,21 @@ class CoordinatorClient:
             request = pb.WatchFlowRequest(node_id=node_id or "", min_version=self._floor)
             call = self._stub(address).WatchFlow(request)
             reason = "stream ended"
+            reading: asyncio.Future[Any] | None = None
             try:
-                async for reply in call:
+                while True:
+                    if reading is None:
+                        reading = asyncio.ensure_future(call.read())
+                    done, _ = await asyncio.wait({reading}, timeout=self._watch_check)
+                    if not done:
+                        problem = await self._replica_problem(address)
+                        if problem is None:
+                            continue
+                        reason = problem
+                        break
+                    reply, reading = reading.result(), None
+                    if reply is grpc.aio.EOF:
+                        break
                     version = reply_version(reply)
                     if version < self._floor or version <= last_yielded:
                         continue
@@ -429,8 +448,25 @@ class CoordinatorClient:
                 self._prefer(leader_hint(details, exc.trailing_metadata()))
             finally:
                 call.cancel()
+                if reading is not None:
+                    # The cancelled read ends with an error nobody awaits: consume it.
+                    reading.add_done_callback(lambda f: f.cancelled() or f.exception())
             if self._preferred == address:
                 self._demote(address)
             log.debug("watch_reconnect", address=address, reason=reason, failures=failures)
             await asyncio.sleep(self._watch_backoff.delay(failures, self._rng))
             failures += 1
+
+    async def _replica_problem(self, address: str) -> str | None:
+        """Why the replica a quiet watch follows should be left, or None if it is fine."""
+        try:
+            status = await self._stub(address).ClusterStatus(
+                pb.ClusterStatusRequest(), timeout=min(self._attempt_timeout, 2.0)
+            )
+        except grpc.aio.AioRpcError as exc:
+            return f"status check failed: {exc.code().name}"
+        if not status.has_quorum:
+            return "replica is cut off from a quorum"
+        if status.flow_version < self._floor:
+            return f"replica is behind ({status.flow_version} < {self._floor})"
+        return None

@@ -116,6 +116,9 @@ class ScriptedReplica(pb_grpc.CoordinatorServicer):
     async def GetFlow(self, request, context):
         return await self._handle("GetFlow", request, context)
 
+    async def ClusterStatus(self, request, context):
+        return await self._handle("ClusterStatus", request, context)
+
     async def WatchFlow(self, request, context):
         self.requests.append(("WatchFlow", request))
         async for reply in self.handlers["WatchFlow"](request, context):
@@ -306,6 +309,37 @@ async def test_watch_reconnects_to_another_replica_and_never_goes_back(replicas)
     assert seen == [3, 4, 5, 6]
     (b_request,) = [r for m, r in b.requests if m == "WatchFlow"]
     assert b_request.min_version == 4  # reconnect asks for nothing older than seen
+
+
+async def test_quiet_watch_leaves_a_replica_cut_off_from_the_quorum(replicas):
+    """A partitioned replica keeps the stream open and silent; the health check notices."""
+    a, b = await replicas(2)
+    quorum = {a.address: False, b.address: True}
+
+    async def silent_after_first(request, context):
+        yield flow_reply(3)
+        await asyncio.sleep(30)
+
+    async def current(request, context):
+        yield flow_reply(3)
+        yield flow_reply(4)
+        await asyncio.sleep(30)
+
+    a.handlers["WatchFlow"] = silent_after_first
+    b.handlers["WatchFlow"] = current
+    for r in (a, b):
+        r.handlers["ClusterStatus"] = lambda req, ctx, r=r: pb.ClusterStatusReply(
+            has_quorum=quorum[r.address], flow_version=3)
+    seen = []
+    client = CoordinatorClient([a.address, b.address], watch_check_interval=0.2)
+    async with asyncio.timeout(20), client, \
+            contextlib.aclosing(client.watch_flow()) as updates:
+        async for reply in updates:
+            seen.append(reply_version(reply))
+            if len(seen) == 2:
+                break
+    assert seen == [3, 4]
+    assert a.count("ClusterStatus") >= 1 and b.count("WatchFlow") == 1
 
 
 async def test_watch_raises_errors_retrying_cannot_fix(replicas):
