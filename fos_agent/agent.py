@@ -41,7 +41,7 @@ from fos_agent.messages import Arrived, FlowChanged
 from fos_agent.metrics import Metrics
 from fos_agent.outbox import Outbox
 from fos_agent.peer_client import PeerClient
-from fos_agent.peer_service import start_server
+from fos_agent.peer_service import PeerService, start_server
 from fos_agent.protocol import NodeConfig
 from fos_agent.records import Batch
 from fos_agent.stage import Stage
@@ -121,8 +121,9 @@ class Agent:
         self.peers: PeerClient | None = None
         self.outbox: Outbox | None = None
         self._server: grpc.aio.Server | None = None
+        self._service: PeerService | None = None
         self._tasks: dict[str, asyncio.Task[Any]] = {}
-        self._fetchers: dict[str, asyncio.Task[Any]] = {}
+        self._fetchers: dict[str, tuple[InputFetcher, asyncio.Task[Any]]] = {}
         self._resolved: dict[str, tuple[str, float]] = {}  # non-neighbour -> (address, at)
         self._catalog_consumes: tuple[int, bool] | None = None  # (flow version, answer)
         self._last_rejoin = 0.0
@@ -171,7 +172,7 @@ class Agent:
         self.outbox = Outbox(self.engine, self.peers, retry_s=self.settings.retry_s)
         self.stage = Stage(self.engine, self.metrics, output_cap=self.settings.output_cap,
                            is_sink=self.is_sink)
-        self._server, port = await start_server(self, self.listen)
+        self._server, self._service, port = await start_server(self, self.listen)
         self.address = f"{self._advertised_host()}:{port}"
         self.spec = replace(self.spec, address=self.address)
         self.log.info("agent serving", address=self.address,
@@ -199,18 +200,34 @@ class Agent:
         if not self._started:
             return
         self._started = False
-        for task in [*self._fetchers.values(), *self._tasks.values()]:
-            task.cancel()
-        await asyncio.gather(*self._fetchers.values(), *self._tasks.values(),
-                             return_exceptions=True)
+        # 1. no new cycles; requests in flight finish and are recorded (bounded wait)
+        stage = self._tasks.pop("stage", None)
+        if stage is not None:
+            stage.cancel()
+            await asyncio.gather(stage, return_exceptions=True)
+        for fetcher, _ in self._fetchers.values():
+            fetcher.stop()
+        fetchers = [task for _, task in self._fetchers.values()]
         self._fetchers.clear()
-        self._tasks.clear()
+        if fetchers:
+            grace = self.settings.rpc_timeout + self.settings.fetch.long_poll_ms / 1000 + 1
+            _, late = await asyncio.wait(fetchers, timeout=grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*fetchers, return_exceptions=True)
+        # 2. pending confirmations go out; our own long-polls answer now
         if self.outbox is not None:
             await self.outbox.close(flush=True)
+        if self._service is not None:
+            self._service.close()
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self._tasks.clear()
         if self.detector is not None:
             await self.detector.close()
         if self._server is not None:
-            await self._server.stop(grace=0.5)
+            await self._server.stop(grace=1.0)
         if self.engine is not None:
             await self.engine.close()
         if self.peers is not None:
@@ -375,12 +392,12 @@ class Agent:
         wanted = {r.item for r in self.engine.config.requires}
         for item in list(self._fetchers):
             if item not in wanted:
-                self._fetchers.pop(item).cancel()
+                self._fetchers.pop(item)[0].stop()  # finishes its request in flight
         for item in wanted - set(self._fetchers):
             fetcher = InputFetcher(item, self.engine, self.peers, self.outbox,
                                    lambda: self.flow, self.flow_changed, self.metrics,
                                    self.settings.fetch, self.detector.suspected)
-            self._fetchers[item] = asyncio.ensure_future(fetcher.run())
+            self._fetchers[item] = (fetcher, asyncio.ensure_future(fetcher.run()))
 
     async def resolve(self, node: str) -> str | None:
         """A peer's address: from the neighbourhood, else asked of the coordinator (a

@@ -60,6 +60,8 @@ class InputFetcher:
                                                                   item=item)
         self._inflight = 0
         self._failed_at: dict[str, float] = {}  # supplier -> monotonic time of no answer
+        self._stopping = False
+        self._wake = Signal()
 
     def buffered(self) -> int:
         node = self.engine.node
@@ -80,12 +82,26 @@ class InputFetcher:
                 w.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
 
+    def stop(self) -> None:
+        """Graceful stop: start no new request; ``run`` returns once the requests in
+        flight are answered and recorded (so a clean stop leaves nothing in flight)."""
+        self._stopping = True
+        self._wake.notify()
+
+    async def _sleep(self, *tickets: asyncio.Event, timeout: float | None = None) -> None:
+        waits = [asyncio.ensure_future(t.wait()) for t in (*tickets, self._wake.ticket())]
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
     async def _worker(self) -> None:
-        while True:
+        while not self._stopping:
             inbound = self.engine.inbound_changed.ticket()
             flow = self.flow_changed.ticket()
             if self.buffered() >= self.settings.prefetch:
-                await Signal.wait_ticket(inbound)
+                await self._sleep(inbound)
                 continue
             started = time.monotonic()
             self._inflight += 1
@@ -99,7 +115,7 @@ class InputFetcher:
             finally:
                 self._inflight -= 1
             if not got and time.monotonic() - started < self.settings.idle_pause_s:
-                await Signal.wait_ticket(flow, self.settings.idle_pause_s)
+                await self._sleep(flow, timeout=self.settings.idle_pause_s)
 
     def order(self, suppliers: tuple[Supplier, ...]) -> list[Supplier]:
         """Flow rank order, suppliers that recently gave no answer (or that the failure
@@ -118,6 +134,8 @@ class InputFetcher:
         """One round over the suppliers; True when a batch was sent to us."""
         view = self.flow()
         for i, supplier in enumerate(self.order(view.ranked_suppliers(self.item))):
+            if self._stopping:
+                return False
             wait_ms = self.settings.long_poll_ms if i == 0 else 0
             if await self._ask(supplier.node_id, view.version, wait_ms):
                 return True

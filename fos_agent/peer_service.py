@@ -54,6 +54,11 @@ MAX_WAIT_MS = 10_000
 class PeerService(agent_pb2_grpc.AgentServicer):
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
+        self.closing = False  # set at stop: long-polls answer at once
+
+    def close(self) -> None:
+        self.closing = True
+        self.agent.engine.outbound_changed.notify()
 
     @property
     def _engine(self) -> Any:
@@ -101,7 +106,8 @@ class PeerService(agent_pb2_grpc.AgentServicer):
                                                    flow_version=self._version())
             assert isinstance(reply, BatchUnavailable)
             remaining = deadline - loop_time()
-            if remaining <= 0 or not await Signal.wait_ticket(ticket, remaining):
+            if (remaining <= 0 or self.closing
+                    or not await Signal.wait_ticket(ticket, remaining)):
                 return agent_pb2.RequestBatchReply(unavailable=agent_pb2.BatchUnavailable(),
                                                    flow_version=self._version())
 
@@ -139,17 +145,22 @@ class PeerService(agent_pb2_grpc.AgentServicer):
         return self.agent.stats_reply()
 
 
-async def start_server(agent: Agent, listen: str) -> tuple[grpc.aio.Server, int]:
+async def start_server(agent: Agent, listen: str
+                       ) -> tuple[grpc.aio.Server, PeerService, int]:
     """Serve fos.v1.Agent and grpc.health.v1 on ``listen`` (port 0 picks a free one);
-    returns the started server and its bound port."""
+    returns the started server, the service and the bound port."""
     server = grpc.aio.server(options=(("grpc.so_reuseport", 0),))
-    agent_pb2_grpc.add_AgentServicer_to_server(PeerService(agent), server)
+    service = PeerService(agent)
+    agent_pb2_grpc.add_AgentServicer_to_server(service, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_insecure_port(listen)
+    try:
+        port = server.add_insecure_port(listen)
+    except RuntimeError as exc:  # grpc raises RuntimeError when it cannot bind
+        raise OSError(f"cannot listen on {listen}: {exc}") from None
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     await server.start()
     for name in ("", "fos.v1.Agent"):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return server, port
+    return server, service, port

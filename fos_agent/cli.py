@@ -1,0 +1,196 @@
+"""``fos-agent``: run one node agent with a simulated stage.
+
+    fos-agent --node-id ID --listen HOST:PORT --coordinators ADDR,... --data-dir DIR
+              [--produces item:qty] [--requires item:qty,...] [--capacity N]
+              [--cycle-s SECONDS] [--workers N] [--metrics HOST:PORT] [--ready-file PATH]
+
+Without --produces the node's spec is taken from the catalog (the node must be registered).
+The bound address is logged and, once the agent serves and is registered, written to
+--ready-file (atomically), which the harness and tests wait on. SIGTERM or SIGINT stop it
+cleanly (exit 0). Bad arguments: one line on stderr, exit 2. Failure to start (foreign WAL,
+coordinator unreachable, port taken): one line on stderr, exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from fos_agent.agent import Agent, AgentSettings
+from fos_agent.detector import DetectorSettings
+from fos_agent.inputs import FetchSettings
+from fos_agent.metrics import registry_for
+from fos_raft.logging import configure_logging
+from fos_raft.model import ItemReq, ModelError
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, exit 2
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.exit(2)
+
+
+def parse_item(text: str) -> ItemReq:
+    """``wood:3`` -> ItemReq("wood", 3)."""
+    item, sep, qty = text.strip().rpartition(":")
+    if not sep or not item or not qty.strip().isdigit():
+        raise UsageError(f"{text!r} is not item:qty (e.g. wood:3)")
+    req = ItemReq(item.strip(), int(qty))
+    try:
+        req.validate("item")
+    except ModelError as exc:
+        raise UsageError(str(exc)) from None
+    return req
+
+
+def parse_items(text: str) -> list[ItemReq]:
+    return [parse_item(part) for part in text.split(",") if part.strip()]
+
+
+def parse_host_port(text: str, what: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise UsageError(f"{what} {text!r} is not HOST:PORT")
+    return host or "0.0.0.0", int(port)
+
+
+def add_tuning(parser: argparse.ArgumentParser) -> None:
+    tune = parser.add_argument_group("tuning")
+    tune.add_argument("--prefetch", type=int, default=FetchSettings.prefetch,
+                      help="batches of each input kept ready (default %(default)s)")
+    tune.add_argument("--inflight", type=int, default=FetchSettings.inflight,
+                      help="concurrent requests per input item (default %(default)s)")
+    tune.add_argument("--long-poll-ms", type=int, default=FetchSettings.long_poll_ms)
+    tune.add_argument("--output-cap", type=int, default=AgentSettings.output_cap,
+                      help="unsold outputs before a non-final stage pauses")
+    tune.add_argument("--ping-interval", type=float, default=DetectorSettings.ping_interval)
+    tune.add_argument("--suspect-after", type=float, default=DetectorSettings.suspect_after)
+    tune.add_argument("--retry-s", type=float, default=AgentSettings.retry_s)
+    tune.add_argument("--no-group-commit", action="store_true",
+                      help="one synced WAL transaction per step (the naive design)")
+    tune.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING")
+
+
+def settings_from(args: argparse.Namespace) -> AgentSettings:
+    for name in ("prefetch", "inflight", "output_cap"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
+    for name in ("ping_interval", "suspect_after", "retry_s"):
+        if getattr(args, name) <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be > 0")
+    return AgentSettings(
+        fetch=FetchSettings(prefetch=args.prefetch, inflight=args.inflight,
+                            long_poll_ms=args.long_poll_ms),
+        detector=DetectorSettings(ping_interval=args.ping_interval,
+                                  suspect_after=args.suspect_after),
+        output_cap=args.output_cap, retry_s=args.retry_s,
+        group_commit=not args.no_group_commit)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="fos-agent", description="Run a factoryOS node agent with a simulated "
+                "stage (a cycle every --cycle-s seconds).")
+    p.add_argument("--node-id", required=True)
+    p.add_argument("--listen", required=True, help="HOST:PORT to serve on (port 0: any)")
+    p.add_argument("--coordinators", required=True, help="coordinator gRPC ADDR,ADDR,...")
+    p.add_argument("--data-dir", required=True, help="WAL and saved flow live here")
+    p.add_argument("--produces", help="item:qty per batch (omit: use the catalog's spec)")
+    p.add_argument("--requires", default="", help="item:qty,... inputs per cycle")
+    p.add_argument("--capacity", type=int, default=1)
+    p.add_argument("--cycle-s", type=float, default=1.0,
+                   help="simulated cycle time; 0 = as fast as the WAL allows")
+    p.add_argument("--workers", type=int, default=1, help="workers of the stage")
+    p.add_argument("--advertise", help="host to register instead of the listen host")
+    p.add_argument("--metrics", help="serve Prometheus /metrics on HOST:PORT")
+    p.add_argument("--ready-file", help="write the bound address here once ready")
+    add_tuning(p)
+    return p
+
+
+def write_ready(path: str | None, text: str) -> None:
+    if not path:
+        return
+    target = Path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(text + "\n")
+    os.replace(tmp, target)
+
+
+def serve_metrics(where: str | None, sources: list[object]) -> None:
+    if not where:
+        return
+    from prometheus_client import start_http_server
+
+    host, port = parse_host_port(where, "--metrics")
+    registry, _ = registry_for(sources)
+    start_http_server(port, addr=host, registry=registry)
+
+
+async def wait_for_stop_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def agent_from_args(args: argparse.Namespace) -> Agent:
+    if args.capacity < 1 or args.workers < 1 or args.cycle_s < 0:
+        raise UsageError("--capacity and --workers must be >= 1, --cycle-s >= 0")
+    parse_host_port(args.listen, "--listen")
+    coordinators = [c.strip() for c in args.coordinators.split(",") if c.strip()]
+    if not coordinators:
+        raise UsageError("--coordinators needs at least one ADDR")
+    produces = parse_item(args.produces) if args.produces else None
+    requires = parse_items(args.requires)
+    if requires and produces is None:
+        raise UsageError("--requires needs --produces (or neither, to use the catalog spec)")
+    return Agent(args.node_id, produces, requires, listen=args.listen,
+                 coordinators=coordinators, data_dir=args.data_dir, capacity=args.capacity,
+                 workers=args.workers, cycle_s=args.cycle_s, advertise=args.advertise,
+                 settings=settings_from(args))
+
+
+async def run(agent: Agent, args: argparse.Namespace) -> int:
+    serve_metrics(args.metrics, [agent])
+    stopper = asyncio.ensure_future(wait_for_stop_signal())
+    try:
+        await agent.start()
+    except Exception as exc:
+        stopper.cancel()
+        sys.stderr.write(f"fos-agent: cannot start {args.node_id}: {exc}\n")
+        return 1
+    agent.log.info("agent ready", address=agent.address, spec=str(agent.spec))
+    write_ready(args.ready_file, agent.address)
+    try:
+        await stopper
+    finally:
+        await agent.stop()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        agent = agent_from_args(args)
+        if args.metrics:
+            parse_host_port(args.metrics, "--metrics")
+    except UsageError as exc:
+        parser.error(str(exc))
+    configure_logging("fos-agent", level=args.log_level, node=args.node_id)
+    return asyncio.run(run(agent, args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

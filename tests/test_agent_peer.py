@@ -1,0 +1,273 @@
+"""The peer service and the Agent, in-process, against a real 3-replica coordinator cluster.
+
+Real gRPC over loopback, real LMDB WALs, real fos-coordinator processes; agents run in the
+test's event loop. Every test uses its own item names so the flows of different tests never
+touch (they share one cluster to keep the suite fast).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import grpc
+import grpc.aio
+import pytest
+from agent_util import eventually, peer_stub
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from fos_agent import Agent, AgentSettings, ItemReq, WalError
+from fos_agent.records import InState, OutState
+from fos_agent.wal import read_wal, wal_path
+from fos_pb import agent_pb2
+from fos_raft.client import CoordinatorClient
+from fos_raft.launcher import LocalCluster, free_port
+from fos_raft.model import NodeSpec
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory):
+    c = LocalCluster(3, tmp_path_factory.mktemp("agent-peer-coord"))
+    try:
+        c.start()
+        c.wait_for_leader(timeout=30)
+        yield c
+    finally:
+        c.stop()
+
+
+def make(cluster: LocalCluster, base: Path, node: str, produces: ItemReq | None,
+         requires: tuple[ItemReq, ...] = (), **kw: object) -> Agent:
+    return Agent(node, produces, requires, coordinators=cluster.grpc_addresses,
+                 data_dir=base / node, **kw)  # type: ignore[arg-type]
+
+
+def pair_audit(suppliers: list[Path], consumers: list[Path]) -> None:
+    """No loss, no duplicate between stopped agents: a DELIVERED batch is recorded by its
+    consumer; a recorded batch is DELIVERED or still IN_TRANSIT (a confirmation in flight
+    at stop) at its supplier to that consumer; no batch is in two inbound WALs."""
+    outs = {}
+    for d in suppliers:
+        outs.update(read_wal(wal_path(d)).outbound)
+    seen: dict[str, str] = {}
+    for d in consumers:
+        state = read_wal(wal_path(d))
+        for bid in state.inbound:
+            assert bid not in seen, f"{bid} is in two inbound WALs"
+            seen[bid] = state.node_id
+            out = outs.get(bid)
+            if out is not None:
+                assert out.to == state.node_id
+                assert out.state in (OutState.DELIVERED, OutState.IN_TRANSIT), out
+    for bid, out in outs.items():
+        if out.state is OutState.DELIVERED:
+            assert seen.get(bid) == out.to, f"{bid} DELIVERED but not recorded by {out.to}"
+
+
+async def test_two_agents_trade_and_report_stats(cluster: LocalCluster, tmp_path: Path):
+    t0 = time.time()
+    wood = make(cluster, tmp_path, "t1-wood", ItemReq("t1wood", 1), cycle_s=0.05)
+    frame = make(cluster, tmp_path, "t1-frame", ItemReq("t1frame", 1),
+                 (ItemReq("t1wood", 2),), cycle_s=0.05)
+    async with wood, frame:
+        await eventually(lambda: frame.metrics["successful_cycles"] >= 5, what="5 frames")
+        async with peer_stub(frame.address) as stub:
+            stats = await stub.Stats(agent_pb2.StatsRequest(), timeout=5)
+        assert stats.node_id == "t1-frame" and stats.in_flow and stats.incarnation == 1
+        assert stats.counters["batches_received"] >= 5
+        assert stats.counters["batches_received_from:t1-wood"] >= 5
+        assert stats.counters["messages_sent.RequestBatch"] >= 5
+        assert stats.recent_receipts[-1].supplier == "t1-wood"
+        assert stats.recent_receipts[-1].item == "t1wood"
+        assert t0 * 1000 <= stats.recent_receipts[-1].unix_ms <= time.time() * 1000
+        assert wood.metrics["batches_produced"] >= 5
+        assert frame.metrics["batches_consumed"] == frame.metrics["batches_produced"]
+        async with grpc.aio.insecure_channel(wood.address) as channel:
+            health = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=5)
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+    pair_audit([tmp_path / "t1-wood"], [tmp_path / "t1-frame"])
+    assert read_wal(wal_path(tmp_path / "t1-frame")).inbound  # it really traded
+
+
+async def _consumer_of(cluster: LocalCluster, node: str, item: str) -> None:
+    """Register a consumer node that is nobody's agent: the test speaks for it."""
+    spec = NodeSpec(node, f"127.0.0.1:{free_port()}", ItemReq(f"{node}-out", 1),
+                    (ItemReq(item, 1),))
+    async with CoordinatorClient(cluster.grpc_addresses) as client:
+        await client.register(spec)
+
+
+def _request(consumer: str, rid: str, item: str, wait_ms: int = 0, flow_version: int = 0,
+             delivered: tuple[str, ...] = ()) -> agent_pb2.RequestBatchRequest:
+    return agent_pb2.RequestBatchRequest(request_id=rid, consumer=consumer, item=item, qty=1,
+                                         wait_ms=wait_ms, flow_version=flow_version,
+                                         delivered=list(delivered))
+
+
+async def test_supplier_long_poll_refusals_dedup_and_confirmations(cluster: LocalCluster,
+                                                                   tmp_path: Path):
+    supplier = make(cluster, tmp_path, "t2-sup", ItemReq("t2x", 1))  # no stage: emit()
+    async with supplier:
+        await _consumer_of(cluster, "t2-con", "t2x")
+        await eventually(lambda: "t2-con" in supplier.flow.consumers, what="flow consumer")
+        async with peer_stub(supplier.address) as stub:
+            # long-poll: the request waits for a batch, answered as soon as one is made
+            started = time.monotonic()
+            task = asyncio.ensure_future(stub.RequestBatch(
+                _request("t2-con", "r1", "t2x", wait_ms=8000), timeout=20))
+            done, _ = await asyncio.wait({task}, timeout=0.3)
+            assert not done, "an empty supplier must hold the long-poll"
+            made = await supplier.emit()
+            reply = await task
+            assert reply.WhichOneof("result") == "sent"
+            assert reply.sent.batch_id == made.batch_id
+            assert time.monotonic() - started < 6.0
+            # nothing queued, short wait: BatchUnavailable after the wait
+            started = time.monotonic()
+            reply = await stub.RequestBatch(_request("t2-con", "r2", "t2x", wait_ms=200),
+                                            timeout=10)
+            assert reply.WhichOneof("result") == "unavailable"
+            assert time.monotonic() - started >= 0.18
+            # dedup: the same request id gets the same batch, never a second one
+            await supplier.emit()
+            again = await stub.RequestBatch(_request("t2-con", "r1", "t2x"), timeout=10)
+            assert again.sent.batch_id == made.batch_id
+            fresh = await stub.RequestBatch(_request("t2-con", "r3", "t2x"), timeout=10)
+            assert fresh.sent.batch_id != made.batch_id
+            node = supplier.engine.node
+            assert node is not None and len(node.outbound_in_transit()) == 2
+            # refusals
+            with pytest.raises(grpc.aio.AioRpcError) as denied:
+                await stub.RequestBatch(_request("t2-stranger", "r4", "t2x"), timeout=10)
+            assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            newer = supplier.flow.version + 1000
+            with pytest.raises(grpc.aio.AioRpcError) as behind:
+                await stub.RequestBatch(_request("t2-stranger", "r5", "t2x",
+                                                 flow_version=newer), timeout=10)
+            assert behind.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            metadata = dict(behind.value.trailing_metadata() or ())
+            assert int(metadata["fos-flow-version"]) == node.flow_version
+            with pytest.raises(grpc.aio.AioRpcError) as wrong:
+                await stub.RequestBatch(_request("t2-con", "r6", "t2y"), timeout=10)
+            assert wrong.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            # confirmations: piggybacked on a request, and on their own
+            await stub.RequestBatch(_request("t2-con", "r7", "t2x",
+                                             delivered=(made.batch_id,)), timeout=10)
+            await stub.DeliveryConfirmed(agent_pb2.BatchRef(
+                batch_id=fresh.sent.batch_id, supplier="t2-sup", consumer="t2-con"),
+                timeout=10)
+            assert node.outbound(made.batch_id).state is OutState.DELIVERED
+            assert node.outbound(fresh.sent.batch_id).state is OutState.DELIVERED
+            assert supplier.metrics["batches_delivered"] == 2
+            assert supplier.metrics["messages_received.RequestBatch"] >= 8
+    durable = read_wal(wal_path(tmp_path / "t2-sup"))
+    assert durable.outbound[made.batch_id].state is OutState.DELIVERED
+    assert durable.requests[("t2-con", "r1")] == made.batch_id
+
+
+async def test_consumer_takes_offers_from_anyone_once_and_recovers(cluster: LocalCluster,
+                                                                   tmp_path: Path):
+    consumer = make(cluster, tmp_path, "t3-con", ItemReq("t3out", 1), (ItemReq("t3in", 1),))
+    batch = agent_pb2.Batch(batch_id="t3-ghost:1", item="t3in", qty=1, producer="t3-ghost",
+                            seq=1)
+    async with consumer:
+        async with peer_stub(consumer.address) as stub:
+            offer = agent_pb2.OfferBatchRequest(batch=batch, supplier="t3-ghost",
+                                                consumer="t3-con")
+            first = await stub.OfferBatch(offer, timeout=10)
+            second = await stub.OfferBatch(offer, timeout=10)
+            assert first.state == second.state == agent_pb2.INBOUND_QUEUED
+            forged = agent_pb2.OfferBatchRequest(batch=batch, supplier="t3-other",
+                                                 consumer="t3-con")
+            assert (await stub.OfferBatch(forged, timeout=10)).state == \
+                agent_pb2.INBOUND_UNKNOWN
+            stats = await stub.Stats(agent_pb2.StatsRequest(), timeout=10)
+        assert consumer.metrics["batches_received"] == 1
+        assert consumer.metrics["wal_ghost_batches"] == 1
+        assert [r.batch_id for r in stats.recent_receipts] == ["t3-ghost:1"]
+    durable = read_wal(wal_path(tmp_path / "t3-con"))
+    assert durable.inbound["t3-ghost:1"].state is InState.QUEUED
+    # a restart recovers it, under a new incarnation
+    again = make(cluster, tmp_path, "t3-con", ItemReq("t3out", 1), (ItemReq("t3in", 1),))
+    async with again:
+        assert again.incarnation == 2
+        assert again.metrics["wal_recovered_batches"] == 1
+        assert again.engine.node.inbound_queued_counts() == {"t3in": 1}
+    # another node's WAL is refused, and left as it was
+    intruder = Agent("t3-intruder", ItemReq("t3out", 1), coordinators=cluster.grpc_addresses,
+                     data_dir=tmp_path / "t3-con")
+    with pytest.raises(WalError, match="belongs to node"):
+        await intruder.start()
+    assert read_wal(wal_path(tmp_path / "t3-con")).inbound == durable.inbound
+
+
+async def test_factory_cycles_with_two_workers_hold_each_input_once(cluster: LocalCluster,
+                                                                    tmp_path: Path):
+    source = make(cluster, tmp_path, "t4-src", ItemReq("t4a", 1), cycle_s=0.02)
+    stage = make(cluster, tmp_path, "t4-stage", ItemReq("t4b", 1), (ItemReq("t4a", 1),),
+                 settings=AgentSettings())
+    consumed: list[str] = []
+    lineages: list[tuple[str, ...]] = []
+
+    async def worker(skip_first: bool) -> None:
+        async for inputs in stage.cycles():
+            if skip_first:  # a cycle not emitted is released, not lost
+                skip_first = False
+                continue
+            consumed.extend(inputs.ids)
+            made = await stage.emit(inputs)
+            assert inputs["t4a"].item == "t4a"
+            lineages.append(made.lineage)
+            if len(consumed) >= 12:
+                return
+
+    async with source, stage:
+        await asyncio.wait_for(asyncio.gather(worker(True), worker(False)), 30)
+    assert len(consumed) == len(set(consumed)) >= 12
+    assert sorted(b for lin in lineages for b in lin) == sorted(consumed)
+    assert stage.metrics["skipped_cycles"] >= 1
+    durable = read_wal(wal_path(tmp_path / "t4-stage"))
+    assert all(durable.inbound[b].state is InState.CONSUMED for b in consumed)
+
+
+async def test_dead_supplier_is_bypassed_locally_reported_and_rejoins(cluster: LocalCluster,
+                                                                      tmp_path: Path):
+    fast = AgentSettings()
+    s1 = make(cluster, tmp_path, "t5-s1", ItemReq("t5w", 1), cycle_s=0.05, settings=fast)
+    s2 = make(cluster, tmp_path, "t5-s2", ItemReq("t5w", 1), cycle_s=0.05, settings=fast)
+    con = make(cluster, tmp_path, "t5-con", ItemReq("t5f", 1), (ItemReq("t5w", 1),),
+               cycle_s=0.05, settings=fast)
+    async with s1, s2, con:
+        ranked = await eventually(lambda: len(con.flow.ranked_suppliers("t5w")) == 2
+                                  and con.flow.ranked_suppliers("t5w"), what="a backup")
+        primary, backup = (s1, s2) if ranked[0].node_id == "t5-s1" else (s2, s1)
+        key = f"batches_received_from:{backup.node_id}"
+        await eventually(lambda: con.metrics.get(f"batches_received_from:{primary.node_id}",
+                                                 0) >= 3, what="trading with the primary")
+        before = con.metrics.get(key, 0)
+        killed_at = time.time()
+        await primary.stop()  # its port now refuses connections, like after a SIGKILL
+        await eventually(lambda: con.metrics.get(key, 0) > before, what="reroute")
+        reroute_s = con.metrics[f"last_received_from_at:{backup.node_id}"] - killed_at
+        print(f"reroute {reroute_s:.3f} s")
+        assert reroute_s < 5.0, f"reroute took {reroute_s:.2f} s"
+        await eventually(lambda: (primary.node_id, "MARKED_DOWN") in con.detector.outcomes,
+                         what="suspicion confirmed")
+        await eventually(lambda: not con.flow.alive_of.get(primary.node_id, False),
+                         what="flow without the dead supplier")
+        assert con.metrics["suspicions_reported"] >= 1
+        # restart on the same data dir and a new port: rejoin, and the flow says where
+        back = make(cluster, tmp_path, primary.node_id, ItemReq("t5w", 1), cycle_s=0.05)
+        async with back:
+            assert back.incarnation == 2 and back.address != primary.address
+            await eventually(lambda: con.flow.alive_of.get(back.node_id), what="rejoin")
+            await eventually(lambda: back.node_id in con.flow.addresses
+                             and con.flow.addresses[back.node_id] == back.address,
+                             what="new address in the consumer's flow")
+            node = back.engine.node
+            await eventually(lambda: not node.outbound_in_transit(),
+                             what="in-transit batches of the dead incarnation delivered")
+        await eventually(lambda: con.metrics["successful_cycles"] >= 10, what="production")
+    pair_audit([tmp_path / "t5-s1", tmp_path / "t5-s2"], [tmp_path / "t5-con"])
