@@ -64,18 +64,21 @@ def parse_host_port(text: str, what: str) -> tuple[str, int]:
     return host or "0.0.0.0", int(port)
 
 
+_FETCH, _DETECT, _AGENT = FetchSettings(), DetectorSettings(), AgentSettings()
+
+
 def add_tuning(parser: argparse.ArgumentParser) -> None:
     tune = parser.add_argument_group("tuning")
-    tune.add_argument("--prefetch", type=int, default=FetchSettings.prefetch,
+    tune.add_argument("--prefetch", type=int, default=_FETCH.prefetch,
                       help="batches of each input kept ready (default %(default)s)")
-    tune.add_argument("--inflight", type=int, default=FetchSettings.inflight,
+    tune.add_argument("--inflight", type=int, default=_FETCH.inflight,
                       help="concurrent requests per input item (default %(default)s)")
-    tune.add_argument("--long-poll-ms", type=int, default=FetchSettings.long_poll_ms)
-    tune.add_argument("--output-cap", type=int, default=AgentSettings.output_cap,
+    tune.add_argument("--long-poll-ms", type=int, default=_FETCH.long_poll_ms)
+    tune.add_argument("--output-cap", type=int, default=_AGENT.output_cap,
                       help="unsold outputs before a non-final stage pauses")
-    tune.add_argument("--ping-interval", type=float, default=DetectorSettings.ping_interval)
-    tune.add_argument("--suspect-after", type=float, default=DetectorSettings.suspect_after)
-    tune.add_argument("--retry-s", type=float, default=AgentSettings.retry_s)
+    tune.add_argument("--ping-interval", type=float, default=_DETECT.ping_interval)
+    tune.add_argument("--suspect-after", type=float, default=_DETECT.suspect_after)
+    tune.add_argument("--retry-s", type=float, default=_AGENT.retry_s)
     tune.add_argument("--no-group-commit", action="store_true",
                       help="one synced WAL transaction per step (the naive design)")
     tune.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING")
@@ -182,13 +185,13 @@ async def run(agent: Agent, args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging("fos-agent", level=args.log_level, node=args.node_id)
     try:
         agent = agent_from_args(args)
         if args.metrics:
             parse_host_port(args.metrics, "--metrics")
     except UsageError as exc:
         parser.error(str(exc))
-    configure_logging("fos-agent", level=args.log_level, node=args.node_id)
     return asyncio.run(run(agent, args))
 
 
