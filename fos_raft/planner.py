@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import gc
 from bisect import bisect_left, insort
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from itertools import chain
@@ -184,22 +185,15 @@ class Planner:
             before = previous_links(previous.edges if isinstance(previous, Plan) else previous)
         self._index(catalog, status)
         self._compute_viability()
-        suppliers: dict[str, list[str]] = {}
-        consumers: dict[str, list[str]] = {}
+        suppliers: defaultdict[str, list[str]] = defaultdict(list)
+        consumers: defaultdict[str, list[str]] = defaultdict(list)
+        qty: defaultdict[str, dict[str, int]] = defaultdict(dict)
         for node_id in sorted(self._viable):
             spec = self._spec[node_id]
-            item = spec.produces.item
-            group = suppliers.get(item)
-            if group is None:
-                suppliers[item] = [node_id]
-            else:
-                group.append(node_id)
+            suppliers[spec.produces.item].append(node_id)
             for req in spec.requires:
-                group = consumers.get(req.item)
-                if group is None:
-                    consumers[req.item] = [node_id]
-                else:
-                    group.append(node_id)
+                consumers[req.item].append(node_id)
+                qty[req.item][node_id] = req.qty
         self._links = {}
         self._edges_of = {}
         no_links: dict[str, Links] = {}
@@ -209,7 +203,7 @@ class Planner:
             previous_of_item = before.get(item, no_links)
             links = assign_item(item_suppliers, capacity, item_consumers, previous_of_item)
             self._links[item] = links
-            self._edges_of.update(self._item_edges(item, links))
+            self._edges_of.update(self._item_edges(item, links, qty[item]))
         self._order = sorted(self._edges_of)
         return self._emit(members_changed=True)
 
@@ -363,7 +357,7 @@ class Planner:
             capacity = {s: self._spec[s].capacity for s in item_suppliers}
             links = assign_item(item_suppliers, capacity, item_consumers, old_links)
             self._links[item] = links
-            new_edges = self._item_edges(item, links)
+            new_edges = self._item_edges(item, links, self._required_qty(item_consumers, item))
         old_suppliers = {x for link in old_links.values() for x in (link.primary, *link.backups)}
         for supplier in old_suppliers - new_edges.keys():
             # A node whose product changed may already hold edges of its new item.
@@ -377,25 +371,28 @@ class Planner:
 
     # ---- output -------------------------------------------------------------------------
 
-    def _item_edges(self, item: str, links: Mapping[str, Links]) -> dict[str, tuple[Edge, ...]]:
+    @staticmethod
+    def _item_edges(
+        item: str, links: Mapping[str, Links], qty: Mapping[str, int]
+    ) -> dict[str, tuple[Edge, ...]]:
         """Edges of one item grouped by supplier, each group sorted (consumers come sorted)."""
-        grouped: dict[str, list[Edge]] = {}
-        for consumer, link in links.items():
-            qty = self._required_qty(consumer, item)
-            for rank, supplier in enumerate((link.primary, *link.backups)):
-                edge = Edge(supplier, consumer, item, qty, rank)
-                group = grouped.get(supplier)
-                if group is None:
-                    grouped[supplier] = [edge]
-                else:
-                    group.append(edge)
+        grouped: defaultdict[str, list[Edge]] = defaultdict(list)
+        for consumer, (primary, backups) in links.items():
+            consumer_qty = qty[consumer]
+            grouped[primary].append(Edge(primary, consumer, item, consumer_qty, 0))
+            for rank, supplier in enumerate(backups, 1):
+                grouped[supplier].append(Edge(supplier, consumer, item, consumer_qty, rank))
         return {s: tuple(edges) for s, edges in grouped.items()}
 
-    def _required_qty(self, consumer: str, item: str) -> int:
-        for req in self._spec[consumer].requires:
-            if req.item == item:
-                return req.qty
-        raise AssertionError(f"{consumer} does not require {item}")
+    def _required_qty(self, consumers: Iterable[str], item: str) -> dict[str, int]:
+        """How much of ``item`` each of ``consumers`` takes per cycle."""
+        qty = {}
+        for consumer in consumers:
+            for req in self._spec[consumer].requires:
+                if req.item == item:
+                    qty[consumer] = req.qty
+                    break
+        return qty
 
     def _emit(self, members_changed: bool) -> Plan:
         if members_changed or self._last is None:

@@ -11,18 +11,20 @@ from __future__ import annotations
 import heapq
 from bisect import insort
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 BACKUPS = 2
 """Backup suppliers per (consumer, item) besides the primary, when there are enough."""
 
+SCAN_LIMIT = 8
+"""Up to this many suppliers, linear scans replace heaps (same result, less overhead)."""
 
-@dataclass(frozen=True, slots=True)
-class Links:
+
+class Links(NamedTuple):
     """One consumer's suppliers of one item: the primary, then the backups in rank order.
 
     In a *previous* flow read back from edges, ``primary`` is ``""`` when no rank-0 edge was
-    left (``""`` is never a node id).
+    left (``""`` is never a node id). A named tuple: the planner makes tens of thousands.
     """
 
     primary: str
@@ -71,20 +73,8 @@ def assign_item(
 
     after_add = {s: (load[s] + 1) / capacity[s] for s in suppliers}
     if orphans:  # 2. least (load + 1) / capacity, then own backup by rank, then id
-        heap = [(after_add[s], s) for s in suppliers]
-        heapq.heapify(heap)
-        for consumer in orphans:
-            best, choice = _valid_top(heap, after_add)
-            links = previous.get(consumer)
-            if links is not None:
-                for backup in links.backups:
-                    if backup in supplier_set and after_add[backup] == best:
-                        choice = backup
-                        break
-            primary[consumer] = choice
-            load[choice] += 1
-            after_add[choice] = (load[choice] + 1) / capacity[choice]
-            heapq.heappush(heap, (after_add[choice], choice))
+        place = _place_orphans_scan if len(suppliers) <= SCAN_LIMIT else _place_orphans_heap
+        place(suppliers, capacity, orphans, previous, primary, load, after_add)
 
     ratio = {s: load[s] / capacity[s] for s in suppliers}
     if max(ratio.values()) > min(after_add.values()):
@@ -92,6 +82,60 @@ def assign_item(
 
     backups = _backups(suppliers, capacity, consumers, previous, primary, load)
     return {c: Links(primary[c], backups[c]) for c in consumers}
+
+
+def _place_orphans_heap(
+    suppliers: Sequence[str],
+    capacity: Mapping[str, int],
+    orphans: Sequence[str],
+    previous: Mapping[str, Links],
+    primary: dict[str, str],
+    load: dict[str, int],
+    after_add: dict[str, float],
+) -> None:
+    heap = [(after_add[s], s) for s in suppliers]
+    heapq.heapify(heap)
+    for consumer in orphans:
+        best, choice = _valid_top(heap, after_add)
+        links = previous.get(consumer)
+        if links is not None:
+            for backup in links.backups:
+                if after_add.get(backup) == best:
+                    choice = backup
+                    break
+        primary[consumer] = choice
+        load[choice] += 1
+        after_add[choice] = (load[choice] + 1) / capacity[choice]
+        heapq.heappush(heap, (after_add[choice], choice))
+
+
+def _place_orphans_scan(
+    suppliers: Sequence[str],
+    capacity: Mapping[str, int],
+    orphans: Sequence[str],
+    previous: Mapping[str, Links],
+    primary: dict[str, str],
+    load: dict[str, int],
+    after_add: dict[str, float],
+) -> None:
+    """``_place_orphans_heap`` for few suppliers, where a linear scan beats a heap."""
+    for consumer in orphans:
+        best = min(after_add.values())
+        choice = ""
+        links = previous.get(consumer)
+        if links is not None:
+            for backup in links.backups:
+                if after_add.get(backup) == best:
+                    choice = backup
+                    break
+        if not choice:
+            for s in suppliers:
+                if after_add[s] == best:
+                    choice = s
+                    break
+        primary[consumer] = choice
+        load[choice] += 1
+        after_add[choice] = (load[choice] + 1) / capacity[choice]
 
 
 def _balance(
@@ -156,11 +200,12 @@ def _backups(
         chosen[consumer] = kept
         short = short or len(kept) < want
     if short:
-        _fill_backups(suppliers, capacity, consumers, primary, load, want, backup_load, chosen)
+        fill = _fill_backups_scan if len(suppliers) <= SCAN_LIMIT else _fill_backups_heap
+        fill(suppliers, capacity, consumers, primary, load, want, backup_load, chosen)
     return {c: tuple(chosen[c]) for c in consumers}
 
 
-def _fill_backups(
+def _fill_backups_heap(
     suppliers: Sequence[str],
     capacity: Mapping[str, int],
     consumers: Sequence[str],
@@ -192,3 +237,31 @@ def _fill_backups(
             heapq.heappush(heap, (key[s], s))
         for entry in skipped:
             heapq.heappush(heap, entry)
+
+
+def _fill_backups_scan(
+    suppliers: Sequence[str],
+    capacity: Mapping[str, int],
+    consumers: Sequence[str],
+    primary: Mapping[str, str],
+    load: Mapping[str, int],
+    want: int,
+    backup_load: dict[str, int],
+    chosen: dict[str, list[str]],
+) -> None:
+    """``_fill_backups_heap`` for few suppliers. Within one consumer only the suppliers it
+    picks change key, and they leave its candidates, so its picks are simply the candidates
+    of least key; the stable sort keeps id order on equal keys, as the heap does."""
+    key = {s: (backup_load[s] / capacity[s], load[s] / capacity[s]) for s in suppliers}
+    for consumer in consumers:
+        kept = chosen[consumer]
+        need = want - len(kept)
+        if not need:
+            continue
+        mine = primary[consumer]
+        candidates = [s for s in suppliers if s != mine and s not in kept]
+        candidates.sort(key=key.__getitem__)
+        for s in candidates[:need]:
+            kept.append(s)
+            backup_load[s] += 1
+            key[s] = (backup_load[s] / capacity[s], load[s] / capacity[s])

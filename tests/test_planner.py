@@ -19,6 +19,7 @@ from planner_strategies import (
     worlds,
 )
 
+from fos_raft import planner_assign
 from fos_raft.model import Edge, ItemReq, NodeSpec, NodeStatus, Plan
 from fos_raft.planner import BACKUPS, Planner, plan
 
@@ -406,6 +407,19 @@ def test_incremental_replan_equals_full_plan(world: World, steps: list[st.DataOb
         reference = plan(world.catalog, world.status, flow)
         flow = planner.after_change(world.catalog, world.status, flow, change.node_id)
         assert flow == reference, change
+
+
+@given(worlds(max_per_item=6), st.data())
+@examples(200)
+def test_heap_and_scan_paths_of_assignment_agree(world: World, data: st.DataObject) -> None:
+    previous = data.draw(arbitrary_flows(world))
+    scanned = plan(world.catalog, world.status, previous)
+    limit = planner_assign.SCAN_LIMIT
+    planner_assign.SCAN_LIMIT = 0  # every item takes the heap path
+    try:
+        assert plan(world.catalog, world.status, previous) == scanned
+    finally:
+        planner_assign.SCAN_LIMIT = limit
 
 
 def test_incremental_falls_back_to_full_for_a_plan_it_did_not_make() -> None:
