@@ -5,7 +5,8 @@
 - `DeathLedger`: classifies the coordinator's declared deaths as true or false; the harness
   knows when it killed and restarted every node.
 - `RerouteTracker`: time from the SIGKILL of a supplier to each of its consumers' first batch
-  received from another supplier of the same item.
+  received from another supplier of the same item (wall-clock times: the agents stamp
+  their receipts with theirs, on the same machine).
 """
 
 from __future__ import annotations
@@ -197,25 +198,31 @@ class RerouteTracker:
         counters: Mapping[str, float],
         t_s: float,
         suppliers_of_item: Mapping[str, Iterable[str]],
-        restarted: bool = False,
+        receipts: Iterable[tuple[str, str, float]] = (),
     ) -> list[float]:
         """A Stats() reading of ``consumer`` at ``t_s``; returns reroute times completed by it.
 
-        ``restarted``: the counters belong to a newer incarnation than the baseline (they
-        started again from zero), so any batch from another supplier counts."""
+        Times are wall-clock seconds, the agents' clock (same machine). ``receipts``:
+        (supplier, item, time) of recent batches received, which give the exact first
+        receipt; without one, the per-supplier counters show that a receipt happened, and
+        its time is the counter's last-receipt time or, failing that, ``t_s``."""
+        receipts = list(receipts)
         done: list[float] = []
         keep: list[_PendingReroute] = []
         for p in self.pending:
             if p.consumer != consumer:
                 keep.append(p)
                 continue
-            finished_at = None
+            exact = [
+                at for supplier, item, at in receipts
+                if item == p.item and supplier != p.supplier and at >= p.killed_s
+            ]  # fmt: skip
+            finished_at = min(exact) if exact else None
             for other in suppliers_of_item.get(p.item, ()):
-                if other == p.supplier:
+                if finished_at is not None or other == p.supplier:
                     continue
                 key = RECEIVED_FROM_PREFIX + other
-                base = 0.0 if restarted else p.baseline.get(key, 0.0)
-                if counters.get(key, 0.0) > base:
+                if counters.get(key, 0.0) > p.baseline.get(key, 0.0):
                     at = counters.get(RECEIVED_AT_PREFIX + other)
                     when = at if at is not None and p.killed_s <= at <= t_s else t_s
                     finished_at = when if finished_at is None else min(finished_at, when)

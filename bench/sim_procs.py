@@ -108,6 +108,8 @@ class AgentSupervisor:
             "--produces", f"{spec.produces.item}:{spec.produces.qty}",
             "--cycle-s", f"{self.cycle_s:g}",
         ]  # fmt: skip
+        if spec.capacity != 1:
+            argv += ["--capacity", str(spec.capacity)]
         if spec.requires:
             argv += ["--requires", ",".join(f"{r.item}:{r.qty}" for r in spec.requires)]
         return argv + list(self.extra_args)

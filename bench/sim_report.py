@@ -18,11 +18,11 @@ from rich.table import Table
 from bench.sim_metrics import RECEIVED_FROM_PREFIX, percentile, spread
 
 # The agent's counter names (the paper's metrics); see fos_agent's Stats().
-SUCCESSFUL = "successful_manufacture_cycles"
-SKIPPED = "skipped_manufacture_cycles"
-TOTAL = "total_manufacture_cycles"
-SENT_PREFIX = "messages_sent"
-RECEIVED_PREFIX = "messages_received"
+SUCCESSFUL = "successful_cycles"
+SKIPPED = "skipped_cycles"
+TOTAL = "total_cycles"
+SENT_PREFIX = "messages_sent."
+RECEIVED_PREFIX = "messages_received."
 # Shown first in the per-node table, in this order, when the agents report them.
 PAPER_METRICS = (SUCCESSFUL, SKIPPED, TOTAL)
 AUDIT_KEYS = ("produced", "consumed", "queued", "in_transit", "lost", "duplicated")
@@ -86,7 +86,10 @@ def summarise(data: RunData) -> dict[str, Any]:
     total = sum(n.counters.get(TOTAL, 0) for n in data.nodes)
     sent = sum(_sum_prefix(n.counters, SENT_PREFIX) for n in data.nodes)
     received = sum(_sum_prefix(n.counters, RECEIVED_PREFIX) for n in data.nodes)
-    names = sorted({k for n in data.nodes for k in n.counters})
+    # per-supplier receipt counters are for reroute times, not for the table
+    names = sorted(
+        {k for n in data.nodes for k in n.counters if not k.startswith(RECEIVED_FROM_PREFIX)}
+    )
     ordered = [m for m in PAPER_METRICS if m in names]
     ordered += [m for m in names if m not in PAPER_METRICS]
     table = {}

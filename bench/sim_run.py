@@ -167,12 +167,12 @@ class SimRun:
             consumers = self.cluster_view.consumers_of(node)
             pid = self.agents.host(node).pid
             died = self.agents.kill(node)
-            t = self.now()
+            t, wall = self.now(), time.time()
             for victim in died:
                 self.ledger.killed(victim, t)
                 self.reroutes.consumer_died(victim)
                 counters = {c: self.book.current(c) for c in consumers}
-                self.reroutes.supplier_killed(victim, t, consumers, counters)
+                self.reroutes.supplier_killed(victim, wall, consumers, counters)
             self.event(
                 f"SIGKILL {node} (pid {pid})"
                 + (f", consumers {sorted(consumers)}" if consumers else "")
@@ -268,7 +268,9 @@ class SimRun:
                 queued_outbound=int(reply.queued_outbound),
                 queued_inbound=int(reply.queued_inbound),
             )  # fmt: skip
-            done = self.reroutes.observe(node, counters, t, suppliers)
+            receipts = [(r.supplier, r.item, r.unix_ms / 1000.0) for r in reply.recent_receipts]
+            wall = reply.unix_time or time.time()
+            done = self.reroutes.observe(node, counters, wall, suppliers, receipts)
             for d in done:
                 self.event(f"{node} rerouted after {d:.2f} s")
         if self.first_final_s is None and self._final_products() > 0:

@@ -97,11 +97,11 @@ def test_reroutes_of_dead_consumers_and_unfinished_ones_are_abandoned():
     tracker = RerouteTracker()
     tracker.supplier_killed("s1", 1.0, {"c1": "wood", "c2": "wood"}, {})
     tracker.consumer_died("c1")
-    # a restarted consumer's counters start at zero, so any batch from s2 counts
-    done = tracker.observe(
-        "c2", {RECEIVED_FROM_PREFIX + "s2": 1}, 3.0, {"wood": ["s1", "s2"]}, restarted=True
-    )
-    assert done == [pytest.approx(2.0)]
+    # the receipts ring gives the first receipt from another supplier of that item exactly
+    receipts = [("s1", "wood", 1.2), ("s2", "glue", 1.3), ("s2", "wood", 0.9),
+                ("s2", "wood", 1.6), ("s2", "wood", 2.5)]  # fmt: skip
+    done = tracker.observe("c2", {}, 3.0, {"wood": ["s1", "s2"]}, receipts)
+    assert done == [pytest.approx(0.6)]
     tracker.supplier_killed("s2", 4.0, {"c2": "wood"}, {})
     tracker.finish()
     assert tracker.abandoned == 2
