@@ -20,12 +20,20 @@ class Segment:
     specs: tuple[NodeSpec, ...]
 
 
+BoundCache = dict[tuple[frozenset[str], tuple[NodeSpec, ...]], float]
+
+
 def integrate_bound(
-    segments: Sequence[Segment], end_s: float, cycle_s: float, start_s: float = 0.0
+    segments: Sequence[Segment],
+    end_s: float,
+    cycle_s: float,
+    start_s: float = 0.0,
+    cache: BoundCache | None = None,
 ) -> float:
     """Final products the LP bound permits over [start_s, end_s], each segment at its own
-    bound (dead and drained nodes left out): the yardstick for runs with failures."""
-    cache: dict[tuple[frozenset[str], tuple[NodeSpec, ...]], float] = {}
+    bound (dead and drained nodes left out): the yardstick for runs with failures.
+    ``cache`` keeps LP results across calls (the live view asks twice a second)."""
+    cache = {} if cache is None else cache
     total = 0.0
     for i, seg in enumerate(segments):
         seg_end = segments[i + 1].start_s if i + 1 < len(segments) else end_s

@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from bench.sim_collect import Segment, integrate_bound, run_audit
+from bench.sim_collect import BoundCache, Segment, integrate_bound, run_audit
 from bench.sim_events import Action, Schedule, SimEvent, Timeline
 from bench.sim_metrics import RECEIVED_FROM_PREFIX, CounterBook, DeathLedger, RerouteTracker
 from bench.sim_poll import ClusterView, StatsPoller
@@ -34,6 +34,7 @@ STATS_EVERY_S = 1.0
 HOT_STATS_EVERY_S = 0.2  # consumers waiting for a reroute are read this often
 CLUSTER_EVERY_S = 0.5
 VIEW_EVERY_S = 0.5
+LEADER_KILL_WINDOW_S = 5.0  # production is reported over this window after a leader kill
 
 
 @dataclass
@@ -65,6 +66,8 @@ class SimRun:
         self.cluster_view = ClusterView()
         self.poller = StatsPoller()
         self.segments: list[Segment] = []
+        self.bound_cache: BoundCache = {}
+        self.followups: list[asyncio.Task[None]] = []
         self.events_log: list[tuple[float, str]] = []
         self.notes: list[str] = []
         self.dead_replicas: list[int] = []
@@ -207,12 +210,28 @@ class SimRun:
             await asyncio.to_thread(self.cluster.kill, index)
             self.dead_replicas.append(index)
             self.event(f"SIGKILL coordinator leader (replica {index}, {addresses[index]})")
+            self.followups.append(asyncio.create_task(self._production_after_leader_kill()))
         elif a is Action.RESTART_REPLICA:
             index = ev.replica if ev.replica is not None else self.dead_replicas[0]
             if index in self.dead_replicas:
                 self.dead_replicas.remove(index)
             await asyncio.to_thread(self.cluster.restart, index)
             self.event(f"restart coordinator replica {index}")
+
+    async def _production_after_leader_kill(self) -> None:
+        """Show whether production noticed: final products made in the window after the kill
+        (the agents trade peer to peer; the coordinator is not on the data path)."""
+        start_s, before = self.now(), self._final_products()
+        await asyncio.sleep(LEADER_KILL_WINDOW_S)
+        await self._poll_stats(list(self.agents.specs) if self.agents else [])
+        made = self._final_products() - before
+        bound = integrate_bound(
+            self.segments, self.now(), self.plan.cycle_s, start_s, cache=self.bound_cache
+        )
+        self.event(
+            f"{made} final products in the {self.now() - start_s:.0f} s after the leader "
+            f"kill (bound {bound:.0f})"
+        )
 
     async def _play_events(self) -> None:
         for ev in self.plan.schedule.events:
@@ -341,7 +360,9 @@ class SimRun:
             replicas_up=self.plan.replicas - len(self.dead_replicas),
             replicas=self.plan.replicas,
             final_products=self._final_products(),
-            bound_per_s=self.bound_per_s,
+            bound_so_far=integrate_bound(
+                self.segments, self.now(), self.plan.cycle_s, cache=self.bound_cache
+            ),
             deaths_declared=self.ledger.declared,
             deaths_false=self.ledger.false,
             nodes=tuple(rows),
@@ -366,6 +387,7 @@ class SimRun:
             self.book.mark_baseline()
             self.t0 = time.monotonic()
             self._segment()
+            await self._poll_cluster()
             tasks = [
                 asyncio.create_task(coro)
                 for coro in (
@@ -380,15 +402,15 @@ class SimRun:
                 pass
             self.ended_s = min(self.now(), p.duration_s)
             self.stop.set()
-            for task in tasks:
+            for task in tasks + self.followups:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, *self.followups, return_exceptions=True)
             await self._poll_stats(list(self.agents.specs))
             await self._poll_cluster()
             self.view.update(self.snapshot())
             self.event("run over: stopping agents and coordinators")
         finally:
-            for task in tasks:
+            for task in tasks + self.followups:
                 task.cancel()
             await self._shutdown()
         return await asyncio.to_thread(self._collect)

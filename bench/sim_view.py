@@ -42,7 +42,7 @@ class Snapshot:
     replicas_up: int = 0
     replicas: int = 0
     final_products: int = 0
-    bound_per_s: float = 0.0
+    bound_so_far: float = 0.0  # final products the LP bound permits up to now
     deaths_declared: int = 0
     deaths_false: int = 0
     nodes: tuple[NodeRow, ...] = field(default_factory=tuple)
@@ -60,16 +60,18 @@ STATE_STYLE = {"alive": "green", "dead": "bold red", "drained": "yellow", "down?
 
 def _header(snap: Snapshot) -> RenderableType:
     share = min(1.0, snap.elapsed_s / snap.duration_s) if snap.duration_s > 0 else 1.0
-    line = Text.assemble(
+    first = Text.assemble(
         (f"{snap.title}  ", "bold"),
         f"{snap.elapsed_s:5.1f}/{snap.duration_s:.0f} s  ",
         f"flow v{snap.flow_version}  ",
-        f"coordinators {snap.replicas_up}/{snap.replicas} up, leader {snap.leader or '-'}  ",
-        (f"final products {snap.final_products}", "bold cyan"),
-        f" (bound {snap.bound_per_s * snap.elapsed_s:.0f})  ",
-        f"deaths {snap.deaths_declared} declared, {snap.deaths_false} false",
+        f"coordinators {snap.replicas_up}/{snap.replicas} up, leader {snap.leader or '-'}",
     )
-    return Group(line, ProgressBar(total=1.0, completed=share, width=60))
+    second = Text.assemble(
+        (f"final products {snap.final_products}", "bold cyan"),
+        f" (bound {snap.bound_so_far:.0f})  ",
+        f"deaths declared {snap.deaths_declared}, false {snap.deaths_false}",
+    )
+    return Group(first, second, ProgressBar(total=1.0, completed=share, width=60))
 
 
 def _node_table(snap: Snapshot) -> Table:

@@ -136,7 +136,7 @@ def snapshot(n_nodes: int) -> Snapshot:
                 i, i + 1, 1)
         for i in range(n_nodes)
     )  # fmt: skip
-    return Snapshot("demo", 12.0, 60.0, 7, "127.0.0.1:1", 2, 3, 5, 0.5, 1, 0, rows)
+    return Snapshot("demo", 12.0, 60.0, 7, "127.0.0.1:1", 2, 3, 5, 6.0, 1, 0, rows)
 
 
 @pytest.mark.parametrize("n_nodes", [4, 40])
@@ -147,7 +147,7 @@ def test_live_view_renders_nodes_or_items_and_events(n_nodes):
         view.update(snapshot(n_nodes))
         view.event(3.5, "SIGKILL t00-s0 (pid 1)")
     text = out.getvalue()
-    assert "flow v7" in text and "SIGKILL t00-s0" in text
+    assert "flow v7" in text and "SIGKILL t00-s0" in text and "(bound 6)" in text
     assert ("t00-s0" in text) if n_nodes <= 24 else ("suppliers alive" in text)
 
 
