@@ -36,7 +36,9 @@ CHECKED_REPS = 3
 def make_catalog(nodes: int, per_type: int, seed: int) -> dict[str, NodeSpec]:
     topology = generate_topology(max(1, nodes // per_type), per_type, seed)
     rng = random.Random(seed)
-    return {s.node_id: dataclasses.replace(s, capacity=rng.randint(1, 4)) for s in topology.specs}
+    return {
+        s.node_id: dataclasses.replace(s, capacity=rng.randint(1, 4)) for s in topology.specs
+    }
 
 
 def summary(samples: list[float]) -> tuple[float, float]:
@@ -103,10 +105,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reps", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
-    print(
-        f"planner benchmark: per-type {args.per_type}, {args.reps} reps, seed {args.seed}, "
-        f"{platform.machine()}, Python {platform.python_version()}"
-    )
+    print(f"planner benchmark: per-type {args.per_type}, {args.reps} reps, seed {args.seed}, "
+          f"{platform.machine()}, Python {platform.python_version()}")
     print(f"{'nodes':>6} {'edges':>7}  {'operation':<17} {'median ms':>10} {'p99 ms':>9}")
     for size in (int(s) for s in args.sizes.split(",")):
         edges = len(plan(make_catalog(size, args.per_type, args.seed), {}).edges)
