@@ -185,7 +185,7 @@ def _backups(
     supplier_set = set(suppliers)
     backup_load = dict.fromkeys(suppliers, 0)
     chosen: dict[str, list[str]] = {}
-    short = False
+    short = not previous
     for consumer in consumers:
         kept: list[str] = []
         links = previous.get(consumer)
@@ -198,7 +198,8 @@ def _backups(
                     if len(kept) == want:
                         break
         chosen[consumer] = kept
-        short = short or len(kept) < want
+        if len(kept) < want:
+            short = True
     if short:
         fill = _fill_backups_scan if len(suppliers) <= SCAN_LIMIT else _fill_backups_heap
         fill(suppliers, capacity, consumers, primary, load, want, backup_load, chosen)

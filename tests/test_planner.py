@@ -19,6 +19,7 @@ from planner_strategies import (
     worlds,
 )
 
+from fos_raft import planner as planner_module
 from fos_raft import planner_assign
 from fos_raft.model import Edge, ItemReq, NodeSpec, NodeStatus, Plan
 from fos_raft.planner import BACKUPS, Planner, plan
@@ -420,6 +421,19 @@ def test_heap_and_scan_paths_of_assignment_agree(world: World, data: st.DataObje
         assert plan(world.catalog, world.status, previous) == scanned
     finally:
         planner_assign.SCAN_LIMIT = limit
+
+
+@given(st.text(), st.text(), st.text(), st.integers(), st.integers(0, 2))
+@examples(50)
+def test_fast_edge_builder_makes_the_same_records(
+    supplier: str, consumer: str, item: str, qty: int, rank: int
+) -> None:
+    assert planner_module._new_edge is not Edge, "the fast builder fell back to Edge"
+    fast = planner_module._new_edge(supplier, consumer, item, qty, rank)
+    slow = Edge(supplier, consumer, item, qty, rank)
+    assert type(fast) is Edge
+    assert fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
+    assert not fast < slow and not slow < fast
 
 
 def test_incremental_falls_back_to_full_for_a_plan_it_did_not_make() -> None:
