@@ -5,7 +5,7 @@
 Catalogs are the experiments' layered DAG (``bench.sim_topology.generate_topology``: N/T item
 types, T alternative suppliers each, 1-3 inputs per type) with random capacities 1..4.
 
-Rows (milliseconds, median and p99 over repetitions):
+Rows (milliseconds: wall-clock median and p99, and thread CPU-time median, over repetitions):
 * ``full cold``: ``plan(catalog, status)`` with no previous flow.
 * ``full vs previous``: ``plan(catalog, status, previous)`` against the last flow's edges
   (reads the previous flow back; what a replica restored from a snapshot does once).
@@ -41,25 +41,31 @@ def make_catalog(nodes: int, per_type: int, seed: int) -> dict[str, NodeSpec]:
     }
 
 
-def summary(samples: list[float]) -> tuple[float, float]:
-    """Median and p99 in milliseconds."""
-    ms = sorted(s * 1000 for s in samples)
-    p99 = ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))]
-    return statistics.median(ms), p99
+def summary(samples: list[tuple[float, float]]) -> tuple[float, float, float]:
+    """Wall-clock median and p99, CPU-time median, in milliseconds."""
+    wall = sorted(w * 1000 for w, _ in samples)
+    p99 = wall[min(len(wall) - 1, round(0.99 * (len(wall) - 1)))]
+    return statistics.median(wall), p99, statistics.median(c * 1000 for _, c in samples)
 
 
-def timed(call: Callable[[], Plan]) -> tuple[float, Plan]:
-    start = time.perf_counter()
+def timed(call: Callable[[], Plan]) -> tuple[tuple[float, float], Plan]:
+    """Wall-clock and thread CPU seconds of ``call()`` (CPU time is what a loaded machine
+    distorts least: time spent waiting for a core is not in it)."""
+    wall, cpu = time.perf_counter(), time.thread_time()
     result = call()
-    return time.perf_counter() - start, result
+    return (time.perf_counter() - wall, time.thread_time() - cpu), result
 
 
-def bench_size(nodes: int, per_type: int, reps: int, seed: int) -> dict[str, list[float]]:
+def bench_size(
+    nodes: int, per_type: int, reps: int, seed: int
+) -> dict[str, list[tuple[float, float]]]:
     catalog = make_catalog(nodes, per_type, seed)
     status: dict[str, NodeStatus] = {}
     rng = random.Random(seed)
     full_reps = max(5, min(reps, 200_000 // len(catalog)))
-    times: dict[str, list[float]] = {k: [] for k in ("full cold", "full vs previous")}
+    times: dict[str, list[tuple[float, float]]] = {
+        k: [] for k in ("full cold", "full vs previous")
+    }
     flow = plan(catalog, status)
     for _ in range(full_reps):
         times["full cold"].append(timed(lambda: plan(catalog, status))[0])
@@ -107,12 +113,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     print(f"planner benchmark: per-type {args.per_type}, {args.reps} reps, seed {args.seed}, "
           f"{platform.machine()}, Python {platform.python_version()}")
-    print(f"{'nodes':>6} {'edges':>7}  {'operation':<17} {'median ms':>10} {'p99 ms':>9}")
+    print(f"{'nodes':>6} {'edges':>7}  {'operation':<17} {'median ms':>10} {'p99 ms':>9} "
+          f"{'cpu median ms':>14}")
     for size in (int(s) for s in args.sizes.split(",")):
         edges = len(plan(make_catalog(size, args.per_type, args.seed), {}).edges)
         for kind, samples in bench_size(size, args.per_type, args.reps, args.seed).items():
-            median, p99 = summary(samples)
-            print(f"{size:>6} {edges:>7}  {kind:<17} {median:>10.3f} {p99:>9.3f}")
+            median, p99, cpu = summary(samples)
+            print(f"{size:>6} {edges:>7}  {kind:<17} {median:>10.3f} {p99:>9.3f} {cpu:>14.3f}")
 
 
 if __name__ == "__main__":

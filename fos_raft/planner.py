@@ -206,7 +206,7 @@ class Planner:
         previous: Iterable[Edge] | Plan = (),
     ) -> Plan:
         """The flow for ``catalog`` and ``status`` against ``previous``; refreshes the caches."""
-        with _gc_paused():
+        with _gc_paused(), self._forget_on_error():
             return self._full(catalog, status, previous)
 
     def _full(
@@ -290,8 +290,18 @@ class Planner:
         """``plan(catalog, status, previous)`` re-planning only around node ``changed``."""
         if self._last is None or previous is not self._last:
             return self.full(catalog, status, previous)
-        with _gc_paused():
+        with _gc_paused(), self._forget_on_error():
             return self._after_change(catalog, status, previous, changed)
+
+    @contextmanager
+    def _forget_on_error(self) -> Iterator[None]:
+        """If planning fails half-way, the caches are inconsistent: never trust them again
+        (the next ``after_change`` sees an unknown ``previous`` and plans in full)."""
+        try:
+            yield
+        except BaseException:
+            self._last = None
+            raise
 
     def _after_change(
         self,

@@ -7,6 +7,7 @@ import random
 from collections.abc import Iterator
 from fractions import Fraction
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from planner_strategies import (
@@ -444,3 +445,21 @@ def test_incremental_falls_back_to_full_for_a_plan_it_did_not_make() -> None:
     assert flow == plan(catalog, {"saw-1": DEAD}, foreign)
     # An unchanged node returns the previous plan object itself.
     assert planner.after_change(catalog, {"saw-1": DEAD}, flow, "saw-2") is flow
+
+
+def test_a_failed_replan_is_never_trusted_as_a_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    catalog = window_chain()
+    planner = Planner()
+    flow = planner.full(catalog, {})
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("planner bug")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(planner_module, "assign_item", broken)
+        with pytest.raises(RuntimeError):
+            planner.after_change(catalog, {"saw-1": DEAD}, flow, "saw-1")
+    # The caches were left half-updated; the planner must plan in full, not trust them.
+    assert planner.after_change(catalog, {"saw-1": DEAD}, flow, "saw-1") == plan(
+        catalog, {"saw-1": DEAD}, flow
+    )
