@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 
 from hypothesis import strategies as st
 
+from fos_agent.audit import audit_states
 from fos_agent.messages import (
     Arrived,
     Effects,
@@ -430,6 +431,9 @@ class Simulation:
         """After ``heal``: I2 (no loss) and I3 (agreement) between live nodes."""
         assert not self.network.in_flight and not any(s.pending for s in self.live()), \
             "heal did not settle"
+        report = audit_states({s.node_id: s.store.durable for s in self.live()},
+                              quiescent=True)
+        assert report.ok and not report.in_transit, report.summary()
         for sim in self.live():
             self._check_view(sim)
             for rec in sim.store.durable.outbound.values():
