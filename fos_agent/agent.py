@@ -469,8 +469,7 @@ class Agent:
         for room in the output buffer first (backpressure), so sources are paced by their
         consumers and by their own loop."""
         while self._started:
-            await self.stage.wait_room()
-            ids = await self.stage.wait_inputs()
+            ids = await self.stage.next_cycle()
             inputs = Inputs(ids, self.stage.batches(ids))
             self.metrics.inc("total_cycles")
             try:

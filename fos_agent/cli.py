@@ -73,6 +73,8 @@ def add_tuning(parser: argparse.ArgumentParser) -> None:
                       help="batches of each input kept ready (default %(default)s)")
     tune.add_argument("--inflight", type=int, default=_FETCH.inflight,
                       help="concurrent requests per input item (default %(default)s)")
+    tune.add_argument("--per-request", type=int, default=_FETCH.per_request,
+                      help="batches one request may ask for (default %(default)s)")
     tune.add_argument("--long-poll-ms", type=int, default=_FETCH.long_poll_ms)
     tune.add_argument("--output-cap", type=int, default=_AGENT.output_cap,
                       help="unsold outputs before a non-final stage pauses")
@@ -85,7 +87,7 @@ def add_tuning(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from(args: argparse.Namespace) -> AgentSettings:
-    for name in ("prefetch", "inflight", "output_cap"):
+    for name in ("prefetch", "inflight", "per_request", "output_cap"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
     for name in ("ping_interval", "suspect_after", "retry_s"):
@@ -93,7 +95,7 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
             raise UsageError(f"--{name.replace('_', '-')} must be > 0")
     return AgentSettings(
         fetch=FetchSettings(prefetch=args.prefetch, inflight=args.inflight,
-                            long_poll_ms=args.long_poll_ms),
+                            per_request=args.per_request, long_poll_ms=args.long_poll_ms),
         detector=DetectorSettings(ping_interval=args.ping_interval,
                                   suspect_after=args.suspect_after),
         output_cap=args.output_cap, retry_s=args.retry_s,

@@ -23,7 +23,15 @@ from pathlib import Path
 
 import structlog
 
-from fos_agent.messages import BatchSent, Effects, Event, FlowChanged, Message, OfferBatch
+from fos_agent.messages import (
+    BatchSent,
+    Effects,
+    Event,
+    FlowChanged,
+    Message,
+    NewRequest,
+    OfferBatch,
+)
 from fos_agent.metrics import Metrics
 from fos_agent.protocol import Node, NodeConfig
 from fos_agent.records import (
@@ -183,6 +191,12 @@ class Engine:
                                                or e.version >= self._flow.version):
                 self._flow = e
         writes = [w for eff in effects for w in eff.writes]
+        if not writes and all(isinstance(e, NewRequest) for e in events):
+            # The one exception to the barrier: a RequestBatch reflects no durable state
+            # (supplier, item, a request id unique per incarnation), so sending it before
+            # earlier writes are durable cannot expose a non-durable transition; a crash
+            # then is the same as a crash right after sending.
+            return effects
         try:
             await committer.commit(writes)
         except Exception as exc:

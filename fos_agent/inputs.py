@@ -38,6 +38,7 @@ from fos_agent.peer_client import PeerClient, PeerRefused, PeerUnreachable
 class FetchSettings:
     prefetch: int = 2  # batches of each input kept ready (queued + on the way)
     inflight: int = 1  # concurrent requests per input item
+    per_request: int = 8  # batches one request may ask for (what the buffer lacks)
     long_poll_ms: int = 1000  # wait_ms sent to the first supplier asked
     cooldown_s: float = 2.0  # a supplier that gave no answer is asked last this long
     idle_pause_s: float = 0.25  # after a round that got nothing fast (all refused/down)
@@ -67,10 +68,12 @@ class InputFetcher:
         node = self.engine.node
         if node is None:
             return self._inflight
-        held = node.held
-        queued = sum(1 for r in node.inbound_queued(self.item) if r.batch_id not in held)
-        transit = sum(1 for r in node.inbound_in_transit() if r.batch.item == self.item)
-        return queued + transit + self._inflight
+        queued = node.inbound_queued_counts().get(self.item, 0)
+        held = sum(1 for b in node.held if (r := node.inbound(b)) and r.batch.item == self.item)
+        transit = 0
+        if not self.engine.config.immediate_arrival:  # physical transit: goods on the way
+            transit = sum(1 for r in node.inbound_in_transit() if r.batch.item == self.item)
+        return queued - held + transit + self._inflight
 
     async def run(self) -> None:
         workers = [asyncio.ensure_future(self._worker())
@@ -104,16 +107,18 @@ class InputFetcher:
                 await self._sleep(inbound)
                 continue
             started = time.monotonic()
-            self._inflight += 1
+            count = max(1, min(self.settings.per_request,
+                               self.settings.prefetch - self.buffered()))
+            self._inflight += count
             try:
-                got = await self.fetch_one()
+                got = await self.fetch_one(count)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # engine recovering, or a bug: do not spin
                 self.log.warning("fetch failed", error=str(exc))
                 got = False
             finally:
-                self._inflight -= 1
+                self._inflight -= count
             if not got and time.monotonic() - started < self.settings.idle_pause_s:
                 await self._sleep(flow, timeout=self.settings.idle_pause_s)
 
@@ -130,26 +135,27 @@ class InputFetcher:
 
         return sorted(suppliers, key=lambda s: (recently_failed(s), s.rank, s.node_id))
 
-    async def fetch_one(self) -> bool:
-        """One round over the suppliers; True when a batch was sent to us."""
+    async def fetch_one(self, count: int = 1) -> bool:
+        """One round over the suppliers for up to ``count`` batches; True when some batch
+        was sent to us."""
         view = self.flow()
         for i, supplier in enumerate(self.order(view.ranked_suppliers(self.item))):
             if self._stopping:
                 return False
             wait_ms = self.settings.long_poll_ms if i == 0 else 0
-            if await self._ask(supplier.node_id, view.version, wait_ms):
+            if await self._ask(supplier.node_id, view.version, wait_ms, count):
                 return True
         return False
 
-    async def _ask(self, supplier: str, flow_version: int, wait_ms: int) -> bool:
+    async def _ask(self, supplier: str, flow_version: int, wait_ms: int, count: int) -> bool:
         (made,) = await self.engine.step(NewRequest(supplier, self.item,
                                                     flow_version=flow_version,
                                                     wait_ms=wait_ms))
         (request,) = made.messages
         delivered = self.outbox.take_confirms(supplier)
-        self.metrics.inc("batches_requested")
+        self.metrics.inc("batches_requested", count)
         try:
-            reply = await self.client.request(request, delivered)
+            replies = await self.client.request(request, delivered, count)
         except PeerUnreachable as exc:
             self.outbox.give_back_confirms(supplier, delivered)
             self._failed_at[supplier] = time.monotonic()
@@ -160,8 +166,9 @@ class InputFetcher:
                           details=exc.details)
             return False
         self._failed_at.pop(supplier, None)
-        (effects,) = await self.engine.step(reply)
-        self.outbox.send(effects.messages)
+        for effects in await self.engine.step(*replies):
+            self.outbox.send(effects.messages)
+        reply = replies[0]
         if isinstance(reply, RequestRefused):
             self.log.debug("request refused", supplier=supplier, reason=reply.reason.value,
                            supplier_flow=reply.flow_version, our_flow=flow_version)

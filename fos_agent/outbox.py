@@ -37,7 +37,7 @@ from fos_agent.peer_client import PeerClient, PeerRefused, PeerUnreachable
 
 class Outbox:
     def __init__(self, engine: Engine, client: PeerClient, *, retry_s: float = 1.0,
-                 retry_cap_s: float = 8.0, confirm_delay_s: float = 0.01) -> None:
+                 retry_cap_s: float = 8.0, confirm_delay_s: float = 0.05) -> None:
         self.engine = engine
         self.client = client
         self.retry_s = retry_s

@@ -62,11 +62,30 @@ def in_state_from_pb(value: int) -> InState | None:
     return _IN_FROM_PB.get(value)
 
 
-def request_to_pb(msg: RequestBatch, delivered: list[str] | None = None
+MAX_COUNT = 64  # batches one RequestBatch call may ask for
+
+
+def sub_request_id(request_id: str, i: int) -> str:
+    """The request id of the i-th batch of a multi-batch call (i = 0 is the call's own).
+    Protocol request ids end in a counter without '.', so these never collide."""
+    return request_id if i == 0 else f"{request_id}.{i}"
+
+
+def request_to_pb(msg: RequestBatch, delivered: list[str] | None = None, count: int = 1
                   ) -> agent_pb2.RequestBatchRequest:
     return agent_pb2.RequestBatchRequest(
         request_id=msg.request_id, consumer=msg.consumer, item=msg.item, qty=msg.qty,
-        flow_version=msg.flow_version, wait_ms=msg.wait_ms, delivered=delivered or [])
+        flow_version=msg.flow_version, wait_ms=msg.wait_ms, delivered=delivered or [],
+        count=count if count > 1 else 0)
+
+
+def requests_from_pb(supplier: str, req: agent_pb2.RequestBatchRequest) -> list[RequestBatch]:
+    """The protocol RequestBatch events of one call (one per batch asked for)."""
+    first = request_from_pb(supplier, req)
+    count = max(1, min(int(req.count), MAX_COUNT))
+    return [first] + [RequestBatch(supplier, first.consumer, sub_request_id(first.request_id, i),
+                                   first.item, first.qty, first.flow_version, first.wait_ms)
+                      for i in range(1, count)]
 
 
 def request_from_pb(supplier: str, req: agent_pb2.RequestBatchRequest) -> RequestBatch:
@@ -76,10 +95,13 @@ def request_from_pb(supplier: str, req: agent_pb2.RequestBatchRequest) -> Reques
 
 
 def request_reply_from_pb(msg: RequestBatch, reply: agent_pb2.RequestBatchReply
-                          ) -> BatchSent | BatchUnavailable:
-    if reply.HasField("sent"):
-        return BatchSent(msg.supplier, msg.consumer, msg.request_id, batch_from_pb(reply.sent))
-    return BatchUnavailable(msg.supplier, msg.consumer, msg.request_id)
+                          ) -> list[BatchSent] | list[BatchUnavailable]:
+    """The reply as protocol events: every batch sent, or one BatchUnavailable."""
+    if not reply.HasField("sent"):
+        return [BatchUnavailable(msg.supplier, msg.consumer, msg.request_id)]
+    batches = [reply.sent, *reply.also_sent]
+    return [BatchSent(msg.supplier, msg.consumer, sub_request_id(msg.request_id, i),
+                      batch_from_pb(b)) for i, b in enumerate(batches)]
 
 
 def refusal_from_status(msg: RequestBatch, code: grpc.StatusCode, details: str,

@@ -115,20 +115,22 @@ class PeerClient:
         self.on_contact(node, True)
         return reply
 
-    async def request(self, msg: RequestBatch, delivered: list[str] | None = None
-                      ) -> BatchSent | BatchUnavailable | RequestRefused:
-        """RequestBatch (long-poll ``msg.wait_ms``); refusals come back as RequestRefused.
-        Raises PeerUnreachable, or PeerRefused for statuses that are not a refusal."""
+    async def request(self, msg: RequestBatch, delivered: list[str] | None = None,
+                      count: int = 1
+                      ) -> list[BatchSent] | list[BatchUnavailable] | list[RequestRefused]:
+        """RequestBatch for up to ``count`` batches (long-poll ``msg.wait_ms``): the
+        batches sent, or one BatchUnavailable, or one RequestRefused. Raises
+        PeerUnreachable, or PeerRefused for statuses that are not a refusal."""
         timeout = self.rpc_timeout + msg.wait_ms / 1000.0
         try:
             reply = await self._call(msg.supplier, "RequestBatch",
-                                     request_to_pb(msg, delivered), timeout)
+                                     request_to_pb(msg, delivered, count), timeout)
         except PeerRefused as exc:
             refusal = refusal_from_status(msg, exc.code, exc.details,
                                           getattr(exc, "trailing", None))
             if refusal is None:
                 raise
-            return refusal
+            return [refusal]
         return request_reply_from_pb(msg, reply)
 
     async def waiting(self, msg: WaitingForBatch) -> None:

@@ -40,7 +40,7 @@ from fos_agent.pbconv import (
     batch_to_pb,
     in_state_to_pb,
     offer_from_pb,
-    request_from_pb,
+    requests_from_pb,
 )
 from fos_agent.transitions import ProtocolError
 from fos_pb import agent_pb2, agent_pb2_grpc
@@ -88,22 +88,25 @@ class PeerService(agent_pb2_grpc.AgentServicer):
                                 "consumer and request_id are required")
         me = self.agent.node_id
         self._heard(request.consumer, "RequestBatch")
-        msg = request_from_pb(me, request)
+        msgs = requests_from_pb(me, request)
         confirms = [DeliveryConfirmed(me, request.consumer, b) for b in request.delivered]
         loop_time = self.agent.loop_time
-        deadline = loop_time() + min(msg.wait_ms, MAX_WAIT_MS) / 1000.0
+        deadline = loop_time() + min(msgs[0].wait_ms, MAX_WAIT_MS) / 1000.0
         while True:
             ticket = self._engine.outbound_changed.ticket()  # before looking: no lost wakeup
-            effects = await self._step(context, *confirms, msg)
+            effects = await self._step(context, *confirms, *msgs)
             confirms = []
-            reply = effects[-1].reply
+            replies = [e.reply for e in effects[-len(msgs):]]
+            reply = replies[0]
             if isinstance(reply, RequestRefused):
                 await context.abort(
                     REFUSAL_STATUS[reply.reason], reply.detail,
                     trailing_metadata=((FLOW_VERSION_KEY, str(reply.flow_version)),))
             if isinstance(reply, BatchSent):
-                return agent_pb2.RequestBatchReply(sent=batch_to_pb(reply.batch),
-                                                   flow_version=self._version())
+                sent = [r.batch for r in replies if isinstance(r, BatchSent)]
+                return agent_pb2.RequestBatchReply(
+                    sent=batch_to_pb(sent[0]), also_sent=[batch_to_pb(b) for b in sent[1:]],
+                    flow_version=self._version())
             assert isinstance(reply, BatchUnavailable)
             remaining = deadline - loop_time()
             if (remaining <= 0 or self.closing

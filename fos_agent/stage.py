@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import structlog
 
-from fos_agent.engine import Engine, Signal
+from fos_agent.engine import Engine
 from fos_agent.messages import Produce
 from fos_agent.metrics import Metrics
 from fos_agent.records import Batch, OutState, PutOutbound
@@ -36,6 +36,7 @@ class Stage:
         self.output_cap = output_cap
         self.is_sink = is_sink
         self.log = structlog.get_logger("fos_agent.stage").bind(node=engine.config.node_id)
+        self._gate = asyncio.Lock()
 
     def output_full(self) -> bool:
         node = self.engine.node
@@ -62,7 +63,7 @@ class Stage:
             held = self.try_hold()
             if held is not None:
                 return held
-            await Signal.wait_ticket(ticket, 1.0)
+            await ticket.wait()
 
     async def wait_room(self) -> None:
         """Wait until the output buffer has room (immediately for a sink)."""
@@ -70,7 +71,14 @@ class Stage:
             ticket = self.engine.outbound_changed.ticket()
             if not self.output_full():
                 return
-            await Signal.wait_ticket(ticket, 1.0)
+            await ticket.wait()
+
+    async def next_cycle(self) -> tuple[str, ...]:
+        """Room for the output, then held inputs. One caller waits at a time (the others
+        queue on a FIFO lock), so a change wakes one worker, not all of them."""
+        async with self._gate:
+            await self.wait_room()
+            return await self.wait_inputs()
 
     async def produce(self, inputs: tuple[str, ...]) -> Batch:
         """Consume ``inputs`` and queue one output batch, durably, in one step."""
@@ -134,8 +142,7 @@ class Stage:
     async def _fast_worker(self) -> None:
         m = self.metrics
         while True:
-            await self.wait_room()
-            inputs = await self.wait_inputs()
+            inputs = await self.next_cycle()
             m.inc("total_cycles")
             try:
                 await self.produce(inputs)

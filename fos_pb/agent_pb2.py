@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0b\x61gent.proto\x12\x06\x66os.v1\"d\n\x05\x42\x61tch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x0c\n\x04item\x18\x02 \x01(\t\x12\x0b\n\x03qty\x18\x03 \x01(\x03\x12\x0f\n\x07lineage\x18\x04 \x03(\t\x12\x10\n\x08producer\x18\x05 \x01(\t\x12\x0b\n\x03seq\x18\x06 \x01(\x04\"\x90\x01\n\x13RequestBatchRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08\x63onsumer\x18\x02 \x01(\t\x12\x0c\n\x04item\x18\x03 \x01(\t\x12\x0b\n\x03qty\x18\x04 \x01(\x03\x12\x14\n\x0c\x66low_version\x18\x05 \x01(\x04\x12\x0f\n\x07wait_ms\x18\x06 \x01(\r\x12\x11\n\tdelivered\x18\x07 \x03(\t\"\x12\n\x10\x42\x61tchUnavailable\"\x83\x01\n\x11RequestBatchReply\x12\x1d\n\x04sent\x18\x01 \x01(\x0b\x32\r.fos.v1.BatchH\x00\x12/\n\x0bunavailable\x18\x02 \x01(\x0b\x32\x18.fos.v1.BatchUnavailableH\x00\x12\x14\n\x0c\x66low_version\x18\x03 \x01(\x04\x42\x08\n\x06result\"@\n\x08\x42\x61tchRef\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x10\n\x08supplier\x18\x02 \x01(\t\x12\x10\n\x08\x63onsumer\x18\x03 \x01(\t\"\x1b\n\x03\x41\x63k\x12\x14\n\x0c\x66low_version\x18\x01 \x01(\x04\"U\n\x11OfferBatchRequest\x12\x1c\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\r.fos.v1.Batch\x12\x10\n\x08supplier\x18\x02 \x01(\t\x12\x10\n\x08\x63onsumer\x18\x03 \x01(\t\"6\n\x0fOfferBatchReply\x12#\n\x05state\x18\x01 \x01(\x0e\x32\x14.fos.v1.InboundState\"6\n\x0bPingRequest\x12\x11\n\tfrom_node\x18\x01 \x01(\t\x12\x14\n\x0c\x66low_version\x18\x02 \x01(\x04\"2\n\tPingReply\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66low_version\x18\x02 \x01(\x04\"\x0e\n\x0cStatsRequest\"L\n\x07Receipt\x12\x10\n\x08supplier\x18\x01 \x01(\t\x12\x0c\n\x04item\x18\x02 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x03 \x01(\t\x12\x0f\n\x07unix_ms\x18\x04 \x01(\x04\"\xac\x02\n\nStatsReply\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66low_version\x18\x02 \x01(\x04\x12\x0f\n\x07in_flow\x18\x03 \x01(\x08\x12\x32\n\x08\x63ounters\x18\x04 \x03(\x0b\x32 .fos.v1.StatsReply.CountersEntry\x12\x17\n\x0fqueued_outbound\x18\x05 \x01(\r\x12\x16\n\x0equeued_inbound\x18\x06 \x01(\r\x12\x13\n\x0bincarnation\x18\x07 \x01(\x04\x12(\n\x0frecent_receipts\x18\x08 \x03(\x0b\x32\x0f.fos.v1.Receipt\x12\x11\n\tunix_time\x18\t \x01(\x01\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*e\n\x0cInboundState\x12\x13\n\x0fINBOUND_UNKNOWN\x10\x00\x12\x16\n\x12INBOUND_IN_TRANSIT\x10\x01\x12\x12\n\x0eINBOUND_QUEUED\x10\x02\x12\x14\n\x10INBOUND_CONSUMED\x10\x03\x32\xda\x02\n\x05\x41gent\x12\x46\n\x0cRequestBatch\x12\x1b.fos.v1.RequestBatchRequest\x1a\x19.fos.v1.RequestBatchReply\x12\x30\n\x0fWaitingForBatch\x12\x10.fos.v1.BatchRef\x1a\x0b.fos.v1.Ack\x12\x32\n\x11\x44\x65liveryConfirmed\x12\x10.fos.v1.BatchRef\x1a\x0b.fos.v1.Ack\x12@\n\nOfferBatch\x12\x19.fos.v1.OfferBatchRequest\x1a\x17.fos.v1.OfferBatchReply\x12.\n\x04Ping\x12\x13.fos.v1.PingRequest\x1a\x11.fos.v1.PingReply\x12\x31\n\x05Stats\x12\x14.fos.v1.StatsRequest\x1a\x12.fos.v1.StatsReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0b\x61gent.proto\x12\x06\x66os.v1\"d\n\x05\x42\x61tch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x0c\n\x04item\x18\x02 \x01(\t\x12\x0b\n\x03qty\x18\x03 \x01(\x03\x12\x0f\n\x07lineage\x18\x04 \x03(\t\x12\x10\n\x08producer\x18\x05 \x01(\t\x12\x0b\n\x03seq\x18\x06 \x01(\x04\"\x9f\x01\n\x13RequestBatchRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08\x63onsumer\x18\x02 \x01(\t\x12\x0c\n\x04item\x18\x03 \x01(\t\x12\x0b\n\x03qty\x18\x04 \x01(\x03\x12\x14\n\x0c\x66low_version\x18\x05 \x01(\x04\x12\x0f\n\x07wait_ms\x18\x06 \x01(\r\x12\x11\n\tdelivered\x18\x07 \x03(\t\x12\r\n\x05\x63ount\x18\x08 \x01(\r\"\x12\n\x10\x42\x61tchUnavailable\"\xa5\x01\n\x11RequestBatchReply\x12\x1d\n\x04sent\x18\x01 \x01(\x0b\x32\r.fos.v1.BatchH\x00\x12/\n\x0bunavailable\x18\x02 \x01(\x0b\x32\x18.fos.v1.BatchUnavailableH\x00\x12\x14\n\x0c\x66low_version\x18\x03 \x01(\x04\x12 \n\talso_sent\x18\x04 \x03(\x0b\x32\r.fos.v1.BatchB\x08\n\x06result\"@\n\x08\x42\x61tchRef\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x10\n\x08supplier\x18\x02 \x01(\t\x12\x10\n\x08\x63onsumer\x18\x03 \x01(\t\"\x1b\n\x03\x41\x63k\x12\x14\n\x0c\x66low_version\x18\x01 \x01(\x04\"U\n\x11OfferBatchRequest\x12\x1c\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\r.fos.v1.Batch\x12\x10\n\x08supplier\x18\x02 \x01(\t\x12\x10\n\x08\x63onsumer\x18\x03 \x01(\t\"6\n\x0fOfferBatchReply\x12#\n\x05state\x18\x01 \x01(\x0e\x32\x14.fos.v1.InboundState\"6\n\x0bPingRequest\x12\x11\n\tfrom_node\x18\x01 \x01(\t\x12\x14\n\x0c\x66low_version\x18\x02 \x01(\x04\"2\n\tPingReply\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66low_version\x18\x02 \x01(\x04\"\x0e\n\x0cStatsRequest\"L\n\x07Receipt\x12\x10\n\x08supplier\x18\x01 \x01(\t\x12\x0c\n\x04item\x18\x02 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x03 \x01(\t\x12\x0f\n\x07unix_ms\x18\x04 \x01(\x04\"\xac\x02\n\nStatsReply\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66low_version\x18\x02 \x01(\x04\x12\x0f\n\x07in_flow\x18\x03 \x01(\x08\x12\x32\n\x08\x63ounters\x18\x04 \x03(\x0b\x32 .fos.v1.StatsReply.CountersEntry\x12\x17\n\x0fqueued_outbound\x18\x05 \x01(\r\x12\x16\n\x0equeued_inbound\x18\x06 \x01(\r\x12\x13\n\x0bincarnation\x18\x07 \x01(\x04\x12(\n\x0frecent_receipts\x18\x08 \x03(\x0b\x32\x0f.fos.v1.Receipt\x12\x11\n\tunix_time\x18\t \x01(\x01\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*e\n\x0cInboundState\x12\x13\n\x0fINBOUND_UNKNOWN\x10\x00\x12\x16\n\x12INBOUND_IN_TRANSIT\x10\x01\x12\x12\n\x0eINBOUND_QUEUED\x10\x02\x12\x14\n\x10INBOUND_CONSUMED\x10\x03\x32\xda\x02\n\x05\x41gent\x12\x46\n\x0cRequestBatch\x12\x1b.fos.v1.RequestBatchRequest\x1a\x19.fos.v1.RequestBatchReply\x12\x30\n\x0fWaitingForBatch\x12\x10.fos.v1.BatchRef\x1a\x0b.fos.v1.Ack\x12\x32\n\x11\x44\x65liveryConfirmed\x12\x10.fos.v1.BatchRef\x1a\x0b.fos.v1.Ack\x12@\n\nOfferBatch\x12\x19.fos.v1.OfferBatchRequest\x1a\x17.fos.v1.OfferBatchReply\x12.\n\x04Ping\x12\x13.fos.v1.PingRequest\x1a\x11.fos.v1.PingReply\x12\x31\n\x05Stats\x12\x14.fos.v1.StatsRequest\x1a\x12.fos.v1.StatsReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,36 +33,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_STATSREPLY_COUNTERSENTRY']._loaded_options = None
   _globals['_STATSREPLY_COUNTERSENTRY']._serialized_options = b'8\001'
-  _globals['_INBOUNDSTATE']._serialized_start=1169
-  _globals['_INBOUNDSTATE']._serialized_end=1270
+  _globals['_INBOUNDSTATE']._serialized_start=1218
+  _globals['_INBOUNDSTATE']._serialized_end=1319
   _globals['_BATCH']._serialized_start=23
   _globals['_BATCH']._serialized_end=123
   _globals['_REQUESTBATCHREQUEST']._serialized_start=126
-  _globals['_REQUESTBATCHREQUEST']._serialized_end=270
-  _globals['_BATCHUNAVAILABLE']._serialized_start=272
-  _globals['_BATCHUNAVAILABLE']._serialized_end=290
-  _globals['_REQUESTBATCHREPLY']._serialized_start=293
-  _globals['_REQUESTBATCHREPLY']._serialized_end=424
-  _globals['_BATCHREF']._serialized_start=426
-  _globals['_BATCHREF']._serialized_end=490
-  _globals['_ACK']._serialized_start=492
-  _globals['_ACK']._serialized_end=519
-  _globals['_OFFERBATCHREQUEST']._serialized_start=521
-  _globals['_OFFERBATCHREQUEST']._serialized_end=606
-  _globals['_OFFERBATCHREPLY']._serialized_start=608
-  _globals['_OFFERBATCHREPLY']._serialized_end=662
-  _globals['_PINGREQUEST']._serialized_start=664
-  _globals['_PINGREQUEST']._serialized_end=718
-  _globals['_PINGREPLY']._serialized_start=720
-  _globals['_PINGREPLY']._serialized_end=770
-  _globals['_STATSREQUEST']._serialized_start=772
-  _globals['_STATSREQUEST']._serialized_end=786
-  _globals['_RECEIPT']._serialized_start=788
-  _globals['_RECEIPT']._serialized_end=864
-  _globals['_STATSREPLY']._serialized_start=867
-  _globals['_STATSREPLY']._serialized_end=1167
-  _globals['_STATSREPLY_COUNTERSENTRY']._serialized_start=1120
-  _globals['_STATSREPLY_COUNTERSENTRY']._serialized_end=1167
-  _globals['_AGENT']._serialized_start=1273
-  _globals['_AGENT']._serialized_end=1619
+  _globals['_REQUESTBATCHREQUEST']._serialized_end=285
+  _globals['_BATCHUNAVAILABLE']._serialized_start=287
+  _globals['_BATCHUNAVAILABLE']._serialized_end=305
+  _globals['_REQUESTBATCHREPLY']._serialized_start=308
+  _globals['_REQUESTBATCHREPLY']._serialized_end=473
+  _globals['_BATCHREF']._serialized_start=475
+  _globals['_BATCHREF']._serialized_end=539
+  _globals['_ACK']._serialized_start=541
+  _globals['_ACK']._serialized_end=568
+  _globals['_OFFERBATCHREQUEST']._serialized_start=570
+  _globals['_OFFERBATCHREQUEST']._serialized_end=655
+  _globals['_OFFERBATCHREPLY']._serialized_start=657
+  _globals['_OFFERBATCHREPLY']._serialized_end=711
+  _globals['_PINGREQUEST']._serialized_start=713
+  _globals['_PINGREQUEST']._serialized_end=767
+  _globals['_PINGREPLY']._serialized_start=769
+  _globals['_PINGREPLY']._serialized_end=819
+  _globals['_STATSREQUEST']._serialized_start=821
+  _globals['_STATSREQUEST']._serialized_end=835
+  _globals['_RECEIPT']._serialized_start=837
+  _globals['_RECEIPT']._serialized_end=913
+  _globals['_STATSREPLY']._serialized_start=916
+  _globals['_STATSREPLY']._serialized_end=1216
+  _globals['_STATSREPLY_COUNTERSENTRY']._serialized_start=1169
+  _globals['_STATSREPLY_COUNTERSENTRY']._serialized_end=1216
+  _globals['_AGENT']._serialized_start=1322
+  _globals['_AGENT']._serialized_end=1668
 # @@protoc_insertion_point(module_scope)

@@ -35,7 +35,7 @@ class Batch(_message.Message):
     def __init__(self, batch_id: _Optional[str] = ..., item: _Optional[str] = ..., qty: _Optional[int] = ..., lineage: _Optional[_Iterable[str]] = ..., producer: _Optional[str] = ..., seq: _Optional[int] = ...) -> None: ...
 
 class RequestBatchRequest(_message.Message):
-    __slots__ = ("request_id", "consumer", "item", "qty", "flow_version", "wait_ms", "delivered")
+    __slots__ = ("request_id", "consumer", "item", "qty", "flow_version", "wait_ms", "delivered", "count")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     CONSUMER_FIELD_NUMBER: _ClassVar[int]
     ITEM_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +43,7 @@ class RequestBatchRequest(_message.Message):
     FLOW_VERSION_FIELD_NUMBER: _ClassVar[int]
     WAIT_MS_FIELD_NUMBER: _ClassVar[int]
     DELIVERED_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     consumer: str
     item: str
@@ -50,21 +51,24 @@ class RequestBatchRequest(_message.Message):
     flow_version: int
     wait_ms: int
     delivered: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, request_id: _Optional[str] = ..., consumer: _Optional[str] = ..., item: _Optional[str] = ..., qty: _Optional[int] = ..., flow_version: _Optional[int] = ..., wait_ms: _Optional[int] = ..., delivered: _Optional[_Iterable[str]] = ...) -> None: ...
+    count: int
+    def __init__(self, request_id: _Optional[str] = ..., consumer: _Optional[str] = ..., item: _Optional[str] = ..., qty: _Optional[int] = ..., flow_version: _Optional[int] = ..., wait_ms: _Optional[int] = ..., delivered: _Optional[_Iterable[str]] = ..., count: _Optional[int] = ...) -> None: ...
 
 class BatchUnavailable(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class RequestBatchReply(_message.Message):
-    __slots__ = ("sent", "unavailable", "flow_version")
+    __slots__ = ("sent", "unavailable", "flow_version", "also_sent")
     SENT_FIELD_NUMBER: _ClassVar[int]
     UNAVAILABLE_FIELD_NUMBER: _ClassVar[int]
     FLOW_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ALSO_SENT_FIELD_NUMBER: _ClassVar[int]
     sent: Batch
     unavailable: BatchUnavailable
     flow_version: int
-    def __init__(self, sent: _Optional[_Union[Batch, _Mapping]] = ..., unavailable: _Optional[_Union[BatchUnavailable, _Mapping]] = ..., flow_version: _Optional[int] = ...) -> None: ...
+    also_sent: _containers.RepeatedCompositeFieldContainer[Batch]
+    def __init__(self, sent: _Optional[_Union[Batch, _Mapping]] = ..., unavailable: _Optional[_Union[BatchUnavailable, _Mapping]] = ..., flow_version: _Optional[int] = ..., also_sent: _Optional[_Iterable[_Union[Batch, _Mapping]]] = ...) -> None: ...
 
 class BatchRef(_message.Message):
     __slots__ = ("batch_id", "supplier", "consumer")
