@@ -26,13 +26,14 @@ from rich.console import Console
 
 from bench.sim_collect import assign_addresses
 from bench.sim_events import Action, ScenarioError, plan_events
-from bench.sim_procs import free_ports
+from bench.sim_procs import free_ports, pack_nodes
 from bench.sim_report import print_report, summarise
 from bench.sim_run import RunPlan, SimRun
 from bench.sim_scenario import load_scenario
 from bench.sim_topology import final_items, generate_topology
 from bench.sim_view import LiveView, PlainView
 
+ONE_PROCESS_PER_AGENT_UP_TO = 50
 DEFAULTS: dict[str, Any] = {
     "types": 5,
     "per_type": 2,
@@ -44,6 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "replicas": 3,
     "seed": 1,
     "allow_unviable": False,
+    "agents_per_process": 0,  # 0: decided from the node count
 }
 
 
@@ -100,6 +102,14 @@ def parser() -> argparse.ArgumentParser:
         help="SIGKILL the coordinator leader every S seconds, restart it min(S/2, 10 s) later",
     )
     arg("--replicas", type=int, choices=(3, 5), help="coordinator replicas [3]")
+    arg(
+        "--agents-per-process",
+        type=int,
+        metavar="K",
+        help=f"agents packed into one process (a kill takes them all) [1 up to "
+        f"{ONE_PROCESS_PER_AGENT_UP_TO} nodes, else enough for at most "
+        f"{ONE_PROCESS_PER_AGENT_UP_TO} processes]",
+    )
     arg("--seed", type=int, metavar="K", help="seed of the topology and the fault schedule [1]")
     arg(
         "--scenario",
@@ -137,6 +147,7 @@ def settings_from(args: argparse.Namespace, scenario_settings: dict[str, Any]) -
         ("recover_rate", merged["recover_rate"] >= 0, ">= 0"),
         ("coordinator_kill_every", merged["coordinator_kill_every"] >= 0, ">= 0"),
         ("replicas", merged["replicas"] in (3, 5), "3 or 5"),
+        ("agents_per_process", merged["agents_per_process"] >= 0, ">= 1"),
     ]
     for key, ok, need in checks:
         if not ok:
@@ -165,6 +176,9 @@ def build_plan(args: argparse.Namespace, root: Path) -> RunPlan:
         if e.action is Action.ADD_NODE and e.spec is not None else e
         for e in scripted
     ]  # fmt: skip
+    per_host = cfg["agents_per_process"] or -(-len(specs) // ONE_PROCESS_PER_AGENT_UP_TO)
+    cfg["agents_per_process"] = per_host
+    groups = tuple(pack_nodes(specs, per_host))
     schedule = plan_events(
         specs,
         cfg["duration"],
@@ -175,6 +189,7 @@ def build_plan(args: argparse.Namespace, root: Path) -> RunPlan:
         replicas=cfg["replicas"],
         seed=cfg["seed"],
         allow_unviable=cfg["allow_unviable"],
+        groups=groups,
     )
     config = {**cfg, "nodes": len(specs), "scenario": str(args.scenario) if scenario else None}
     return RunPlan(
@@ -187,6 +202,7 @@ def build_plan(args: argparse.Namespace, root: Path) -> RunPlan:
         replicas=cfg["replicas"],
         root=root,
         final_items=final_items(specs),
+        groups=groups,
         ready_timeout_s=60.0 + 1.0 * len(specs),
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.sim_procs import free_ports
 from bench.sim_topology import throughput_bound
@@ -20,6 +21,7 @@ class Segment:
     specs: tuple[NodeSpec, ...]
 
 
+AUDIT_PROBLEMS_KEPT = 20
 BoundCache = dict[tuple[frozenset[str], tuple[NodeSpec, ...]], float]
 
 
@@ -47,8 +49,11 @@ def integrate_bound(
     return total
 
 
-def run_audit(wal_dirs: Sequence[Path]) -> tuple[dict[str, int] | None, str | None]:
-    """fos_agent's batch audit over every WAL, as a dict; or why it could not run."""
+def run_audit(wal_dirs: Sequence[Path]) -> tuple[dict[str, Any] | None, str | None]:
+    """fos_agent's batch audit over every WAL, as JSON-ready figures; or why it could not run.
+
+    Lists of batch ids (lost, duplicated, ...) become counts; the first problems found are
+    kept as sentences."""
     try:
         from fos_agent.audit import audit
     except ImportError as e:
@@ -57,15 +62,14 @@ def run_audit(wal_dirs: Sequence[Path]) -> tuple[dict[str, int] | None, str | No
         report = audit([str(d) for d in wal_dirs])
     except Exception as e:  # a broken WAL must not hide the rest of the report
         return None, f"{type(e).__name__}: {e}"
-    fields = getattr(report, "__dataclass_fields__", None)
-    names = list(fields) if fields else [k for k in vars(report) if not k.startswith("_")]
-    out: dict[str, int] = {}
-    for name in names:
-        value = getattr(report, name)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            out[name] = int(value)
-        elif isinstance(value, list | tuple | set | frozenset | dict):
-            out[name] = len(value)  # e.g. the ids of lost batches: their number
+    out: dict[str, Any] = {}
+    for name in ("produced", "consumed", "queued", "in_transit", "lost", "duplicated",
+                 "inconsistent", "unverified", "delivered", "reclaimed", "nodes"):  # fmt: skip
+        value = getattr(report, name, 0)
+        out[name] = len(value) if isinstance(value, list | tuple | set) else int(value)
+    out["ok"] = bool(getattr(report, "ok", not (out["lost"] or out["duplicated"])))
+    out["produced_by"] = dict(getattr(report, "produced_by", {}))
+    out["problems"] = list(getattr(report, "problems", []))[:AUDIT_PROBLEMS_KEPT]
     return out, None
 
 

@@ -68,10 +68,27 @@ class Timeline:
     dead: set[str] = field(default_factory=set)
     drained: set[str] = field(default_factory=set)
     dead_replicas: int = 0
+    # node -> every node of its host process (a kill or restart takes them all); default alone
+    groups: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, specs: Iterable[NodeSpec], replicas: int = 3, allow_unviable: bool = False):
-        return cls({s.node_id: s for s in specs}, replicas, allow_unviable)
+    def of(
+        cls,
+        specs: Iterable[NodeSpec],
+        replicas: int = 3,
+        allow_unviable: bool = False,
+        groups: Iterable[Iterable[str]] = (),
+    ) -> Timeline:
+        timeline = cls({s.node_id: s for s in specs}, replicas, allow_unviable)
+        for group in groups:
+            members = frozenset(group)
+            for node in members:
+                timeline.groups[node] = members
+        return timeline
+
+    def group(self, node: str) -> frozenset[str]:
+        """The nodes that live and die with ``node`` (its host process)."""
+        return self.groups.get(node, frozenset({node}))
 
     def active(self) -> frozenset[str]:
         """Nodes that may trade: alive and not drained."""
@@ -84,9 +101,10 @@ class Timeline:
         wanted = {s.produces.item for s in self.specs.values()}
         return sorted(wanted - produced)
 
-    def can_remove(self, node: str) -> bool:
-        """Whether killing/draining ``node`` leaves every item with an active supplier."""
-        return self.allow_unviable or not self.starved_items(self.active() - {node})
+    def can_remove(self, nodes: str | Iterable[str]) -> bool:
+        """Whether killing/draining ``nodes`` leaves every item with an active supplier."""
+        gone = {nodes} if isinstance(nodes, str) else set(nodes)
+        return self.allow_unviable or not self.starved_items(self.active() - gone)
 
     def check(self, event: SimEvent) -> None:
         """Raise ScenarioError if ``event`` cannot happen in the current state."""
@@ -97,8 +115,8 @@ class Timeline:
         if a is Action.KILL:
             if node in self.dead:
                 raise ScenarioError(f"{where}: {node} is already dead")
-            if node not in self.drained and not self.can_remove(node):
-                starved = self.starved_items(self.active() - {node})
+            if not self.can_remove(self.group(node)):
+                starved = self.starved_items(self.active() - self.group(node))
                 raise ScenarioError(
                     f"{where}: would leave no live supplier of {', '.join(starved)} "
                     "(allow with --allow-unviable / allow_unviable = true)"
@@ -145,9 +163,9 @@ class Timeline:
         self.check(event)
         a, node = event.action, event.node
         if a is Action.KILL:
-            self.dead.add(node)
+            self.dead |= self.group(node)
         elif a is Action.RESTART:
-            self.dead.discard(node)
+            self.dead -= self.group(node)
         elif a is Action.DRAIN:
             self.drained.add(node)
         elif a is Action.UNDRAIN:
@@ -170,11 +188,12 @@ class Schedule:
 
 def poisson_times(rate_per_min: float, duration_s: float, rng: random.Random) -> list[float]:
     """Arrival times of a Poisson process of ``rate_per_min`` events per minute in [0, duration)."""
-    if rate_per_min <= 0:
+    per_s = rate_per_min / 60.0
+    if per_s <= 0:  # also a rate so small that it underflows
         return []
     times, t = [], 0.0
     while True:
-        t += rng.expovariate(rate_per_min / 60.0)
+        t += rng.expovariate(per_s)
         if t >= duration_s:
             return times
         times.append(t)
@@ -191,12 +210,15 @@ def plan_events(
     replicas: int = 3,
     seed: int = 0,
     allow_unviable: bool = False,
+    groups: Iterable[Iterable[str]] = (),
 ) -> Schedule:
     """Merge ``scripted`` events with seeded random kills/restarts, validated in time order.
 
     Random kills pick uniformly among active nodes whose loss keeps every item supplied
     (unless ``allow_unviable``); random restarts bring back the longest-dead randomly killed
-    node. Nodes named by scripted events are left to the script. Leader kills happen every
+    node. ``groups`` are nodes sharing a host process: a kill or restart takes the whole
+    group, and random kills pick among whole groups. Nodes named by scripted events (and
+    their groups) are left to the script. Leader kills happen every
     ``coordinator_kill_every`` seconds, each followed by a restart of that replica half a
     period (at most 10 s) later. Raises ScenarioError for an impossible scripted event.
     """
@@ -226,15 +248,20 @@ def plan_events(
             t += coordinator_kill_every
     # stable sort: scripted events first among equal times, in file order
     candidates.sort(key=lambda e: (e.at_s, e.origin != "scenario"))
-    scripted_nodes = {e.node for e in scripted if e.node}
-    timeline = Timeline.of(specs, replicas, allow_unviable)
+    timeline = Timeline.of(specs, replicas, allow_unviable, groups)
+    scripted_nodes = {n for e in scripted if e.node for n in timeline.group(e.node)}
     rate_killed: list[str] = []
     events: list[SimEvent] = []
     skipped_kills = skipped_restarts = 0
     for event in candidates:
         if event.origin == "rate" and event.action is Action.KILL:
             victims = sorted(
-                n for n in timeline.active() - scripted_nodes if timeline.can_remove(n)
+                {
+                    min(timeline.group(n))  # one representative per host process
+                    for n in timeline.active() - scripted_nodes
+                    if not timeline.group(n) & (timeline.dead | scripted_nodes)
+                    and timeline.can_remove(timeline.group(n))
+                }
             )
             if not victims:
                 skipped_kills += 1

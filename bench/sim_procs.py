@@ -4,14 +4,16 @@ Only processes this module started are ever signalled, always by PID. Each proce
 own session (so a Ctrl-C in the terminal reaches the harness, which then stops everything in
 order) and writes its logs to ``<root>/logs/<node>.log`` (appended across restarts).
 
-An `AgentHost` is one OS process; it runs one agent today. The issue's "Scale" item packs
-several agents into one host process: `kill(node)` already answers with every node that died
-with the host, so callers account for all of them; only `_argv` needs a multi-agent command.
+An `AgentHost` is one OS process running one agent (``fos-agent``) or several
+(``python -m fos_agent.host``, for large chains: one asyncio loop, each agent its own gRPC
+server, WAL and port). `kill(node)` SIGKILLs the whole host and answers with every node that
+died with it, so callers account for all of them.
 """
 
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import signal
@@ -43,6 +45,31 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     finally:
         for s in socks:
             s.close()
+
+
+def pack_nodes(specs: Sequence[NodeSpec], per_host: int) -> list[tuple[str, ...]]:
+    """Group nodes into host processes of at most ``per_host`` agents.
+
+    Nodes are dealt in the order (supplier number within its item, item), so a host holds
+    different items' suppliers where it can: killing one host then takes at most one
+    supplier of most items, as a machine failure in a spread-out factory would.
+    """
+    if per_host < 1:
+        raise ValueError(f"agents per process must be >= 1, got {per_host}")
+    rank: dict[str, int] = {}
+    seen: dict[str, int] = {}
+    for spec in specs:
+        rank[spec.node_id] = seen.get(spec.produces.item, 0)
+        seen[spec.produces.item] = rank[spec.node_id] + 1
+    order = sorted(range(len(specs)), key=lambda i: (rank[specs[i].node_id], i))
+    ids = [specs[i].node_id for i in order]
+    return [tuple(ids[k : k + per_host]) for k in range(0, len(ids), per_host)]
+
+
+def host_command() -> list[str]:
+    """fos_agent.host: several agents in one process (one asyncio loop, each its own gRPC
+    server, WAL and port)."""
+    return [sys.executable, "-m", "fos_agent.host"]
 
 
 def agent_command() -> list[str]:
@@ -78,6 +105,7 @@ class AgentSupervisor:
     cycle_s: float
     command: Sequence[str] = field(default_factory=agent_command)
     extra_args: Sequence[str] = ()
+    host_command: Sequence[str] = field(default_factory=host_command)
     hosts: dict[str, AgentHost] = field(default_factory=dict)  # host id -> host
     host_of: dict[str, str] = field(default_factory=dict)  # node id -> host id
     specs: dict[str, NodeSpec] = field(default_factory=dict)  # node id -> current spec
@@ -90,14 +118,19 @@ class AgentSupervisor:
     def data_dir(self, node: str) -> Path:
         return self.root / "agents" / node
 
-    def log_path(self, node: str) -> Path:
-        return self.root / "logs" / f"{node}.log"
+    def log_path(self, host_id: str) -> Path:
+        return self.root / "logs" / f"{host_id}.log"
+
+    def log_of(self, node: str) -> Path:
+        return self.log_path(self.host_of[node])
 
     def wal_dirs(self) -> list[Path]:
         return [self.data_dir(n) for n in sorted(self.specs) if self.data_dir(n).exists()]
 
     def _argv(self, host: AgentHost) -> list[str]:
-        (node,) = host.node_ids  # one agent per process (see the module docstring)
+        if host.node_ids != (host.host_id,):
+            return self._host_argv(host)
+        node = host.host_id
         spec = self.specs[node]
         argv = [
             *self.command,
@@ -113,6 +146,26 @@ class AgentSupervisor:
         if spec.requires:
             argv += ["--requires", ",".join(f"{r.item}:{r.qty}" for r in spec.requires)]
         return argv + list(self.extra_args)
+
+    def _host_argv(self, host: AgentHost) -> list[str]:
+        """A multi-agent host process; its config is rewritten on every start (specs may
+        have changed)."""
+        agents = []
+        for node in host.node_ids:
+            spec = self.specs[node]
+            agents.append({
+                "node_id": node, "listen": spec.address, "data_dir": str(self.data_dir(node)),
+                "produces": f"{spec.produces.item}:{spec.produces.qty}",
+                "requires": [f"{r.item}:{r.qty}" for r in spec.requires],
+                "capacity": spec.capacity, "cycle_s": self.cycle_s,
+            })  # fmt: skip
+        config = self.root / "hosts" / f"{host.host_id}.json"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(json.dumps({"agents": agents}, indent=1))
+        return [
+            *self.host_command, "--config", str(config),
+            "--coordinators", ",".join(self.coordinators), *self.extra_args,
+        ]  # fmt: skip
 
     def _spawn(self, host: AgentHost) -> int:
         for node in host.node_ids:
@@ -135,13 +188,26 @@ class AgentSupervisor:
         return host.popen.pid
 
     def start(self, spec: NodeSpec) -> int:
-        """Start a new node's agent; returns its PID."""
-        if spec.node_id in self.host_of:
-            raise ValueError(f"{spec.node_id} was already started; use restart")
-        self.specs[spec.node_id] = spec
-        host = AgentHost(spec.node_id, (spec.node_id,))
-        self.hosts[host.host_id] = host
-        self.host_of[spec.node_id] = host.host_id
+        """Start a new node's agent in a process of its own; returns its PID."""
+        return self.start_group([spec])
+
+    def start_group(self, specs: Sequence[NodeSpec], host_id: str | None = None) -> int:
+        """Start one process running the agents of ``specs`` (one: a plain ``fos-agent``;
+        several: a ``fos_agent.host`` named ``host_id``); returns its PID."""
+        if not specs:
+            raise ValueError("a host process needs at least one agent")
+        for spec in specs:
+            if spec.node_id in self.host_of:
+                raise ValueError(f"{spec.node_id} was already started; use restart")
+        nodes = tuple(s.node_id for s in specs)
+        host_id = host_id or (nodes[0] if len(nodes) == 1 else f"host-{len(self.hosts) + 1:03d}")
+        if host_id in self.hosts:
+            raise ValueError(f"host {host_id} exists already")
+        host = AgentHost(host_id, nodes)
+        self.hosts[host_id] = host
+        for spec in specs:
+            self.specs[spec.node_id] = spec
+            self.host_of[spec.node_id] = host_id
         return self._spawn(host)
 
     def host(self, node: str) -> AgentHost:

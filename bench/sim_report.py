@@ -57,7 +57,7 @@ class RunData:
     reroutes_s: Sequence[float] = ()
     reroutes_abandoned: int = 0
     reroute_counters_seen: bool = False
-    audit: Mapping[str, int] | None = None
+    audit: Mapping[str, Any] | None = None
     audit_error: str | None = None
     flow_version: int = 0
     events: Sequence[tuple[float, str]] = ()
@@ -208,7 +208,13 @@ def print_report(summary: Mapping[str, Any], console: Console) -> None:
         ),
     ]
     if audit is not None:
-        lines.append("audit: " + ", ".join(f"{k.replace('_', ' ')} {audit[k]}" for k in AUDIT_KEYS))
+        extra = [f"{k} {audit[k]}" for k in ("inconsistent", "unverified") if audit.get(k)]
+        lines.append(
+            "audit: "
+            + ", ".join([f"{k.replace('_', ' ')} {audit[k]}" for k in AUDIT_KEYS] + extra)
+            + ("" if audit.get("ok", True) else "  FAILED")
+        )
+        lines += [f"  {p}" for p in audit.get("problems", [])[:5]]
     elif summary.get("audit_error"):
         lines.append(f"audit: not available ({summary['audit_error']})")
     for line in lines:

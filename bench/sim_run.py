@@ -48,6 +48,7 @@ class RunPlan:
     replicas: int
     root: Path
     final_items: frozenset[str]
+    groups: tuple[tuple[str, ...], ...]  # node ids per agent process
     ready_timeout_s: float = 60.0
 
 
@@ -59,7 +60,7 @@ class SimRun:
 
     def __post_init__(self) -> None:
         p = self.plan
-        self.timeline = Timeline.of(p.specs, p.replicas, allow_unviable=True)
+        self.timeline = Timeline.of(p.specs, p.replicas, allow_unviable=True, groups=p.groups)
         self.book = CounterBook()
         self.ledger = DeathLedger()
         self.reroutes = RerouteTracker()
@@ -128,8 +129,9 @@ class SimRun:
         self.agents = AgentSupervisor(
             self.plan.root, list(self.cluster.grpc_addresses), self.plan.cycle_s
         )
-        for spec in self.plan.specs:
-            self.agents.start(spec)
+        by_id = {s.node_id: s for s in self.plan.specs}
+        for group in self.plan.groups:
+            self.agents.start_group([by_id[n] for n in group])
         deadline = time.monotonic() + self.plan.ready_timeout_s
         waiting = {s.node_id: s.address for s in self.plan.specs}
         while waiting and time.monotonic() < deadline and not self.stop.is_set():
@@ -140,7 +142,7 @@ class SimRun:
             self._check_exits()
             gone = sorted(n for n in waiting if not self.agents.running(n))
             if gone:
-                last = tail(self.agents.log_path(gone[0]), 5)
+                last = tail(self.agents.log_of(gone[0]), 5)
                 raise RuntimeError(f"agent {gone[0]} exited at start; its log ends:\n{last}")
             if waiting:
                 await asyncio.sleep(0.2)
@@ -166,24 +168,35 @@ class SimRun:
         assert self.agents is not None and self.client is not None
         a, node = ev.action, ev.node
         if a is Action.KILL:
-            await self._poll_stats([node])  # its counters up to the kill
-            consumers = self.cluster_view.consumers_of(node)
-            pid = self.agents.host(node).pid
+            host = self.agents.host(node)
+            await self._poll_stats(list(host.node_ids))  # their counters up to the kill
+            served = {v: self.cluster_view.consumers_of(v) for v in host.node_ids}
+            pid = host.pid
             died = self.agents.kill(node)
             t, wall = self.now(), time.time()
             for victim in died:
                 self.ledger.killed(victim, t)
                 self.reroutes.consumer_died(victim)
+            for victim in died:
+                consumers = {c: i for c, i in served[victim].items() if c not in died}
                 counters = {c: self.book.current(c) for c in consumers}
                 self.reroutes.supplier_killed(victim, wall, consumers, counters)
+            consumers = sorted({c for v in died for c in served[v]} - set(died))
+            what = node if died == [node] else f"{host.host_id} ({', '.join(died)})"
             self.event(
-                f"SIGKILL {node} (pid {pid})"
-                + (f", consumers {sorted(consumers)}" if consumers else "")
+                f"SIGKILL {what} (pid {pid})" + (f", consumers {consumers}" if consumers else "")
             )
         elif a is Action.RESTART:
-            pid = self.agents.restart(node, self.timeline.specs[node])
-            self.ledger.restarted(node, self.now())
-            self.event(f"restart {node} on its data dir (pid {pid})")
+            host = self.agents.host(node)
+            pid = self.agents.restart(node)
+            for revived in host.node_ids:
+                self.ledger.restarted(revived, self.now())
+            what = (
+                node
+                if host.node_ids == (node,)
+                else f"{host.host_id} ({len(host.node_ids)} agents)"
+            )
+            self.event(f"restart {what} on its data dir (pid {pid})")
         elif a is Action.DRAIN:
             version = await self.client.drain(node)
             self.event(f"drain {node} -> flow v{version}")

@@ -39,6 +39,7 @@ SIM_KEYS: dict[str, type] = {
     "replicas": int,
     "seed": int,
     "allow_unviable": bool,
+    "agents_per_process": int,
     "catalog": str,
 }
 EVENT_KEYS = {"at", "action", "node", "replica", "produces", "requires", "capacity", "address"}

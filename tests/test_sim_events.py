@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.sim_events import Action, ScenarioError, SimEvent, Timeline, plan_events
+from bench.sim_procs import pack_nodes
 from bench.sim_scenario import load_scenario, parse_scenario
 from bench.sim_topology import generate_topology, throughput_bound
 
@@ -244,7 +245,8 @@ def test_poisson_schedule_is_seeded_and_keeps_the_chain_viable(
         assert timeline.dead_replicas <= 1
         if not allow_unviable:
             assert timeline.starved_items(timeline.active()) == []
-            assert throughput_bound(topo.specs, 1.0, active=timeline.active()).per_s > 0
+    if not allow_unviable:  # every item supplied, so the chain can still make products
+        assert throughput_bound(topo.specs, 1.0, active=timeline.active()).per_s > 0
     leader_kills = [e for e in sched.events if e.action is Action.KILL_LEADER]
     assert len(leader_kills) == 8  # t = 7, 14, ..., 56
 
@@ -276,3 +278,31 @@ def test_bad_rates_are_refused():
     topo = generate_topology(2, 2, 2)
     with pytest.raises(ScenarioError, match="--failure-rate"):
         plan_events(topo.specs, 10.0, failure_rate=-1)
+
+
+@settings(max_examples=EXAMPLES // 2)
+@given(
+    types=st.integers(2, 10),
+    per_type=st.integers(1, 3),
+    per_host=st.integers(1, 5),
+    seed=st.integers(0, 1000),
+)
+def test_packed_agents_are_killed_and_restarted_as_whole_processes(types, per_type, per_host, seed):
+    topo = generate_topology(types, per_type, seed)
+    groups = pack_nodes(topo.specs, per_host)
+    sched = plan_events(
+        topo.specs, 120.0, failure_rate=20, recover_rate=20, seed=seed, groups=groups
+    )
+    timeline = Timeline.of(topo.specs, groups=groups)
+    host_of = {n: g for g in groups for n in g}
+    for event in sched.events:
+        dead_before = set(timeline.dead)
+        timeline.apply(event)  # raises if a kill starves an item
+        changed = dead_before ^ timeline.dead
+        assert changed == set(host_of[event.node])  # the whole process, nothing else
+        assert timeline.starved_items(timeline.active()) == []
+    # a scripted kill of one packed node takes its host-mates too
+    if len(groups[0]) > 1:
+        timeline = Timeline.of(topo.specs, allow_unviable=True, groups=groups)
+        timeline.apply(SimEvent(1.0, Action.KILL, groups[0][-1]))
+        assert timeline.dead == set(groups[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -9,21 +10,27 @@ import time
 
 import pytest
 
-from bench.sim_procs import AgentSupervisor, free_ports, tail
+from bench.sim_procs import AgentSupervisor, free_ports, pack_nodes, tail
+from bench.sim_topology import generate_topology
 from fos_raft.model import ItemReq, NodeSpec
 
 # Records its argv and start count in its data dir, then waits for a signal; exits 3 when its
 # data dir holds a file named "crash" (to test agents that end on their own).
 STAND_IN = r"""
-import os, signal, sys, time
+import json, os, signal, sys, time
 args = sys.argv[1:]
-data = args[args.index("--data-dir") + 1]
-count_file = os.path.join(data, "starts")
-n = int(open(count_file).read()) + 1 if os.path.exists(count_file) else 1
-open(count_file, "w").write(str(n))
-open(os.path.join(data, "argv"), "w").write(" ".join(args))
+if "--config" in args:  # a multi-agent host: one data dir per agent of its config
+    config = json.load(open(args[args.index("--config") + 1]))
+    dirs = [a["data_dir"] for a in config["agents"]]
+else:
+    dirs = [args[args.index("--data-dir") + 1]]
+for data in dirs:
+    count_file = os.path.join(data, "starts")
+    n = int(open(count_file).read()) + 1 if os.path.exists(count_file) else 1
+    open(count_file, "w").write(str(n))
+    open(os.path.join(data, "argv"), "w").write(" ".join(args))
 print("stand-in agent up", flush=True)
-if os.path.exists(os.path.join(data, "crash")):
+if any(os.path.exists(os.path.join(d, "crash")) for d in dirs):
     sys.exit(3)
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 while True:
@@ -50,7 +57,11 @@ def supervisor(tmp_path):
     script = tmp_path / "stand_in.py"
     script.write_text(STAND_IN)
     sup = AgentSupervisor(
-        tmp_path / "run", ["127.0.0.1:1", "127.0.0.1:2"], 0.5, [sys.executable, str(script)]
+        tmp_path / "run",
+        ["127.0.0.1:1", "127.0.0.1:2"],
+        0.5,
+        [sys.executable, str(script)],
+        host_command=[sys.executable, str(script)],
     )
     try:
         yield sup
@@ -89,7 +100,7 @@ def test_start_kill_restart_on_the_same_data_dir_and_stop(supervisor: AgentSuper
     new_pid = supervisor.restart("frame-1")
     assert new_pid != pid and supervisor.starts("frame-1") == 2
     assert wait_for(lambda: starts.read_text() == "2")  # same data dir, second start
-    assert "fos-sim start #2" in tail(supervisor.log_path("frame-1"), 10)
+    assert "fos-sim start #2" in tail(supervisor.log_of("frame-1"), 10)
 
     pids = list(supervisor.pids().values())
     assert len(pids) == 2
@@ -104,7 +115,7 @@ def test_agents_that_exit_on_their_own_are_reported(supervisor: AgentSupervisor)
     (supervisor.data_dir("glue-1") / "crash").write_text("")
     supervisor.start(spec("glue-1", port))
     assert wait_for(lambda: supervisor.exited() == [("glue-1", 3)])
-    assert "stand-in agent up" in tail(supervisor.log_path("glue-1"))
+    assert "stand-in agent up" in tail(supervisor.log_of("glue-1"))
 
 
 def test_stop_all_kills_agents_that_ignore_sigterm(tmp_path):
@@ -116,7 +127,7 @@ def test_stop_all_kills_agents_that_ignore_sigterm(tmp_path):
     sup = AgentSupervisor(tmp_path / "run", ["127.0.0.1:1"], 1.0, [sys.executable, str(script)])
     try:
         pid = sup.start(spec("wood-1", free_ports(1)[0]))
-        assert wait_for(lambda: "up" in tail(sup.log_path("wood-1")))
+        assert wait_for(lambda: "up" in tail(sup.log_of("wood-1")))
         sup.stop_all(grace_s=0.5)
         assert not pid_alive(pid)
         assert sup.host("wood-1").popen.returncode == -signal.SIGKILL
@@ -127,3 +138,49 @@ def test_stop_all_kills_agents_that_ignore_sigterm(tmp_path):
 def test_free_ports_are_distinct():
     ports = free_ports(20)
     assert len(set(ports)) == 20 and all(0 < p < 65536 for p in ports)
+
+
+def test_agents_packed_into_one_process_live_and_die_together(supervisor: AgentSupervisor):
+    specs = [
+        spec(f"{item}-1", port)
+        for item, port in zip(("wood", "glue", "nail"), free_ports(3), strict=True)
+    ]
+    pid = supervisor.start_group(specs)
+    host = supervisor.host("glue-1")
+    assert host.host_id == "host-001" and host.node_ids == ("wood-1", "glue-1", "nail-1")
+    for node in host.node_ids:
+        starts = supervisor.data_dir(node) / "starts"
+        assert wait_for(lambda s=starts: s.exists() and s.read_text() == "1")
+    config = json.loads((supervisor.root / "hosts" / "host-001.json").read_text())
+    assert [a["node_id"] for a in config["agents"]] == ["wood-1", "glue-1", "nail-1"]
+    assert config["agents"][1]["listen"] == specs[1].address
+    assert config["agents"][0]["produces"] == "wood:2" and config["agents"][0]["cycle_s"] == 0.5
+    assert (
+        "--coordinators 127.0.0.1:1,127.0.0.1:2"
+        in (supervisor.data_dir("nail-1") / "argv").read_text()
+    )
+    assert sorted(supervisor.kill("nail-1")) == ["glue-1", "nail-1", "wood-1"]
+    assert not pid_alive(pid) and not supervisor.running("wood-1")
+    supervisor.set_spec(spec("glue-1", free_ports(1)[0], "wood"))  # a spec change meanwhile
+    supervisor.restart("wood-1")
+    starts = supervisor.data_dir("nail-1") / "starts"
+    assert wait_for(lambda: starts.read_text() == "2")
+    config = json.loads((supervisor.root / "hosts" / "host-001.json").read_text())
+    assert config["agents"][1]["requires"] == ["wood:2"]
+    assert supervisor.log_of("wood-1") == supervisor.log_path("host-001")
+    with pytest.raises(ValueError, match="already started"):
+        supervisor.start_group(specs[:1])
+
+
+@pytest.mark.parametrize("types,per_type,per_host", [(5, 2, 3), (20, 2, 4), (3, 3, 1), (4, 1, 9)])
+def test_pack_nodes_spreads_each_items_suppliers_over_hosts(types, per_type, per_host):
+    specs = generate_topology(types, per_type, 1).specs
+    groups = pack_nodes(specs, per_host)
+    assert sorted(n for g in groups for n in g) == sorted(s.node_id for s in specs)
+    assert all(1 <= len(g) <= per_host for g in groups)
+    assert len(groups) == -(-len(specs) // per_host)
+    item = {s.node_id: s.produces.item for s in specs}
+    if per_host <= types:  # then no host holds two suppliers of one item
+        assert all(len({item[n] for n in g}) == len(g) for g in groups)
+    with pytest.raises(ValueError, match=">= 1"):
+        pack_nodes(specs, 0)

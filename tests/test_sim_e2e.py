@@ -1,0 +1,118 @@
+"""fos-sim end to end: real coordinator replicas, real fos-agent processes, real SIGKILLs.
+
+One short run with a scripted kill and restart of a middle supplier, checked through its
+JSON summary; one run stopped by SIGTERM. Both check that no process fos-sim started is
+left behind (every process whose command line names the run's directory).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+FOS_SIM = [str(Path(sys.executable).parent / "fos-sim")]
+SCENARIO = """
+title = "e2e"
+[sim]
+types = 3
+per_type = 2
+cycle_s = 0.5
+seed = 2
+
+[[event]]
+at = "30%"
+action = "kill"
+node = "t01-s1"
+
+[[event]]
+at = "60%"
+action = "restart"
+node = "t01-s1"
+"""
+
+
+def processes_naming(text: str) -> list[int]:
+    """PIDs of processes whose command line contains ``text`` (read-only scan of /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    keep = tmp_path / "run"
+    try:
+        yield keep
+    finally:
+        # fos-sim must have stopped everything; if not, end only what names our dir, and fail
+        leftovers = processes_naming(str(keep))
+        for pid in leftovers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        assert leftovers == [], f"fos-sim left processes behind: {leftovers}"
+
+
+def test_short_run_with_a_kill_and_restart(tmp_path, run_dir):
+    scenario = tmp_path / "e2e.toml"
+    scenario.write_text(SCENARIO)
+    out = tmp_path / "out.json"
+    cmd = [*FOS_SIM, "--scenario", str(scenario), "--duration", "10", "--json", str(out),
+           "--keep", str(run_dir), "--plain"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    s = json.loads(out.read_text())
+    assert len(s["nodes"]) == 6 and s["duration_s"] == pytest.approx(10.0, abs=0.5)
+    assert s["throughput"]["final_products"] > 0, proc.stdout[-3000:]
+    assert s["throughput"]["bound_per_s"] > 0
+    assert s["cycles"]["successful"] > 0 and s["cycles"]["consumer_ratio"] > 0
+    audit = s["audit"]
+    assert audit is not None, s["audit_error"]
+    assert audit["lost"] == 0 and audit["duplicated"] == 0, audit
+    assert audit["ok"] and audit["inconsistent"] == 0, audit["problems"]
+    assert audit["produced"] > 0 and audit["nodes"] == 6
+    assert s["deaths"]["false"] == 0, s["events"]
+    events = [e["event"] for e in s["events"]]
+    assert any(e.startswith("SIGKILL t01-s1") for e in events), events
+    assert any(e.startswith("restart t01-s1") for e in events), events
+    killed = next(n for n in s["nodes"] if n["node_id"] == "t01-s1")
+    assert killed["starts"] == 2 and killed["state"] == "alive"
+    assert "per-node metrics" in proc.stdout and "audit:" in proc.stdout
+
+
+def test_sigterm_stops_everything(tmp_path, run_dir):
+    cmd = [*FOS_SIM, "--types", "2", "--per-type", "2", "--duration", "60", "--keep",
+           str(run_dir), "--plain"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "agents up" in line or time.monotonic() > deadline:
+                break
+        assert len(processes_naming(str(run_dir))) >= 4 + 3  # agents and replicas running
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert "every process it started has been stopped" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
