@@ -341,18 +341,22 @@ class GroupCommitter:
         self._task: asyncio.Task[None] | None = None
         self._failed: BaseException | None = None
 
-    async def commit(self, writes: Sequence[Write]) -> None:
-        """Resolve when ``writes`` and everything submitted before are durable; raise
-        InvalidTransition if this group was refused, or the LMDB error if the transaction
-        failed (then the in-memory protocol state must be rebuilt from the WAL)."""
-        if self._failed is not None:
-            raise CommitFailed(f"WAL committer stopped after a failure: {self._failed}")
+    def commit(self, writes: Sequence[Write]) -> asyncio.Future[None]:
+        """Queue ``writes`` NOW (at call time, so the order of calls is the order of
+        commits) and return a future that resolves when they and everything queued before
+        are durable. It raises InvalidTransition if this group was refused, CommitFailed or
+        the LMDB error if the transaction failed (then the in-memory protocol state must be
+        rebuilt from the WAL). Must be called from the event loop's thread."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._failed is not None:
+            fut.set_exception(CommitFailed(f"WAL committer stopped after a failure: "
+                                           f"{self._failed}"))
+            return fut
         self._pending.append((tuple(writes), fut))
         if not self._running:
             self._running = True
             self._task = asyncio.create_task(self._drain())
-        await fut
+        return fut
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
