@@ -166,9 +166,15 @@ def _load(env: lmdb.Environment, dbs: dict[bytes, object]) -> DurableState:
     return state
 
 
+_OPEN_HERE: dict[Path, Wal] = {}  # LMDB allows one environment handle per file per process
+
+
 def read_wal(path: str | os.PathLike[str]) -> DurableState:
     """Read-only snapshot of a WAL (stopped or live agent); changes nothing on disk."""
     path = Path(path)
+    owner = _OPEN_HERE.get(path.resolve())
+    if owner is not None:  # the owner is in this process: read through its environment
+        return owner.load()
     if not _check_dir(path):
         raise WalError(f"{path} has no WAL")
     env = _open_env(path, readonly=True, map_size=DEFAULT_MAP_SIZE)
@@ -211,6 +217,7 @@ class Wal:
                 dbs = _open_dbs(env, path, node_id, create=True)
                 wal = cls(path, env, dbs, node_id, lock_fd)
                 wal.incarnation = wal._bump_incarnation()
+                _OPEN_HERE[path.resolve()] = wal
             except BaseException:
                 env.close()
                 raise
@@ -305,6 +312,8 @@ class Wal:
         return results
 
     def close(self) -> None:
+        if _OPEN_HERE.get(self.path.resolve()) is self:
+            del _OPEN_HERE[self.path.resolve()]
         self.executor.shutdown(wait=True)
         self._env.close()
         if self._lock_fd >= 0:
