@@ -200,6 +200,9 @@ class Agent:
         if not self._started:
             return
         self._started = False
+        # 0. neighbours stopping with us are not suspects
+        if self.detector is not None:
+            await self.detector.close()
         # 1. no new cycles; requests in flight finish and are recorded (bounded wait)
         stage = self._tasks.pop("stage", None)
         if stage is not None:
@@ -224,8 +227,6 @@ class Agent:
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         self._tasks.clear()
-        if self.detector is not None:
-            await self.detector.close()
         if self._server is not None:
             await self._server.stop(grace=1.0)
         if self.engine is not None:

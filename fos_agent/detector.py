@@ -2,19 +2,24 @@
 
 Each agent watches only its flow neighbours that the flow says are alive. Any successful
 RPC with a neighbour, in either direction, is a heartbeat (``contact(node, True)``); a
-Ping is sent only when the link has been idle for ``ping_interval``. A neighbour is
-suspected when contact with it has failed and nothing succeeded for ``suspect_after``
-seconds; the suspicion goes to the coordinator (``ReportSuspect``), which probes the
-suspect's grpc.health.v1 endpoint before marking it down, so a false suspicion on a loaded
-machine costs one probe, not a death.
+Ping is sent only when the link has been idle for ``ping_interval`` (or at once, every
+tick, while contact is failing). A neighbour is suspected when at least ``failures``
+consecutive contacts failed and nothing succeeded for ``suspect_after`` seconds; the
+suspicion goes to the coordinator (``ReportSuspect``), which probes the suspect's
+grpc.health.v1 endpoint before marking it down, so a false suspicion on a loaded machine
+costs one probe, not a death. Two failures, not one: a single slow answer on a loaded
+machine is common, two in a row much less; a SIGKILLed peer on loopback refuses at once,
+so the second failure costs only one tick.
 
 Reports are retried in the background while the coordinator is unreachable and dropped
 only if the suspect is heard from again (then it was not dead). After MARKED_DOWN or
 ALREADY_DOWN the suspect is left alone until the flow shows it alive again; after REFUTED
 it gets a fresh ``suspect_after`` window.
 
-Defaults: ping 0.5 s, suspect after 1.5 s. A SIGKILLed neighbour on loopback refuses
-connections at once, so it is reported about 1.5 s after its last answer.
+Defaults: ping 1 s, suspect after 1.5 s and 2 failures (measured: 0 false deaths with 40
+agents on a loaded 2-core machine, see bench/RESULTS.md). A SIGKILLed neighbour is
+reported about 1.5 s after its last answer; its consumers do not wait for that (they
+switch to a backup supplier at the first refused call, fos_agent.inputs).
 """
 
 from __future__ import annotations
@@ -31,8 +36,9 @@ from fos_agent.metrics import Metrics
 
 @dataclass(frozen=True, slots=True)
 class DetectorSettings:
-    ping_interval: float = 0.5  # ping a neighbour when the link was idle this long
+    ping_interval: float = 1.0  # ping a neighbour when the link was idle this long
     suspect_after: float = 1.5  # failed contact and no success for this long -> suspect
+    failures: int = 2  # consecutive failed contacts needed as well
     ping_timeout: float = 1.0  # deadline of one Ping
     report_backoff: float = 0.25  # first retry pause of an undelivered report (doubles, <= 2 s)
 
@@ -41,7 +47,7 @@ class DetectorSettings:
 class _Link:
     last_ok: float  # last successful contact (or when watching began)
     last_activity: float  # last contact attempt either way
-    failed: bool = False  # a contact failed since last_ok
+    failed: int = 0  # consecutive failed contacts since last_ok
     pinging: bool = False
     reporting: bool = False
     reported: bool = False  # coordinator says it is down: wait for the flow
@@ -63,6 +69,7 @@ class FailureDetector:
         self._links: dict[str, _Link] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.outcomes: list[tuple[str, str]] = []  # (suspect, outcome), for tests and logs
+        self._closed = False
 
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
@@ -97,21 +104,24 @@ class FailureDetector:
         link.last_activity = now
         if ok:
             link.last_ok = now
-            link.failed = False
+            link.failed = 0
         else:
-            link.failed = True
+            link.failed += 1
 
     def tick(self) -> None:
         """Start the pings and reports that are due (called every ping_interval / 2)."""
+        if self._closed:
+            return
         s = self.settings
         now = self._now()
         for node, link in self._links.items():
             if link.reported:
                 continue
-            if not link.pinging and now - link.last_activity >= s.ping_interval:
+            idle = now - link.last_activity >= s.ping_interval
+            if not link.pinging and (idle or link.failed):
                 link.pinging = True
                 self._spawn(self._ping_one(node, link))
-            if (link.failed and not link.reporting
+            if (link.failed >= s.failures and not link.reporting
                     and now - link.last_ok >= s.suspect_after):
                 link.reporting = True
                 silent = now - link.last_ok
@@ -161,6 +171,7 @@ class FailureDetector:
             link.reporting = False
 
     async def close(self) -> None:
+        self._closed = True
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

@@ -1,0 +1,114 @@
+"""The failure detector's policy, with scripted neighbours and coordinator (short intervals,
+real clock). The real peers and coordinator are exercised in test_agent_peer.py."""
+
+from __future__ import annotations
+
+import asyncio
+
+from agent_util import eventually
+
+from fos_agent.detector import DetectorSettings, FailureDetector
+from fos_agent.metrics import Metrics
+
+FAST = DetectorSettings(ping_interval=0.05, suspect_after=0.15, ping_timeout=0.05,
+                        report_backoff=0.02)
+
+
+class World:
+    """Neighbours that answer or not, and a coordinator that is up or not."""
+
+    def __init__(self) -> None:
+        self.dead: set[str] = set()
+        self.coordinator_up = True
+        self.outcome = "MARKED_DOWN"
+        self.pings: dict[str, int] = {}
+        self.reports: list[str] = []
+        self.detector: FailureDetector | None = None
+
+    async def ping(self, node: str, timeout: float) -> None:
+        self.pings[node] = self.pings.get(node, 0) + 1
+        assert self.detector is not None
+        self.detector.contact(node, node not in self.dead)  # what PeerClient does
+        if node in self.dead:
+            raise ConnectionError(node)
+
+    async def report(self, suspect: str, reason: str) -> str:
+        if not self.coordinator_up:
+            raise ConnectionError("no leader")
+        self.reports.append(suspect)
+        return self.outcome
+
+
+def make(world: World, settings: DetectorSettings = FAST
+         ) -> tuple[FailureDetector, asyncio.Task[None]]:
+    detector = FailureDetector("me", world.ping, world.report, Metrics("me"), settings)
+    world.detector = detector
+    return detector, asyncio.ensure_future(detector.run())
+
+
+async def test_idle_links_are_pinged_and_a_dead_neighbour_is_reported_once():
+    world = World()
+    detector, task = make(world)
+    try:
+        detector.watch({"alive", "dead", "me"})
+        assert detector.watched == {"alive", "dead"}
+        await eventually(lambda: world.pings.get("alive", 0) >= 3, what="pings of idle link")
+        world.dead.add("dead")
+        await eventually(lambda: world.reports == ["dead"], what="report")
+        assert ("dead", "MARKED_DOWN") in detector.outcomes
+        pings = world.pings["dead"]
+        await asyncio.sleep(0.3)  # absence check: a reported node is left alone
+        assert world.reports == ["dead"] and world.pings["dead"] == pings
+        assert "alive" not in world.reports
+        assert detector.metrics["suspicions_reported"] == 1
+        assert detector.metrics["heartbeats"] >= 3
+        # the flow says it is back: watched again, fresh
+        world.dead.discard("dead")
+        detector.watch({"alive", "dead"})
+        await eventually(lambda: world.pings["dead"] > pings, what="pinged again")
+    finally:
+        task.cancel()
+        await detector.close()
+
+
+async def test_traffic_is_a_heartbeat_and_one_failure_is_not_a_suspicion():
+    world = World()
+    detector, task = make(world, DetectorSettings(ping_interval=0.5, suspect_after=0.15))
+    try:
+        detector.watch({"busy"})
+        for _ in range(10):  # a trading link: contacts, no pings needed
+            detector.contact("busy", True)
+            await asyncio.sleep(0.02)
+        assert world.pings.get("busy", 0) <= 1
+        detector.contact("busy", False)  # one slow answer
+        detector.contact("busy", True)
+        await asyncio.sleep(0.3)
+        assert world.reports == []
+    finally:
+        task.cancel()
+        await detector.close()
+
+
+async def test_reports_wait_for_the_coordinator_and_refuted_ones_come_back():
+    world = World()
+    world.coordinator_up = False
+    world.outcome = "REFUTED"
+    detector, task = make(world)
+    try:
+        detector.watch({"flaky"})
+        world.dead.add("flaky")
+        await asyncio.sleep(0.4)
+        assert world.reports == []  # undeliverable, still pending
+        world.coordinator_up = True
+        await eventually(lambda: len(world.reports) >= 1, what="delivered after the outage")
+        # refuted but still silent to us: reported again after another window
+        await eventually(lambda: len(world.reports) >= 2, what="second report")
+        # heard from again: no more reports
+        world.dead.discard("flaky")
+        await eventually(lambda: not detector.suspected(), what="contact again")
+        count = len(world.reports)
+        await asyncio.sleep(0.3)
+        assert len(world.reports) == count
+    finally:
+        task.cancel()
+        await detector.close()
