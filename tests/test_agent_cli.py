@@ -152,3 +152,13 @@ cycle_s = 0.05
                             timeout=60)
     assert result.returncode == 2
     assert "'data_dir' is required" in result.stderr
+
+
+def test_example_factory_software_runs():
+    example = Path(__file__).resolve().parent.parent / "examples" / "factory_software.py"
+    result = subprocess.run([sys.executable, str(example), "--cycles", "3"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    made = [json.loads(line) for line in result.stderr.splitlines()
+            if '"frames made"' in line]
+    assert len(made) == 3 and all(m["waste_cm"] >= 0 for m in made)
