@@ -9,15 +9,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc.aio
 
-from fos_agent.records import InState, OutState
-from fos_agent.wal import read_wal, wal_path
 from fos_pb import agent_pb2_grpc
 
 # Generous: the machine has 2 cores shared with other engineers' test runs.
@@ -123,50 +120,3 @@ class Procs:
     def __iter__(self) -> Iterator[str]:
         return iter(self.procs)
 
-
-@dataclass
-class WalAudit:
-    """Where every batch is, from the WALs of stopped agents."""
-
-    batches: int = 0  # outbound records (every batch ever produced or reclaimed)
-    at_supplier: int = 0  # QUEUED at its producer
-    received: int = 0  # recorded by its consumer (IN_TRANSIT / QUEUED / CONSUMED there)
-    consumed: int = 0
-    in_flight: list[str] = field(default_factory=list)  # IN_TRANSIT, unknown to the consumer
-    unconfirmed: list[str] = field(default_factory=list)  # consumer has it, supplier not told
-    lost: list[str] = field(default_factory=list)  # DELIVERED but not at its consumer
-    duplicated: list[str] = field(default_factory=list)  # in two inbound WALs
-    strangers: list[str] = field(default_factory=list)  # inbound with no such outbound
-
-
-def audit_wals(dirs: Iterable[Path]) -> WalAudit:
-    """Every batch exactly once: the pair order of DESIGN.md section 5 across all WALs."""
-    states = [read_wal(wal_path(d)) for d in dirs]
-    outbound = {bid: rec for s in states for bid, rec in s.outbound.items()}
-    holders: dict[str, list[tuple[str, InState]]] = {}
-    for s in states:
-        for bid, rec in s.inbound.items():
-            holders.setdefault(bid, []).append((s.node_id, rec.state))
-    report = WalAudit(batches=len(outbound))
-    for bid, where in holders.items():
-        if len(where) > 1:
-            report.duplicated.append(bid)
-        if bid not in outbound:
-            report.strangers.append(bid)
-        report.consumed += sum(1 for _, st in where if st is InState.CONSUMED)
-    for bid, rec in outbound.items():
-        at = [node for node, _ in holders.get(bid, [])]
-        if rec.state is OutState.QUEUED:
-            report.at_supplier += 1
-        elif rec.state is OutState.IN_TRANSIT:
-            if rec.to in at:
-                report.received += 1
-                report.unconfirmed.append(bid)
-            else:
-                report.in_flight.append(bid)
-        elif rec.state is OutState.DELIVERED:
-            if rec.to in at:
-                report.received += 1
-            else:
-                report.lost.append(bid)
-    return report

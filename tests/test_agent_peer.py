@@ -18,6 +18,7 @@ from agent_util import eventually, peer_stub
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fos_agent import Agent, AgentSettings, ItemReq, WalError
+from fos_agent.audit import audit
 from fos_agent.records import InState, OutState
 from fos_agent.wal import read_wal, wal_path
 from fos_pb import agent_pb2
@@ -44,25 +45,10 @@ def make(cluster: LocalCluster, base: Path, node: str, produces: ItemReq | None,
 
 
 def pair_audit(suppliers: list[Path], consumers: list[Path]) -> None:
-    """No loss, no duplicate between stopped agents: a DELIVERED batch is recorded by its
-    consumer; a recorded batch is DELIVERED or still IN_TRANSIT (a confirmation in flight
-    at stop) at its supplier to that consumer; no batch is in two inbound WALs."""
-    outs = {}
-    for d in suppliers:
-        outs.update(read_wal(wal_path(d)).outbound)
-    seen: dict[str, str] = {}
-    for d in consumers:
-        state = read_wal(wal_path(d))
-        for bid in state.inbound:
-            assert bid not in seen, f"{bid} is in two inbound WALs"
-            seen[bid] = state.node_id
-            out = outs.get(bid)
-            if out is not None:
-                assert out.to == state.node_id
-                assert out.state in (OutState.DELIVERED, OutState.IN_TRANSIT), out
-    for bid, out in outs.items():
-        if out.state is OutState.DELIVERED:
-            assert seen.get(bid) == out.to, f"{bid} DELIVERED but not recorded by {out.to}"
+    """No batch lost or duplicated between these stopped agents (fos_agent.audit)."""
+    report = audit([*suppliers, *consumers])
+    assert report.ok, report.summary()
+    assert report.unverified == [], report.summary()
 
 
 async def test_two_agents_trade_and_report_stats(cluster: LocalCluster, tmp_path: Path):
