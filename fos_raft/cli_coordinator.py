@@ -114,7 +114,11 @@ async def run(args: argparse.Namespace) -> int:
     server, port = await start_server(service, args.grpc)
     grpc_address = f"{args.grpc.rpartition(':')[0]}:{port}"
     replica.grpc_address = grpc_address
-    replica.start()
+    try:
+        await replica.start()
+    except BaseException:
+        await server.stop(0)
+        raise
 
     metrics_address = ""
     if args.metrics:

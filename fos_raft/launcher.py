@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -36,8 +37,31 @@ from fos_pb import coordinator_pb2_grpc as pb_grpc
 HOST = "127.0.0.1"
 
 
+def _ephemeral_floor() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = HOST) -> int:
-    """A port that was free a moment ago (bind to 0, read it, close)."""
+    """A port that was free a moment ago, chosen *below* the kernel's ephemeral range.
+
+    Ports from bind(0) come from the ephemeral range, which the kernel also hands out as the
+    local port of outgoing connections: on a busy machine one of those can take the port
+    between our probe and the replica's bind. Below the range only another listener can.
+    """
+    floor = _ephemeral_floor()
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(15000, max(15001, floor))
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
@@ -121,6 +145,18 @@ class LocalCluster:
                 return
             time.sleep(0.02)
         raise TimeoutError(f"replica r{i} did not start within {timeout}s")
+
+    def add_replica(self) -> int:
+        """Start one more replica with ``--join`` (it asks the members to add it); returns its
+        index. Existing replicas keep their command line: membership lives in the log."""
+        self.raft_addresses.append(f"{HOST}:{free_port()}")
+        self.grpc_addresses.append(f"{HOST}:{free_port()}")
+        self.procs.append(None)
+        self.n += 1
+        index = self.n - 1
+        self._spawn(index, join=True)
+        self._wait_serving(index)
+        return index
 
     def is_running(self, i: int) -> bool:
         proc = self.procs[i]
@@ -244,6 +280,22 @@ class LocalCluster:
             time.sleep(0.05)
         raise TimeoutError(f"no leader within {timeout}s")
 
+    def wait_ready(self, timeout: float = 20.0) -> int:
+        """Wait for a leader and for every running replica's gRPC address to be known to the
+        cluster (ClusterStatus.replicas / leader_grpc filled); returns the leader index."""
+        deadline = time.monotonic() + timeout
+        leader = self.wait_for_leader(timeout)
+        wanted = {self.raft_addresses[i]: self.grpc_addresses[i] for i in self.running()}
+        while time.monotonic() < deadline:
+            try:
+                known = {r.raft_address: r.grpc_address for r in self.status(leader).replicas}
+            except grpc.RpcError:
+                known = {}
+            if all(known.get(k) == v for k, v in wanted.items()):
+                return self.wait_for_leader(max(0.1, deadline - time.monotonic()))
+            time.sleep(0.05)
+        raise TimeoutError(f"replica addresses not announced within {timeout}s")
+
     def digests(self, indices: Sequence[int] | None = None) -> dict[int, tuple[int, str]]:
         """{index: (flow version, state digest)} of the given (default: running) replicas."""
         out = {}
@@ -265,4 +317,15 @@ class LocalCluster:
             if len(set(last.values())) == 1:
                 return next(iter(last.values()))[1]
             time.sleep(0.05)
-        raise TimeoutError(f"replicas did not converge within {timeout}s: {last}")
+        detail = []
+        for i in last:
+            try:
+                st = self.status(i)
+                detail.append(
+                    f"r{i}: version {st.flow_version} applied {st.applied_index} "
+                    f"commit {st.commit_index} term {st.term} leader {st.leader} "
+                    f"digest {st.state_digest[:12]}"
+                )
+            except grpc.RpcError as exc:
+                detail.append(f"r{i}: {exc.code()}")
+        raise TimeoutError(f"replicas did not converge within {timeout}s: {'; '.join(detail)}")

@@ -18,14 +18,21 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
+from pysyncobj import (
+    FAIL_REASON,
+    SyncObj,
+    SyncObjConf,
+    SyncObjConsumer,
+    SyncObjException,
+    replicated,
+)
 from pysyncobj.utility import TcpUtility, UtilityException
 
 from fos_raft import journal as journal_mod
 from fos_raft.commands import AnnounceReplica, Command, ForgetReplica, Outcome
 from fos_raft.model import NodeSpec, NodeStatus, Plan
 from fos_raft.planner import Planner
-from fos_raft.state import CoordinatorState, apply, validate
+from fos_raft.state import CoordinatorState, apply, validate, validate_static
 
 log = structlog.get_logger("fos_raft.replica")
 
@@ -131,7 +138,8 @@ class Replica:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Start Raft; raises RuntimeError if the Raft address cannot be bound."""
         self._loop = asyncio.get_running_loop()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         journal_mod.install()
@@ -154,7 +162,8 @@ class Replica:
             connectionRetryTime=t.connection_retry_time,
             logCompactionMinEntries=t.log_compaction_entries,
             logCompactionMinTime=t.log_compaction_time,
-            maxBindRetries=20,
+            maxBindRetries=5,
+            bindRetryTime=0.2,
         )
         self._sm = StateMachine(self._on_applied_threadsafe)
         self._obj = SyncObj(
@@ -164,6 +173,11 @@ class Replica:
             consumers=[self._sm],
             transportClass=journal_mod.transport_class(self.journal),
         )
+        try:
+            await self._loop.run_in_executor(None, self._obj.waitBinded)
+        except SyncObjException as exc:
+            self._obj.destroy()
+            raise RuntimeError(f"cannot bind Raft address {self.raft_address}") from exc
         self._tasks.append(asyncio.ensure_future(self._announce_loop()))
         if self.join:
             self._tasks.append(asyncio.ensure_future(self._join_loop()))
@@ -228,10 +242,15 @@ class Replica:
     async def submit(self, command: Command, timeout: float) -> Outcome:
         """Replicate ``command`` through the leader and return its outcome.
 
-        Raises ModelError when refused (checked here first, and again in apply) and
-        `Unavailable` when no leader commits it before ``timeout``.
+        Raises ModelError when refused and `Unavailable` when no leader commits it before
+        ``timeout``. Refusals are decided by apply, in the committed order; this replica
+        answers early only where it can be sure: stateless checks anywhere, state checks
+        only on the leader (a follower that lags would wrongly say NOT_FOUND).
         """
-        validate(self.state, command)
+        if self.is_leader:
+            validate(self.state, command)
+        else:
+            validate_static(command)
         outcome = await self._replicate(command, timeout)
         if outcome.error is not None:
             self.writes["refused"] += 1

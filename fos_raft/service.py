@@ -45,6 +45,7 @@ STATUS_OF = {
     ErrorCode.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
 }
 FORWARDED = "fos-forwarded"
+LEADER_METADATA_KEY = "fos-leader-grpc"  # on UNAVAILABLE: where the leader was last seen
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,13 +80,18 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
             return self.settings.default_timeout
         return max(0.0, min(remaining - self.settings.deadline_margin, remaining * 0.95))
 
+    async def _unavailable(self, context: grpc.aio.ServicerContext, message: str) -> None:
+        leader_grpc = self.replica.state.replicas.get(self.replica.leader, "")
+        metadata = ((LEADER_METADATA_KEY, leader_grpc),) if leader_grpc else ()
+        await context.abort(grpc.StatusCode.UNAVAILABLE, message, trailing_metadata=metadata)
+
     async def _write(self, context: grpc.aio.ServicerContext, command: Command) -> pb.WriteReply:
         try:
             outcome = await self.replica.submit(command, self._timeout(context))
         except ModelError as exc:
             await context.abort(STATUS_OF[exc.code], exc.message)
         except Unavailable as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+            await self._unavailable(context, str(exc))
         return pb.WriteReply(flow_version=outcome.version, leader=self.replica.leader)
 
     async def _wait_version(
@@ -94,7 +100,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         try:
             return await self.replica.wait_for_version(version, self._timeout(context))
         except Unavailable as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+            await self._unavailable(context, str(exc))
             raise  # unreachable: abort raises
 
     @staticmethod
@@ -164,8 +170,8 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
             except (Unavailable, TimeoutError, grpc.aio.AioRpcError) as exc:
                 last_error = str(exc) or type(exc).__name__
             await asyncio.sleep(0.05)
-        await context.abort(
-            grpc.StatusCode.UNAVAILABLE,
+        await self._unavailable(
+            context,
             f"no leader decided the suspicion in time ({last_error}); {self.replica.leader_hint()}",
         )
 
@@ -307,7 +313,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         except ModelError as exc:
             await context.abort(STATUS_OF[exc.code], exc.message)
         except Unavailable as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+            await self._unavailable(context, str(exc))
         return await self.ListMembers(request, context)
 
     async def AddMember(self, request: pb.MemberRequest, context: Any) -> pb.MembersReply:
@@ -319,7 +325,8 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
 
 async def start_server(service: CoordinatorService, address: str) -> tuple[grpc.aio.Server, int]:
     """Serve Coordinator + health + reflection on ``address`` (port 0 picks one)."""
-    server = grpc.aio.server()
+    # No SO_REUSEPORT: a port another process holds must fail to bind, not be shared.
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     pb_grpc.add_CoordinatorServicer_to_server(service, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -13,9 +13,10 @@ makes every version name exactly one change). Idempotent repeats and refused com
 it unchanged. Internal bookkeeping commands (replica addresses, refuted suspicions) do not
 bump it either: they change no flow.
 
-Request ids make retries safe: the outcome of each of the last `REQUEST_MEMORY` request ids
-is remembered, and a command carrying a known id returns that outcome without running again
-(a client retrying after a leader change whose first attempt did commit gets its answer).
+Request ids make retries safe: the outcome of each of the last `REQUEST_MEMORY` accepted
+request ids is remembered, and a command carrying a known id returns that outcome without
+running again (a client retrying after a leader change whose first attempt did commit gets
+its answer). Refusals are not remembered: they changed nothing, so a retry is judged anew.
 """
 
 from __future__ import annotations
@@ -284,12 +285,41 @@ def _check_address(kind: str, address: Any) -> None:
         raise ModelError(ErrorCode.INVALID_ARGUMENT, f"{kind} {address!r} is not host:port")
 
 
+def validate_static(command: Command) -> None:
+    """The checks that need no state (ids, specs, addresses, lengths). Any replica can run
+    them before submitting; a lagging follower must not judge existence or versions."""
+    if isinstance(command, Register | UpdateSpec):
+        _check_spec_type(command.spec).validate()
+    elif isinstance(command, MarkDown | MarkUp | Drain | Undrain | Decommission):
+        if not isinstance(command.node_id, str):
+            raise ModelError(ErrorCode.INVALID_ARGUMENT, "node id must be a string")
+        check_id("node id", command.node_id)
+        if isinstance(command, MarkDown) and (
+            not isinstance(command.reason, str) or len(command.reason) > MAX_REASON_LEN
+        ):
+            raise ModelError(
+                ErrorCode.INVALID_ARGUMENT, f"reason must be a string of <= {MAX_REASON_LEN}"
+            )
+        if isinstance(command, MarkUp) and command.address:
+            _check_address("address", command.address)
+    elif isinstance(command, NoteRefuted):
+        check_id("node id", command.suspect)
+    elif isinstance(command, AnnounceReplica):
+        _check_address("raft address", command.raft_address)
+        _check_address("gRPC address", command.grpc_address)
+    elif isinstance(command, ForgetReplica):
+        _check_address("raft address", command.raft_address)
+    else:
+        raise ModelError(ErrorCode.INVALID_ARGUMENT, f"unknown command {type(command).__name__}")
+
+
 def validate(state: CoordinatorState, command: Command) -> None:
     """Raise ModelError if ``command`` would be refused against ``state``; never mutates.
 
-    The receiving replica calls this before submitting (fast error); `apply` calls it again
-    because the state may have changed between submission and commit.
+    `apply` runs it on the committed order (authoritative); the leader also runs it before
+    submitting (fast error: its state is the newest), followers only `validate_static`.
     """
+    validate_static(command)
     if isinstance(command, Register):
         spec = _check_spec_type(command.spec)
         check_catalog_with(state.catalog, spec)
@@ -359,7 +389,9 @@ def apply(
         message = f"internal error applying {type(command).__name__}: {type(exc).__name__}"
         refused = Outcome(state.version, False, ErrorCode.FAILED_PRECONDITION, message)
         new_state, outcome = state, refused
-    if request_id:
+    # Only accepted commands are remembered: a refusal changed nothing, so a retry may
+    # simply be judged again (and a refused command leaves the digest untouched).
+    if request_id and outcome.error is None:
         requests = dict(new_state.requests)
         requests[request_id] = outcome
         while len(requests) > REQUEST_MEMORY:

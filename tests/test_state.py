@@ -175,11 +175,13 @@ def test_request_ids_make_retries_exactly_once():
     once, first = apply(state, "req-1", Register(SAW))
     twice, second = apply(once, "req-1", Drain("saw-1"))  # same id: the first outcome
     assert second == first and twice is once
-    # refusals are remembered too, so a retry gets the same answer
-    _, outcome = apply(once, "req-2", Drain("ghost"))
-    assert outcome.error == ErrorCode.NOT_FOUND
+    # refusals are not remembered: they changed nothing, a retry is judged anew
+    refused_state, outcome = apply(once, "req-2", Drain("ghost"))
+    assert outcome.error == ErrorCode.NOT_FOUND and refused_state is once
+    assert "req-2" not in refused_state.requests
     bad_state, outcome = apply(once, "x" * 65, Drain("saw-1"))
     assert outcome.error == ErrorCode.INVALID_ARGUMENT and bad_state is once
+    state = once
     for i in range(REQUEST_MEMORY + 5):
         state, _ = apply(state, f"r{i}", NoteRefuted("saw-1"))
     assert len(state.requests) == REQUEST_MEMORY and "r0" not in state.requests

@@ -1,0 +1,107 @@
+"""Helpers for the multi-process coordinator tests (real fos-coordinator processes)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent import futures
+from typing import Any, TypeVar
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from fos_pb import coordinator_pb2 as pb
+from fos_raft.launcher import LocalCluster
+
+T = TypeVar("T")
+
+
+def spec(
+    node_id: str,
+    port: int,
+    produces: tuple[str, int],
+    requires: Sequence[tuple[str, int]] = (),
+    capacity: int = 1,
+    host: str = "127.0.0.1",
+) -> pb.NodeSpec:
+    return pb.NodeSpec(
+        node_id=node_id,
+        address=f"{host}:{port}",
+        produces=pb.ItemReq(item=produces[0], qty=produces[1]),
+        requires=[pb.ItemReq(item=i, qty=q) for i, q in requires],
+        capacity=capacity,
+    )
+
+
+# The paper's window chain, two suppliers per item type.
+WINDOW_FACTORY = [
+    spec("saw-1", 7201, ("wood", 3)),
+    spec("saw-2", 7202, ("wood", 3)),
+    spec("glass-1", 7203, ("glass", 2)),
+    spec("glass-2", 7204, ("glass", 2)),
+    spec("frame-1", 7205, ("frame", 1), [("wood", 3)]),
+    spec("frame-2", 7206, ("frame", 1), [("wood", 3)]),
+    spec("window-1", 7207, ("window", 1), [("frame", 1), ("glass", 2)]),
+    spec("window-2", 7208, ("window", 1), [("frame", 1), ("glass", 2)]),
+]
+
+
+def retry_unavailable(call: Callable[[], T], timeout: float = 15.0) -> T:
+    """Call until it does not fail UNAVAILABLE/DEADLINE_EXCEEDED (a leader change)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except grpc.RpcError as exc:
+            retryable = exc.code() in (
+                grpc.StatusCode.UNAVAILABLE,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+            )
+            if not retryable or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def register_all(cluster: LocalCluster, index: int, specs: Sequence[pb.NodeSpec]) -> int:
+    version = 0
+    for node in specs:
+        reply = retry_unavailable(
+            lambda node=node: cluster.stub(index).Register(
+                pb.RegisterRequest(spec=node), timeout=5.0
+            )
+        )
+        version = reply.flow_version
+    return version
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(0.05)
+
+
+class SlowHealth(health_pb2_grpc.HealthServicer):
+    """A node's health endpoint that answers SERVING after ``delay`` and counts checks."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.checks = 0
+
+    def Check(self, request: Any, context: Any) -> health_pb2.HealthCheckResponse:
+        self.checks += 1
+        time.sleep(self.delay)
+        return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
+
+
+def start_health_server(delay: float) -> tuple[grpc.Server, SlowHealth, int]:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    servicer = SlowHealth(delay)
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, servicer, port
