@@ -379,3 +379,33 @@ def test_sigkill_of_every_replica_loses_nothing(cluster: LocalCluster):
     cluster.wait_converged()
     assert all(_snapshot(cluster, i) == before for i in range(3))
     assert before[1] == reply.flow_version
+
+
+def test_membership_join_and_remove(cluster: LocalCluster):
+    new = cluster.add_replica()  # started with --join: it asks the members to add it
+    raft_new = cluster.raft_addresses[new]
+    members = wait_until(
+        lambda: [
+            r
+            for r in cluster.stub(0).ListMembers(pb.ClusterStatusRequest(), timeout=5).replicas
+            if r.raft_address == raft_new and r.grpc_address == cluster.grpc_addresses[new]
+        ],
+        timeout=20,
+        what="the joining replica to be a member with its gRPC address",
+    )
+    assert members
+    digest = cluster.wait_converged()  # the new member caught up
+    assert cluster.status(new).state_digest == digest
+    follower_index = follower(cluster)
+    reply = cluster.stub(follower_index).RemoveMember(
+        pb.MemberRequest(raft_address=raft_new), timeout=10
+    )
+    assert raft_new not in {r.raft_address for r in reply.replicas}
+    cluster.terminate(new)
+    leader = cluster.wait_for_leader()
+    left = {r.raft_address for r in cluster.status(leader).replicas}
+    assert left == set(cluster.raft_addresses[:3])
+    retry_unavailable(
+        lambda: cluster.stub(leader).Drain(pb.NodeRequest(node_id="saw-1"), timeout=5)
+    )
+    cluster.wait_converged([0, 1, 2])
