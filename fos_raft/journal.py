@@ -232,9 +232,13 @@ def read_journal(path: str) -> tuple[list[Entry], int, str | None]:
 
 class DurableTCPTransport(TCPTransport):
     """pysyncobj's TCP transport, syncing the journal before every outgoing message and at
-    the end of every tick. Pass `transport_class(journal)` as ``SyncObj(transportClass=...)``."""
+    the end of every tick. Pass `transport_class(journal)` as ``SyncObj(transportClass=...)``.
+
+    ``on_node_lost(node)`` (optional) is called in the tick thread when a connection to a
+    member closes, so the replica can call an election early when it was the leader's."""
 
     journal: LmdbJournal
+    on_node_lost: Callable[[Any], None] | None = None
 
     def send(self, node: Any, message: Any) -> bool:
         self.journal.before_send()
@@ -244,12 +248,21 @@ class DurableTCPTransport(TCPTransport):
         self.journal.flush()
         super()._onTick()
 
+    def _onDisconnected(self, conn: Any) -> None:
+        node = self._connToNode(conn)
+        super()._onDisconnected(conn)
+        if node is not None and self.on_node_lost is not None:
+            self.on_node_lost(node)
 
-def transport_class(journal: LmdbJournal) -> Callable[..., DurableTCPTransport]:
+
+def transport_class(
+    journal: LmdbJournal, on_node_lost: Callable[[Any], None] | None = None
+) -> Callable[..., DurableTCPTransport]:
     def make(sync_obj: Any, self_node: Any, other_nodes: Any) -> DurableTCPTransport:
         # The journal must be set before TCPTransport.__init__ can send anything.
         transport = DurableTCPTransport.__new__(DurableTCPTransport)
         transport.journal = journal
+        transport.on_node_lost = on_node_lost
         DurableTCPTransport.__init__(transport, sync_obj, self_node, other_nodes)
         return transport
 

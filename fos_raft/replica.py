@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -26,6 +27,7 @@ from pysyncobj import (
     SyncObjException,
     replicated,
 )
+from pysyncobj.monotonic import monotonic
 from pysyncobj.utility import TcpUtility, UtilityException
 
 from fos_raft import journal as journal_mod
@@ -171,7 +173,7 @@ class Replica:
             self.peers,
             conf,
             consumers=[self._sm],
-            transportClass=journal_mod.transport_class(self.journal),
+            transportClass=journal_mod.transport_class(self.journal, self._on_node_lost),
         )
         try:
             await self._loop.run_in_executor(None, self._obj.waitBinded)
@@ -182,6 +184,20 @@ class Replica:
         if self.join:
             self._tasks.append(asyncio.ensure_future(self._join_loop()))
         log.info("replica started", raft=self.raft_address, peers=self.peers, join=self.join)
+
+    def _on_node_lost(self, node: Any) -> None:
+        """Tick thread: the connection to ``node`` closed. If it was the leader's (a killed
+        process closes its sockets at once), call an election after a short random delay
+        instead of waiting out the whole election timeout. Only liveness is affected: an
+        early election is an ordinary Raft election."""
+        obj = self._obj
+        if obj is None or obj._getLeader() != node or obj._isLeader():
+            return
+        soon = monotonic() + random.uniform(0.0, self.timing.raft_min_timeout / 2)
+        deadline = "_SyncObj__raftElectionDeadline"  # pysyncobj keeps it private
+        if getattr(obj, deadline, soon) > soon:
+            setattr(obj, deadline, soon)
+            log.info("leader connection lost; early election", leader=node.address)
 
     async def close(self) -> None:
         """Stop Raft and close the journal (waits for the tick thread)."""
@@ -269,7 +285,7 @@ class Replica:
     async def _retry_until(self, timeout: float, call: Callable[[Any], None]) -> Any:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        delay = 0.01
+        delay = 0.005
         last_error = "no attempt"
         while True:
             remaining = deadline - loop.time()
@@ -298,7 +314,7 @@ class Replica:
             if err not in _RETRYABLE:
                 log.warning("unexpected pysyncobj failure; retrying", error=last_error)
             await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
-            delay = min(delay * 2, 0.1)
+            delay = min(delay * 2, 0.025)  # a new leader is usable within one period
 
     # ------------------------------------------------------------------ raft status
 
