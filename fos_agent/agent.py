@@ -125,7 +125,8 @@ class Agent:
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._fetchers: dict[str, tuple[InputFetcher, asyncio.Task[Any]]] = {}
         self._resolved: dict[str, tuple[str, float]] = {}  # non-neighbour -> (address, at)
-        self._catalog_consumes: tuple[int, bool] | None = None  # (flow version, answer)
+        self._catalog_consumes: bool | None = None  # does a catalog node need our product?
+        self._catalog_asked = (-1, 0.0)  # (flow version, loop time) of the last question
         self._last_rejoin = 0.0
         self._started = False
         self.stopped = asyncio.Event()
@@ -179,8 +180,8 @@ class Agent:
                       recovered=info.unfinished)
         if saved is not None and saved.known:
             await self._apply_hood(saved, save=False)
-        try:
-            await self._join()
+        try:  # with a saved flow, do not hold the start for a coordinator outage
+            await self._join(1.0 if self.flow.version else self.settings.start_timeout)
         except CoordinatorError as exc:
             if self.flow.version == 0:
                 raise
@@ -283,25 +284,32 @@ class Agent:
                               "(produces/requires) to register it")
         return view_from_pb(self.node_id, hood).spec  # type: ignore[return-value]
 
-    async def _join(self) -> None:
-        """Register, or rejoin with our current address; adopt the catalog's spec."""
+    async def _join(self, patience: float) -> None:
+        """Register, or rejoin with our current address; adopt the catalog's spec. Retries
+        for ``patience`` seconds while no coordinator answers."""
         coord, spec = self.coordinator, self.spec
         assert coord is not None and spec is not None
-        deadline = self.loop_time() + self.settings.start_timeout
+        deadline = self.loop_time() + patience
+
+        def budget() -> float:
+            left = deadline - self.loop_time()
+            return max(0.5, min(self.settings.coordinator_timeout, left))
+
         while True:
             try:
                 self.metrics.inc("flow_queries")
-                hood = (await coord.get_flow(self.node_id)).neighbourhood
+                hood = (await coord.get_flow(self.node_id, timeout=budget())).neighbourhood
                 if not hood.known:
                     try:
-                        await coord.register(spec)
+                        await coord.register(spec, timeout=budget())
                         self.log.info("registered", spec=str(spec))
                         return
                     except CoordinatorError as exc:
                         if exc.code.name != "ALREADY_EXISTS":
                             raise
                         self.metrics.inc("flow_queries")
-                        hood = (await coord.get_flow(self.node_id)).neighbourhood
+                        hood = (await coord.get_flow(self.node_id, timeout=budget())
+                                ).neighbourhood
                 catalog = view_from_pb(self.node_id, hood).spec
                 if catalog is not None and _differs(catalog, spec):
                     self.log.warning("catalog spec differs from ours; following the catalog "
@@ -309,7 +317,7 @@ class Agent:
                                      catalog=str(catalog), ours=str(spec))
                     self._adopt_spec(catalog)
                 if not hood.alive or hood.spec.address != self.address:
-                    await coord.rejoin(self.node_id, self.address)
+                    await coord.rejoin(self.node_id, self.address, timeout=budget())
                     self.log.info("rejoined", address=self.address)
                 return
             except CoordinatorError as exc:
@@ -321,7 +329,7 @@ class Agent:
     async def _join_forever(self) -> None:
         while True:
             try:
-                await self._join()
+                await self._join(self.settings.start_timeout)
                 return
             except CoordinatorError:
                 await asyncio.sleep(1.0)
@@ -365,7 +373,7 @@ class Agent:
     def _adopt_spec(self, spec: NodeSpec) -> None:
         self.spec = replace(spec, address=self.address or spec.address)
         self.engine.set_config(self._node_config(self.spec))
-        self._catalog_consumes = None
+        self._catalog_consumes, self._catalog_asked = None, (-1, 0.0)
 
     def _maybe_rejoin(self) -> None:
         """The flow says we are down while we run (a false death, or we were paused)."""
@@ -424,25 +432,28 @@ class Agent:
 
     def is_sink(self) -> bool:
         """Our product is a final product: no catalog node requires it. Asked of the
-        coordinator once per flow version, only while we have no flow consumers."""
+        coordinator once per flow version (again every 2 s while it cannot answer), only
+        while we have no flow consumers. Unknown counts as a sink: a stage must not stop
+        producing because the coordinator is unreachable."""
         if self.flow.consumers:
             return False
-        version = self.flow.version
-        if self._catalog_consumes is None or self._catalog_consumes[0] != version:
-            self._catalog_consumes = (version, self._catalog_consumes[1]
-                                      if self._catalog_consumes else True)
-            if "catalog" not in self._tasks and self.coordinator is not None:
-                self._spawn("catalog", self._check_catalog(version))
-        return not self._catalog_consumes[1]
+        version, now = self.flow.version, self.loop_time()
+        asked_version, asked_at = self._catalog_asked
+        stale = version != asked_version or (self._catalog_consumes is None
+                                              and now - asked_at > 2.0)
+        if stale and "catalog" not in self._tasks and self.coordinator is not None:
+            self._catalog_asked = (version, now)
+            self._spawn("catalog", self._check_catalog())
+        return not self._catalog_consumes
 
-    async def _check_catalog(self, version: int) -> None:
+    async def _check_catalog(self) -> None:
         assert self.coordinator is not None and self.spec is not None
         try:
             self.metrics.inc("flow_queries")
-            nodes = await self.coordinator.list_nodes()
+            nodes = await self.coordinator.list_nodes(timeout=2.0)
             item = self.spec.produces.item
-            consumes = any(r.item == item for n in nodes.nodes for r in n.spec.requires)
-            self._catalog_consumes = (version, consumes)
+            self._catalog_consumes = any(r.item == item for n in nodes.nodes
+                                         for r in n.spec.requires)
             self.engine.outbound_changed.notify()  # a waiting stage re-checks its room
         except CoordinatorError:
             pass
