@@ -22,7 +22,7 @@ from fos_agent.audit import audit
 from fos_agent.records import InState, OutState
 from fos_agent.wal import read_wal, wal_path
 from fos_pb import agent_pb2
-from fos_raft.client import CoordinatorClient
+from fos_raft.client import CoordinatorClient, CoordinatorError
 from fos_raft.launcher import LocalCluster, free_port
 from fos_raft.model import NodeSpec
 
@@ -256,3 +256,58 @@ async def test_dead_supplier_is_bypassed_locally_reported_and_rejoins(cluster: L
                              what="in-transit batches of the dead incarnation delivered")
         await eventually(lambda: con.metrics["successful_cycles"] >= 10, what="production")
     pair_audit([tmp_path / "t5-s1", tmp_path / "t5-s2"], [tmp_path / "t5-con"])
+
+
+async def test_requirement_change_and_drain_are_followed(cluster: LocalCluster,
+                                                         tmp_path: Path):
+    a = make(cluster, tmp_path, "t6-a", ItemReq("t6a", 1), cycle_s=0.05)
+    b = make(cluster, tmp_path, "t6-b", ItemReq("t6b", 1), cycle_s=0.05)
+    con = make(cluster, tmp_path, "t6-con", ItemReq("t6out", 1), (ItemReq("t6a", 1),),
+               cycle_s=0.05)
+    async with a, b, con:
+        await eventually(lambda: con.metrics.get("batches_received_from:t6-a", 0) >= 3,
+                         what="buying t6a")
+        async with CoordinatorClient(cluster.grpc_addresses) as client:
+            nodes = await client.list_nodes()
+        (info,) = [n for n in nodes.nodes if n.spec.node_id == "t6-con"]
+        await con.update_spec(requires=[ItemReq("t6b", 1)], expected_version=info.spec_version)
+        await eventually(lambda: con.engine.config.requires == (ItemReq("t6b", 1),),
+                         what="the new requirement followed")
+        await eventually(lambda: con.metrics.get("batches_received_from:t6-b", 0) >= 3,
+                         what="buying t6b")
+        with pytest.raises(CoordinatorError) as stale:  # compare-and-set on an old version
+            await con.update_spec(requires=[ItemReq("t6a", 1)],
+                                  expected_version=info.spec_version)
+        assert stale.value.code == grpc.StatusCode.FAILED_PRECONDITION
+        await b.drain()
+        await eventually(lambda: not con.flow.ranked_suppliers("t6b"), what="drained away")
+        assert not con.flow.in_flow  # its only input has no supplier left
+        await b.undrain()
+        await eventually(lambda: con.flow.ranked_suppliers("t6b"), what="undrained")
+        made = con.metrics["successful_cycles"]
+        await eventually(lambda: con.metrics["successful_cycles"] > made, what="production")
+    pair_audit([tmp_path / "t6-a", tmp_path / "t6-b"], [tmp_path / "t6-con"])
+
+
+async def test_physical_transit_waits_for_arrival(cluster: LocalCluster, tmp_path: Path):
+    sup = make(cluster, tmp_path, "t7-sup", ItemReq("t7a", 1))
+    con = make(cluster, tmp_path, "t7-con", ItemReq("t7b", 1), (ItemReq("t7a", 1),),
+               settings=AgentSettings(immediate_arrival=False))
+    async with sup, con:
+        await eventually(lambda: "t7-con" in sup.flow.consumers, what="flow")
+        made = await sup.emit()
+        node = con.engine.node
+        await eventually(lambda: node.inbound(made.batch_id) is not None, what="sent")
+        assert node.inbound(made.batch_id).state is InState.IN_TRANSIT
+        await eventually(lambda: sup.engine.node.is_waiting(made.batch_id),
+                         what="the supplier told: goods on the way")
+        assert sup.engine.node.outbound(made.batch_id).state is OutState.IN_TRANSIT
+        assert con.metrics["successful_cycles"] == 0
+        await con.arrived(made.batch_id)
+        assert node.inbound(made.batch_id).state is InState.QUEUED
+        await eventually(lambda: sup.engine.node.outbound(made.batch_id).state
+                         is OutState.DELIVERED, what="delivery confirmed after arrival")
+        inputs = await asyncio.wait_for(con.cycles().__anext__(), 10)
+        assert inputs.ids == (made.batch_id,)
+        out = await con.emit(inputs)
+        assert out.lineage == (made.batch_id,)
