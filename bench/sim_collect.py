@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import resource
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.sim_procs import free_ports
 from bench.sim_topology import throughput_bound
 from fos_raft.model import NodeSpec
+
+if TYPE_CHECKING:
+    from bench.sim_procs import AgentSupervisor
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,3 +84,39 @@ def assign_addresses(specs: Sequence[NodeSpec], host: str = "127.0.0.1") -> tupl
         NodeSpec(s.node_id, f"{host}:{port}", s.produces, s.requires, s.capacity)
         for s, port in zip(specs, ports, strict=True)
     )
+
+
+def pss_kib(pid: int) -> int | None:
+    """Proportional set size of a process (shared pages split among their users), in KiB."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def agent_memory(agents: AgentSupervisor) -> dict[str, float]:
+    """PSS per agent (a host's PSS split over its agents), in MiB, of the running hosts."""
+    per_agent: list[float] = []
+    for host in agents.hosts.values():
+        pid = host.pid if host.running() else None
+        kib = pss_kib(pid) if pid is not None else None
+        if kib is not None:
+            per_agent += [kib / 1024 / len(host.node_ids)] * len(host.node_ids)
+    if not per_agent:
+        return {}
+    return {
+        "agents": len(per_agent),
+        "pss_mib_mean": sum(per_agent) / len(per_agent),
+        "pss_mib_max": max(per_agent),
+        "pss_mib_total": sum(per_agent),
+    }
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its reaped children (agents, coordinator replicas)."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime

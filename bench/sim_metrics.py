@@ -168,6 +168,7 @@ class RerouteTracker:
     pending: list[_PendingReroute] = field(default_factory=list)
     durations_s: list[float] = field(default_factory=list)
     abandoned: int = 0  # the consumer died, or the run ended first
+    recovered: int = 0  # the killed supplier came back before the consumer rerouted
 
     def supplier_killed(
         self,
@@ -186,6 +187,13 @@ class RerouteTracker:
                 if k.startswith(RECEIVED_FROM_PREFIX)
             }
             self.pending.append(_PendingReroute(consumer, item, supplier, t_s, base))
+
+    def supplier_restarted(self, supplier: str) -> None:
+        """The killed supplier is back: a later receipt from another supplier would no
+        longer measure a reroute, so its pending reroutes end here (counted as recovered)."""
+        keep = [p for p in self.pending if p.supplier != supplier]
+        self.recovered += len(self.pending) - len(keep)
+        self.pending = keep
 
     def consumer_died(self, consumer: str) -> None:
         keep = [p for p in self.pending if p.consumer != consumer]

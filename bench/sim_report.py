@@ -56,11 +56,13 @@ class RunData:
     refuted_suspicions: int = 0
     reroutes_s: Sequence[float] = ()
     reroutes_abandoned: int = 0
+    reroutes_recovered: int = 0
     reroute_counters_seen: bool = False
     audit: Mapping[str, Any] | None = None
     audit_error: str | None = None
     flow_version: int = 0
     events: Sequence[tuple[float, str]] = ()
+    resources: Mapping[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
@@ -141,6 +143,7 @@ def summarise(data: RunData) -> dict[str, Any]:
             "p99": percentile(reroutes, 99),
             "max": max(reroutes, default=None),
             "unfinished": data.reroutes_abandoned,
+            "supplier_back_first": data.reroutes_recovered,
             "measurable": data.reroute_counters_seen,
         },
         "audit": audit,
@@ -161,6 +164,7 @@ def summarise(data: RunData) -> dict[str, Any]:
             }
             for n in sorted(data.nodes, key=lambda n: n.node_id)
         ],
+        "resources": dict(data.resources),
         "events": [{"t": round(t, 3), "event": what} for t, what in data.events],
         "notes": list(data.notes),
     }
@@ -191,7 +195,7 @@ def print_report(summary: Mapping[str, Any], console: Console) -> None:
         f"throughput: {tp['final_products']} final products ({', '.join(tp['final_items'])}), "
         f"bound {tp['bound_per_s']:.3f}/s, {tp['bound_products']:.1f} over the run's alive "
         f"sets -> ratio {tp['ratio']:.3f}"
-        + (f" ({tp['ratio_after_fill']:.3f} after the {fill:.1f} s pipeline fill)" if fill else ""),
+        + (f"; first product after {fill:.1f} s" if fill is not None else ""),
         f"consumer cycles: {cy['consumer_successful']}/{cy['consumer_total']} successful = "
         f"{cy['consumer_ratio']:.3f} over {cy['consumer_nodes']} nodes in the flow that need "
         f"inputs (all nodes: {cy['successful']}/{cy['total']})",
@@ -203,6 +207,11 @@ def print_report(summary: Mapping[str, Any], console: Console) -> None:
         + (
             f"{rr['count']} measured, p50 {_num(rr['p50'])} s, p99 {_num(rr['p99'])} s"
             + (f", {rr['unfinished']} unfinished" if rr["unfinished"] else "")
+            + (
+                f", {rr['supplier_back_first']} ended by the supplier's restart"
+                if rr.get("supplier_back_first")
+                else ""
+            )
             if rr["measurable"]
             else "not measurable (agents expose no per-supplier counters)"
         ),
@@ -217,6 +226,17 @@ def print_report(summary: Mapping[str, Any], console: Console) -> None:
         lines += [f"  {p}" for p in audit.get("problems", [])[:5]]
     elif summary.get("audit_error"):
         lines.append(f"audit: not available ({summary['audit_error']})")
+    res = summary.get("resources") or {}
+    if res:
+        mem = (
+            f", agents' PSS {res['pss_mib_mean']:.1f} MiB mean, {res['pss_mib_max']:.1f} max"
+            if "pss_mib_mean" in res
+            else ""
+        )
+        lines.append(
+            f"resources: {res['cpu_s']:.0f} CPU s in {res['wall_s']:.0f} s = "
+            f"{res['cpu_cores']:.2f} of {res['cpus_on_machine']} cores (all processes){mem}"
+        )
     for line in lines:
         console.print(line, highlight=False, soft_wrap=True)
     for note in summary.get("notes", []):

@@ -17,14 +17,15 @@ from typing import Any
 
 import structlog
 
-from bench.sim_collect import BoundCache, Segment, integrate_bound, run_audit
+from bench.sim_collect import BoundCache, Segment, agent_memory, cpu_seconds, integrate_bound
 from bench.sim_events import Action, Schedule, SimEvent, Timeline
-from bench.sim_metrics import RECEIVED_FROM_PREFIX, CounterBook, DeathLedger, RerouteTracker
+from bench.sim_metrics import CounterBook, DeathLedger, RerouteTracker
 from bench.sim_poll import ClusterView, StatsPoller
 from bench.sim_procs import AgentSupervisor, tail
-from bench.sim_report import SUCCESSFUL, TOTAL, NodeData, RunData
+from bench.sim_report import SUCCESSFUL, RunData
+from bench.sim_results import collect, snapshot_of
 from bench.sim_topology import throughput_bound
-from bench.sim_view import NodeRow, Snapshot, View
+from bench.sim_view import View
 from fos_raft.client import CoordinatorClient, CoordinatorError
 from fos_raft.model import NodeSpec
 
@@ -72,13 +73,16 @@ class SimRun:
         self.events_log: list[tuple[float, str]] = []
         self.notes: list[str] = []
         self.dead_replicas: list[int] = []
-        self.reported_exits: set[str] = set()
+        self.reported_exits: set[tuple[str, int]] = set()
         self.first_final_s: float | None = None
         self.t0 = 0.0
         self.cluster: Any = None
         self.client: CoordinatorClient | None = None
         self.agents: AgentSupervisor | None = None
         self.ended_s = 0.0
+        self.memory: dict[str, float] = {}
+        self.cpu_at_start = cpu_seconds()
+        self.wall_at_start = time.monotonic()
 
     # ------------------------------------------------------------ helpers
 
@@ -191,6 +195,7 @@ class SimRun:
             pid = self.agents.restart(node)
             for revived in host.node_ids:
                 self.ledger.restarted(revived, self.now())
+                self.reroutes.supplier_restarted(revived)
             what = (
                 node
                 if host.node_ids == (node,)
@@ -234,10 +239,10 @@ class SimRun:
     async def _production_after_leader_kill(self) -> None:
         """Show whether production noticed: final products made in the window after the kill
         (the agents trade peer to peer; the coordinator is not on the data path)."""
-        start_s, before = self.now(), self._final_products()
+        start_s, before = self.now(), self.final_products()
         await asyncio.sleep(LEADER_KILL_WINDOW_S)
         await self._poll_stats(list(self.agents.specs) if self.agents else [])
-        made = self._final_products() - before
+        made = self.final_products() - before
         bound = integrate_bound(
             self.segments, self.now(), self.plan.cycle_s, start_s, cache=self.bound_cache
         )
@@ -272,9 +277,10 @@ class SimRun:
         if self.agents is None:
             return
         for host_id, rc in self.agents.exited():
-            if host_id in self.reported_exits:
+            key = (host_id, self.agents.hosts[host_id].starts)  # each start may end once
+            if key in self.reported_exits:
                 continue
-            self.reported_exits.add(host_id)
+            self.reported_exits.add(key)
             for node in self.agents.hosts[host_id].node_ids:
                 self.ledger.killed(node, self.now() if self.t0 else 0.0)
                 if node not in self.timeline.dead:
@@ -305,10 +311,10 @@ class SimRun:
             done = self.reroutes.observe(node, counters, wall, suppliers, receipts)
             for d in done:
                 self.event(f"{node} rerouted after {d:.2f} s")
-        if self.first_final_s is None and self._final_products() > 0:
+        if self.first_final_s is None and self.final_products() > 0:
             self.first_final_s = t
 
-    def _final_products(self) -> int:
+    def final_products(self) -> int:
         return sum(
             int(self.book.totals(n).get(SUCCESSFUL, 0))
             for n, s in self.timeline.specs.items()
@@ -346,44 +352,9 @@ class SimRun:
                 kind = "true" if decl.true_death else "FALSE"
                 self.event(f"coordinator declared {node} dead ({kind})")
 
-    def snapshot(self) -> Snapshot:
-        assert self.agents is not None
-        rows = []
-        for node, spec in sorted(self.timeline.specs.items()):
-            totals = self.book.totals(node)
-            if node in self.timeline.dead:
-                state = "dead"
-            elif node in self.timeline.drained:
-                state = "drained"
-            elif self.cluster_view.alive.get(node) is False:
-                state = "down?"
-            else:
-                state = "alive"
-            rows.append(NodeRow(
-                node, spec.produces.item, state, self.cluster_view.in_flow.get(node, False),
-                int(totals.get(SUCCESSFUL, 0)), int(totals.get(TOTAL, 0)),
-                self.agents.starts(node) if node in self.agents.host_of else 0,
-            ))  # fmt: skip
-        return Snapshot(
-            title=self.plan.title,
-            elapsed_s=min(self.now(), self.plan.duration_s),
-            duration_s=self.plan.duration_s,
-            flow_version=self.cluster_view.flow_version,
-            leader=self.cluster_view.leader,
-            replicas_up=self.plan.replicas - len(self.dead_replicas),
-            replicas=self.plan.replicas,
-            final_products=self._final_products(),
-            bound_so_far=integrate_bound(
-                self.segments, self.now(), self.plan.cycle_s, cache=self.bound_cache
-            ),
-            deaths_declared=self.ledger.declared,
-            deaths_false=self.ledger.false,
-            nodes=tuple(rows),
-        )
-
     async def _view_loop(self) -> None:
         while not self.stop.is_set():
-            self.view.update(self.snapshot())
+            self.view.update(snapshot_of(self))
             await asyncio.sleep(VIEW_EVERY_S)
 
     # ------------------------------------------------------------ the run
@@ -420,68 +391,11 @@ class SimRun:
             await asyncio.gather(*tasks, *self.followups, return_exceptions=True)
             await self._poll_stats(list(self.agents.specs))
             await self._poll_cluster()
-            self.view.update(self.snapshot())
+            self.memory = agent_memory(self.agents)
+            self.view.update(snapshot_of(self))
             self.event("run over: stopping agents and coordinators")
         finally:
             for task in tasks + self.followups:
                 task.cancel()
             await self._shutdown()
-        return await asyncio.to_thread(self._collect)
-
-    def _collect(self) -> RunData:
-        assert self.agents is not None
-        audit, audit_error = run_audit(self.agents.wal_dirs())
-        self.reroutes.finish()
-        unobserved = max(0, self.cluster_view.confirmed_suspicions - self.ledger.declared)
-        reroute_seen = any(
-            k.startswith(RECEIVED_FROM_PREFIX)
-            for n in self.book.nodes for k in self.book.totals(n)
-        )  # fmt: skip
-        nodes = []
-        for node, spec in sorted(self.timeline.specs.items()):
-            state = (
-                "dead"
-                if node in self.timeline.dead
-                else ("drained" if node in self.timeline.drained else "alive")
-            )
-            rec = self.book.nodes.get(node)
-            nodes.append(NodeData(
-                node_id=node, item=spec.produces.item, needs_inputs=bool(spec.requires),
-                ever_in_flow=node in self.cluster_view.ever_in_flow or bool(
-                    rec and rec.ever_in_flow),
-                in_flow_at_end=self.cluster_view.in_flow.get(node, False), state=state,
-                starts=self.agents.starts(node) if node in self.agents.host_of else 0,
-                counters=self.book.totals(node),
-            ))  # fmt: skip
-        fill = self.first_final_s
-        return RunData(
-            config=self.plan.config,
-            duration_s=self.ended_s,
-            final_items=sorted(self.plan.final_items),
-            bound_per_s=self.bound_per_s,
-            bound_products=integrate_bound(self.segments, self.ended_s, self.plan.cycle_s),
-            first_final_s=fill,
-            bound_products_after_fill=(
-                integrate_bound(self.segments, self.ended_s, self.plan.cycle_s, fill)
-                if fill is not None
-                else 0.0
-            ),
-            nodes=nodes,
-            deaths_declared=self.ledger.declared,
-            deaths_false=self.ledger.false,
-            deaths_unobserved=unobserved,
-            refuted_suspicions=self.cluster_view.refuted_suspicions,
-            reroutes_s=list(self.reroutes.durations_s),
-            reroutes_abandoned=self.reroutes.abandoned,
-            reroute_counters_seen=reroute_seen,
-            audit=audit,
-            audit_error=audit_error,
-            flow_version=self.cluster_view.flow_version,
-            events=list(self.events_log),
-            notes=self.notes
-            + [
-                f"{self.plan.schedule.skipped_kills} random kills skipped "
-                "(no node could die without starving an item)"
-            ]
-            * bool(self.plan.schedule.skipped_kills),
-        )
+        return await asyncio.to_thread(collect, self)

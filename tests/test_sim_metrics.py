@@ -103,8 +103,11 @@ def test_reroutes_of_dead_consumers_and_unfinished_ones_are_abandoned():
     done = tracker.observe("c2", {}, 3.0, {"wood": ["s1", "s2"]}, receipts)
     assert done == [pytest.approx(0.6)]
     tracker.supplier_killed("s2", 4.0, {"c2": "wood"}, {})
+    tracker.supplier_killed("s3", 4.0, {"c3": "wood"}, {})
+    tracker.supplier_restarted("s3")  # back before c3 took wood from anyone else
+    assert tracker.observe("c3", {}, 5.0, {"wood": ["s2", "s3"]}, [("s2", "wood", 4.5)]) == []
     tracker.finish()
-    assert tracker.abandoned == 2
+    assert (tracker.abandoned, tracker.recovered) == (2, 1)
 
 
 def test_percentiles_and_spread():

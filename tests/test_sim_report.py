@@ -61,6 +61,16 @@ def run_data(**overrides) -> RunData:
         },
         flow_version=17,
         events=[(1.234, "kill frame-1")],
+        resources={
+            "cpu_s": 50.0,
+            "wall_s": 100.0,
+            "cpu_cores": 0.5,
+            "cpus_on_machine": 2,
+            "agents": 4,
+            "pss_mib_mean": 30.5,
+            "pss_mib_max": 33.0,
+            "pss_mib_total": 122.0,
+        },
     )
     values.update(overrides)
     return RunData(**values)
@@ -108,7 +118,8 @@ def test_summary_without_products_reroute_counters_or_audit():
     )
     assert s["throughput"]["ratio"] == 0.0 and s["cycles"]["consumer_ratio"] == 0.0
     assert s["reroute_s"] == {
-        "count": 0, "p50": None, "p99": None, "max": None, "unfinished": 0, "measurable": False,
+        "count": 0, "p50": None, "p99": None, "max": None, "unfinished": 0,
+        "supplier_back_first": 0, "measurable": False,
     }  # fmt: skip
     assert s["audit"] is None
     out = io.StringIO()
@@ -128,6 +139,7 @@ def test_printed_report_shows_the_table_and_every_figure():
     assert "deaths declared: 4, false: 1, unclassified: 1; refuted suspicions: 4" in text
     assert "p50 1 s, p99 2 s" in text
     assert "lost 0, duplicated 0" in text
+    assert "50 CPU s in 100 s = 0.50 of 2 cores" in text and "30.5 MiB mean" in text
 
 
 def snapshot(n_nodes: int) -> Snapshot:
