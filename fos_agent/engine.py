@@ -53,7 +53,12 @@ class SerialCommitter:
         self.wal = wal
         self._lock = asyncio.Lock()
 
-    async def commit(self, writes: Sequence[Write]) -> None:
+    def commit(self, writes: Sequence[Write]) -> asyncio.Future[None]:
+        """Queued at call time; a cancelled caller does not cancel the commit (its
+        in-memory transition must still reach the disk)."""
+        return asyncio.shield(self._commit(tuple(writes)))
+
+    async def _commit(self, writes: tuple[Write, ...]) -> None:
         async with self._lock:
             if writes:
                 await asyncio.get_running_loop().run_in_executor(
@@ -185,7 +190,17 @@ class Engine:
         fresh = {e.batch.batch_id: isinstance(e, OfferBatch) for e in events
                  if isinstance(e, BatchSent | OfferBatch) and node.inbound(e.batch.batch_id)
                  is None}
-        effects = [node.handle(e) for e in events]
+        effects: list[Effects] = []
+        try:
+            for e in events:
+                effects.append(node.handle(e))
+        except Exception:
+            # a refused event changed nothing, but the ones before it did: their writes
+            # must still become durable, in order, before anything else is answered
+            done = [w for eff in effects for w in eff.writes]
+            if done:
+                await committer.commit(done)
+            raise
         for e in events:
             if isinstance(e, FlowChanged) and (self._flow is None
                                                or e.version >= self._flow.version):
