@@ -1,16 +1,46 @@
 """factoryOS node agent: the library factory software imports (DESIGN.md section 5).
 
     from fos_agent import Agent, ItemReq
+
+The names below are imported lazily (PEP 562), so importing a pure module such as
+``fos_agent.protocol`` or ``fos_agent.testing`` does not pull in gRPC, LMDB or Prometheus.
 """
 
-from fos_agent.agent import Agent, AgentSettings, Inputs
-from fos_agent.detector import DetectorSettings
-from fos_agent.inputs import FetchSettings
-from fos_agent.records import Batch
-from fos_agent.wal import WalError
-from fos_raft.model import ItemReq, NodeSpec
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "Agent": "fos_agent.agent",
+    "AgentSettings": "fos_agent.agent",
+    "Inputs": "fos_agent.agent",
+    "DetectorSettings": "fos_agent.detector",
+    "FetchSettings": "fos_agent.inputs",
+    "Batch": "fos_agent.records",
+    "WalError": "fos_agent.wal",
+    "ItemReq": "fos_raft.model",
+    "NodeSpec": "fos_raft.model",
+}
 
 __all__ = [
     "Agent", "AgentSettings", "Batch", "DetectorSettings", "FetchSettings", "Inputs",
     "ItemReq", "NodeSpec", "WalError",
 ]
+
+if TYPE_CHECKING:
+    from fos_agent.agent import Agent, AgentSettings, Inputs
+    from fos_agent.detector import DetectorSettings
+    from fos_agent.inputs import FetchSettings
+    from fos_agent.records import Batch
+    from fos_agent.wal import WalError
+    from fos_raft.model import ItemReq, NodeSpec
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fos_agent' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
