@@ -229,19 +229,20 @@ class Replica:
         sm = getattr(self, "_sm", None)
         return sm.state if sm is not None else self._published
 
+    def change_event(self) -> asyncio.Event:
+        """An event set by the next published apply. Take it *before* reading `state`, then
+        wait on it: a change in between is never missed."""
+        return self._changed
+
     async def wait_changed(self, timeout: float | None = None) -> bool:
         """Wait until the next apply is published; False on timeout."""
-        event = self._changed
-        try:
-            await asyncio.wait_for(event.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+        return await _wait_event(self._changed, timeout)
 
     async def wait_for_version(self, version: int, timeout: float) -> CoordinatorState:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
+            changed = self.change_event()
             state = self.state
             if state.version >= version:
                 return state
@@ -251,7 +252,7 @@ class Replica:
                     f"replica {self.raft_address} has applied flow version {state.version}, "
                     f"not yet {version}; {self.leader_hint()}"
                 )
-            await self.wait_changed(min(remaining, 0.5))
+            await _wait_event(changed, remaining)
 
     # ------------------------------------------------------------------ writes
 
@@ -379,7 +380,7 @@ class Replica:
                     announce = AnnounceReplica(self.raft_address, self.grpc_address)
                     await self.submit(announce, timeout=5.0)
                     log.info("announced grpc address", grpc=self.grpc_address)
-                await self.wait_changed(1.0)
+                await self.wait_changed(1.0)  # (a missed change only delays the next check)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -407,6 +408,14 @@ def _utility_add(peer: str, self_address: str) -> str:
         return str(TcpUtility(timeout=3.0).executeCommand(peer, ["add", self_address]))
     except (UtilityException, OSError) as exc:
         return f"error {exc}"
+
+
+async def _wait_event(event: asyncio.Event, timeout: float | None) -> bool:
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+    except TimeoutError:
+        return False
+    return True
 
 
 def _resolve(future: asyncio.Future[Any], value: Any) -> None:

@@ -9,6 +9,7 @@ the last known leader. ReportSuspect is decided on the leader: a follower forwar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -228,6 +229,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         sent_version = request.min_version
         last_key: bytes | None = None
         while True:
+            changed = self.replica.change_event()  # before reading: no change is missed
             state = self.replica.state
             if state.version >= sent_version:
                 reply = await self._flow_reply(context, state, request.node_id)
@@ -237,7 +239,8 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
                     last_key = key
                     sent_version = state.version
                     yield reply
-            await self.replica.wait_changed(timeout=1.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), 5.0)
 
     async def ListNodes(self, request: pb.ListNodesRequest, context: Any) -> pb.ListNodesReply:
         state = self.replica.state
