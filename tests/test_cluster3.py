@@ -67,6 +67,9 @@ def test_catalog_is_replicated_and_served_by_every_replica(cluster: LocalCluster
     assert all(n.address.startswith("127.0.0.1:72") for n in hood.neighbours)
     flow = cluster.stub(2).GetFlow(pb.GetFlowRequest(), timeout=5).flow
     assert len(flow.members) == 8 and flow.version == cluster.status(2).flow_version
+    # The bounded history: the flow as it was after the first registration (one source).
+    first = cluster.stub(1).GetFlow(pb.GetFlowRequest(at_version=1), timeout=5).flow
+    assert first.version == 1 and list(first.members) == ["saw-1"] and not first.edges
 
 
 def _bad_inputs():
@@ -131,7 +134,7 @@ def _bad_inputs():
             "saw-1",
         ),
         "stale expected_version": ("UpdateSpec", stale, "FAILED_PRECONDITION", "10000"),
-        "history version gone": (
+        "flow version not applied yet": (
             "GetFlow",
             pb.GetFlowRequest(at_version=1_000_000, min_version=0),
             "UNAVAILABLE",  # a future version: waits for it until the deadline
