@@ -52,6 +52,7 @@ from fos_raft.model import (
     check_catalog_with,
     check_id,
 )
+from fos_raft.planner import plan
 
 HISTORY_LIMIT = 100
 REQUEST_MEMORY = 1024
@@ -81,34 +82,7 @@ def full_plan(
 ) -> Plan:
     """The default `PlanFn`: a full plan (``changed``, the node the command touched, is a hint
     that incremental planners such as `planner.Planner.after_change` use)."""
-    # Imported lazily: the planner module is owned elsewhere and may import heavier things.
-    try:
-        from fos_raft.planner import plan
-    except ImportError:  # pragma: no cover - only while the planner did not exist yet
-        return _placeholder_plan(catalog, status)
     return plan(catalog, status, previous)
-
-
-def _placeholder_plan(catalog: Mapping[str, NodeSpec], status: Mapping[str, NodeStatus]) -> Plan:
-    """Deterministic stand-in until fos_raft.planner lands: viable eligible nodes, each
-    consumer linked to every eligible supplier of each input (rank by sorted supplier id)."""
-    eligible = {n for n, s in status.items() if s.eligible}
-    members: set[str] = set()
-    changed = True
-    while changed:
-        changed = False
-        made = {catalog[n].produces.item for n in members}
-        for node_id in sorted(eligible - members):
-            if catalog[node_id].required_items <= made:
-                members.add(node_id)
-                changed = True
-    edges = []
-    for consumer in sorted(members):
-        for req in catalog[consumer].requires:
-            suppliers = sorted(n for n in members if catalog[n].produces.item == req.item)
-            for rank, supplier in enumerate(suppliers):
-                edges.append(Edge(supplier, consumer, req.item, req.qty, rank))
-    return Plan(frozenset(members), tuple(sorted(edges)))
 
 
 class CoordinatorState:
@@ -194,9 +168,9 @@ class CoordinatorState:
 
     def flow_at(self, version: int) -> Plan | None:
         """The flow as it was at ``version``, if still in the bounded history."""
-        for v, plan in reversed(self.history):
+        for v, flow in reversed(self.history):
             if v == version:
-                return plan
+                return flow
             if v < version:
                 break
         return None
