@@ -275,8 +275,14 @@ class Agent(CoordinatorSide):
         for item in wanted - set(self._fetchers):
             fetcher = InputFetcher(item, self.engine, self.peers, self.outbox,
                                    lambda: self.flow, self.flow_changed, self.metrics,
-                                   self.settings.fetch, self.detector.suspected)
+                                   self.settings.fetch, self.detector.suspected,
+                                   self._others_buffered)
             self._fetchers[item] = (fetcher, asyncio.ensure_future(fetcher.run()))
+
+    def _others_buffered(self, item: str) -> int | None:
+        """The smallest buffer among the other required inputs (None: no other input)."""
+        return min((f.buffered() for it, (f, _) in self._fetchers.items() if it != item),
+                   default=None)
 
     async def _ping(self, node: str, timeout: float) -> None:
         assert self.peers is not None

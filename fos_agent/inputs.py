@@ -1,8 +1,10 @@
 """Input fetching: keep a small buffer of every required item by buying from suppliers.
 
 One ``InputFetcher`` per required item runs ``inflight`` workers. A worker sleeps while the
-item's buffer (unheld QUEUED + IN_TRANSIT inbound + requests in flight) holds ``prefetch``
-batches; otherwise it asks the item's suppliers in flow rank order:
+item's buffer (unheld QUEUED + IN_TRANSIT inbound + requests in flight) holds its target:
+``prefetch`` batches, but at most one more than the scarcest other input has (a stage
+missing one input does not hoard the others). Otherwise it asks the item's suppliers in
+flow rank order:
 
 - the first supplier with a ``wait_ms`` long-poll (an empty supplier answers when it has
   produced, instead of being polled in a storm);
@@ -47,7 +49,8 @@ class FetchSettings:
 class InputFetcher:
     def __init__(self, item: str, engine: Engine, client: PeerClient, outbox: Outbox,
                  flow: Callable[[], FlowView], flow_changed: Signal, metrics: Metrics,
-                 settings: FetchSettings, suspected: Callable[[], frozenset[str]]) -> None:
+                 settings: FetchSettings, suspected: Callable[[], frozenset[str]],
+                 others_buffered: Callable[[str], int | None] = lambda item: None) -> None:
         self.item = item
         self.engine = engine
         self.client = client
@@ -57,6 +60,7 @@ class InputFetcher:
         self.metrics = metrics
         self.settings = settings
         self.suspected = suspected
+        self.others_buffered = others_buffered
         self.log = structlog.get_logger("fos_agent.inputs").bind(node=client.node_id,
                                                                   item=item)
         self._inflight = 0
@@ -74,6 +78,15 @@ class InputFetcher:
         if not self.engine.config.immediate_arrival:  # physical transit: goods on the way
             transit = sum(1 for r in node.inbound_in_transit() if r.batch.item == self.item)
         return queued - held + transit + self._inflight
+
+    def target(self) -> int:
+        """How many to keep: ``prefetch``, but never more than one cycle ahead of the
+        scarcest other input. A stage that lacks another input would only hoard this one
+        while other stages could use it (stranded goods lower the whole chain's output)."""
+        scarcest = self.others_buffered(self.item)
+        if scarcest is None:
+            return self.settings.prefetch
+        return max(1, min(self.settings.prefetch, scarcest + 1))
 
     async def run(self) -> None:
         workers = [asyncio.ensure_future(self._worker())
@@ -103,12 +116,12 @@ class InputFetcher:
         while not self._stopping:
             inbound = self.engine.inbound_changed.ticket()
             flow = self.flow_changed.ticket()
-            if self.buffered() >= self.settings.prefetch:
+            target = self.target()
+            if self.buffered() >= target:
                 await self._sleep(inbound)
                 continue
             started = time.monotonic()
-            count = max(1, min(self.settings.per_request,
-                               self.settings.prefetch - self.buffered()))
+            count = max(1, min(self.settings.per_request, target - self.buffered()))
             self._inflight += count
             try:
                 got = await self.fetch_one(count)
