@@ -57,7 +57,7 @@ class AgentSettings:
 
     fetch: FetchSettings = field(default_factory=FetchSettings)
     detector: DetectorSettings = field(default_factory=DetectorSettings)
-    output_cap: int = 16  # unsold QUEUED outputs before the stage pauses (not for sinks)
+    output_cap: int = 2  # unsold QUEUED outputs before the stage pauses (not for sinks)
     retry_s: float = 1.0  # re-offer an IN_TRANSIT batch after this long (then backoff)
     rpc_timeout: float = 2.0  # peer RPC deadline (plus wait_ms for long-polls)
     group_commit: bool = True  # False: one synced transaction per step (the naive design)
