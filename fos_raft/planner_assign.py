@@ -61,8 +61,8 @@ def assign_item(
     supplier_set = set(suppliers)
     load = dict.fromkeys(suppliers, 0)
     primary: dict[str, str] = {}
-    orphans: list[str] = []
-    for consumer in consumers:  # 1. keep a previous primary that is still viable
+    orphans: list[str] = [] if previous else list(consumers)
+    for consumer in consumers if previous else ():  # 1. keep a still-viable primary
         links = previous.get(consumer)
         if links is not None and links.primary in supplier_set:
             kept = links.primary
@@ -80,8 +80,7 @@ def assign_item(
     if max(ratio.values()) > min(after_add.values()):
         _balance(suppliers, capacity, primary, load, ratio, after_add)
 
-    backups = _backups(suppliers, capacity, consumers, previous, primary, load)
-    return {c: Links(primary[c], backups[c]) for c in consumers}
+    return _with_backups(suppliers, capacity, consumers, previous, primary, load)
 
 
 def _place_orphans_heap(
@@ -172,21 +171,23 @@ def _balance(
             heapq.heappush(under, (after_add[s], s))
 
 
-def _backups(
+def _with_backups(
     suppliers: Sequence[str],
     capacity: Mapping[str, int],
     consumers: Sequence[str],
     previous: Mapping[str, Links],
     primary: Mapping[str, str],
     load: Mapping[str, int],
-) -> dict[str, tuple[str, ...]]:
+) -> dict[str, Links]:
     """4. keep still-viable previous backups, fill the rest by least backup load."""
     want = min(BACKUPS, len(suppliers) - 1)
     supplier_set = set(suppliers)
     backup_load = dict.fromkeys(suppliers, 0)
     chosen: dict[str, list[str]] = {}
     short = not previous
-    for consumer in consumers:
+    if short:
+        chosen = {consumer: [] for consumer in consumers}
+    for consumer in consumers if previous else ():
         kept: list[str] = []
         links = previous.get(consumer)
         if links is not None:
@@ -203,7 +204,7 @@ def _backups(
     if short:
         fill = _fill_backups_scan if len(suppliers) <= SCAN_LIMIT else _fill_backups_heap
         fill(suppliers, capacity, consumers, primary, load, want, backup_load, chosen)
-    return {c: tuple(chosen[c]) for c in consumers}
+    return {c: Links(primary[c], tuple(chosen[c])) for c in consumers}
 
 
 def _fill_backups_heap(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections import defaultdict
 from collections.abc import Iterator
 from fractions import Fraction
 
@@ -424,17 +425,23 @@ def test_heap_and_scan_paths_of_assignment_agree(world: World, data: st.DataObje
         planner_assign.SCAN_LIMIT = limit
 
 
-@given(st.text(), st.text(), st.text(), st.integers(), st.integers(0, 2))
+@given(st.text(), st.text(), st.integers(), st.lists(st.text(), max_size=3, unique=True))
 @examples(50)
 def test_fast_edge_builder_makes_the_same_records(
-    supplier: str, consumer: str, item: str, qty: int, rank: int
+    consumer: str, item: str, qty: int, ranked: list[str]
 ) -> None:
-    assert planner_module._new_edge is not Edge, "the fast builder fell back to Edge"
-    fast = planner_module._new_edge(supplier, consumer, item, qty, rank)
-    slow = Edge(supplier, consumer, item, qty, rank)
-    assert type(fast) is Edge
-    assert fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
-    assert not fast < slow and not slow < fast
+    fast_build = planner_module._link_edges
+    assert fast_build is not planner_module._link_edges_slow, "the fast builder fell back"
+    fast: defaultdict[str, list[Edge]] = defaultdict(list)
+    slow: defaultdict[str, list[Edge]] = defaultdict(list)
+    fast_build(consumer, item, qty, ranked, fast)
+    planner_module._link_edges_slow(consumer, item, qty, ranked, slow)
+    assert fast.keys() == slow.keys()
+    for supplier in slow:
+        for f, s in zip(fast[supplier], slow[supplier], strict=True):
+            assert type(f) is Edge
+            assert f == s and hash(f) == hash(s) and repr(f) == repr(s)
+            assert not f < s and not s < f
 
 
 def test_incremental_falls_back_to_full_for_a_plan_it_did_not_make() -> None:
