@@ -16,6 +16,11 @@ only if the suspect is heard from again (then it was not dead). After MARKED_DOW
 ALREADY_DOWN the suspect is left alone until the flow shows it alive again; after REFUTED
 it gets a fresh ``suspect_after`` window.
 
+A process that was itself not running (its tick comes ``stall_after`` late: a stalled
+loop, a starved or SIGSTOPped process) judges nobody on the silence it saw meanwhile: every
+link gets a fresh window and failures of calls in flight during the stall are ignored.
+On a starved machine this is what turns a burst of refuted suspicions into none.
+
 Defaults: ping 1 s, suspect after 1.5 s and 2 failures (measured: 0 false deaths with 40
 agents on a loaded 2-core machine, see bench/RESULTS.md). A SIGKILLed neighbour is
 reported about 1.5 s after its last answer; its consumers do not wait for that (they
@@ -41,6 +46,7 @@ class DetectorSettings:
     failures: int = 2  # consecutive failed contacts needed as well
     ping_timeout: float = 1.0  # deadline of one Ping
     report_backoff: float = 0.25  # first retry pause of an undelivered report (doubles, <= 2 s)
+    stall_after: float = 1.0  # our own tick this late: we were not running; judge nobody
 
 
 @dataclass(slots=True)
@@ -69,6 +75,7 @@ class FailureDetector:
         self._links: dict[str, _Link] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.outcomes: list[tuple[str, str]] = []  # (suspect, outcome), for tests and logs
+        self._grace_until = 0.0
         self._closed = False
 
     def _now(self) -> float:
@@ -105,8 +112,18 @@ class FailureDetector:
         if ok:
             link.last_ok = now
             link.failed = 0
-        else:
+        elif now >= self._grace_until:  # not a call that timed out while we were stalled
             link.failed += 1
+
+    def forgive(self, now: float) -> None:
+        """This process was not running for a while (a stalled loop, a starved or paused
+        process): the silence it saw is its own. Every neighbour gets a fresh window, and
+        failures of calls that were in flight meanwhile are ignored."""
+        self._grace_until = now + self.settings.ping_timeout
+        for link in self._links.values():
+            link.last_ok = link.last_activity = now
+            link.failed = 0
+        self.metrics.inc("detector_stalls")
 
     def tick(self) -> None:
         """Start the pings and reports that are due (called every ping_interval / 2)."""
@@ -128,8 +145,16 @@ class FailureDetector:
                 self._spawn(self._report_one(node, link, f"no answer for {silent:.2f} s"))
 
     async def run(self) -> None:
+        period = self.settings.ping_interval / 2
+        last = self._now()
         while True:
-            await asyncio.sleep(self.settings.ping_interval / 2)
+            await asyncio.sleep(period)
+            now = self._now()
+            if now - last > period + self.settings.stall_after:
+                self.log.info("this agent was stalled; neighbours get a fresh window",
+                              late_s=round(now - last - period, 2))
+                self.forgive(now)
+            last = now
             self.tick()
 
     def _spawn(self, coro: Any) -> None:

@@ -25,6 +25,10 @@ Names (readable as ``agent.metrics["successful_cycles"]`` and in the Stats RPC's
 - ``flow_queries``: coordinator reads (GetFlow, ListNodes) plus flow updates received on
   the WatchFlow stream.
 - ``suspicions_reported``: ReportSuspect calls delivered to the coordinator.
+- ``detector_stalls``: times the failure detector found its own process had not run for
+  a while and gave every neighbour a fresh window instead of suspecting it.
+- ``batches_reclaimed``: IN_TRANSIT batches taken back because their consumer was
+  decommissioned (each re-queued as a new batch whose lineage is the old id).
 - ``batches_received_from:<supplier>`` and ``last_received_from_at:<supplier>`` (unix
   seconds): per-supplier receipts, for the harness's reroute times.
 """
@@ -43,7 +47,7 @@ COUNTERS = (
     "successful_cycles", "skipped_cycles", "total_cycles", "batches_produced",
     "batches_consumed", "batches_delivered", "batches_received", "batches_requested",
     "heartbeats", "wal_recovered_batches", "wal_ghost_batches", "flow_queries",
-    "suspicions_reported",
+    "suspicions_reported", "batches_reclaimed", "detector_stalls",
 )
 MESSAGE_KINDS = ("RequestBatch", "WaitingForBatch", "DeliveryConfirmed", "OfferBatch", "Ping")
 RECEIVED_FROM = "batches_received_from:"

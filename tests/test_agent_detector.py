@@ -4,6 +4,8 @@ real clock). The real peers and coordinator are exercised in test_agent_peer.py.
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import replace
 
 from agent_util import eventually
 
@@ -109,6 +111,26 @@ async def test_reports_wait_for_the_coordinator_and_refuted_ones_come_back():
         count = len(world.reports)
         await asyncio.sleep(0.3)
         assert len(world.reports) == count
+    finally:
+        task.cancel()
+        await detector.close()
+
+
+async def test_a_stalled_agent_suspects_nobody_for_its_own_silence():
+    world = World()
+    detector, task = make(world, replace(FAST, stall_after=0.1))
+    try:
+        detector.watch({"n"})
+        await eventually(lambda: world.pings.get("n", 0) >= 1, what="a ping")
+        time.sleep(0.5)  # this agent's loop does not run (starved, stopped, blocked) ...
+        detector.contact("n", False)  # ... so its calls in flight time out meanwhile
+        detector.contact("n", False)
+        await eventually(lambda: detector.metrics["detector_stalls"] == 1, what="stall seen")
+        pings = world.pings["n"]
+        await eventually(lambda: world.pings["n"] >= pings + 3, what="pinging on")
+        assert world.reports == []  # n answers: the silence was ours
+        world.dead.add("n")  # a real death afterwards is still found
+        await eventually(lambda: world.reports == ["n"], what="report")
     finally:
         task.cancel()
         await detector.close()
