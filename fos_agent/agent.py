@@ -64,6 +64,7 @@ class AgentSettings:
     immediate_arrival: bool = True  # goods arrive with the message (else agent.arrived())
     coordinator_timeout: float = 5.0  # one coordinator call, failover included
     start_timeout: float = 30.0  # registering at start, when no saved flow exists
+    reclaim_check_s: float = 2.0  # ask about consumers owed goods that left the flow
 
 
 @dataclass(slots=True)
@@ -191,6 +192,7 @@ class Agent(CoordinatorSide):
         self._spawn("watch", self._watch())
         self._spawn("retries", self.outbox.run_retries())
         self._spawn("detector", self.detector.run())
+        self._spawn("reclaim", self._reclaim_decommissioned())
         self._sync_fetchers()
         if self.cycle_s is not None:
             self._spawn("stage", self.stage.run_simulated(self.cycle_s, self.workers))
@@ -276,7 +278,7 @@ class Agent(CoordinatorSide):
             fetcher = InputFetcher(item, self.engine, self.peers, self.outbox,
                                    lambda: self.flow, self.flow_changed, self.metrics,
                                    self.settings.fetch, self.detector.suspected,
-                                   self._others_buffered)
+                                   self._others_buffered, self.stage.input_room)
             self._fetchers[item] = (fetcher, asyncio.ensure_future(fetcher.run()))
 
     def _others_buffered(self, item: str) -> int | None:
@@ -351,5 +353,7 @@ class Agent(CoordinatorSide):
             counters=self.metrics.snapshot(),
             queued_outbound=node.queued_outbound_count if node else 0,
             queued_inbound=sum(node.inbound_queued_counts().values()) if node else 0,
-            incarnation=self.incarnation, recent_receipts=receipts, unix_time=time.time())
+            incarnation=self.incarnation, recent_receipts=receipts, unix_time=time.time(),
+            in_transit_outbound=len(node.outbound_in_transit()) if node else 0,
+            in_transit_inbound=len(node.inbound_in_transit()) if node else 0)
 

@@ -241,6 +241,8 @@ class Engine:
                 out = w.record
                 if out.state is OutState.DELIVERED:
                     m.inc("batches_delivered")
+                elif out.state is OutState.RECLAIMED:
+                    m.inc("batches_reclaimed")
                 elif out.state is OutState.QUEUED and not out.reclaimed_from:
                     m.inc("batches_produced")
         if inbound:

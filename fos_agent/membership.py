@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from fos_agent.detector import FailureDetector
 from fos_agent.engine import Engine, Signal
 from fos_agent.flowview import FlowView, save_flow, view_from_pb
-from fos_agent.messages import FlowChanged
+from fos_agent.messages import FlowChanged, Reclaim
 from fos_agent.metrics import Metrics
 from fos_agent.outbox import Outbox
 from fos_agent.protocol import NodeConfig
@@ -239,6 +239,42 @@ class CoordinatorSide:
             pass
         finally:
             self._tasks.pop("catalog", None)
+
+    async def _reclaim_decommissioned(self) -> None:
+        """Supplier side of a decommission: goods IN_TRANSIT to a consumer that is no longer
+        a flow consumer are asked about (at most every ``reclaim_check_s`` each); once the
+        catalog no longer knows that consumer (decommissioned: it will never come back to
+        take them), they are reclaimed (RECLAIMED + a new QUEUED batch whose lineage is the
+        old id). A consumer that is merely down keeps its goods: it may return."""
+        every = self.settings.reclaim_check_s
+        while True:
+            await asyncio.sleep(every)
+            node = self.engine.node
+            if node is None or self.coordinator is None:
+                continue
+            orphans = {r.to for r in node.outbound_in_transit()} - set(self.flow.consumers)
+            for consumer in sorted(orphans):
+                if not await self._is_decommissioned(consumer):
+                    continue
+                try:
+                    await self.engine.step(Reclaim(consumer))
+                except Exception as exc:  # flow moved under us, or the engine recovering
+                    self.log.warning("reclaim failed", consumer=consumer, error=str(exc))
+                    continue
+                self.log.warning("goods in transit to a decommissioned consumer reclaimed",
+                                 consumer=consumer)
+
+    async def _is_decommissioned(self, node: str) -> bool:
+        """True only on a definite answer: the catalog (at least as new as the flow we
+        follow) does not know ``node``."""
+        assert self.coordinator is not None
+        self.coordinator.observe_version(self.flow.version)
+        try:
+            self.metrics.inc("flow_queries")
+            hood = (await self.coordinator.get_flow(node, timeout=2.0)).neighbourhood
+        except CoordinatorError:
+            return False
+        return not hood.known
 
     async def _report_suspect(self, suspect: str, reason: str) -> str:
         assert self.coordinator is not None

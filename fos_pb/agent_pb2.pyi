@@ -135,7 +135,7 @@ class Receipt(_message.Message):
     def __init__(self, supplier: _Optional[str] = ..., item: _Optional[str] = ..., batch_id: _Optional[str] = ..., unix_ms: _Optional[int] = ...) -> None: ...
 
 class StatsReply(_message.Message):
-    __slots__ = ("node_id", "flow_version", "in_flow", "counters", "queued_outbound", "queued_inbound", "incarnation", "recent_receipts", "unix_time")
+    __slots__ = ("node_id", "flow_version", "in_flow", "counters", "queued_outbound", "queued_inbound", "incarnation", "recent_receipts", "unix_time", "in_transit_outbound", "in_transit_inbound")
     class CountersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -152,6 +152,8 @@ class StatsReply(_message.Message):
     INCARNATION_FIELD_NUMBER: _ClassVar[int]
     RECENT_RECEIPTS_FIELD_NUMBER: _ClassVar[int]
     UNIX_TIME_FIELD_NUMBER: _ClassVar[int]
+    IN_TRANSIT_OUTBOUND_FIELD_NUMBER: _ClassVar[int]
+    IN_TRANSIT_INBOUND_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     flow_version: int
     in_flow: bool
@@ -161,4 +163,6 @@ class StatsReply(_message.Message):
     incarnation: int
     recent_receipts: _containers.RepeatedCompositeFieldContainer[Receipt]
     unix_time: float
-    def __init__(self, node_id: _Optional[str] = ..., flow_version: _Optional[int] = ..., in_flow: _Optional[bool] = ..., counters: _Optional[_Mapping[str, float]] = ..., queued_outbound: _Optional[int] = ..., queued_inbound: _Optional[int] = ..., incarnation: _Optional[int] = ..., recent_receipts: _Optional[_Iterable[_Union[Receipt, _Mapping]]] = ..., unix_time: _Optional[float] = ...) -> None: ...
+    in_transit_outbound: int
+    in_transit_inbound: int
+    def __init__(self, node_id: _Optional[str] = ..., flow_version: _Optional[int] = ..., in_flow: _Optional[bool] = ..., counters: _Optional[_Mapping[str, float]] = ..., queued_outbound: _Optional[int] = ..., queued_inbound: _Optional[int] = ..., incarnation: _Optional[int] = ..., recent_receipts: _Optional[_Iterable[_Union[Receipt, _Mapping]]] = ..., unix_time: _Optional[float] = ..., in_transit_outbound: _Optional[int] = ..., in_transit_inbound: _Optional[int] = ...) -> None: ...
