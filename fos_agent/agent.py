@@ -278,7 +278,7 @@ class Agent(CoordinatorSide):
             fetcher = InputFetcher(item, self.engine, self.peers, self.outbox,
                                    lambda: self.flow, self.flow_changed, self.metrics,
                                    self.settings.fetch, self.detector.suspected,
-                                   self._others_buffered)
+                                   self._others_buffered, self.stage.input_room)
             self._fetchers[item] = (fetcher, asyncio.ensure_future(fetcher.run()))
 
     def _others_buffered(self, item: str) -> int | None:

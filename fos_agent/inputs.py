@@ -3,8 +3,9 @@
 One ``InputFetcher`` per required item runs ``inflight`` workers. A worker sleeps while the
 item's buffer (unheld QUEUED + IN_TRANSIT inbound + requests in flight) holds its target:
 ``prefetch`` batches, but at most one more than the scarcest other input has (a stage
-missing one input does not hoard the others). Otherwise it asks the item's suppliers in
-flow rank order:
+missing one input does not hoard the others) and at most as many as the cycles its
+output buffer still has room for (a blocked stage does not buy). Otherwise it asks the
+item's suppliers in flow rank order:
 
 - the first supplier with a ``wait_ms`` long-poll (an empty supplier answers when it has
   produced, instead of being polled in a storm);
@@ -50,7 +51,8 @@ class InputFetcher:
     def __init__(self, item: str, engine: Engine, client: PeerClient, outbox: Outbox,
                  flow: Callable[[], FlowView], flow_changed: Signal, metrics: Metrics,
                  settings: FetchSettings, suspected: Callable[[], frozenset[str]],
-                 others_buffered: Callable[[str], int | None] = lambda item: None) -> None:
+                 others_buffered: Callable[[str], int | None] = lambda item: None,
+                 room: Callable[[], int | None] = lambda: None) -> None:
         self.item = item
         self.engine = engine
         self.client = client
@@ -61,6 +63,7 @@ class InputFetcher:
         self.settings = settings
         self.suspected = suspected
         self.others_buffered = others_buffered
+        self.room = room
         self.log = structlog.get_logger("fos_agent.inputs").bind(node=client.node_id,
                                                                   item=item)
         self._inflight = 0
@@ -81,12 +84,17 @@ class InputFetcher:
 
     def target(self) -> int:
         """How many to keep: ``prefetch``, but never more than one cycle ahead of the
-        scarcest other input. A stage that lacks another input would only hoard this one
-        while other stages could use it (stranded goods lower the whole chain's output)."""
+        scarcest other input (a stage that lacks another input would only hoard this one
+        while other stages could use it: stranded goods lower the whole chain's output),
+        and never more than the cycles the stage's output buffer has room for (a stage
+        whose output nobody takes stops buying, so its suppliers stop too and a scarce
+        item goes where it is used)."""
         scarcest = self.others_buffered(self.item)
-        if scarcest is None:
-            return self.settings.prefetch
-        return max(1, min(self.settings.prefetch, scarcest + 1))
+        wanted = self.settings.prefetch
+        if scarcest is not None:
+            wanted = max(1, min(wanted, scarcest + 1))
+        room = self.room()
+        return wanted if room is None else max(0, min(wanted, room))
 
     async def run(self) -> None:
         workers = [asyncio.ensure_future(self._worker())
@@ -115,10 +123,11 @@ class InputFetcher:
     async def _worker(self) -> None:
         while not self._stopping:
             inbound = self.engine.inbound_changed.ticket()
+            outbound = self.engine.outbound_changed.ticket()  # output room may open
             flow = self.flow_changed.ticket()
             target = self.target()
             if self.buffered() >= target:
-                await self._sleep(inbound)
+                await self._sleep(inbound, outbound)
                 continue
             started = time.monotonic()
             count = max(1, min(self.settings.per_request, target - self.buffered()))

@@ -9,10 +9,16 @@ QUEUED and unsold (the simulated stage counts such a tick as a skipped cycle). A
 whose product no catalog node consumes is a sink (a final product leaves the factory), so
 the cap does not apply to it.
 
-Simulated stage (experiments): every ``cycle_s`` each worker ticks; a tick is a successful
-cycle when every input is in the local queue and the output has room (consume + produce),
-else a skipped cycle. ``cycle_s == 0`` means "as fast as the WAL allows": workers wait for
-inputs and room instead of skipping (the trades benchmark).
+Simulated stage (experiments): a worker starts a cycle as soon as it is free, every
+input is in the local queue and the output has room; the cycle holds its inputs for
+``cycle_s`` (the physical work), then consumes them and queues the output in one durable
+step. A perfect chain of depth D therefore makes its first final product at D x cycle_s.
+The stage's time is counted in slots of ``cycle_s``: a successful cycle is a slot of
+work; every full ``cycle_s`` the worker spends waiting (idle time carried over between
+waits) is a skipped cycle; total = successful + skipped, so total x cycle_s is the time
+the worker ran (within one slot) and successful/total the share of it spent producing.
+``cycle_s == 0`` means "as fast as the WAL allows": workers wait for inputs and room
+instead of skipping (the trades benchmark).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from collections.abc import Callable
 
 import structlog
 
-from fos_agent.engine import Engine
+from fos_agent.engine import Engine, Signal
 from fos_agent.messages import Produce
 from fos_agent.metrics import Metrics
 from fos_agent.records import Batch, OutState, PutOutbound
@@ -42,6 +48,17 @@ class Stage:
         node = self.engine.node
         return (node is not None and not self.is_sink()
                 and node.queued_outbound_count >= self.output_cap)
+
+    def input_room(self) -> int | None:
+        """Cycles the stage could still start before its output buffer is full: the cap
+        minus the outputs queued and the cycles in progress (None for a sink: no limit).
+        Input fetchers buy no more than this."""
+        node = self.engine.node
+        if node is None or self.is_sink():
+            return None
+        inputs = len(self.engine.config.requires)
+        in_progress = len(node.held) // inputs if inputs else 0
+        return max(0, self.output_cap - node.queued_outbound_count - in_progress)
 
     def try_hold(self) -> tuple[str, ...] | None:
         node = self.engine.node
@@ -109,25 +126,53 @@ class Stage:
             await self._fast_worker()
             return
         loop = asyncio.get_running_loop()
-        next_at = loop.time() + cycle_s * (index + 1) / workers  # spread the workers out
+        if index:  # spread the workers of one stage over a cycle
+            await asyncio.sleep(cycle_s * index / workers)
+        free_at = loop.time()  # when this worker last became free
+        idle = 0.0  # waiting time not yet counted as a skipped cycle
         while True:
-            await asyncio.sleep(max(0.0, next_at - loop.time()))
-            next_at += cycle_s
-            if next_at < loop.time():  # fell behind (loaded machine): do not burst
-                next_at = loop.time() + cycle_s
-            await self.tick()
+            inputs = await self.take_cycle(free_at + cycle_s - idle)
+            now = loop.time()
+            idle += now - free_at
+            slots = int(idle / cycle_s + 1e-9)
+            if inputs is None:
+                slots = max(1, slots)  # the deadline passed: a whole slot without work
+            if slots:
+                self.metrics.inc("total_cycles", slots)
+                self.metrics.inc("skipped_cycles", slots)
+                idle = max(0.0, idle - slots * cycle_s)
+            if inputs is not None:
+                await self.work(inputs, cycle_s)
+            free_at = loop.time()
 
-    async def tick(self) -> bool:
-        """One simulated cycle; True if it succeeded."""
+    async def take_cycle(self, deadline: float) -> tuple[str, ...] | None:
+        """Hold one batch of every input once the output has room; None if that did not
+        happen before ``deadline`` (loop time)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            room = self.engine.outbound_changed.ticket()
+            arrived = self.engine.inbound_changed.ticket()
+            if self.output_full():
+                ticket = room
+            else:
+                held = self.try_hold()
+                if held is not None:
+                    return held
+                ticket = arrived
+            remaining = deadline - loop.time()
+            if remaining <= 0 or not await Signal.wait_ticket(ticket, remaining):
+                return None
+
+    async def work(self, inputs: tuple[str, ...], cycle_s: float) -> bool:
+        """One simulated cycle on held inputs: ``cycle_s`` of work, then consume and
+        produce; True if it succeeded (a failed step releases the inputs)."""
         m = self.metrics
         m.inc("total_cycles")
-        if self.output_full():
-            m.inc("skipped_cycles")
-            return False
-        inputs = self.try_hold()
-        if inputs is None:
-            m.inc("skipped_cycles")
-            return False
+        try:
+            await asyncio.sleep(cycle_s)
+        except BaseException:
+            self.release(inputs)
+            raise
         try:
             await self.produce(inputs)
         except asyncio.CancelledError:
