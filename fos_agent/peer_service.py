@@ -19,6 +19,7 @@ Any RPC from a watched neighbour is a heartbeat for the failure detector.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -26,6 +27,7 @@ import grpc.aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from fos_agent.engine import Signal
+from fos_agent.fairshare import FairShare
 from fos_agent.messages import (
     BatchSent,
     BatchUnavailable,
@@ -55,6 +57,7 @@ class PeerService(agent_pb2_grpc.AgentServicer):
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
         self.closing = False  # set at stop: long-polls answer at once
+        self.fair = FairShare()  # long-polls of a scarce item served round robin
 
     def close(self) -> None:
         self.closing = True
@@ -92,27 +95,46 @@ class PeerService(agent_pb2_grpc.AgentServicer):
         confirms = [DeliveryConfirmed(me, request.consumer, b) for b in request.delivered]
         loop_time = self.agent.loop_time
         deadline = loop_time() + min(msgs[0].wait_ms, MAX_WAIT_MS) / 1000.0
-        while True:
-            ticket = self._engine.outbound_changed.ticket()  # before looking: no lost wakeup
-            effects = await self._step(context, *confirms, *msgs)
-            confirms = []
-            replies = [e.reply for e in effects[-len(msgs):]]
-            reply = replies[0]
-            if isinstance(reply, RequestRefused):
-                await context.abort(
-                    REFUSAL_STATUS[reply.reason], reply.detail,
-                    trailing_metadata=((FLOW_VERSION_KEY, str(reply.flow_version)),))
-            if isinstance(reply, BatchSent):
-                sent = [r.batch for r in replies if isinstance(r, BatchSent)]
-                return agent_pb2.RequestBatchReply(
-                    sent=batch_to_pb(sent[0]), also_sent=[batch_to_pb(b) for b in sent[1:]],
-                    flow_version=self._version())
-            assert isinstance(reply, BatchUnavailable)
-            remaining = deadline - loop_time()
-            if (remaining <= 0 or self.closing
-                    or not await Signal.wait_ticket(ticket, remaining)):
-                return agent_pb2.RequestBatchReply(unavailable=agent_pb2.BatchUnavailable(),
-                                                   flow_version=self._version())
+        fair = self.fair
+        fair.enter(request.consumer)
+        try:
+            while True:
+                ticket = self._engine.outbound_changed.ticket()  # before looking: no lost wakeup
+                turn = fair.changed.ticket()
+                node = self._engine.node
+                available = node.queued_outbound_count if node is not None else 0
+                remaining = deadline - loop_time()
+                if (available and remaining > 0 and not self.closing
+                        and not fair.turn(request.consumer, available)):
+                    # consumers served longer ago are waiting: they take it first
+                    if confirms:
+                        await self._step(context, *confirms)
+                        confirms = []
+                    await _first_of(ticket, turn, timeout=remaining)
+                    continue
+                effects = await self._step(context, *confirms, *msgs)
+                confirms = []
+                replies = [e.reply for e in effects[-len(msgs):]]
+                reply = replies[0]
+                if isinstance(reply, RequestRefused):
+                    await context.abort(
+                        REFUSAL_STATUS[reply.reason], reply.detail,
+                        trailing_metadata=((FLOW_VERSION_KEY, str(reply.flow_version)),))
+                if isinstance(reply, BatchSent):
+                    fair.served(request.consumer)
+                    sent = [r.batch for r in replies if isinstance(r, BatchSent)]
+                    return agent_pb2.RequestBatchReply(
+                        sent=batch_to_pb(sent[0]),
+                        also_sent=[batch_to_pb(b) for b in sent[1:]],
+                        flow_version=self._version())
+                assert isinstance(reply, BatchUnavailable)
+                remaining = deadline - loop_time()
+                if (remaining <= 0 or self.closing
+                        or not await Signal.wait_ticket(ticket, remaining)):
+                    return agent_pb2.RequestBatchReply(
+                        unavailable=agent_pb2.BatchUnavailable(), flow_version=self._version())
+        finally:
+            fair.leave(request.consumer)
 
     async def WaitingForBatch(self, request: agent_pb2.BatchRef,
                               context: grpc.aio.ServicerContext) -> agent_pb2.Ack:
@@ -146,6 +168,16 @@ class PeerService(agent_pb2_grpc.AgentServicer):
     async def Stats(self, request: agent_pb2.StatsRequest,
                     context: grpc.aio.ServicerContext) -> agent_pb2.StatsReply:
         return self.agent.stats_reply()
+
+
+async def _first_of(*tickets: asyncio.Event, timeout: float) -> None:
+    """Wait until any of ``tickets`` is set, or ``timeout`` seconds."""
+    waits = [asyncio.ensure_future(t.wait()) for t in tickets]
+    try:
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
 
 
 async def start_server(agent: Agent, listen: str

@@ -1,0 +1,136 @@
+"""A supplier's long-polls served round robin: fos_agent.fairshare (pure), and the
+RequestBatch handler that uses it, over a real WAL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fos_agent.engine import Engine
+from fos_agent.fairshare import FairShare
+from fos_agent.messages import FlowChanged, Produce
+from fos_agent.metrics import Metrics
+from fos_agent.peer_service import PeerService
+from fos_agent.protocol import NodeConfig
+from fos_pb import agent_pb2
+from fos_raft.model import ItemReq
+
+
+def test_the_least_recently_served_waiting_consumer_goes_first():
+    fair = FairShare()
+    for c in ("a", "b", "c"):
+        fair.enter(c)
+    assert [fair.turn(c, 1) for c in "abc"] == [True, False, False]  # never served: by name
+    fair.served("a")
+    assert [fair.turn(c, 1) for c in "abc"] == [False, True, False]
+    assert fair.turn("c", 2) and not fair.turn("a", 2)  # two batches: b and c
+    fair.served("b")
+    fair.served("c")
+    assert fair.turn("a", 1)
+    assert not any(fair.turn(c, 0) for c in "abc")  # nothing queued: nobody's turn
+    fair.leave("a")  # a stopped waiting: the next one is b
+    assert fair.turn("b", 1) and fair.waiting() == {"b": 1, "c": 1}
+
+
+def test_a_consumer_with_two_requests_waiting_counts_once():
+    fair = FairShare()
+    fair.enter("a")
+    fair.enter("a")
+    fair.enter("b")
+    fair.served("b")
+    assert fair.turn("a", 1) and fair.ahead_of("b") == 1
+    fair.leave("a")
+    assert fair.waiting() == {"a": 1, "b": 1}
+    fair.leave("a")
+    assert fair.turn("b", 1)
+
+
+def test_changes_wake_the_waiters():
+    fair = FairShare()
+    ticket = fair.changed.ticket()
+    fair.enter("a")
+    assert not ticket.is_set()  # entering changes nobody's turn
+    fair.served("a")
+    assert ticket.is_set()
+    ticket = fair.changed.ticket()
+    fair.leave("a")
+    assert ticket.is_set()
+
+
+@given(st.integers(2, 6), st.lists(st.integers(0, 5), min_size=1, max_size=200))
+def test_consumers_that_always_wait_get_equal_shares(n, picks):
+    # whoever asks, the batch goes to the one whose turn it is: shares differ by at most 1
+    fair = FairShare()
+    consumers = [f"c{i}" for i in range(n)]
+    for c in consumers:
+        fair.enter(c)
+    got = dict.fromkeys(consumers, 0)
+    for pick in picks:
+        asking = consumers[pick % n]
+        winner = asking if fair.turn(asking, 1) else next(c for c in consumers
+                                                          if fair.turn(c, 1))
+        fair.served(winner)
+        got[winner] += 1
+    assert max(got.values()) - min(got.values()) <= 1
+
+
+# ---- the RequestBatch handler over a real WAL (no network): who gets a scarce batch ----
+
+
+class _Aborted(Exception):
+    pass
+
+
+class _Context:
+    async def abort(self, code: object, details: str = "", trailing_metadata: object = ()):
+        raise _Aborted(f"{code}: {details}")
+
+
+@pytest.fixture
+async def supplier(tmp_path: Path) -> AsyncIterator[PeerService]:
+    engine = Engine(tmp_path / "wal", NodeConfig("wood-1", ItemReq("wood", 1)),
+                    Metrics("wood-1"))
+    engine.open()
+    await engine.step(FlowChanged(1, frozenset({"a", "b"})))
+    agent = SimpleNamespace(
+        node_id="wood-1", engine=engine, metrics=engine.metrics,
+        detector=SimpleNamespace(contact=lambda node, ok: None),
+        loop_time=lambda: asyncio.get_running_loop().time())
+    try:
+        yield PeerService(agent)  # type: ignore[arg-type]
+    finally:
+        await engine.close()
+
+
+def _ask(service: PeerService, consumer: str, rid: str, wait_ms: int) -> asyncio.Task:
+    req = agent_pb2.RequestBatchRequest(request_id=rid, consumer=consumer, item="wood", qty=1,
+                                        flow_version=1, wait_ms=wait_ms)
+    return asyncio.ensure_future(service.RequestBatch(req, _Context()))
+
+
+async def test_a_batch_goes_to_the_consumer_served_longest_ago_not_the_first_waiter(
+        supplier: PeerService):
+    engine = supplier.agent.engine
+    a1 = _ask(supplier, "a", "a1", 10_000)
+    await asyncio.sleep(0.05)
+    b1 = _ask(supplier, "b", "b1", 300)  # b's long-poll expires before the next batch
+    await asyncio.sleep(0.05)
+    await engine.step(Produce())
+    assert (await asyncio.wait_for(a1, 5)).HasField("sent")  # a waited first
+    a2 = _ask(supplier, "a", "a2", 10_000)  # a asks again at once
+    assert not (await asyncio.wait_for(b1, 5)).HasField("sent")  # b's poll expired
+    b2 = _ask(supplier, "b", "b2", 10_000)  # b is now behind a in arrival order...
+    await asyncio.sleep(0.05)
+    await engine.step(Produce())
+    # ...but a was served more recently: first-come would give a everything
+    assert (await asyncio.wait_for(b2, 5)).HasField("sent")
+    assert not a2.done()
+    await engine.step(Produce())
+    assert (await asyncio.wait_for(a2, 5)).HasField("sent")
+    assert supplier.fair.waiting() == {}
