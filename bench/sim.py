@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import logging
+import shlex
 import shutil
 import signal
 import sys
@@ -46,6 +47,7 @@ DEFAULTS: dict[str, Any] = {
     "seed": 1,
     "allow_unviable": False,
     "agents_per_process": 0,  # 0: decided from the node count
+    "agent_args": "",  # extra fos-agent options (tuning), one string
 }
 
 
@@ -130,6 +132,12 @@ def parser() -> argparse.ArgumentParser:
         help="let kills/drains leave an item without a live supplier",
     )
     arg("--plain", action="store_true", help="plain log lines even on a terminal")
+    arg(
+        "--agent-args",
+        metavar="ARGS",
+        help="extra fos-agent tuning options for every agent, one quoted string "
+        "(e.g. \"--output-cap 1 --prefetch 1\"); recorded in the report's config",
+    )
     return p  # fmt: skip
 
 
@@ -204,6 +212,7 @@ def build_plan(args: argparse.Namespace, root: Path) -> RunPlan:
         final_items=final_items(specs),
         groups=groups,
         ready_timeout_s=60.0 + 1.0 * len(specs),
+        agent_args=tuple(shlex.split(cfg["agent_args"])),
     )
 
 

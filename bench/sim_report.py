@@ -46,10 +46,19 @@ class RunData:
     duration_s: float
     final_items: Sequence[str]
     bound_per_s: float  # with every node alive
-    bound_products: float  # the bound integrated over the run's actual alive/drained sets
-    first_final_s: float | None  # when the first final product appeared (pipeline filled)
-    bound_products_after_fill: float
+    # the bound integrated over the run's actual alive/drained sets, from the end of the
+    # ideal pipeline fill (fill_s) to the end: what a perfect system could have made
+    bound_products: float
+    bound_products_whole_run: float  # the same from 0 (no fill allowed)
+    fill_s: float  # chain depth x cycle_s: the earliest a first final product can appear
+    first_final_s: float | None  # when the first final product appeared (measured)
     nodes: Sequence[NodeData]
+    depth: int = 0  # stages on the way to the first final product
+    # steady state: final products made after ``steady_from_s`` (the last poll at or before
+    # half the run) and the bound integrated over the same span
+    steady_from_s: float = 0.0
+    steady_products: int = 0
+    steady_bound_products: float = 0.0
     deaths_declared: int = 0
     deaths_false: int = 0
     deaths_unobserved: int = 0  # confirmed suspicions whose down/up flip no poll saw
@@ -113,9 +122,18 @@ def summarise(data: RunData) -> dict[str, Any]:
             "bound_per_s": data.bound_per_s,
             "ratio": _ratio(final_products, data.bound_products),
             "bound_products": data.bound_products,
+            "fill_s": data.fill_s,
+            "depth": data.depth,
+            "first_product_s": data.first_final_s,
+            "ratio_whole_run": _ratio(final_products, data.bound_products_whole_run),
+            "bound_products_whole_run": data.bound_products_whole_run,
+            "ratio_second_half": _ratio(data.steady_products, data.steady_bound_products),
+            "second_half": {
+                "from_s": data.steady_from_s,
+                "final_products": data.steady_products,
+                "bound_products": data.steady_bound_products,
+            },
             "rate_per_s": _ratio(final_products, data.duration_s),
-            "pipeline_fill_s": data.first_final_s,
-            "ratio_after_fill": _ratio(final_products, data.bound_products_after_fill),
             "final_items": sorted(final),
         },
         "cycles": {
@@ -189,13 +207,15 @@ def print_report(summary: Mapping[str, Any], console: Console) -> None:
     console.print(table)
     tp, cy, msg = summary["throughput"], summary["cycles"], summary["messages"]
     deaths, rr, audit = summary["deaths"], summary["reroute_s"], summary["audit"]
-    fill = tp["pipeline_fill_s"]
+    first = tp["first_product_s"]
     lines = [
         f"run: {summary['duration_s']:.1f} s, flow version {summary['flow_version']}",
         f"throughput: {tp['final_products']} final products ({', '.join(tp['final_items'])}), "
         f"bound {tp['bound_per_s']:.3f}/s, {tp['bound_products']:.1f} over the run's alive "
-        f"sets -> ratio {tp['ratio']:.3f}"
-        + (f"; first product after {fill:.1f} s" if fill is not None else ""),
+        f"sets after the {tp['fill_s']:g} s pipeline fill ({tp['depth']} stages) -> ratio "
+        f"{tp['ratio']:.3f}; whole run {tp['ratio_whole_run']:.3f}, second half "
+        f"{tp['ratio_second_half']:.3f}; first product after "
+        + (f"{first:.1f} s" if first is not None else "- (none)"),
         f"consumer cycles: {cy['consumer_successful']}/{cy['consumer_total']} successful = "
         f"{cy['consumer_ratio']:.3f} over {cy['consumer_nodes']} nodes in the flow that need "
         f"inputs (all nodes: {cy['successful']}/{cy['total']})",

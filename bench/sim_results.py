@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from bench.sim_collect import cpu_seconds, integrate_bound, run_audit
 from bench.sim_metrics import RECEIVED_FROM_PREFIX
 from bench.sim_report import SUCCESSFUL, TOTAL, NodeData, RunData
+from bench.sim_topology import chain_depth
 from bench.sim_view import NodeRow, Snapshot
 
 if TYPE_CHECKING:
@@ -78,7 +79,13 @@ def collect(run: SimRun) -> RunData:
             starts=run.agents.starts(node) if node in run.agents.host_of else 0,
             counters=run.book.totals(node),
         ))  # fmt: skip
-    fill = run.first_final_s
+    cycle_s = run.plan.cycle_s
+    depth = chain_depth(run.plan.specs, run.plan.final_items)
+    fill = min(depth * cycle_s, run.ended_s)
+    steady_from, steady_base = 0.0, 0
+    for t, products in run.final_series:  # the last poll at or before half the run
+        if t <= run.ended_s / 2:
+            steady_from, steady_base = t, products
     wall = time.monotonic() - run.wall_at_start
     cpu = cpu_seconds() - run.cpu_at_start  # every child has been reaped by now
     resources = {
@@ -93,13 +100,14 @@ def collect(run: SimRun) -> RunData:
         duration_s=run.ended_s,
         final_items=sorted(run.plan.final_items),
         bound_per_s=run.bound_per_s,
-        bound_products=integrate_bound(run.segments, run.ended_s, run.plan.cycle_s),
-        first_final_s=fill,
-        bound_products_after_fill=(
-            integrate_bound(run.segments, run.ended_s, run.plan.cycle_s, fill)
-            if fill is not None
-            else 0.0
-        ),
+        bound_products=integrate_bound(run.segments, run.ended_s, cycle_s, fill),
+        bound_products_whole_run=integrate_bound(run.segments, run.ended_s, cycle_s),
+        fill_s=fill,
+        depth=depth,
+        first_final_s=run.first_final_s,
+        steady_from_s=steady_from,
+        steady_products=run.final_products() - steady_base,
+        steady_bound_products=integrate_bound(run.segments, run.ended_s, cycle_s, steady_from),
         nodes=nodes,
         deaths_declared=run.ledger.declared,
         deaths_false=run.ledger.false,

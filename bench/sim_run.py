@@ -51,6 +51,7 @@ class RunPlan:
     final_items: frozenset[str]
     groups: tuple[tuple[str, ...], ...]  # node ids per agent process
     ready_timeout_s: float = 60.0
+    agent_args: tuple[str, ...] = ()  # extra fos-agent options (tuning)
 
 
 @dataclass
@@ -75,6 +76,7 @@ class SimRun:
         self.dead_replicas: list[int] = []
         self.reported_exits: set[tuple[str, int]] = set()
         self.first_final_s: float | None = None
+        self.final_series: list[tuple[float, int]] = []  # (t, final products) per poll
         self.t0 = 0.0
         self.cluster: Any = None
         self.client: CoordinatorClient | None = None
@@ -131,7 +133,10 @@ class SimRun:
     async def _start_agents(self) -> None:
         assert self.cluster is not None
         self.agents = AgentSupervisor(
-            self.plan.root, list(self.cluster.grpc_addresses), self.plan.cycle_s
+            self.plan.root,
+            list(self.cluster.grpc_addresses),
+            self.plan.cycle_s,
+            extra_args=self.plan.agent_args,
         )
         by_id = {s.node_id: s for s in self.plan.specs}
         for group in self.plan.groups:
@@ -311,7 +316,11 @@ class SimRun:
             done = self.reroutes.observe(node, counters, wall, suppliers, receipts)
             for d in done:
                 self.event(f"{node} rerouted after {d:.2f} s")
-        if self.first_final_s is None and self.final_products() > 0:
+        if not self.t0:
+            return  # before the clock starts (counters are baselined next)
+        products = self.final_products()
+        self.final_series.append((t, products))
+        if self.first_final_s is None and products > 0:
             self.first_final_s = t
 
     def final_products(self) -> int:

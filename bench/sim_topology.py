@@ -134,6 +134,31 @@ def final_items(specs: Iterable[NodeSpec]) -> frozenset[str]:
     return frozenset(s.produces.item for s in specs if s.produces.item not in required)
 
 
+def chain_depth(specs: Iterable[NodeSpec], final: Collection[str] | None = None) -> int:
+    """Stages on the shortest way to a first final product: a perfect chain cannot make
+    its first final product before ``chain_depth x cycle_s`` (the pipeline fill).
+
+    An item is ready after ``1 + max(depth of its inputs)`` stages with the earliest of its
+    producers (a source: 1); the depth is the earliest final item's. 0 when no final item
+    can be made (an input nobody produces)."""
+    specs = list(specs)
+    if final is None:
+        final = final_items(specs)
+    depth: dict[str, int] = {}
+    changed = True
+    while changed:  # relax until stable: the item graph is acyclic, so this ends
+        changed = False
+        for s in specs:
+            ins = [depth.get(r.item) for r in s.requires]
+            if any(d is None for d in ins):
+                continue
+            d = 1 + max((d for d in ins if d is not None), default=0)
+            if d < depth.get(s.produces.item, d + 1):
+                depth[s.produces.item] = d
+                changed = True
+    return min((depth[item] for item in final if item in depth), default=0)
+
+
 @dataclass(frozen=True, slots=True)
 class Bound:
     """The LP optimum: final-product batches per second and each node's rate at the optimum."""

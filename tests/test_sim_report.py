@@ -40,9 +40,14 @@ def run_data(**overrides) -> RunData:
         duration_s=100.0,
         final_items=["window"],
         bound_per_s=1.0,
-        bound_products=80.0,
-        first_final_s=2.0,
-        bound_products_after_fill=78.0,
+        bound_products=78.0,
+        bound_products_whole_run=80.0,
+        fill_s=2.0,
+        depth=2,
+        first_final_s=3.5,
+        steady_from_s=50.0,
+        steady_products=36,
+        steady_bound_products=40.0,
         nodes=nodes,
         deaths_declared=3,
         deaths_false=1,
@@ -85,8 +90,12 @@ def test_summary_has_the_issue_shape_and_honest_figures():
         assert key in s
     assert set(s["throughput"]) >= {"final_products", "bound_per_s", "ratio"}
     assert s["throughput"]["final_products"] == 60
-    assert s["throughput"]["ratio"] == pytest.approx(60 / 80)
-    assert s["throughput"]["ratio_after_fill"] == pytest.approx(60 / 78)
+    # the ratio allows the ideal pipeline fill; the whole-run one does not
+    assert s["throughput"]["ratio"] == pytest.approx(60 / 78)
+    assert s["throughput"]["ratio_whole_run"] == pytest.approx(60 / 80)
+    assert s["throughput"]["ratio_second_half"] == pytest.approx(36 / 40)
+    assert (s["throughput"]["fill_s"], s["throughput"]["depth"]) == (2.0, 2)
+    assert s["throughput"]["first_product_s"] == 3.5
     # consumers in the flow that need inputs: frame-1 and window-1 (not wood, not frame-2)
     assert s["cycles"]["consumer_ratio"] == pytest.approx(140 / 200)
     assert (s["cycles"]["successful"], s["cycles"]["total"]) == (240, 340)
@@ -108,6 +117,8 @@ def test_summary_without_products_reroute_counters_or_audit():
     s = summarise(
         run_data(
             bound_products=0.0,
+            bound_products_whole_run=0.0,
+            steady_bound_products=0.0,
             nodes=[],
             reroutes_s=[],
             reroute_counters_seen=False,
@@ -117,6 +128,7 @@ def test_summary_without_products_reroute_counters_or_audit():
         )
     )
     assert s["throughput"]["ratio"] == 0.0 and s["cycles"]["consumer_ratio"] == 0.0
+    assert s["throughput"]["ratio_whole_run"] == s["throughput"]["ratio_second_half"] == 0.0
     assert s["reroute_s"] == {
         "count": 0, "p50": None, "p99": None, "max": None, "unfinished": 0,
         "supplier_back_first": 0, "measurable": False,
@@ -134,7 +146,9 @@ def test_printed_report_shows_the_table_and_every_figure():
     print_report(summarise(run_data()), Console(file=out, width=140))
     text = out.getvalue()
     assert SUCCESSFUL in text and "median" in text and "std" in text
-    assert "60 final products (window)" in text and "ratio 0.750" in text
+    assert "60 final products (window)" in text and "ratio 0.769" in text
+    assert "2 s pipeline fill (2 stages)" in text and "whole run 0.750" in text
+    assert "second half 0.900" in text and "first product after 3.5 s" in text
     assert "140/200 successful = 0.700" in text
     assert "deaths declared: 4, false: 1, unclassified: 1; refuted suspicions: 4" in text
     assert "p50 1 s, p99 2 s" in text

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.sim_topology import final_items, generate_topology, throughput_bound
+from bench.sim_topology import chain_depth, final_items, generate_topology, throughput_bound
 from fos_raft.model import ItemReq, NodeSpec, find_item_cycle
 
 DEEP = os.environ.get("HYPOTHESIS_PROFILE") == "deep"
@@ -55,6 +55,8 @@ def test_generated_topology_is_a_valid_acyclic_chain_into_one_final_product(args
     # the final product is alone in the last layer
     last = max(topo.layer_of.values())
     assert [i for i, layer in topo.layer_of.items() if layer == last] == [topo.final_item]
+    # all suppliers of a type share its spec: the fill is one stage per layer
+    assert chain_depth(specs) == last + 1
 
 
 @settings(max_examples=EXAMPLES // 4)
@@ -122,6 +124,15 @@ def test_bound_with_two_inputs_and_shared_supply():
     ]
     # 2 glass/cycle shared by panes and windows: r_p + r_x <= 2, r_x <= r_p -> r_x = 1
     assert throughput_bound(nodes, cycle_s=1.0).per_s == pytest.approx(1.0)
+
+
+def test_chain_depth_is_the_earliest_way_to_a_final_product():
+    chain = [spec("a", "wood"), spec("b", "frame", "wood"), spec("c", "window", "frame", "wood")]
+    assert chain_depth(chain) == 3
+    # a second frame maker that needs no wood is a shorter way to the first window
+    assert chain_depth([*chain, spec("b2", "frame")]) == 2
+    assert chain_depth([spec("x", "window", "pane")]) == 0  # nobody makes panes
+    assert chain_depth([]) == 0
 
 
 def test_bound_under_failures_and_per_node_cycle_times():
