@@ -23,6 +23,7 @@ from fos_agent.flowview import FlowView, save_flow, view_from_pb
 from fos_agent.messages import FlowChanged, Reclaim
 from fos_agent.metrics import Metrics
 from fos_agent.outbox import Outbox
+from fos_agent.peer_client import PeerClient
 from fos_agent.protocol import NodeConfig
 from fos_pb import coordinator_pb2 as cpb
 from fos_raft.client import CoordinatorClient, CoordinatorError
@@ -48,6 +49,7 @@ class CoordinatorSide:
     engine: Engine
     detector: FailureDetector
     outbox: Outbox | None
+    peers: PeerClient | None
     log: Any
     _given: tuple[ItemReq | None, tuple[ItemReq, ...], int]
     _tasks: dict[str, asyncio.Task[Any]]
@@ -153,6 +155,10 @@ class CoordinatorSide:
         for consumer in view.consumers:
             if view.alive_of.get(consumer) and not previous.alive_of.get(consumer, False):
                 self.outbox.kick(consumer)  # back (or new): re-offer what it may miss
+        if self.peers is not None:
+            for node, address in view.addresses.items():
+                if view.alive_of.get(node) and not previous.alive_of.get(node, False):
+                    self.peers.reconnect(address)  # back: connect now, not after a backoff
         if save:
             with contextlib.suppress(OSError):
                 save_flow(self.data_dir, hood)

@@ -1,15 +1,18 @@
 """Client side of fos.v1.Agent: one agent calling its flow neighbours over gRPC.
 
-One channel per peer address (short reconnect backoff, so a restarted peer is reached again
-within a second). Every call reports its outcome to ``on_contact(node, ok)``: any answer,
-even a refusal, proves the peer alive (a heartbeat); UNAVAILABLE, DEADLINE_EXCEEDED or an
-unknown address is failed contact, for the failure detector. Calls never wait for a
-connection (no wait_for_ready): a SIGKILLed peer on loopback refuses at once, which is what
-lets a consumer switch to a backup supplier immediately.
+One channel per peer address (short reconnect backoff, so a restarted peer is reached
+again within a second; when the flow shows a peer back, ``reconnect`` gives it a fresh
+channel that connects at once instead of waiting out the old one's backoff). Every call
+reports its outcome to ``on_contact(node, ok)``: any answer, even a refusal, proves the
+peer alive (a heartbeat); UNAVAILABLE, DEADLINE_EXCEEDED or an unknown address is failed
+contact, for the failure detector. Calls never wait for a connection (no wait_for_ready):
+a SIGKILLed peer on loopback refuses at once, which is what lets a consumer switch to a
+backup supplier immediately.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -42,7 +45,11 @@ CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
     ("grpc.enable_retries", 0),
+    # Channels must not share subchannels (the default global pool would): a fresh channel
+    # to a restarted peer would otherwise inherit the dead connection's reconnect backoff.
+    ("grpc.use_local_subchannel_pool", 1),
 )
+RETIRED_CHANNEL_GRACE_S = 10.0  # calls in flight on a replaced channel finish meanwhile
 # Codes that mean "the peer did not answer" (failed contact); anything else is an answer.
 NO_ANSWER = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
                        grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN,
@@ -81,6 +88,7 @@ class PeerClient:
         self.on_contact = on_contact or (lambda node, ok: None)
         self.rpc_timeout = rpc_timeout
         self._channels: dict[str, tuple[grpc.aio.Channel, agent_pb2_grpc.AgentStub]] = {}
+        self._retired: set[asyncio.Task[None]] = set()
         self._closed = False
 
     def _stub(self, address: str) -> agent_pb2_grpc.AgentStub:
@@ -90,6 +98,24 @@ class PeerClient:
             entry = (channel, agent_pb2_grpc.AgentStub(channel))
             self._channels[address] = entry
         return entry[1]
+
+    def reconnect(self, address: str) -> None:
+        """The peer at ``address`` came back (the flow says so): the next call uses a new
+        channel, which connects at once; the old channel, maybe waiting out a reconnect
+        backoff of up to a second after the peer's death, is closed after a grace."""
+        entry = self._channels.pop(address, None)
+        if entry is None or self._closed:
+            return
+
+        async def retire(channel: grpc.aio.Channel) -> None:
+            try:
+                await asyncio.sleep(RETIRED_CHANNEL_GRACE_S)
+            finally:  # also when the client closes first
+                await channel.close(grace=None)
+
+        task = asyncio.ensure_future(retire(entry[0]))
+        self._retired.add(task)
+        task.add_done_callback(self._retired.discard)
 
     async def _call(self, node: str, kind: str, request: Any, timeout: float | None = None
                     ) -> Any:
@@ -152,6 +178,9 @@ class PeerClient:
 
     async def close(self) -> None:
         self._closed = True
+        for task in list(self._retired):
+            task.cancel()
+        await asyncio.gather(*self._retired, return_exceptions=True)
         channels, self._channels = self._channels, {}
         for channel, _ in channels.values():
             await channel.close(grace=None)
