@@ -215,9 +215,9 @@ def main(argv: list[str] | None = None) -> int:
         values = [getattr(r, name) for r in reps]
         summary[name] = {"p50": percentile(values, 50), "p99": percentile(values, 99),
                          "max": max(values), "n": len(values)}
-        print(f"{name:14s} p50 {summary[name]['p50'] * 1000:8.1f} ms   "
-              f"p99 {summary[name]['p99'] * 1000:8.1f} ms   max {summary[name]['max'] * 1000:8.1f} ms"
-              f"   (n={len(values)})")
+        ms = {k: summary[name][k] * 1000 for k in ("p50", "p99", "max")}
+        print(f"{name:14s} p50 {ms['p50']:8.1f} ms   p99 {ms['p99']:8.1f} ms   "
+              f"max {ms['max']:8.1f} ms   (n={len(values)})")
     print(f"load average at the end: {' / '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if args.json:
         args.json.write_text(json.dumps({"summary": summary,
