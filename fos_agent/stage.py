@@ -5,14 +5,17 @@ Several workers of one stage share the inbound queue safely through the protocol
 the output in one durable step.
 
 Output backpressure: a stage stops producing while ``output_cap`` of its batches are
-QUEUED and unsold (the simulated stage counts such a tick as a skipped cycle). A stage
+QUEUED and unsold (the simulated stage counts that wait in skipped cycles). A stage
 whose product no catalog node consumes is a sink (a final product leaves the factory), so
 the cap does not apply to it.
 
 Simulated stage (experiments): a worker starts a cycle as soon as it is free, every
 input is in the local queue and the output has room; the cycle holds its inputs for
 ``cycle_s`` (the physical work), then consumes them and queues the output in one durable
-step. A perfect chain of depth D therefore makes its first final product at D x cycle_s.
+step; when the next inputs are already there, the next cycle's work starts when the last
+one's ended (recording an output is bookkeeping, not work), so a busy stage makes exactly
+one batch per ``cycle_s``. A perfect chain of depth D makes its first final product at
+D x cycle_s.
 The stage's time is counted in slots of ``cycle_s``: a successful cycle is a slot of
 work; every full ``cycle_s`` the worker spends waiting (idle time carried over between
 waits) is a skipped cycle; total = successful + skipped, so total x cycle_s is the time
@@ -128,27 +131,36 @@ class Stage:
         loop = asyncio.get_running_loop()
         if index:  # spread the workers of one stage over a cycle
             await asyncio.sleep(cycle_s * index / workers)
-        free_at = loop.time()  # when this worker last became free
+        free_at = loop.time()  # when the last cycle's work ended (or the worker started)
         idle = 0.0  # waiting time not yet counted as a skipped cycle
         while True:
-            inputs = await self.take_cycle(free_at + cycle_s - idle)
+            inputs, waited = await self.take_cycle(free_at + cycle_s - idle)
             now = loop.time()
-            idle += now - free_at
-            slots = int(idle / cycle_s + 1e-9)
-            if inputs is None:
-                slots = max(1, slots)  # the deadline passed: a whole slot without work
-            if slots:
-                self.metrics.inc("total_cycles", slots)
-                self.metrics.inc("skipped_cycles", slots)
-                idle = max(0.0, idle - slots * cycle_s)
+            if inputs is not None and not waited and now - free_at < cycle_s:
+                # everything was there when the last cycle's output was recorded: the
+                # work went on without a break (recording is bookkeeping, not work)
+                begin = free_at
+            else:
+                begin = now
+                idle += now - free_at
+                slots = int(idle / cycle_s + 1e-9)
+                if inputs is None:
+                    slots = max(1, slots)  # the deadline passed: a whole slot without work
+                if slots:
+                    self.metrics.inc("total_cycles", slots)
+                    self.metrics.inc("skipped_cycles", slots)
+                    idle = max(0.0, idle - slots * cycle_s)
             if inputs is not None:
-                await self.work(inputs, cycle_s)
-            free_at = loop.time()
+                await self.work(inputs, begin + cycle_s)
+                free_at = begin + cycle_s
+            else:
+                free_at = now
 
-    async def take_cycle(self, deadline: float) -> tuple[str, ...] | None:
+    async def take_cycle(self, deadline: float) -> tuple[tuple[str, ...] | None, bool]:
         """Hold one batch of every input once the output has room; None if that did not
-        happen before ``deadline`` (loop time)."""
+        happen before ``deadline`` (loop time). Also says whether it had to wait."""
         loop = asyncio.get_running_loop()
+        waited = False
         while True:
             room = self.engine.outbound_changed.ticket()
             arrived = self.engine.inbound_changed.ticket()
@@ -157,19 +169,20 @@ class Stage:
             else:
                 held = self.try_hold()
                 if held is not None:
-                    return held
+                    return held, waited
                 ticket = arrived
             remaining = deadline - loop.time()
             if remaining <= 0 or not await Signal.wait_ticket(ticket, remaining):
-                return None
+                return None, True
+            waited = True
 
-    async def work(self, inputs: tuple[str, ...], cycle_s: float) -> bool:
-        """One simulated cycle on held inputs: ``cycle_s`` of work, then consume and
-        produce; True if it succeeded (a failed step releases the inputs)."""
+    async def work(self, inputs: tuple[str, ...], until: float) -> bool:
+        """One simulated cycle on held inputs: work until ``until`` (loop time), then
+        consume and produce; True if it succeeded (a failed step releases the inputs)."""
         m = self.metrics
         m.inc("total_cycles")
         try:
-            await asyncio.sleep(cycle_s)
+            await asyncio.sleep(max(0.0, until - asyncio.get_running_loop().time()))
         except BaseException:
             self.release(inputs)
             raise
