@@ -77,6 +77,7 @@ class SimRun:
         self.reported_exits: set[tuple[str, int]] = set()
         self.first_final_s: float | None = None
         self.final_series: list[tuple[float, int]] = []  # (t, final products) per poll
+        self.start_file = self.plan.root / "start"  # the agents' signal to start cycling
         self.t0 = 0.0
         self.cluster: Any = None
         self.client: CoordinatorClient | None = None
@@ -136,7 +137,8 @@ class SimRun:
             self.plan.root,
             list(self.cluster.grpc_addresses),
             self.plan.cycle_s,
-            extra_args=self.plan.agent_args,
+            # every stage starts its cycles when the clock starts, not as it comes up
+            extra_args=(*self.plan.agent_args, "--start-file", str(self.start_file)),
         )
         by_id = {s.node_id: s for s in self.plan.specs}
         for group in self.plan.groups:
@@ -378,6 +380,7 @@ class SimRun:
             await self._start_agents()
             await self._poll_stats(list(self.agents.specs))
             self.book.mark_baseline()
+            self.start_file.touch()
             self.t0 = time.monotonic()
             self._segment()
             await self._poll_cluster()

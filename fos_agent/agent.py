@@ -64,6 +64,7 @@ class AgentSettings:
     immediate_arrival: bool = True  # goods arrive with the message (else agent.arrived())
     coordinator_timeout: float = 5.0  # one coordinator call, failover included
     start_timeout: float = 30.0  # registering at start, when no saved flow exists
+    start_file: str | None = None  # the simulated stage waits for this file to exist
     reclaim_check_s: float = 2.0  # ask about consumers owed goods that left the flow
 
 
@@ -195,7 +196,7 @@ class Agent(CoordinatorSide):
         self._spawn("reclaim", self._reclaim_decommissioned())
         self._sync_fetchers()
         if self.cycle_s is not None:
-            self._spawn("stage", self.stage.run_simulated(self.cycle_s, self.workers))
+            self._spawn("stage", self._simulate(self.cycle_s))
 
     async def stop(self) -> None:
         """Stop trading and serving; flush what is pending; close the WAL. Idempotent."""
@@ -323,6 +324,14 @@ class Agent(CoordinatorSide):
         batch = await self.stage.produce(inputs.ids if inputs is not None else ())
         self.metrics.inc("successful_cycles")
         return batch
+
+    async def _simulate(self, cycle_s: float) -> None:
+        """The simulated stage, once ``settings.start_file`` exists (a harness's start
+        signal, so every stage of an experiment starts its cycles at the same moment)."""
+        gate = self.settings.start_file
+        while gate is not None and not Path(gate).exists():
+            await asyncio.sleep(0.05)
+        await self.stage.run_simulated(cycle_s, self.workers)
 
     async def run_simulated(self, cycle_s: float, workers: int | None = None) -> None:
         """Run the simulated stage until cancelled (see fos_agent.stage)."""

@@ -84,6 +84,9 @@ def add_tuning(parser: argparse.ArgumentParser) -> None:
     tune.add_argument("--no-group-commit", action="store_true",
                       help="one synced WAL transaction per step (the naive design)")
     tune.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING")
+    tune.add_argument("--start-file", default=None, metavar="PATH",
+                      help="start the simulated stage's cycles only once PATH exists "
+                           "(a harness starts every stage at the same moment)")
 
 
 def settings_from(args: argparse.Namespace) -> AgentSettings:
@@ -99,7 +102,7 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
         detector=DetectorSettings(ping_interval=args.ping_interval,
                                   suspect_after=args.suspect_after),
         output_cap=args.output_cap, retry_s=args.retry_s,
-        group_commit=not args.no_group_commit)
+        group_commit=not args.no_group_commit, start_file=args.start_file)
 
 
 def build_parser() -> argparse.ArgumentParser:
