@@ -18,7 +18,8 @@ it gets a fresh ``suspect_after`` window.
 
 A process that was itself not running (its tick comes ``stall_after`` late: a stalled
 loop, a starved or SIGSTOPped process) judges nobody on the silence it saw meanwhile: every
-link gets a fresh window and failures of calls in flight during the stall are ignored.
+link gets a fresh window and failures of calls in flight during the stall are ignored
+(at most once per ``stall_forgive_gap``: a process starved without end still reports).
 On a starved machine this is what turns a burst of refuted suspicions into none.
 
 Defaults: ping 1 s, suspect after 1.5 s and 2 failures (measured: 0 false deaths with 40
@@ -47,6 +48,8 @@ class DetectorSettings:
     ping_timeout: float = 1.0  # deadline of one Ping
     report_backoff: float = 0.25  # first retry pause of an undelivered report (doubles, <= 2 s)
     stall_after: float = 1.0  # our own tick this late: we were not running; judge nobody
+    stall_forgive_gap: float = 5.0  # at most one such pardon per this long (a process
+    # starved without end must still find its dead neighbours)
 
 
 @dataclass(slots=True)
@@ -76,6 +79,7 @@ class FailureDetector:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.outcomes: list[tuple[str, str]] = []  # (suspect, outcome), for tests and logs
         self._grace_until = 0.0
+        self._forgiven_at = float("-inf")
         self._closed = False
 
     def _now(self) -> float:
@@ -120,6 +124,7 @@ class FailureDetector:
         process): the silence it saw is its own. Every neighbour gets a fresh window, and
         failures of calls that were in flight meanwhile are ignored."""
         self._grace_until = now + self.settings.ping_timeout
+        self._forgiven_at = now
         for link in self._links.values():
             link.last_ok = link.last_activity = now
             link.failed = 0
@@ -150,7 +155,8 @@ class FailureDetector:
         while True:
             await asyncio.sleep(period)
             now = self._now()
-            if now - last > period + self.settings.stall_after:
+            if (now - last > period + self.settings.stall_after
+                    and now - self._forgiven_at >= self.settings.stall_forgive_gap):
                 self.log.info("this agent was stalled; neighbours get a fresh window",
                               late_s=round(now - last - period, 2))
                 self.forgive(now)

@@ -134,3 +134,19 @@ async def test_a_stalled_agent_suspects_nobody_for_its_own_silence():
     finally:
         task.cancel()
         await detector.close()
+
+
+async def test_only_one_stall_per_gap_is_pardoned():
+    world = World()
+    detector, task = make(world, replace(FAST, stall_after=0.1, stall_forgive_gap=60.0))
+    try:
+        detector.watch({"n"})
+        await eventually(lambda: world.pings.get("n", 0) >= 1, what="a ping")
+        for _ in range(2):  # starved twice within the gap: the second stall is not pardoned
+            time.sleep(0.5)
+            pings = world.pings["n"]
+            await eventually(lambda p=pings: world.pings["n"] >= p + 2, what="ticks again")
+        assert detector.metrics["detector_stalls"] == 1
+    finally:
+        task.cancel()
+        await detector.close()
