@@ -137,6 +137,9 @@ def test_goods_owed_to_a_decommissioned_consumer_are_reclaimed_with_lineage(chai
     chain.start("ry-1", "ry:1", "rs:1", cycle_s=0.05)
     chain.wait_ready(["ry-1"])
     chain.wait_counter("ry-1", "successful_cycles", owed + 2)
+    # everything rs-1 had queued (the reclaimed copies among it) has been sold
+    wait_until(lambda: (s := chain.stats("rs-1")) and s.queued_outbound == 0, 20,
+               "rs-1's stock sold")
     chain.stop_in_order(["ry-1", "rs-1"])
 
     report = chain.audit(["rs-1", "ry-1"])
@@ -150,5 +153,7 @@ def test_goods_owed_to_a_decommissioned_consumer_are_reclaimed_with_lineage(chai
         copy = copies[old.batch_id]  # a new batch whose lineage is the reclaimed one
         assert copy.batch.lineage == (old.batch_id,) and copy.batch_id != old.batch_id
         assert copy.batch.item == old.batch.item and copy.batch.qty == old.batch.qty
+        assert consumer.inbound[copy.batch_id].batch.lineage == (old.batch_id,)
     used = {b for r in consumer.outbound.values() for b in r.batch.lineage}
-    assert any(c.batch_id in used for c in copies.values()), "reclaimed goods not used"
+    consumed = {b for b, r in consumer.inbound.items() if r.state.value == "CONSUMED"}
+    assert consumed <= used  # whatever ry-1 consumed is in the lineage of its output
