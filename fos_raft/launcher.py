@@ -127,8 +127,11 @@ class LocalCluster:
         out = open(self.base_dir / f"r{i}.out", "ab")  # noqa: SIM115 - owned by the child
         err = open(self.base_dir / f"r{i}.err", "ab")  # noqa: SIM115
         try:
+            # own session: a terminal's Ctrl-C reaches only the caller, which stops the
+            # replicas in order (fos-sim's first Ctrl-C must leave the cluster running)
             self.procs[i] = subprocess.Popen(
-                self.command(i, join), stdout=out, stderr=err, stdin=subprocess.DEVNULL
+                self.command(i, join), stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         finally:
             out.close()

@@ -107,7 +107,16 @@ def test_sigterm_stops_everything(tmp_path, run_dir):
         for line in proc.stdout:
             if "agents up" in line or time.monotonic() > deadline:
                 break
-        assert len(processes_naming(str(run_dir))) >= 4 + 3  # agents and replicas running
+        started = processes_naming(str(run_dir))
+        assert len(started) >= 4 + 3  # agents and replicas running
+        # each in a session of its own: a terminal's Ctrl-C (SIGINT to fos-sim's process
+        # group) reaches only fos-sim, which then stops them in order
+        ours = os.getsid(proc.pid)
+        sessions = {}
+        for pid in set(started) - {proc.pid}:
+            with contextlib.suppress(ProcessLookupError):
+                sessions[pid] = os.getsid(pid)
+        assert ours not in sessions.values(), sessions
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 130, err
