@@ -416,6 +416,7 @@ class CoordinatorClient:
             request = pb.WatchFlowRequest(node_id=node_id or "", min_version=self._floor)
             call = self._stub(address).WatchFlow(request)
             reason = "stream ended"
+            stale = False
             reading: asyncio.Future[Any] | None = None
             try:
                 while True:
@@ -432,8 +433,14 @@ class CoordinatorClient:
                     if reply is grpc.aio.EOF:
                         break
                     version = reply_version(reply)
-                    if version < self._floor or version <= last_yielded:
+                    if version <= last_yielded:
                         continue
+                    if version < self._floor:
+                        # Another call of this client saw a newer version meanwhile. The
+                        # replica pushes again only when this view changes, which may be
+                        # never: ask anew from the floor instead of waiting for it.
+                        reason, stale = f"reply {version} older than {self._floor}", True
+                        break
                     last_yielded = version
                     self.observe_version(version)
                     self._preferred = address
@@ -451,9 +458,11 @@ class CoordinatorClient:
                 if reading is not None:
                     # The cancelled read ends with an error nobody awaits: consume it.
                     reading.add_done_callback(lambda f: f.cancelled() or f.exception())
+            log.debug("watch_reconnect", address=address, reason=reason, failures=failures)
+            if stale:  # same replica, at once: it answers when it has caught up to the floor
+                continue
             if self._preferred == address:
                 self._demote(address)
-            log.debug("watch_reconnect", address=address, reason=reason, failures=failures)
             await asyncio.sleep(self._watch_backoff.delay(failures, self._rng))
             failures += 1
 

@@ -453,3 +453,23 @@ async def wait_for(condition, timeout: float = 20.0) -> None:
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
         await asyncio.sleep(0.02)
+
+
+async def test_watch_asks_again_when_a_push_is_older_than_what_the_client_saw_since(cluster):
+    async with CoordinatorClient(cluster.grpc_addresses, timeout=20.0) as client, \
+            CoordinatorClient(cluster.grpc_addresses, timeout=20.0) as other:
+        await client.register(spec("ks-press", "ks-frame", 7321, ("ks-wood",)))
+        async with contextlib.aclosing(client.watch_flow("ks-press")) as updates:
+            first = await asyncio.wait_for(anext(updates), 20)
+            assert not first.neighbourhood.edges
+            async with contextlib.aclosing(other.watch_flow("ks-press")) as probe:
+                await asyncio.wait_for(anext(probe), 20)
+                supplied = await other.register(spec("ks-saw", "ks-wood", 7322))
+                while reply_version(await asyncio.wait_for(anext(probe), 20)) < supplied:
+                    pass  # the push about ks-saw is out (to `client` too)
+            # Before `client` reads that push, another of its calls sees a newer version,
+            # from a change that does not concern ks-press: no push will ever follow it.
+            newer = await client.register(spec("ks-bolt", "ks-bolt", 7323))
+            reply = await asyncio.wait_for(anext(updates), 20)
+    assert reply_version(reply) >= newer
+    assert [e.supplier for e in reply.neighbourhood.edges] == ["ks-saw"]
