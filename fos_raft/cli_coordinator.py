@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--probe-timeout", type=float, default=p.timeout, help="per try")
     probe.add_argument("--probe-tries", type=int, default=p.tries)
     probe.add_argument("--probe-interval", type=float, default=p.interval)
+    probe.add_argument("--probe-patience", type=float, default=p.patience,
+                       help="a suspect that does not answer (but does not refuse "
+                       "connections) is probed this long before it is marked down")
     parser.add_argument(
         "--default-timeout",
         type=float,
@@ -106,7 +109,8 @@ async def run(args: argparse.Namespace) -> int:
         raft_address=args.raft, peers=args.peers, data_dir=data_dir, timing=timing, join=args.join
     )
     probe = ProbeSettings(
-        timeout=args.probe_timeout, tries=args.probe_tries, interval=args.probe_interval
+        timeout=args.probe_timeout, tries=args.probe_tries, interval=args.probe_interval,
+        patience=args.probe_patience,
     )
     service = CoordinatorService(
         replica, args.id, ServiceSettings(default_timeout=args.default_timeout), probe
