@@ -44,18 +44,23 @@ class Coordinators:
     def __init__(self, cluster: LocalCluster) -> None:
         self.cluster = cluster
 
-    def _newest(self, call: str, request: object, version: str = "flow_version") -> object:
-        best = None
-        for i in self.cluster.running():
-            try:
-                reply = getattr(self.cluster.stub(i), call)(request, timeout=2.0)
-            except grpc.RpcError:
-                continue
-            if best is None or _version(reply, version) > _version(best, version):
-                best = reply
-        if best is None:
-            raise AssertionError(f"no coordinator replica answered {call}")
-        return best
+    def _newest(self, call: str, request: object, version: str = "flow_version",
+                patience: float = 15.0) -> object:
+        deadline = time.monotonic() + patience  # a loaded machine answers late sometimes
+        while True:
+            best = None
+            for i in self.cluster.running():
+                try:
+                    reply = getattr(self.cluster.stub(i), call)(request, timeout=2.0)
+                except grpc.RpcError:
+                    continue
+                if best is None or _version(reply, version) > _version(best, version):
+                    best = reply
+            if best is not None:
+                return best
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no coordinator replica answered {call}")
+            time.sleep(0.1)
 
     def nodes(self) -> dict[str, cpb.NodeInfo]:
         reply = self._newest("ListNodes", cpb.ListNodesRequest())
@@ -219,8 +224,8 @@ class Chain:
 
     def wait_counter(self, node: str, name: str, at_least: float,
                      timeout: float = 30.0) -> float:
-        return wait_until(lambda: (v := self.counter(node, name)) >= at_least and v,
-                          timeout, f"{node} {name} >= {at_least:g}")
+        return wait_until(lambda: (v := self.counter(node, name)) >= at_least and (v,),
+                          timeout, f"{node} {name} >= {at_least:g}")[0]
 
     def wait_flow_version(self, nodes: Iterable[str], version: int,
                           timeout: float = 20.0) -> None:

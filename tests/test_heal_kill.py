@@ -77,10 +77,10 @@ def test_sigkill_reflows_and_the_restarted_supplier_rejoins_and_gets_its_goods(c
                    "goods sent to the stopped victim")
         killed_at = time.time()
         chain.kill(victim)
+        t_kill = time.monotonic()
         wait_until(lambda: not chain.coord.alive(victim), 30, f"{victim} marked down")
         after = wait_until(lambda: (e := chain.coord.edges()) and not touching(e, victim)
                            and e, 30, "the flow without the victim")
-        t_reflowed = time.monotonic()
         # kc-1 switched to the other kb supplier (locally first, then by the flow) ...
         assert suppliers_of(after, "kc-1", "kb") == [other]
         wait_until(lambda: any(r.supplier == other and r.unix_ms >= killed_at * 1000
@@ -90,9 +90,6 @@ def test_sigkill_reflows_and_the_restarted_supplier_rejoins_and_gets_its_goods(c
         def kept(edges: set) -> set:
             return {e for e in edges if not (e[1] == "kc-1" and e[2] == "kb")}
         assert kept(after) == kept(before - touching(before, victim))
-        # non-neighbours of the victim produced all along
-        assert progress.rose("kd-1", t_event, t_reflowed) >= 2
-        assert progress.rose(other, t_event, t_reflowed) >= 2
         # the goods sent to the dead victim wait for it (not reclaimed: it may come back)
         assert in_transit_out(chain, ["ka-1", "ka-2"]) >= 1
 
@@ -109,7 +106,12 @@ def test_sigkill_reflows_and_the_restarted_supplier_rejoins_and_gets_its_goods(c
         wait_until(lambda: in_transit_out(chain, ["ka-1", "ka-2"]) == 0, 30,
                    "nothing owed to the victim any more")
         chain.wait_counter(victim, "successful_cycles", 1)
-        assert progress.rose("kd-1", t_back, time.monotonic()) >= 1
+        t_end = time.monotonic()
+        # non-neighbours of the victim produced while it was dead, and all through the
+        # event (while it was only SIGSTOPped, kc-1's long-poll to it hung up to 3 s)
+        for node in ("kd-1", other):
+            assert progress.rose(node, t_kill, t_back) >= 1, node
+            assert progress.rose(node, t_event, t_end) >= 4, node
 
     chain.stop_in_order(["kd-1", "kc-1", "kb-1", "kb-2", "ka-1", "ka-2"])
     report = chain.audit(["ka-1", "ka-2", "kb-1", "kb-2", "kc-1", "kd-1"])
