@@ -36,6 +36,8 @@ from fos_agent.messages import Produce
 from fos_agent.metrics import Metrics
 from fos_agent.records import Batch, OutState, PutOutbound
 
+BRIEF = 0.02  # a wait this short (x cycle_s) after a cycle is bookkeeping, not a break
+
 
 class Stage:
     def __init__(self, engine: Engine, metrics: Metrics, *, output_cap: int,
@@ -53,15 +55,14 @@ class Stage:
                 and node.queued_outbound_count >= self.output_cap)
 
     def input_room(self) -> int | None:
-        """Cycles the stage could still start before its output buffer is full: the cap
-        minus the outputs queued and the cycles in progress (None for a sink: no limit).
-        Input fetchers buy no more than this."""
+        """Cycles the stage could still finish before its output buffer is full: the cap
+        minus the outputs queued unsold (None for a sink: no limit). A cycle in progress
+        does not count, so a working stage buys its next cycle's inputs meanwhile, and a
+        stage whose outputs are not bought stops buying. Input fetchers buy no more."""
         node = self.engine.node
         if node is None or self.is_sink():
             return None
-        inputs = len(self.engine.config.requires)
-        in_progress = len(node.held) // inputs if inputs else 0
-        return max(0, self.output_cap - node.queued_outbound_count - in_progress)
+        return max(0, self.output_cap - node.queued_outbound_count)
 
     def try_hold(self) -> tuple[str, ...] | None:
         node = self.engine.node
@@ -136,13 +137,15 @@ class Stage:
         while True:
             inputs, waited = await self.take_cycle(free_at + cycle_s - idle)
             now = loop.time()
-            if inputs is not None and not waited and now - free_at < cycle_s:
-                # everything was there when the last cycle's output was recorded: the
-                # work went on without a break (recording is bookkeeping, not work)
+            gap = now - free_at
+            if inputs is not None and gap < cycle_s and (not waited or gap < BRIEF * cycle_s):
+                # everything was there when the last cycle's output was recorded (or came
+                # within the moments recording and selling it take): the work went on
+                # without a break (recording is bookkeeping, not work)
                 begin = free_at
             else:
                 begin = now
-                idle += now - free_at
+                idle += gap
                 slots = int(idle / cycle_s + 1e-9)
                 if inputs is None:
                     slots = max(1, slots)  # the deadline passed: a whole slot without work
