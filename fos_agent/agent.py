@@ -44,9 +44,10 @@ from fos_agent.peer_client import PeerClient
 from fos_agent.peer_service import PeerService, start_server
 from fos_agent.protocol import NodeConfig
 from fos_agent.records import Batch
+from fos_agent.shares import keep_weights
 from fos_agent.stage import Stage
 from fos_agent.wal import wal_path
-from fos_pb import agent_pb2
+from fos_pb import agent_pb2, coordinator_pb2
 from fos_raft.client import CoordinatorClient, CoordinatorError
 from fos_raft.model import ItemReq, NodeSpec
 
@@ -57,7 +58,7 @@ class AgentSettings:
 
     fetch: FetchSettings = field(default_factory=FetchSettings)
     detector: DetectorSettings = field(default_factory=DetectorSettings)
-    output_cap: int = 2  # unsold QUEUED outputs before the stage pauses (not for sinks)
+    output_cap: int = 1  # unsold QUEUED outputs before the stage pauses (not for sinks)
     retry_s: float = 1.0  # re-offer an IN_TRANSIT batch after this long (then backoff)
     rpc_timeout: float = 2.0  # peer RPC deadline (plus wait_ms for long-polls)
     group_commit: bool = True  # False: one synced transaction per step (the naive design)
@@ -194,6 +195,9 @@ class Agent(CoordinatorSide):
         self._spawn("retries", self.outbox.run_retries())
         self._spawn("detector", self.detector.run())
         self._spawn("reclaim", self._reclaim_decommissioned())
+        self._spawn("shares", keep_weights(self._service.fair, lambda: self.flow.consumers,
+                                           lambda: self.flow.version, self.flow_changed,
+                                           self._list_nodes))
         self._sync_fetchers()
         if self.cycle_s is not None:
             self._spawn("stage", self._simulate(self.cycle_s))
@@ -281,6 +285,11 @@ class Agent(CoordinatorSide):
                                    self.settings.fetch, self.detector.suspected,
                                    self._others_buffered, self.stage.input_room)
             self._fetchers[item] = (fetcher, asyncio.ensure_future(fetcher.run()))
+
+    async def _list_nodes(self) -> coordinator_pb2.ListNodesReply:
+        assert self.coordinator is not None
+        self.metrics.inc("flow_queries")
+        return await self.coordinator.list_nodes(timeout=2.0)
 
     def _others_buffered(self, item: str) -> int | None:
         """The smallest buffer among the other required inputs (None: no other input)."""

@@ -9,17 +9,22 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from agent_util import eventually
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fos_agent.engine import Engine
+from bench.sim_topology import generate_topology, throughput_bound
+from fos_agent.engine import Engine, Signal
 from fos_agent.fairshare import FairShare
 from fos_agent.messages import FlowChanged, Produce
 from fos_agent.metrics import Metrics
 from fos_agent.peer_service import PeerService
 from fos_agent.protocol import NodeConfig
+from fos_agent.shares import consumer_weights, item_needs, keep_weights
 from fos_pb import agent_pb2
-from fos_raft.model import ItemReq
+from fos_pb import coordinator_pb2 as cpb
+from fos_raft.convert import spec_to_pb
+from fos_raft.model import ItemReq, NodeSpec
 
 
 def test_the_least_recently_served_waiting_consumer_goes_first():
@@ -134,3 +139,89 @@ async def test_a_batch_goes_to_the_consumer_served_longest_ago_not_the_first_wai
     await engine.step(Produce())
     assert (await asyncio.wait_for(a2, 5)).HasField("sent")
     assert supplier.fair.waiting() == {}
+
+
+# ---- weights: the consumers' shares of the catalog's need (fos_agent.shares) ----
+
+
+def _spec(node_id: str, produces: str, *requires: str) -> NodeSpec:
+    return NodeSpec(node_id, "127.0.0.1:1", ItemReq(produces, 1),
+                    tuple(ItemReq(r, 1) for r in requires))
+
+
+def test_needs_count_batches_per_final_product_and_weights_split_them_over_producers():
+    # glass feeds panes (2 per window: both frame and window need a pane) and windows
+    specs = [_spec("g1", "glass"), _spec("p1", "pane", "glass"), _spec("p2", "pane", "glass"),
+             _spec("f1", "frame", "pane"), _spec("w1", "window", "pane", "frame", "glass")]
+    assert item_needs(specs) == {"window": 1, "frame": 1, "pane": 2, "glass": 3}
+    everyone = {s.node_id for s in specs}
+    # g1's consumers: each pane maker deserves 2/2, the window maker 1
+    assert consumer_weights(specs, everyone, ["p1", "p2", "w1", "x"]) == {
+        "p1": 1.0, "p2": 1.0, "w1": 1.0}
+    # p2 is down: p1 carries the panes' whole need
+    assert consumer_weights(specs, everyone - {"p2"}, ["p1", "w1"]) == {"p1": 2.0, "w1": 1.0}
+
+
+@given(st.integers(2, 14), st.integers(1, 3), st.integers(0, 10_000))
+def test_needs_give_the_throughput_bound_of_generated_chains(types, per_type, seed):
+    # one recipe per item: the bound is the item whose producers cover its need least
+    topo = generate_topology(types, per_type, seed)
+    need = item_needs(topo.specs)
+    by_need = min(per_type / need[item] for item in topo.items)
+    assert throughput_bound(topo.specs, 1.0).per_s == pytest.approx(by_need, rel=1e-6)
+
+
+def test_weighted_consumers_get_shares_in_proportion():
+    fair = FairShare()
+    fair.set_weights({"a": 4.0, "b": 2.0, "c": 1.0})
+    for c in "abc":
+        fair.enter(c)
+    got = dict.fromkeys("abc", 0)
+    for _ in range(70):
+        winner = next(c for c in "abc" if fair.turn(c, 1))
+        fair.served(winner)
+        got[winner] += 1
+    assert got == {"a": 40, "b": 20, "c": 10}
+    # a consumer that stops waiting gets no credit for it when it comes back
+    fair.leave("a")
+    for _ in range(30):
+        winner = next(c for c in "bc" if fair.turn(c, 1))
+        fair.served(winner)
+    fair.enter("a")
+    got = dict.fromkeys("abc", 0)
+    for _ in range(7):
+        winner = next(c for c in "abc" if fair.turn(c, 1))
+        fair.served(winner)
+        got[winner] += 1
+    assert got["a"] <= 5
+
+
+async def test_weights_follow_the_flow_from_the_catalog():
+    specs = [_spec("g1", "glass"), _spec("p1", "pane", "glass"), _spec("p2", "pane", "glass"),
+             _spec("f1", "frame", "pane"), _spec("w1", "window", "pane", "frame", "glass")]
+    reply = cpb.ListNodesReply(nodes=[cpb.NodeInfo(spec=spec_to_pb(s), alive=True)
+                                      for s in specs])
+    calls: list[int] = []
+
+    async def list_nodes() -> cpb.ListNodesReply:
+        calls.append(len(calls))
+        return reply
+
+    fair, changed = FairShare(), Signal()
+    view = {"version": 1, "consumers": frozenset({"p1", "w1"})}
+    task = asyncio.ensure_future(keep_weights(fair, lambda: view["consumers"],
+                                              lambda: view["version"], changed, list_nodes))
+    try:
+        await eventually(lambda: calls, what="the catalog asked")
+        assert (fair.weight("p1"), fair.weight("w1")) == (1.0, 1.0)  # pane: 2 over 2
+        reply.nodes[2].alive = False  # p2 is down: p1 carries the panes' whole need
+        view["version"] = 2
+        changed.notify()
+        await eventually(lambda: fair.weight("p1") == 2.0, what="new weights")
+        assert len(calls) == 2 and fair.weight("w1") == 1.0
+        changed.notify()  # same version: not asked again
+        await asyncio.sleep(0.05)
+        assert len(calls) == 2
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
