@@ -4,6 +4,10 @@ On start it binds gRPC (``--grpc HOST:0`` picks a free port), starts Raft, then 
 JSON line on stdout ``{"event": "ready", "grpc": ..., "raft": ..., "metrics": ..., "pid": ...}``
 and writes the bound gRPC address to ``DATA_DIR/grpc.addr`` (atomically) for launchers.
 SIGTERM/SIGINT stop it cleanly: gRPC drained, Raft stopped, journal synced and closed, exit 0.
+
+Security (docs/security.md): ``--tls-cert/--tls-key/--tls-ca`` serve gRPC with mutual TLS and
+authorise writes by the caller's certificate name (``--admin-names`` may act for any node);
+``--raft-password-file`` encrypts Raft traffic between replicas (all need the same password).
 """
 
 from __future__ import annotations
@@ -22,6 +26,15 @@ from fos_raft.logging import configure_logging
 from fos_raft.replica import RaftTiming, Replica, data_dir_lock
 from fos_raft.service import CoordinatorService, ServiceSettings, start_server
 from fos_raft.suspicion import ProbeSettings
+from fos_raft.tls import (
+    DEFAULT_ADMIN_NAMES,
+    TlsConfig,
+    TlsError,
+    add_tls_arguments,
+    parse_names,
+    read_password_file,
+    tls_from_args,
+)
 
 log = structlog.get_logger("fos_raft.cli_coordinator")
 GRPC_ADDR_FILE = "grpc.addr"
@@ -89,10 +102,29 @@ def build_parser() -> argparse.ArgumentParser:
         default=s.default_timeout,
         help="deadline for requests that carry none",
     )
+    add_tls_arguments(parser)
+    parser.add_argument(
+        "--admin-names", type=parse_names, default=frozenset(DEFAULT_ADMIN_NAMES),
+        metavar="NAME,...",
+        help="with TLS: certificate names that may act for any node, decommission and "
+        "change membership (default %(default)s)",
+    )
+    parser.add_argument("--raft-password-file", type=Path, metavar="FILE",
+                        help="encrypt Raft traffic with the password in FILE (first line)")
     return parser
 
 
-async def run(args: argparse.Namespace) -> int:
+def security_from_args(args: argparse.Namespace) -> tuple[TlsConfig | None, str | None]:
+    """(TLS settings, Raft password) from the flags; raises TlsError when unusable."""
+    tls = tls_from_args(args)
+    if tls is not None:
+        tls.require_name(tls.coordinator_name, "the coordinator name")
+    password = read_password_file(args.raft_password_file) if args.raft_password_file else None
+    return tls, password
+
+
+async def run(args: argparse.Namespace, tls: TlsConfig | None = None,
+              password: str | None = None) -> int:
     data_dir: Path = args.data_dir
     lock_fd = data_dir_lock(data_dir)
     timing = RaftTiming(
@@ -106,14 +138,16 @@ async def run(args: argparse.Namespace) -> int:
         log_compaction_time=args.log_compaction_time,
     )
     replica = Replica(
-        raft_address=args.raft, peers=args.peers, data_dir=data_dir, timing=timing, join=args.join
+        raft_address=args.raft, peers=args.peers, data_dir=data_dir, timing=timing, join=args.join,
+        password=password,
     )
     probe = ProbeSettings(
         timeout=args.probe_timeout, tries=args.probe_tries, interval=args.probe_interval,
         patience=args.probe_patience,
     )
     service = CoordinatorService(
-        replica, args.id, ServiceSettings(default_timeout=args.default_timeout), probe
+        replica, args.id, ServiceSettings(default_timeout=args.default_timeout), probe,
+        tls=tls, admin_names=args.admin_names,
     )
     server, port = await start_server(service, args.grpc)
     grpc_address = f"{args.grpc.rpartition(':')[0]}:{port}"
@@ -147,6 +181,8 @@ async def run(args: argparse.Namespace) -> int:
         "metrics": metrics_address,
         "pid": os.getpid(),
     }
+    if tls is not None or password is not None:  # plaintext: the line stays as it was
+        ready.update(tls=tls is not None, raft_encrypted=password is not None)
     print(json.dumps(ready), flush=True)
     log.info("coordinator ready", **{k: v for k, v in ready.items() if k != "event"})
 
@@ -168,7 +204,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging("fos-coordinator", level=args.log_level, replica=args.id)
     try:
-        return asyncio.run(run(args))
+        tls, password = security_from_args(args)
+    except TlsError as exc:
+        log.error("cannot run", error=str(exc))
+        print(f"fos-coordinator: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(run(args, tls, password))
     except RuntimeError as exc:  # bad data dir / bind failures: one line, non-zero
         log.error("cannot run", error=str(exc))
         print(f"fos-coordinator: {exc}", file=sys.stderr)

@@ -5,6 +5,10 @@ that never go backwards). Every data-printing command takes --json. Expected fai
 with one line on stderr, ``fosctl: <command>: <reason>``, and a non-zero exit code:
 1 refused by the coordinator (or another failure), 2 bad usage or input file,
 3 coordinator unreachable, 130 interrupted.
+
+With ``--tls-cert/--tls-key/--tls-ca`` (or FOS_TLS_CERT/FOS_TLS_KEY/FOS_TLS_CA) it talks
+mutual TLS; its certificate's name must be one of the coordinator's admin names for writes
+on other nodes, decommission and membership (docs/security.md).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from fos_raft.fosctl_commands import (
     exit_code_of,
 )
 from fos_raft.model import ItemReq
+from fos_raft.tls import TlsError, add_tls_arguments, client_kwargs, tls_from_args
 
 __all__ = ["CommandError", "Out", "build_parser", "command_label", "main"]
 
@@ -74,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     json_flag = argparse.ArgumentParser(add_help=False)
     json_flag.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                            help="print JSON")
+    add_tls_arguments(parser, env=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     status = sub.add_parser("status", parents=[json_flag], help="cluster status")
@@ -139,8 +145,13 @@ async def run(args: argparse.Namespace) -> int:
     if not addresses:
         raise CommandError("no coordinators: give --coordinators HOST:PORT,... "
                            "or set FOS_COORDINATORS", EXIT_USAGE)
+    try:
+        tls = tls_from_args(args)
+    except TlsError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
     out = Out(args.json)
-    async with CoordinatorClient(addresses, timeout=args.timeout) as client:
+    async with CoordinatorClient(addresses, timeout=args.timeout,
+                                 **client_kwargs(tls)) as client:
         return await COMMANDS[args.command](client, args, out)
 
 

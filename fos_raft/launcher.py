@@ -33,6 +33,7 @@ import grpc
 
 from fos_pb import coordinator_pb2 as pb
 from fos_pb import coordinator_pb2_grpc as pb_grpc
+from fos_raft.tls import TlsConfig, sync_channel
 
 HOST = "127.0.0.1"
 
@@ -76,13 +77,23 @@ def _timing_flags(overrides: dict[str, Any]) -> list[str]:
 
 class LocalCluster:
     """N replicas as separate processes; ``timing_overrides`` become CLI flags
-    (``raft_min_timeout=0.3`` -> ``--raft-min-timeout 0.3``; also probe_* and others)."""
+    (``raft_min_timeout=0.3`` -> ``--raft-min-timeout 0.3``; also probe_* and others).
+    ``tls``: every replica serves with this certificate (it must carry the coordinator
+    name) and the launcher's own channels use it too; ``replica_flags[i]`` are appended to
+    replica i's command line only (later flags win)."""
 
-    def __init__(self, n: int, base_dir: Path, **timing_overrides: Any) -> None:
+    def __init__(self, n: int, base_dir: Path, *, tls: TlsConfig | None = None,
+                 **timing_overrides: Any) -> None:
         self.n = n
         self.base_dir = Path(base_dir)
         self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.tls = tls
         self.extra_flags = _timing_flags(timing_overrides)
+        if tls is not None:
+            self.extra_flags += ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key),
+                                 "--tls-ca", str(tls.ca),
+                                 "--tls-coordinator-name", tls.coordinator_name]
+        self.replica_flags: dict[int, list[str]] = {}
         self.raft_addresses = [f"{HOST}:{free_port()}" for _ in range(n)]
         self.grpc_addresses: list[str] = [f"{HOST}:{free_port()}" for _ in range(n)]
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * n
@@ -109,6 +120,7 @@ class LocalCluster:
             "--data-dir",
             str(self.data_dir(i)),
             *self.extra_flags,
+            *self.replica_flags.get(i, []),
         ]
         return [*cmd, "--join"] if join else cmd
 
@@ -241,7 +253,7 @@ class LocalCluster:
 
     def channel(self, i: int) -> grpc.Channel:
         if i not in self._channels:
-            self._channels[i] = grpc.insecure_channel(self.grpc_addresses[i])
+            self._channels[i] = sync_channel(self.grpc_addresses[i], self.tls)
         return self._channels[i]
 
     def _drop_channel(self, i: int) -> None:

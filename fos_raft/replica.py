@@ -122,13 +122,17 @@ class Replica:
         grpc_address: str = "",
         timing: RaftTiming | None = None,
         join: bool = False,
+        password: str | None = None,
     ) -> None:
+        """``password``: encrypt Raft traffic with it (pysyncobj; every member needs the
+        same one; docs/security.md). None: plaintext Raft."""
         self.raft_address = raft_address
         self.grpc_address = grpc_address
         self.peers = sorted({p for p in peers if p and p != raft_address})
         self.data_dir = Path(data_dir)
         self.timing = timing or RaftTiming()
         self.join = join
+        self._password = password
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed = asyncio.Event()
         self._published = CoordinatorState()
@@ -166,6 +170,7 @@ class Replica:
             logCompactionMinTime=t.log_compaction_time,
             maxBindRetries=5,
             bindRetryTime=0.2,
+            password=self._password,
         )
         self._sm = StateMachine(self._on_applied_threadsafe)
         self._obj = SyncObj(

@@ -4,6 +4,12 @@ Every RPC is served by every replica. Writes are validated here (fast error) and
 through the Raft leader (pysyncobj forwards a follower's command to the leader). ModelError
 maps to a gRPC status by its ErrorCode; no leader until the deadline -> UNAVAILABLE naming
 the last known leader. ReportSuspect is decided on the leader: a follower forwards it there.
+
+With TLS (docs/security.md) every client presents a certificate, and node-scoped writes are
+authorised by its name (fos_raft.tls.Authority): node X's Register/UpdateSpec/Rejoin/Drain/
+Undrain need the name X or an admin name, ReportSuspect needs reporter == the caller's name,
+Decommission and membership changes need an admin name; PERMISSION_DENIED otherwise.
+Reads need only a valid certificate.
 """
 
 from __future__ import annotations
@@ -35,6 +41,14 @@ from fos_raft.model import ErrorCode, ModelError, check_id
 from fos_raft.replica import Replica, Unavailable
 from fos_raft.state import CoordinatorState
 from fos_raft.suspicion import ProbeSettings, SuspicionJudge, outcome_reply
+from fos_raft.tls import (
+    DEFAULT_ADMIN_NAMES,
+    Authority,
+    TlsConfig,
+    add_port,
+    aio_channel,
+    peer_names,
+)
 from fos_raft.views import content_key, flow_to_pb, neighbourhood_to_pb, node_infos
 
 log = structlog.get_logger("fos_raft.service")
@@ -62,11 +76,18 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         replica_id: str,
         settings: ServiceSettings | None = None,
         probe: ProbeSettings | None = None,
+        tls: TlsConfig | None = None,
+        admin_names: frozenset[str] = frozenset(DEFAULT_ADMIN_NAMES),
     ) -> None:
+        """``tls``: serve and call with mutual TLS and authorise writes by certificate
+        name (``admin_names`` may act for any node); None: plaintext, no authorisation."""
         self.replica = replica
         self.replica_id = replica_id
         self.settings = settings or ServiceSettings()
-        self.judge = SuspicionJudge(replica, probe)
+        self.tls = tls
+        self.authority = (Authority(frozenset(admin_names), tls.coordinator_name)
+                          if tls is not None else None)
+        self.judge = SuspicionJudge(replica, probe, tls)
         self._channels: dict[str, grpc.aio.Channel] = {}
 
     async def close(self) -> None:
@@ -104,6 +125,23 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
             await self._unavailable(context, str(exc))
             raise  # unreachable: abort raises
 
+    async def _allow_node(self, context: Any, node: str, what: str) -> None:
+        """With TLS: abort PERMISSION_DENIED unless the caller may act for ``node``."""
+        if self.authority is None:
+            return
+        refusal = self.authority.node_refusal(peer_names(context), node, what)
+        if refusal is not None:
+            log.warning("refused", reason=refusal)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
+
+    async def _allow_admin(self, context: Any, what: str) -> None:
+        if self.authority is None:
+            return
+        refusal = self.authority.admin_refusal(peer_names(context), what)
+        if refusal is not None:
+            log.warning("refused", reason=refusal)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
+
     @staticmethod
     async def _check_node_id(context: grpc.aio.ServicerContext, node_id: str) -> None:
         try:
@@ -114,22 +152,28 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
     # ---------------------------------------------------------------- writes
 
     async def Register(self, request: pb.RegisterRequest, context: Any) -> pb.WriteReply:
+        await self._allow_node(context, request.spec.node_id, "register")
         return await self._write(context, Register(spec_from_pb(request.spec)))
 
     async def UpdateSpec(self, request: pb.UpdateSpecRequest, context: Any) -> pb.WriteReply:
+        await self._allow_node(context, request.spec.node_id, "update the spec of")
         expected = request.expected_version if request.HasField("expected_version") else None
         return await self._write(context, UpdateSpec(spec_from_pb(request.spec), expected))
 
     async def Rejoin(self, request: pb.RejoinRequest, context: Any) -> pb.WriteReply:
+        await self._allow_node(context, request.node_id, "rejoin")
         return await self._write(context, MarkUp(request.node_id, request.address))
 
     async def Drain(self, request: pb.NodeRequest, context: Any) -> pb.WriteReply:
+        await self._allow_node(context, request.node_id, "drain")
         return await self._write(context, Drain(request.node_id))
 
     async def Undrain(self, request: pb.NodeRequest, context: Any) -> pb.WriteReply:
+        await self._allow_node(context, request.node_id, "undrain")
         return await self._write(context, Undrain(request.node_id))
 
     async def Decommission(self, request: pb.NodeRequest, context: Any) -> pb.WriteReply:
+        await self._allow_admin(context, f"decommission node {request.node_id!r}")
         return await self._write(context, Decommission(request.node_id))
 
     # ---------------------------------------------------------------- suspicion
@@ -140,6 +184,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         await self._check_node_id(context, request.suspect)
         if request.reporter:
             await self._check_node_id(context, request.reporter)
+        await self._allow_node(context, request.reporter, "report suspects as")
         entry = self.replica.state.nodes.get(request.suspect)
         if entry is None:
             await context.abort(
@@ -181,7 +226,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
     ) -> pb.ReportSuspectReply:
         channel = self._channels.get(address)
         if channel is None:
-            channel = grpc.aio.insecure_channel(address)
+            channel = aio_channel(address, self.tls)
             self._channels[address] = channel
         stub = pb_grpc.CoordinatorStub(channel)
         try:
@@ -295,6 +340,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         return pb.MembersReply(replicas=self._replica_statuses(state, self.replica.leader))
 
     async def _member_change(self, request: pb.MemberRequest, context: Any, add: bool) -> Any:
+        await self._allow_admin(context, "change the coordinator's membership")
         for kind, address in (("raft", request.raft_address), ("grpc", request.grpc_address)):
             host, sep, port = address.rpartition(":")
             if (address or kind == "raft") and (not sep or not host or not port.isdigit()):
@@ -327,7 +373,8 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
 
 
 async def start_server(service: CoordinatorService, address: str) -> tuple[grpc.aio.Server, int]:
-    """Serve Coordinator + health + reflection on ``address`` (port 0 picks one)."""
+    """Serve Coordinator + health + reflection on ``address`` (port 0 picks one); mutual
+    TLS when the service has a TlsConfig."""
     # No SO_REUSEPORT: a port another process holds must fail to bind, not be shared.
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     pb_grpc.add_CoordinatorServicer_to_server(service, server)
@@ -339,7 +386,7 @@ async def start_server(service: CoordinatorService, address: str) -> tuple[grpc.
         reflection.SERVICE_NAME,
     )
     reflection.enable_server_reflection(names, server)
-    port = server.add_insecure_port(address)
+    port = add_port(server, address, service.tls)
     if port == 0:
         raise RuntimeError(f"cannot bind gRPC address {address}")
     await server.start()

@@ -10,6 +10,9 @@ whose tries time out may only be slow (a starved machine, a long GC): it is prob
 ``patience`` seconds have passed, and a try that took far longer than its deadline (this
 replica was itself not running) does not use up that patience. Measured before this rule:
 two live agents marked down during a machine-wide stall of about 5 s.
+
+With TLS the probe is mutual TLS and expects the suspect's certificate to carry its node id:
+another process answering on a dead node's port does not refute its death.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from fos_pb import coordinator_pb2 as pb
 from fos_raft.commands import MarkDown, NoteRefuted
 from fos_raft.replica import Replica
+from fos_raft.tls import TlsConfig, aio_channel
 
 log = structlog.get_logger("fos_raft.suspicion")
 Outcome = pb.ReportSuspectReply.Outcome
@@ -40,10 +44,13 @@ class ProbeSettings:
     write_timeout: float = 5.0  # committing the verdict
 
 
-async def probe_health(address: str, settings: ProbeSettings) -> bool:
+async def probe_health(address: str, settings: ProbeSettings, tls: TlsConfig | None = None,
+                       node: str | None = None) -> bool:
     """True as soon as a health check answers SERVING. False after ``settings.tries``
     refused connections in a row (nothing listens there any more), or after at least
-    ``settings.tries`` failed tries spanning ``settings.patience`` seconds (no answer)."""
+    ``settings.tries`` failed tries spanning ``settings.patience`` seconds (no answer).
+    With ``tls``, the suspect must present a certificate naming ``node`` (a failed
+    handshake is UNAVAILABLE, like a refused connection)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.patience
     refused = failed = 0
@@ -52,7 +59,7 @@ async def probe_health(address: str, settings: ProbeSettings) -> bool:
             await asyncio.sleep(settings.interval)
         started = loop.time()
         # A fresh channel per try: no reconnect backoff carried over from a failed try.
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with aio_channel(address, tls, node) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             try:
                 reply = await stub.Check(
@@ -77,9 +84,11 @@ async def probe_health(address: str, settings: ProbeSettings) -> bool:
 class SuspicionJudge:
     """Decides ReportSuspect on the leader; one in-flight decision per suspect."""
 
-    def __init__(self, replica: Replica, settings: ProbeSettings | None = None) -> None:
+    def __init__(self, replica: Replica, settings: ProbeSettings | None = None,
+                 tls: TlsConfig | None = None) -> None:
         self.replica = replica
         self.settings = settings or ProbeSettings()
+        self.tls = tls
         self._inflight: dict[str, asyncio.Task[tuple[int, int]]] = {}
         self.probes = 0
         self.reports = 0
@@ -99,7 +108,7 @@ class SuspicionJudge:
         if entry is None or not entry.status.alive:
             return Outcome.ALREADY_DOWN, self.replica.state.version
         self.probes += 1
-        alive = await probe_health(entry.spec.address, self.settings)
+        alive = await probe_health(entry.spec.address, self.settings, self.tls, suspect)
         log.info("probed suspect", suspect=suspect, reporter=reporter, alive=alive)
         timeout = self.settings.write_timeout
         if alive:
