@@ -17,6 +17,9 @@ Several Agents can share one event loop: nothing here is global.
 
 The coordinator is off the data path: while it is unreachable the agent keeps trading on
 the last flow it saw (also across a restart: the neighbourhood is saved in the data dir).
+
+``tls=TlsConfig(cert, key, ca)`` makes every link mutual TLS (docs/security.md): the
+certificate must name this node id, and peers may only act for the names they carry.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from fos_agent.wal import wal_path
 from fos_pb import agent_pb2, coordinator_pb2
 from fos_raft.client import CoordinatorClient, CoordinatorError
 from fos_raft.model import ItemReq, NodeSpec
+from fos_raft.tls import TlsConfig, client_kwargs
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,13 +97,17 @@ class Agent(CoordinatorSide):
                  coordinators: Sequence[str] = (), data_dir: str | Path = ".", *,
                  capacity: int = 1, workers: int = 1, cycle_s: float | None = None,
                  time_per_batch: float | None = None, advertise: str | None = None,
-                 settings: AgentSettings | None = None) -> None:
+                 settings: AgentSettings | None = None, tls: TlsConfig | None = None) -> None:
         """``produces=None``: use the spec already in the catalog. ``cycle_s`` (alias
         ``time_per_batch``): run the simulated stage with ``workers`` workers once started.
         ``advertise``: the host others reach us at (default: the listen host, or this
-        machine's address when listening on a wildcard)."""
+        machine's address when listening on a wildcard). ``tls``: mutual TLS on every
+        link; raises TlsError when its files are unusable or do not name ``node_id``."""
         if not coordinators:
             raise ValueError("an agent needs at least one coordinator address")
+        if tls is not None:
+            tls.load().require_name(node_id, "the node id")
+        self.tls = tls
         self.node_id = node_id
         self._given = (produces, tuple(requires), capacity)
         self.listen = listen
@@ -156,7 +164,8 @@ class Agent(CoordinatorSide):
         self._started = True
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.coordinator = CoordinatorClient(self.coordinators,
-                                             timeout=self.settings.coordinator_timeout)
+                                             timeout=self.settings.coordinator_timeout,
+                                             **client_kwargs(self.tls))
         saved = load_flow(self.data_dir)
         self.spec = await self._initial_spec(saved)
         config = self._node_config(self.spec)
@@ -169,7 +178,7 @@ class Agent(CoordinatorSide):
         self.log = self.log.bind(incarnation=info.incarnation)
         self.peers = PeerClient(self.node_id, self.resolve, self.metrics,
                                 on_contact=self._contact,
-                                rpc_timeout=self.settings.rpc_timeout)
+                                rpc_timeout=self.settings.rpc_timeout, tls=self.tls)
         self.detector = FailureDetector(self.node_id, self._ping, self._report_suspect,
                                         self.metrics, self.settings.detector)
         self.outbox = Outbox(self.engine, self.peers, retry_s=self.settings.retry_s)

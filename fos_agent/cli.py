@@ -3,12 +3,14 @@
     fos-agent --node-id ID --listen HOST:PORT --coordinators ADDR,... --data-dir DIR
               [--produces item:qty] [--requires item:qty,...] [--capacity N]
               [--cycle-s SECONDS] [--workers N] [--metrics HOST:PORT] [--ready-file PATH]
+              [--tls-cert PEM --tls-key PEM --tls-ca PEM]
 
 Without --produces the node's spec is taken from the catalog (the node must be registered).
 The bound address is logged and, once the agent serves and is registered, written to
 --ready-file (atomically), which the harness and tests wait on. SIGTERM or SIGINT stop it
 cleanly (exit 0). Bad arguments: one line on stderr, exit 2. Failure to start (foreign WAL,
-coordinator unreachable, port taken): one line on stderr, exit 1.
+coordinator unreachable, port taken): one line on stderr, exit 1. With the --tls-* flags
+every link is mutual TLS; the certificate must name --node-id (docs/security.md).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from fos_agent.inputs import FetchSettings
 from fos_agent.metrics import registry_for
 from fos_raft.logging import configure_logging
 from fos_raft.model import ItemReq, ModelError
+from fos_raft.tls import TlsError, add_tls_arguments, tls_from_args
 
 
 class UsageError(Exception):
@@ -121,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--advertise", help="host to register instead of the listen host")
     p.add_argument("--metrics", help="serve Prometheus /metrics on HOST:PORT")
     p.add_argument("--ready-file", help="write the bound address here once ready")
+    add_tls_arguments(p)  # no env defaults: fosctl's FOS_TLS_* must not leak in here
     add_tuning(p)
     return p
 
@@ -163,10 +167,14 @@ def agent_from_args(args: argparse.Namespace) -> Agent:
     requires = parse_items(args.requires)
     if requires and produces is None:
         raise UsageError("--requires needs --produces (or neither, to use the catalog spec)")
-    return Agent(args.node_id, produces, requires, listen=args.listen,
-                 coordinators=coordinators, data_dir=args.data_dir, capacity=args.capacity,
-                 workers=args.workers, cycle_s=args.cycle_s, advertise=args.advertise,
-                 settings=settings_from(args))
+    try:
+        tls = tls_from_args(args)
+        return Agent(args.node_id, produces, requires, listen=args.listen,
+                     coordinators=coordinators, data_dir=args.data_dir,
+                     capacity=args.capacity, workers=args.workers, cycle_s=args.cycle_s,
+                     advertise=args.advertise, settings=settings_from(args), tls=tls)
+    except TlsError as exc:
+        raise UsageError(str(exc)) from None
 
 
 async def run(agent: Agent, args: argparse.Namespace) -> int:

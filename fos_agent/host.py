@@ -15,6 +15,13 @@ The config is TOML or JSON (by extension)::
     capacity = 1
     cycle_s = 1.0
     workers = 1
+    # tls_cert = "certs/saw-1.pem"           # optional; with [tls] below, default
+    # tls_key = "certs/saw-1.key"            #   cert_dir/NODE.pem and cert_dir/NODE.key
+
+    [tls]                                    # optional: mutual TLS (docs/security.md)
+    ca = "certs/ca.pem"
+    cert_dir = "certs"                       # NODE.pem + NODE.key per agent
+    coordinator_name = "fos-coordinator"     # optional
 
 Every agent is a full Agent with its own WAL, gRPC server, metrics and logger (bound with
 its node id); they share the event loop and nothing else, so the agents of one host trade
@@ -50,9 +57,11 @@ from fos_agent.cli import (
     write_ready,
 )
 from fos_raft.logging import configure_logging
+from fos_raft.tls import TlsConfig, TlsError, tls_from_mapping
 
 KNOWN_KEYS = {"node_id", "listen", "data_dir", "produces", "requires", "capacity", "cycle_s",
-              "workers", "advertise"}
+              "workers", "advertise", "tls_cert", "tls_key"}
+TLS_KEYS = {"ca", "cert_dir", "coordinator_name"}
 
 
 def load_config(path: Path) -> dict[str, Any]:
@@ -75,6 +84,10 @@ def agents_from_config(data: dict[str, Any], coordinators: list[str],
         coordinators = [str(c) for c in data.get("coordinators", [])]
     if not coordinators:
         raise UsageError("no coordinators: give --coordinators or 'coordinators' in the config")
+    tls_table = data.get("tls") or {}
+    if not isinstance(tls_table, dict) or set(tls_table) - TLS_KEYS or (
+            tls_table and not tls_table.get("ca")):
+        raise UsageError(f"[tls] takes {sorted(TLS_KEYS)} and needs 'ca'")
     agents: list[Agent] = []
     seen: set[str] = set()
     for i, entry in enumerate(data["agents"]):
@@ -106,13 +119,33 @@ def agents_from_config(data: dict[str, Any], coordinators: list[str],
             raise UsageError(f"{where}: {exc}") from None
         if capacity < 1 or workers < 1 or cycle_s < 0:
             raise UsageError(f"{where}: capacity and workers >= 1, cycle_s >= 0")
-        agents.append(Agent(node, produces, reqs, listen=entry["listen"],
-                            coordinators=coordinators, data_dir=entry["data_dir"],
-                            capacity=capacity, workers=workers, cycle_s=cycle_s,
-                            advertise=entry.get("advertise"), settings=settings))
+        try:
+            tls = _agent_tls(tls_table, entry, node, where)
+            agents.append(Agent(node, produces, reqs, listen=entry["listen"],
+                                coordinators=coordinators, data_dir=entry["data_dir"],
+                                capacity=capacity, workers=workers, cycle_s=cycle_s,
+                                advertise=entry.get("advertise"), settings=settings, tls=tls))
+        except TlsError as exc:
+            raise UsageError(f"{where}: {exc}") from None
     if not agents:
         raise UsageError("the config lists no agents")
     return agents
+
+
+def _agent_tls(table: dict[str, Any], entry: dict[str, Any], node: str,
+               where: str) -> TlsConfig | None:
+    """One agent's TLS settings: its own cert/key (entry, else the [tls] cert_dir)."""
+    if not table:
+        if entry.get("tls_cert") or entry.get("tls_key"):
+            raise UsageError(f"{where}: tls_cert/tls_key need a [tls] table with 'ca'")
+        return None
+    cert_dir = Path(str(table.get("cert_dir", ".")))
+    return tls_from_mapping({
+        "cert": entry.get("tls_cert") or str(cert_dir / f"{node}.pem"),
+        "key": entry.get("tls_key") or str(cert_dir / f"{node}.key"),
+        "ca": table["ca"],
+        "coordinator_name": table.get("coordinator_name") or "",
+    }, where)
 
 
 async def run(agents: list[Agent], args: argparse.Namespace) -> int:

@@ -8,6 +8,9 @@ peer alive (a heartbeat); UNAVAILABLE, DEADLINE_EXCEEDED or an unknown address i
 contact, for the failure detector. Calls never wait for a connection (no wait_for_ready):
 a SIGKILLed peer on loopback refuses at once, which is what lets a consumer switch to a
 backup supplier immediately.
+
+With TLS a channel is mutual TLS and expects the peer's certificate to name the node we
+mean to call (not its address): a process that took over a dead peer's port is no answer.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from fos_agent.pbconv import (
     request_to_pb,
 )
 from fos_pb import agent_pb2, agent_pb2_grpc
+from fos_raft.tls import TlsConfig, aio_channel
 
 CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.initial_reconnect_backoff_ms", 100),
@@ -81,21 +85,27 @@ ContactHook = Callable[[str, bool], None]
 
 class PeerClient:
     def __init__(self, node_id: str, resolve: Resolver, metrics: Metrics, *,
-                 on_contact: ContactHook | None = None, rpc_timeout: float = 2.0) -> None:
+                 on_contact: ContactHook | None = None, rpc_timeout: float = 2.0,
+                 tls: TlsConfig | None = None) -> None:
         self.node_id = node_id
+        self.tls = tls
         self.resolve = resolve
         self.metrics = metrics
         self.on_contact = on_contact or (lambda node, ok: None)
         self.rpc_timeout = rpc_timeout
-        self._channels: dict[str, tuple[grpc.aio.Channel, agent_pb2_grpc.AgentStub]] = {}
+        # address -> (channel, stub, the node name a TLS channel expects there)
+        self._channels: dict[str, tuple[grpc.aio.Channel, agent_pb2_grpc.AgentStub, str]] = {}
         self._retired: set[asyncio.Task[None]] = set()
         self._closed = False
 
-    def _stub(self, address: str) -> agent_pb2_grpc.AgentStub:
+    def _stub(self, address: str, node: str) -> agent_pb2_grpc.AgentStub:
         entry = self._channels.get(address)
+        if entry is not None and self.tls is not None and entry[2] != node:
+            self.reconnect(address)  # another node took this address: expect its name
+            entry = None
         if entry is None:
-            channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
-            entry = (channel, agent_pb2_grpc.AgentStub(channel))
+            channel = aio_channel(address, self.tls, node, CHANNEL_OPTIONS)
+            entry = (channel, agent_pb2_grpc.AgentStub(channel), node)
             self._channels[address] = entry
         return entry[1]
 
@@ -127,7 +137,7 @@ class PeerClient:
             raise PeerUnreachable(node, "address unknown")
         self.metrics.sent(kind)
         try:
-            reply = await getattr(self._stub(address), kind)(
+            reply = await getattr(self._stub(address, node), kind)(
                 request, timeout=timeout or self.rpc_timeout)
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
@@ -182,5 +192,5 @@ class PeerClient:
             task.cancel()
         await asyncio.gather(*self._retired, return_exceptions=True)
         channels, self._channels = self._channels, {}
-        for channel, _ in channels.values():
+        for channel, _, _ in channels.values():
             await channel.close(grace=None)

@@ -15,6 +15,12 @@ Consumer side: OfferBatch (a supplier's retry) is always taken, from any supplie
 no flow: goods already sent to us must never be lost.
 
 Any RPC from a watched neighbour is a heartbeat for the failure detector.
+
+With TLS the server requires a client certificate from the CA, and a caller acts only for
+itself: the ``consumer`` (RequestBatch, WaitingForBatch, DeliveryConfirmed), ``supplier``
+(OfferBatch) or ``from_node`` (Ping) a request names must be one of the names on the
+caller's certificate, else PERMISSION_DENIED (checked before anything else, so a forged
+request is not even a heartbeat). Stats and health need only a valid certificate.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from fos_agent.pbconv import (
 )
 from fos_agent.transitions import ProtocolError
 from fos_pb import agent_pb2, agent_pb2_grpc
+from fos_raft.tls import add_port, describe, peer_names
 
 if TYPE_CHECKING:
     from fos_agent.agent import Agent
@@ -66,6 +73,18 @@ class PeerService(agent_pb2_grpc.AgentServicer):
     @property
     def _engine(self) -> Any:
         return self.agent.engine
+
+    async def _allow(self, context: grpc.aio.ServicerContext, node: str, role: str) -> None:
+        """With TLS: abort PERMISSION_DENIED unless the caller's certificate names ``node``."""
+        if self.agent.tls is None:
+            return
+        names = peer_names(context)
+        if node not in names:
+            self.agent.metrics.inc("refused_identity")
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"{describe(names)} may not act as {role} {node!r}: "
+                "an agent acts only for the node its certificate names")
 
     def _heard(self, node: str, kind: str) -> None:
         self.agent.metrics.received(kind)
@@ -89,6 +108,7 @@ class PeerService(agent_pb2_grpc.AgentServicer):
         if not request.consumer or not request.request_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "consumer and request_id are required")
+        await self._allow(context, request.consumer, "consumer")
         me = self.agent.node_id
         self._heard(request.consumer, "RequestBatch")
         msgs = requests_from_pb(me, request)
@@ -138,6 +158,7 @@ class PeerService(agent_pb2_grpc.AgentServicer):
 
     async def WaitingForBatch(self, request: agent_pb2.BatchRef,
                               context: grpc.aio.ServicerContext) -> agent_pb2.Ack:
+        await self._allow(context, request.consumer, "consumer")
         self._heard(request.consumer, "WaitingForBatch")
         await self._step(context, WaitingForBatch(self.agent.node_id, request.consumer,
                                                   request.batch_id))
@@ -145,6 +166,7 @@ class PeerService(agent_pb2_grpc.AgentServicer):
 
     async def DeliveryConfirmed(self, request: agent_pb2.BatchRef,
                                 context: grpc.aio.ServicerContext) -> agent_pb2.Ack:
+        await self._allow(context, request.consumer, "consumer")
         self._heard(request.consumer, "DeliveryConfirmed")
         await self._step(context, DeliveryConfirmed(self.agent.node_id, request.consumer,
                                                     request.batch_id))
@@ -154,6 +176,7 @@ class PeerService(agent_pb2_grpc.AgentServicer):
                          context: grpc.aio.ServicerContext) -> agent_pb2.OfferBatchReply:
         if not request.HasField("batch") or not request.batch.batch_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "batch is required")
+        await self._allow(context, request.supplier, "supplier")
         self._heard(request.supplier, "OfferBatch")
         (effects,) = await self._step(context, offer_from_pb(request))
         reply = effects.reply
@@ -162,6 +185,8 @@ class PeerService(agent_pb2_grpc.AgentServicer):
 
     async def Ping(self, request: agent_pb2.PingRequest,
                    context: grpc.aio.ServicerContext) -> agent_pb2.PingReply:
+        if request.from_node:
+            await self._allow(context, request.from_node, "pinging node")
         self._heard(request.from_node, "Ping")
         return agent_pb2.PingReply(node_id=self.agent.node_id, flow_version=self._version())
 
@@ -182,15 +207,16 @@ async def _first_of(*tickets: asyncio.Event, timeout: float) -> None:
 
 async def start_server(agent: Agent, listen: str
                        ) -> tuple[grpc.aio.Server, PeerService, int]:
-    """Serve fos.v1.Agent and grpc.health.v1 on ``listen`` (port 0 picks a free one);
-    returns the started server, the service and the bound port."""
+    """Serve fos.v1.Agent and grpc.health.v1 on ``listen`` (port 0 picks a free one;
+    mutual TLS when ``agent.tls`` is set); returns the started server, the service and the
+    bound port."""
     server = grpc.aio.server(options=(("grpc.so_reuseport", 0),))
     service = PeerService(agent)
     agent_pb2_grpc.add_AgentServicer_to_server(service, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     try:
-        port = server.add_insecure_port(listen)
+        port = add_port(server, listen, agent.tls)
     except RuntimeError as exc:  # grpc raises RuntimeError when it cannot bind
         raise OSError(f"cannot listen on {listen}: {exc}") from None
     if port == 0:
