@@ -232,3 +232,15 @@ def test_a_certificate_must_name_the_process(setup: Setup, tmp_path: Path) -> No
          "--data-dir", str(tmp_path / "x"), *flags])
     with pytest.raises(TlsError, match="the coordinator name 'fos-coordinator'"):
         cli_coordinator.security_from_args(coordinator_args)
+
+
+def test_a_suspicion_reported_to_a_follower_is_forwarded_over_mtls(setup: Setup) -> None:
+    admin = setup.stub("fosctl")
+    spec = pb.NodeSpec(node_id="ghost", address="127.0.0.1:1",  # nothing listens there
+                       produces=pb.ItemReq(item="nut", qty=1))
+    admin.Register(pb.RegisterRequest(spec=spec), timeout=10)
+    leader = setup.cluster.status(0).leader
+    follower = next(i for i in (0, 1) if setup.cluster.raft_addresses[i] != leader)
+    a = pb_grpc.CoordinatorStub(sync_channel(setup.live[follower], setup.tls["a"]))
+    reply = a.ReportSuspect(pb.ReportSuspectRequest(suspect="ghost", reporter="a"), timeout=15)
+    assert reply.outcome == pb.ReportSuspectReply.MARKED_DOWN
