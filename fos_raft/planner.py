@@ -62,51 +62,27 @@ Semantics
 * Determinism (P7): every loop runs over sorted ids or is order-independent; nothing depends
   on dict insertion order or hash seeds. Re-planning a plan with itself as ``previous``
   returns it unchanged (fixpoint).
+
+Reading ``previous`` back and building edge records is ``planner_edges``; the per-item
+assignment (steps 1-4 above) is ``planner_assign``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 from bisect import bisect_left, insort
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from itertools import chain
 
 from fos_raft.model import Edge, NodeSpec, NodeStatus, Plan
 from fos_raft.planner_assign import BACKUPS, Links, assign_item
+from fos_raft.planner_edges import link_edges, previous_links
 
 __all__ = ["BACKUPS", "Links", "Planner", "assign_item", "plan", "previous_links"]
 
 _ALIVE = NodeStatus()
-
-
-def previous_links(previous: Iterable[Edge]) -> dict[str, dict[str, Links]]:
-    """Read a flow's edges back as item -> consumer -> Links (order of the edges is free)."""
-    grouped: dict[tuple[str, str], list[tuple[int, str]]] = {}
-    for edge in previous:
-        key = (edge.item, edge.consumer)
-        ranked = grouped.get(key)
-        if ranked is None:
-            grouped[key] = [(edge.rank, edge.supplier)]
-        else:
-            ranked.append((edge.rank, edge.supplier))
-    result: dict[str, dict[str, Links]] = {}
-    for (item, consumer), ranked in grouped.items():
-        if len(ranked) > 1:
-            ranked.sort()
-        first_rank, first = ranked[0]
-        primary = first if first_rank == 0 else ""
-        backups: list[str] = []
-        for _, supplier in ranked:
-            if supplier != primary and supplier not in backups:
-                backups.append(supplier)
-        per_item = result.get(item)
-        if per_item is None:
-            per_item = result[item] = {}
-        per_item[consumer] = Links(primary, tuple(backups))
-    return result
 
 
 def plan(
@@ -133,59 +109,6 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-EdgeSink = Callable[[str, str, int, Sequence[str], defaultdict[str, list[Edge]]], None]
-
-
-def _link_edges_slow(
-    consumer: str, item: str, qty: int, ranked: Sequence[str], into: defaultdict[str, list[Edge]]
-) -> None:
-    """Append the edges of one consumer's link for ``item`` (suppliers by rank) to ``into``."""
-    for rank, supplier in enumerate(ranked):
-        into[supplier].append(Edge(supplier, consumer, item, qty, rank))
-
-
-def _link_edges_builder() -> EdgeSink:
-    """``_link_edges_slow``, but writing the ``Edge`` slots directly.
-
-    A frozen dataclass sets each field through ``object.__setattr__``; writing the slots
-    builds the identical record (same fields, equality, hash, repr) in about 60% of the time,
-    and a full 10k-node plan builds ~40k edges. Falls back to the slow version if ``Edge``
-    ever changes shape (other fields, no slots, a ``__post_init__``).
-    """
-    names = ("supplier", "consumer", "item", "qty", "rank")
-    if (
-        tuple(f.name for f in dataclasses.fields(Edge)) != names
-        or "__slots__" not in Edge.__dict__
-        or hasattr(Edge, "__post_init__")
-    ):
-        return _link_edges_slow
-    set_supplier, set_consumer, set_item, set_qty, set_rank = (
-        getattr(Edge, name).__set__ for name in names
-    )
-    new = object.__new__
-
-    def link_edges(
-        consumer: str,
-        item: str,
-        qty: int,
-        ranked: Sequence[str],
-        into: defaultdict[str, list[Edge]],
-    ) -> None:
-        for rank, supplier in enumerate(ranked):
-            edge = new(Edge)
-            set_supplier(edge, supplier)
-            set_consumer(edge, consumer)
-            set_item(edge, item)
-            set_qty(edge, qty)
-            set_rank(edge, rank)
-            into[supplier].append(edge)
-
-    return link_edges
-
-
-_link_edges = _link_edges_builder()
 
 
 def _toggle(nodes: set[str], node_id: str) -> None:
@@ -441,9 +364,9 @@ class Planner:
     ) -> dict[str, tuple[Edge, ...]]:
         """Edges of one item grouped by supplier, each group sorted (consumers come sorted)."""
         grouped: defaultdict[str, list[Edge]] = defaultdict(list)
-        link_edges = _link_edges
+        link = link_edges
         for consumer, (primary, backups) in links.items():
-            link_edges(consumer, item, qty[consumer], (primary, *backups), grouped)
+            link(consumer, item, qty[consumer], (primary, *backups), grouped)
         return {s: tuple(edges) for s, edges in grouped.items()}
 
     def _required_qty(self, consumers: Iterable[str], item: str) -> dict[str, int]:

@@ -4,6 +4,9 @@ pysyncobj runs its own tick thread; apply runs there. Nothing here ever blocks t
 loop on Raft: writes pass pysyncobj a ``callback=`` that hops back into the loop with
 ``loop.call_soon_threadsafe``. Readers take `Replica.state`, one immutable
 `CoordinatorState` whose reference the tick thread swaps on every apply.
+
+The replicated object is `replica_machine.StateMachine`; the commit-and-retry loop of writes
+is `replica_commit.commit_with_retry`.
 """
 
 from __future__ import annotations
@@ -13,42 +16,23 @@ import os
 import random
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import structlog
-from pysyncobj import (
-    FAIL_REASON,
-    SyncObj,
-    SyncObjConf,
-    SyncObjConsumer,
-    SyncObjException,
-    replicated,
-)
+from pysyncobj import SyncObj, SyncObjConf, SyncObjException
 from pysyncobj.monotonic import monotonic
 from pysyncobj.utility import TcpUtility, UtilityException
 
 from fos_raft import journal as journal_mod
 from fos_raft.commands import AnnounceReplica, Command, ForgetReplica, Outcome
-from fos_raft.model import NodeSpec, NodeStatus, Plan
-from fos_raft.planner import Planner
-from fos_raft.state import CoordinatorState, apply, validate, validate_static
+from fos_raft.replica_commit import commit_with_retry
+from fos_raft.replica_machine import StateMachine
+from fos_raft.state import CoordinatorState, validate, validate_static
 
 log = structlog.get_logger("fos_raft.replica")
-
-# pysyncobj failures after which the same request (same id, so deduplicated) is retried.
-_RETRYABLE = {
-    FAIL_REASON.QUEUE_FULL,
-    FAIL_REASON.MISSING_LEADER,
-    FAIL_REASON.DISCARDED,
-    FAIL_REASON.NOT_LEADER,
-    FAIL_REASON.LEADER_CHANGED,
-    FAIL_REASON.UNKNOWN_OUTCOME,
-    FAIL_REASON.REQUEST_DENIED,  # membership: another change is still in progress
-}
-_ATTEMPT_TIMEOUT = 2.0  # re-submit (deduplicated) if pysyncobj reports nothing for this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,47 +51,6 @@ class RaftTiming:
 
 class Unavailable(Exception):
     """No leader or no quorum until the deadline; the message names the last known leader."""
-
-
-class StateMachine(SyncObjConsumer):
-    """The replicated object. Only ``state`` is snapshotted (set after the base __init__)."""
-
-    def __init__(self, on_applied: Callable[[CoordinatorState], None]) -> None:
-        # Set before super().__init__, so not snapshotted: listeners and planner caches.
-        self._on_applied = on_applied
-        self._planner = Planner()
-        super().__init__()
-        self.state = CoordinatorState()
-
-    @replicated
-    def execute(self, request_id: str, command: Command) -> Outcome:
-        self.state, outcome = apply(self.state, request_id, command, self._plan)
-        self._notify()
-        return outcome
-
-    def _plan(
-        self,
-        catalog: Mapping[str, NodeSpec],
-        status: Mapping[str, NodeStatus],
-        previous: Plan,
-        changed: str,
-    ) -> Plan:
-        # Incremental re-plan around the changed node; same result as a full plan (P7).
-        try:
-            return self._planner.after_change(catalog, status, previous, changed)
-        except Exception:
-            self._planner = Planner()  # caches may be half-updated: start clean
-            raise
-
-    def _deserialize(self, data: dict[str, Any]) -> None:
-        super()._deserialize(data)  # a snapshot was loaded (restart or from the leader)
-        self._notify()
-
-    def _notify(self) -> None:
-        try:
-            self._on_applied(self.state)
-        except Exception:  # never let a listener break apply
-            log.exception("on_applied listener failed")
 
 
 class Replica:
@@ -289,38 +232,14 @@ class Replica:
         return res
 
     async def _retry_until(self, timeout: float, call: Callable[[Any], None]) -> Any:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        delay = 0.005
-        last_error = "no attempt"
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                self.writes["unavailable"] += 1
-                raise Unavailable(
-                    f"no leader committed the write within {timeout:.2f}s "
-                    f"(last error: {last_error}); {self.leader_hint()}"
-                )
-            future: asyncio.Future[tuple[Any, Any]] = loop.create_future()
+        def give_up(last_error: str) -> Unavailable:
+            self.writes["unavailable"] += 1
+            return Unavailable(
+                f"no leader committed the write within {timeout:.2f}s "
+                f"(last error: {last_error}); {self.leader_hint()}"
+            )
 
-            def callback(res: Any, err: Any, future: asyncio.Future[Any] = future) -> None:
-                loop.call_soon_threadsafe(_resolve, future, (res, err))
-
-            call(callback)
-            try:
-                res, err = await asyncio.wait_for(
-                    asyncio.shield(future), min(remaining, _ATTEMPT_TIMEOUT)
-                )
-            except TimeoutError:
-                last_error = "timed out waiting for commit"
-                continue
-            if err == FAIL_REASON.SUCCESS:
-                return res
-            last_error = _fail_name(err)
-            if err not in _RETRYABLE:
-                log.warning("unexpected pysyncobj failure; retrying", error=last_error)
-            await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
-            delay = min(delay * 2, 0.025)  # a new leader is usable within one period
+        return await commit_with_retry(timeout, call, give_up)
 
     # ------------------------------------------------------------------ raft status
 
@@ -421,18 +340,6 @@ async def _wait_event(event: asyncio.Event, timeout: float | None) -> bool:
     except TimeoutError:
         return False
     return True
-
-
-def _resolve(future: asyncio.Future[Any], value: Any) -> None:
-    if not future.done():
-        future.set_result(value)
-
-
-def _fail_name(err: Any) -> str:
-    for name in dir(FAIL_REASON):
-        if not name.startswith("_") and getattr(FAIL_REASON, name) == err:
-            return name
-    return str(err)
 
 
 def data_dir_lock(data_dir: Path) -> int:

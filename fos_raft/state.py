@@ -17,6 +17,9 @@ Request ids make retries safe: the outcome of each of the last `REQUEST_MEMORY` 
 request ids is remembered, and a command carrying a known id returns that outcome without
 running again (a client retrying after a leader change whose first attempt did commit gets
 its answer). Refusals are not remembered: they changed nothing, so a retry is judged anew.
+
+Command checks are in ``state_validate`` and the canonical data behind the digest in
+``state_digest``; their public names are re-exported here.
 """
 
 from __future__ import annotations
@@ -41,22 +44,19 @@ from fos_raft.commands import (
     Undrain,
     UpdateSpec,
 )
-from fos_raft.model import (
-    MAX_ADDRESS_LEN,
-    Edge,
-    ErrorCode,
-    ModelError,
-    NodeSpec,
-    NodeStatus,
-    Plan,
-    check_catalog_with,
-    check_id,
-)
+from fos_raft.model import Edge, ErrorCode, ModelError, NodeSpec, NodeStatus, Plan
 from fos_raft.planner import plan
+from fos_raft.state_digest import outcome_data, plan_data, spec_data, status_data
+from fos_raft.state_validate import MAX_REASON_LEN, validate, validate_static
+
+__all__ = [
+    "HISTORY_LIMIT", "MAX_REASON_LEN", "MAX_REQUEST_ID_LEN", "REQUEST_MEMORY",
+    "CoordinatorState", "NodeEntry", "PlanFn", "apply", "full_plan", "validate",
+    "validate_static",
+]
 
 HISTORY_LIMIT = 100
 REQUEST_MEMORY = 1024
-MAX_REASON_LEN = 512
 MAX_REQUEST_ID_LEN = 64
 
 
@@ -189,154 +189,17 @@ class CoordinatorState:
         return {
             "version": self.version,
             "nodes": [
-                [nid, _spec_data(e.spec), _status_data(e.status), e.spec_version, e.changed_version]
+                [nid, spec_data(e.spec), status_data(e.status), e.spec_version, e.changed_version]
                 for nid, e in sorted(self.nodes.items())
             ],
-            "flow": _plan_data(self.flow),
-            "history": [[v, _plan_data(p)] for v, p in self.history],
+            "flow": plan_data(self.flow),
+            "history": [[v, plan_data(p)] for v, p in self.history],
             "replicas": sorted(self.replicas.items()),
             "refuted": self.refuted,
             "confirmed": self.confirmed,
             # Insertion order is part of the state: it decides which id is forgotten next.
-            "requests": [[rid, _outcome_data(o)] for rid, o in self.requests.items()],
+            "requests": [[rid, outcome_data(o)] for rid, o in self.requests.items()],
         }
-
-
-def _spec_data(spec: NodeSpec) -> list[Any]:
-    return [
-        spec.node_id,
-        spec.address,
-        [spec.produces.item, spec.produces.qty],
-        [[r.item, r.qty] for r in spec.requires],
-        spec.capacity,
-    ]
-
-
-def _status_data(status: NodeStatus) -> list[Any]:
-    return [status.alive, status.drained, status.down_reason]
-
-
-def _plan_data(plan: Plan) -> list[Any]:
-    return [
-        sorted(plan.members),
-        [[e.supplier, e.consumer, e.item, e.qty, e.rank] for e in sorted(plan.edges)],
-    ]
-
-
-def _outcome_data(outcome: Outcome) -> list[Any]:
-    return [
-        outcome.version,
-        outcome.changed,
-        outcome.error.value if outcome.error else None,
-        outcome.message,
-    ]
-
-
-# ---------------------------------------------------------------------------- validation
-
-
-def _entry(state: CoordinatorState, node_id: str) -> NodeEntry:
-    if not isinstance(node_id, str):
-        raise ModelError(ErrorCode.INVALID_ARGUMENT, "node id must be a string")
-    check_id("node id", node_id)
-    entry = state.nodes.get(node_id)
-    if entry is None:
-        raise ModelError(ErrorCode.NOT_FOUND, f"node {node_id!r} is not registered")
-    return entry
-
-
-def _check_spec_type(spec: Any) -> NodeSpec:
-    if not isinstance(spec, NodeSpec):
-        raise ModelError(ErrorCode.INVALID_ARGUMENT, "spec must be a NodeSpec")
-    return spec
-
-
-def _check_address(kind: str, address: Any) -> None:
-    if not isinstance(address, str) or not address or len(address) > MAX_ADDRESS_LEN:
-        raise ModelError(ErrorCode.INVALID_ARGUMENT, f"{kind} must be host:port")
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ModelError(ErrorCode.INVALID_ARGUMENT, f"{kind} {address!r} is not host:port")
-
-
-def validate_static(command: Command) -> None:
-    """The checks that need no state (ids, specs, addresses, lengths). Any replica can run
-    them before submitting; a lagging follower must not judge existence or versions."""
-    if isinstance(command, Register | UpdateSpec):
-        _check_spec_type(command.spec).validate()
-    elif isinstance(command, MarkDown | MarkUp | Drain | Undrain | Decommission):
-        if not isinstance(command.node_id, str):
-            raise ModelError(ErrorCode.INVALID_ARGUMENT, "node id must be a string")
-        check_id("node id", command.node_id)
-        if isinstance(command, MarkDown) and (
-            not isinstance(command.reason, str) or len(command.reason) > MAX_REASON_LEN
-        ):
-            raise ModelError(
-                ErrorCode.INVALID_ARGUMENT, f"reason must be a string of <= {MAX_REASON_LEN}"
-            )
-        if isinstance(command, MarkUp) and command.address:
-            _check_address("address", command.address)
-    elif isinstance(command, NoteRefuted):
-        check_id("node id", command.suspect)
-    elif isinstance(command, AnnounceReplica):
-        _check_address("raft address", command.raft_address)
-        _check_address("gRPC address", command.grpc_address)
-    elif isinstance(command, ForgetReplica):
-        _check_address("raft address", command.raft_address)
-    else:
-        raise ModelError(ErrorCode.INVALID_ARGUMENT, f"unknown command {type(command).__name__}")
-
-
-def validate(state: CoordinatorState, command: Command) -> None:
-    """Raise ModelError if ``command`` would be refused against ``state``; never mutates.
-
-    `apply` runs it on the committed order (authoritative); the leader also runs it before
-    submitting (fast error: its state is the newest), followers only `validate_static`.
-    """
-    validate_static(command)
-    if isinstance(command, Register):
-        spec = _check_spec_type(command.spec)
-        check_catalog_with(state.catalog, spec)
-        existing = state.nodes.get(spec.node_id)
-        if existing is not None and existing.spec != spec:
-            raise ModelError(
-                ErrorCode.ALREADY_EXISTS,
-                f"node {spec.node_id!r} is already registered with a different spec "
-                "(use UpdateSpec to change it, or decommission it first)",
-            )
-    elif isinstance(command, UpdateSpec):
-        spec = _check_spec_type(command.spec)
-        spec.validate()
-        entry = _entry(state, spec.node_id)
-        expected = command.expected_version
-        if expected is not None and expected != entry.spec_version:
-            raise ModelError(
-                ErrorCode.FAILED_PRECONDITION,
-                f"node {spec.node_id!r} spec_version is {entry.spec_version}, "
-                f"expected {expected}: the spec changed meanwhile; re-read and retry",
-            )
-        check_catalog_with(state.catalog, spec)
-    elif isinstance(command, MarkDown):
-        _entry(state, command.node_id)
-        if not isinstance(command.reason, str) or len(command.reason) > MAX_REASON_LEN:
-            raise ModelError(
-                ErrorCode.INVALID_ARGUMENT, f"reason must be a string of <= {MAX_REASON_LEN}"
-            )
-    elif isinstance(command, MarkUp):
-        entry = _entry(state, command.node_id)
-        if command.address:
-            replace(entry.spec, address=command.address).validate()
-    elif isinstance(command, Drain | Undrain | Decommission):
-        _entry(state, command.node_id)
-    elif isinstance(command, AnnounceReplica):
-        _check_address("raft address", command.raft_address)
-        _check_address("gRPC address", command.grpc_address)
-    elif isinstance(command, ForgetReplica):
-        _check_address("raft address", command.raft_address)
-    elif isinstance(command, NoteRefuted):
-        _entry(state, command.suspect)
-    else:
-        raise ModelError(ErrorCode.INVALID_ARGUMENT, f"unknown command {type(command).__name__}")
 
 
 # --------------------------------------------------------------------------------- apply

@@ -22,7 +22,7 @@ from planner_strategies import (
 )
 
 from fos_raft import planner as planner_module
-from fos_raft import planner_assign
+from fos_raft import planner_assign, planner_edges
 from fos_raft.model import Edge, ItemReq, NodeSpec, NodeStatus, Plan
 from fos_raft.planner import BACKUPS, Planner, plan
 
@@ -430,12 +430,12 @@ def test_heap_and_scan_paths_of_assignment_agree(world: World, data: st.DataObje
 def test_fast_edge_builder_makes_the_same_records(
     consumer: str, item: str, qty: int, ranked: list[str]
 ) -> None:
-    fast_build = planner_module._link_edges
-    assert fast_build is not planner_module._link_edges_slow, "the fast builder fell back"
+    fast_build = planner_edges.link_edges
+    assert fast_build is not planner_edges.link_edges_slow, "the fast builder fell back"
     fast: defaultdict[str, list[Edge]] = defaultdict(list)
     slow: defaultdict[str, list[Edge]] = defaultdict(list)
     fast_build(consumer, item, qty, ranked, fast)
-    planner_module._link_edges_slow(consumer, item, qty, ranked, slow)
+    planner_edges.link_edges_slow(consumer, item, qty, ranked, slow)
     assert fast.keys() == slow.keys()
     for supplier in slow:
         for f, s in zip(fast[supplier], slow[supplier], strict=True):
