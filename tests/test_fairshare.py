@@ -104,7 +104,7 @@ async def supplier(tmp_path: Path) -> AsyncIterator[PeerService]:
     engine.open()
     await engine.step(FlowChanged(1, frozenset({"a", "b"})))
     agent = SimpleNamespace(
-        node_id="wood-1", engine=engine, metrics=engine.metrics,
+        node_id="wood-1", engine=engine, metrics=engine.metrics, tls=None,
         detector=SimpleNamespace(contact=lambda node, ok: None),
         loop_time=lambda: asyncio.get_running_loop().time())
     try:
