@@ -59,6 +59,9 @@ def collect(run: SimRun) -> RunData:
     audit, audit_error = run_audit(run.agents.wal_dirs())
     run.reroutes.finish()
     unobserved = max(0, run.cluster_view.confirmed_suspicions - run.ledger.declared)
+    # Which node an unobserved death hit is unknown; with no agent ever killed, every
+    # confirmed suspicion was of a live node, so those deaths are false.
+    unobserved_false = unobserved if not run.ledger.dead_intervals else 0
     reroute_seen = any(
         k.startswith(RECEIVED_FROM_PREFIX)
         for n in run.book.nodes for k in run.book.totals(n)
@@ -110,7 +113,7 @@ def collect(run: SimRun) -> RunData:
         steady_bound_products=integrate_bound(run.segments, run.ended_s, cycle_s, steady_from),
         nodes=nodes,
         deaths_declared=run.ledger.declared,
-        deaths_false=run.ledger.false,
+        deaths_false=run.ledger.false + unobserved_false,
         deaths_unobserved=unobserved,
         refuted_suspicions=run.cluster_view.refuted_suspicions,
         reroutes_s=list(run.reroutes.durations_s),
