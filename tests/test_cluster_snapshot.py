@@ -5,6 +5,7 @@ state from snapshot + journal tail (the pickled state reloads to the same digest
 from __future__ import annotations
 
 import pytest
+from cluster_forensics import converge_or_explain
 from coord_util import WINDOW_FACTORY, register_all, retry_unavailable, wait_until
 
 from fos_pb import coordinator_pb2 as pb
@@ -39,7 +40,9 @@ def test_snapshot_catch_up_and_restore(tmp_path):
         # The leader compacted past everything the lagging replica has: only a snapshot helps.
         assert entries[0][1] > lagging_entries[-1][1]
         cluster.restart(lagging)
-        digest = cluster.wait_converged(timeout=30)
+        # On a timeout: each replica's indexes, version and digest, live and on disk, and the
+        # cluster directory kept (a divergence after snapshot catch-up must be diagnosable).
+        digest = converge_or_explain(cluster, 30, "snapshot-catch-up")
 
         before = cluster.status(lagging)
         assert before.state_digest == digest
@@ -47,7 +50,7 @@ def test_snapshot_catch_up_and_restore(tmp_path):
             cluster.kill(i)
         cluster.start()
         cluster.wait_for_leader(timeout=20)
-        assert cluster.wait_converged(timeout=30) == digest
+        assert converge_or_explain(cluster, 30, "snapshot-restore") == digest
         after = cluster.status(lagging)
         assert after.flow_version == before.flow_version
         nodes = cluster.stub(lagging).ListNodes(pb.ListNodesRequest(), timeout=5).nodes
