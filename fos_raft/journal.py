@@ -19,12 +19,20 @@ Before log compaction drops entries (`deleteEntriesTo`) or a received snapshot r
 log (`clear`), the snapshot file and its directory are fsynced, so the entries are never
 gone from both places at once.
 
+A crash between the two halves of a compaction (pysyncobj writes the snapshot at the end of one
+tick and drops the entries it covers in the next) leaves a journal that starts *before* the
+snapshot. pysyncobj's loader then discards the whole journal, including committed (and
+acknowledged) entries after the snapshot; when the journal is opened with its dump file, the
+interrupted compaction is finished instead (`_finish_interrupted_compaction`), so the tail
+survives.
+
 Wiring: `install()` lets pysyncobj's ``createJournal`` pass through a journal *object* given
 as ``SyncObjConf.journalFile`` (any other value goes to the original factory unchanged).
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 import struct
 import threading
@@ -32,6 +40,7 @@ from collections.abc import Callable
 from typing import Any
 
 import lmdb
+import pysyncobj.pickle as _raft_pickle
 import pysyncobj.syncobj as _syncobj_module
 from pysyncobj.journal import Journal
 from pysyncobj.transport import TCPTransport
@@ -82,6 +91,30 @@ class LmdbJournal(Journal):
         self._current_term = _IDX.unpack(term_raw)[0] if term_raw else 0
         self._voted_for = vote_raw.decode() if vote_raw else None
         self._commit_index = _IDX.unpack(commit_raw)[0] if commit_raw else 1
+        self.finished_compaction = self._finish_interrupted_compaction()
+
+    def _finish_interrupted_compaction(self) -> int:
+        """If the snapshot's last two entries sit inside the journal but not at its start, a
+        crash fell between writing the snapshot and compacting: drop the entries the snapshot
+        covers, as the compaction would have. pysyncobj keeps a journal only when it starts
+        with exactly those two entries and otherwise clears it, tail and all (0.3.17,
+        ``SyncObj.__loadDumpFile``). Returns the number of entries dropped."""
+        if not self._dump_file or len(self._entries) < 3 or not os.path.exists(self._dump_file):
+            return 0
+        try:
+            with gzip.open(self._dump_file) as f:
+                _, last_entry, before_last, _ = _raft_pickle.load(f)
+        except Exception:
+            return 0  # unreadable here: pysyncobj reports it when it loads the dump
+        first = self._entries[0][1]
+        pos = before_last[1] - first
+        if pos <= 0 or pos + 1 >= len(self._entries):
+            return 0
+        if self._entries[pos] != tuple(before_last) or self._entries[pos + 1] != tuple(last_entry):
+            return 0
+        self.deleteEntriesTo(pos)
+        self.flush()
+        return pos
 
     # --------------------------------------------------------------------- log entries
 
