@@ -46,11 +46,24 @@ class StateMachine(SyncObjConsumer):
         try:
             return self._planner.after_change(catalog, status, previous, changed)
         except Exception:
+            # apply refuses the command (deterministically, it hopes): a replica that refuses
+            # what others accept diverges, so say so loudly.
+            log.exception("planner failed; the command is refused", changed=changed)
             self._planner = Planner()  # caches may be half-updated: start clean
             raise
 
     def _deserialize(self, data: dict[str, Any]) -> None:
-        super()._deserialize(data)  # a snapshot was loaded (restart or from the leader)
+        # A snapshot was loaded (restart or from the leader). Logged with the applied index it
+        # replaces: forensics of a divergence must tell a re-install over newer state apart.
+        sync_obj = self._syncObj
+        applied_before = sync_obj.raftLastApplied if sync_obj is not None else None
+        super()._deserialize(data)
+        log.info(
+            "snapshot loaded",
+            flow_version=self.state.version,
+            digest=self.state.digest[:12],
+            applied_before=applied_before,
+        )
         self._notify()
 
     def _notify(self) -> None:
