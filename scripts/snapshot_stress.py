@@ -192,6 +192,8 @@ def main() -> int:
     parser.add_argument("--dir", type=Path, default=None, help="cluster dir (kept)")
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args()
+    # SIGTERM ends the run like Ctrl-C: the cluster's replicas are stopped, not orphaned.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     random.seed(seed)
     base = args.dir or Path(tempfile.mkdtemp(prefix="snapshot-stress-"))
