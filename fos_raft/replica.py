@@ -26,6 +26,7 @@ from pysyncobj import SyncObj, SyncObjConf, SyncObjException
 from pysyncobj.monotonic import monotonic
 from pysyncobj.utility import TcpUtility, UtilityException
 
+from fos_raft import failstop
 from fos_raft import journal as journal_mod
 from fos_raft.commands import AnnounceReplica, Command, ForgetReplica, Outcome
 from fos_raft.replica_commit import commit_with_retry
@@ -92,6 +93,7 @@ class Replica:
         self._loop = asyncio.get_running_loop()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         journal_mod.install()
+        failstop.install()  # a pysyncobj error that leaves state unknown ends the process
         dump_file = str(self.data_dir / "raft.dump")
         self.journal = journal_mod.LmdbJournal(str(self.data_dir / "raft.lmdb"), dump_file)
         t = self.timing
