@@ -30,6 +30,7 @@ import grpc
 
 from fos_pb import coordinator_pb2 as pb
 from fos_pb import coordinator_pb2_grpc as pb_grpc
+from fos_raft.grpc_runtime import keep_grpc_aio_running
 from fos_raft.journal import read_journal
 from fos_raft.launcher import LocalCluster
 
@@ -67,6 +68,7 @@ def sequential_latency(cluster: LocalCluster, target: int, writes: int) -> list[
 
 async def _throughput(address: str, concurrency: int, seconds: float) -> tuple[int, float]:
     done = 0
+    keep_grpc_aio_running()
     async with grpc.aio.insecure_channel(address) as channel:
         stub = pb_grpc.CoordinatorStub(channel)
         stop_at = time.perf_counter() + seconds

@@ -19,6 +19,7 @@ import grpc.aio
 from fos_pb import agent_pb2, agent_pb2_grpc
 from fos_pb import coordinator_pb2 as cpb
 from fos_raft.client import CoordinatorClient, CoordinatorError
+from fos_raft.grpc_runtime import keep_grpc_aio_running
 
 CHANNEL_OPTIONS = (
     ("grpc.initial_reconnect_backoff_ms", 100),
@@ -34,6 +35,7 @@ class StatsPoller:
 
     def _stub(self, address: str) -> agent_pb2_grpc.AgentStub:
         if address not in self._channels:
+            keep_grpc_aio_running()
             channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
             self._channels[address] = (channel, agent_pb2_grpc.AgentStub(channel))
         return self._channels[address][1]

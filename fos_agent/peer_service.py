@@ -52,6 +52,7 @@ from fos_agent.pbconv import (
 )
 from fos_agent.transitions import ProtocolError
 from fos_pb import agent_pb2, agent_pb2_grpc
+from fos_raft.grpc_runtime import keep_grpc_aio_running
 from fos_raft.tls import add_port, describe, peer_names
 
 if TYPE_CHECKING:
@@ -210,6 +211,7 @@ async def start_server(agent: Agent, listen: str
     """Serve fos.v1.Agent and grpc.health.v1 on ``listen`` (port 0 picks a free one;
     mutual TLS when ``agent.tls`` is set); returns the started server, the service and the
     bound port."""
+    keep_grpc_aio_running()
     server = grpc.aio.server(options=(("grpc.so_reuseport", 0),))
     service = PeerService(agent)
     agent_pb2_grpc.add_AgentServicer_to_server(service, server)

@@ -31,6 +31,7 @@ from fos_raft.client_policy import (
     leader_hint,
     reply_version,
 )
+from fos_raft.grpc_runtime import keep_grpc_aio_running
 
 # Same logger name as before the split: log consumers filter on it.
 log = structlog.get_logger("fos_raft.client")
@@ -124,6 +125,7 @@ class FailoverChannels:
             raise RuntimeError("CoordinatorClient is closed")
         entry = self._channels.get(address)
         if entry is None:
+            keep_grpc_aio_running()
             if self._credentials is not None:
                 channel = grpc.aio.secure_channel(address, self._credentials, self._options)
             else:

@@ -37,6 +37,7 @@ from fos_raft.commands import (
     UpdateSpec,
 )
 from fos_raft.convert import spec_from_pb
+from fos_raft.grpc_runtime import keep_grpc_aio_running
 from fos_raft.model import ErrorCode, ModelError, check_id
 from fos_raft.replica import Replica, Unavailable
 from fos_raft.state import CoordinatorState
@@ -376,6 +377,7 @@ async def start_server(service: CoordinatorService, address: str) -> tuple[grpc.
     """Serve Coordinator + health + reflection on ``address`` (port 0 picks one); mutual
     TLS when the service has a TlsConfig."""
     # No SO_REUSEPORT: a port another process holds must fail to bind, not be shared.
+    keep_grpc_aio_running()
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     pb_grpc.add_CoordinatorServicer_to_server(service, server)
     health_servicer = health.aio.HealthServicer()

@@ -31,6 +31,8 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from fos_raft.grpc_runtime import keep_grpc_aio_running
+
 COORDINATOR_NAME = "fos-coordinator"
 DEFAULT_ADMIN_NAMES = ("fosctl",)
 TARGET_NAME_OPTION = "grpc.ssl_target_name_override"
@@ -145,6 +147,7 @@ def aio_channel(address: str, tls: TlsConfig | None, server_name: str | None = N
                 options: Iterable[tuple[str, Any]] = ()) -> grpc.aio.Channel:
     """An asyncio channel: plaintext without TLS; with TLS, mutual TLS expecting the
     server to carry ``server_name`` (default: the coordinator name)."""
+    keep_grpc_aio_running()
     if tls is None:
         return grpc.aio.insecure_channel(address, options=list(options))
     name = server_name or tls.coordinator_name
