@@ -24,11 +24,15 @@ if "--config" in args:  # a multi-agent host: one data dir per agent of its conf
     dirs = [a["data_dir"] for a in config["agents"]]
 else:
     dirs = [args[args.index("--data-dir") + 1]]
-for data in dirs:
+def put(path, text):  # whole or not at all: the test polls these files
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+for data in dirs:  # argv first: the test reads it once "starts" shows this start
     count_file = os.path.join(data, "starts")
     n = int(open(count_file).read()) + 1 if os.path.exists(count_file) else 1
-    open(count_file, "w").write(str(n))
-    open(os.path.join(data, "argv"), "w").write(" ".join(args))
+    put(os.path.join(data, "argv"), " ".join(args))
+    put(count_file, str(n))
 print("stand-in agent up", flush=True)
 if any(os.path.exists(os.path.join(d, "crash")) for d in dirs):
     sys.exit(3)
