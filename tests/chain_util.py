@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -30,6 +31,7 @@ import grpc
 from agent_util import Procs, agent_command, wait_until
 
 from fos_agent.audit import AuditReport, audit
+from fos_agent.wal import read_wal, wal_path
 from fos_pb import agent_pb2, agent_pb2_grpc
 from fos_pb import coordinator_pb2 as cpb
 from fos_raft.launcher import LocalCluster
@@ -257,7 +259,24 @@ class Chain:
     def audit(self, nodes: Iterable[str]) -> AuditReport:
         """The quiescent batch audit over these (stopped) agents' WALs: every batch exactly
         once, nothing left in transit between audited nodes."""
+        nodes = list(nodes)
         report = audit({n: self.data_dir(n) for n in nodes}, quiescent=True)
         assert report.ok, report.summary()
-        assert report.in_transit == [], report.summary()
+        assert report.in_transit == [], report.summary() + self._story(report.in_transit, nodes)
         return report
+
+    def _story(self, batch_ids: list[str], nodes: list[str]) -> str:
+        """What each agent's log says of these batches: a failure to explain, not rerun."""
+        out = []
+        for batch in batch_ids[:3]:
+            for node in nodes:
+                wal = read_wal(wal_path(self.data_dir(node)))
+                for side, records in (("out", wal.outbound), ("in", wal.inbound)):
+                    if batch in records:
+                        out.append(f"{node} WAL {side}: {records[batch]}")
+                path = self.root / f"{node}.log"
+                named = re.compile(re.escape(batch) + r"(?!\d)")  # fa-1:1, not fa-1:10
+                lines = [ln for ln in path.read_text(errors="replace").splitlines()
+                         if named.search(ln)] if path.exists() else []
+                out += [f"{node}: {ln}" for ln in lines[-8:]]
+        return "\n" + "\n".join(out)

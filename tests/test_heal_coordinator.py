@@ -125,5 +125,8 @@ def test_agents_trade_through_leader_kill_and_full_outage_and_report_after(
     chain.start(primary)  # it comes back and rejoins
     chain.wait_ready([primary])
     wait_until(lambda: chain.coord.nodes()[primary].alive, 30, f"{primary} back")
+    # what it had in transit when it was killed completes (re-offered from its WAL)
+    wait_until(lambda: (r := chain.stats(primary)) is not None and r.in_transit_outbound == 0,
+               30, f"{primary}'s batches in transit delivered")
     chain.stop_in_order(["fc-1", "fb-1", "fa-1", "fa-2"])
     chain.audit(STAGES)
