@@ -25,6 +25,7 @@ from fos_raft.client import (
     leader_hint,
     reply_version,
 )
+from fos_raft.grpc_runtime import keep_grpc_aio_running
 from fos_raft.model import ItemReq, NodeSpec
 
 # ---------------------------------------------------------------- pure parts
@@ -84,6 +85,7 @@ class ScriptedReplica(pb_grpc.CoordinatorServicer):
         self.address = ""
 
     async def start(self) -> None:
+        keep_grpc_aio_running()  # see fos_raft.grpc_runtime
         self.server = grpc.aio.server()
         pb_grpc.add_CoordinatorServicer_to_server(self, self.server)
         port = self.server.add_insecure_port("127.0.0.1:0")
