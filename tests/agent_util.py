@@ -77,7 +77,9 @@ class Procs:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
         try:
             proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                    env={**os.environ, "PYTHONUNBUFFERED": "1",
+                                         # SIGABRT dumps every thread's stack (terminate)
+                                         "PYTHONFAULTHANDLER": "1"})
         finally:
             log.close()
         self.procs[name] = proc
@@ -96,8 +98,15 @@ class Procs:
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
+                # a stop that hangs is a bug: leave its stacks where the failure shows them
+                os.kill(proc.pid, signal.SIGABRT)
+                try:
+                    proc.wait(5.0)
+                except subprocess.TimeoutExpired:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                sys.stderr.write(f"{name} ignored SIGTERM for {timeout:g} s; its log ends:\n"
+                                 f"{self.log_tail(name, 120)}\n")
         return int(proc.returncode)
 
     def log_tail(self, name: str, lines: int = 15) -> str:
