@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +29,7 @@ from fos_agent.inputs import FetchSettings
 from fos_agent.metrics import registry_for
 from fos_raft.logging import configure_logging
 from fos_raft.model import ItemReq, ModelError
+from fos_raft.stop_report import wait_for_stop_signal
 from fos_raft.tls import TlsError, add_tls_arguments, tls_from_args
 
 
@@ -146,14 +146,6 @@ def serve_metrics(where: str | None, sources: list[object]) -> None:
     host, port = parse_host_port(where, "--metrics")
     registry, _ = registry_for(sources)
     start_http_server(port, addr=host, registry=registry)
-
-
-async def wait_for_stop_signal() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
 
 
 def agent_from_args(args: argparse.Namespace) -> Agent:

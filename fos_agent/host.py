@@ -53,10 +53,10 @@ from fos_agent.cli import (
     parse_items,
     serve_metrics,
     settings_from,
-    wait_for_stop_signal,
     write_ready,
 )
 from fos_raft.logging import configure_logging
+from fos_raft.stop_report import wait_for_stop_signal
 from fos_raft.tls import TlsConfig, TlsError, tls_from_mapping
 
 KNOWN_KEYS = {"node_id", "listen", "data_dir", "produces", "requires", "capacity", "cycle_s",

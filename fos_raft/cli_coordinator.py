@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import structlog
 from fos_raft.logging import configure_logging
 from fos_raft.replica import RaftTiming, Replica, data_dir_lock
 from fos_raft.service import CoordinatorService, ServiceSettings, start_server
+from fos_raft.stop_report import wait_for_stop_signal
 from fos_raft.suspicion import ProbeSettings
 from fos_raft.tls import (
     DEFAULT_ADMIN_NAMES,
@@ -186,11 +186,7 @@ async def run(args: argparse.Namespace, tls: TlsConfig | None = None,
     print(json.dumps(ready), flush=True)
     log.info("coordinator ready", **{k: v for k, v in ready.items() if k != "event"})
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await wait_for_stop_signal()
     log.info("stopping")
     await server.stop(grace=1.0)
     await service.close()
