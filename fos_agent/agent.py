@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,7 @@ class AgentSettings:
     start_timeout: float = 30.0  # registering at start, when no saved flow exists
     start_file: str | None = None  # the simulated stage waits for this file to exist
     reclaim_check_s: float = 2.0  # ask about consumers owed goods that left the flow
+    stop_step_s: float = 5.0  # bound on each step of a clean stop (closing the WAL: 6x)
 
 
 @dataclass(slots=True)
@@ -212,18 +213,22 @@ class Agent(CoordinatorSide):
             self._spawn("stage", self._simulate(self.cycle_s))
 
     async def stop(self) -> None:
-        """Stop trading and serving; flush what is pending; close the WAL. Idempotent."""
+        """Stop trading and serving; flush what is pending; close the WAL. Idempotent.
+
+        Every step is bounded: a step that overruns is logged and left behind, so a stop
+        always ends (the WAL is synced at every commit, so nothing durable depends on it)."""
         if not self._started:
             return
         self._started = False
+        bound = self.settings.stop_step_s
         # 0. neighbours stopping with us are not suspects
         if self.detector is not None:
-            await self.detector.close()
+            await self._stop_step("detector", self.detector.close(), bound)
         # 1. no new cycles; requests in flight finish and are recorded (bounded wait)
         stage = self._tasks.pop("stage", None)
         if stage is not None:
             stage.cancel()
-            await asyncio.gather(stage, return_exceptions=True)
+            await self._stop_step("stage", asyncio.gather(stage, return_exceptions=True), bound)
         for fetcher, _ in self._fetchers.values():
             fetcher.stop()
         fetchers = [task for _, task in self._fetchers.values()]
@@ -233,26 +238,38 @@ class Agent(CoordinatorSide):
             _, late = await asyncio.wait(fetchers, timeout=grace)
             for task in late:
                 task.cancel()
-            await asyncio.gather(*fetchers, return_exceptions=True)
+            await self._stop_step(
+                "fetchers", asyncio.gather(*fetchers, return_exceptions=True), bound)
         # 2. pending confirmations go out; our own long-polls answer now
         if self.outbox is not None:
-            await self.outbox.close(flush=True)
+            await self._stop_step("outbox", self.outbox.close(flush=True), bound)
         if self._service is not None:
             self._service.close()
         for task in self._tasks.values():
             task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await self._stop_step(
+            "tasks", asyncio.gather(*self._tasks.values(), return_exceptions=True), bound)
         self._tasks.clear()
         if self._server is not None:
-            await self._server.stop(grace=1.0)
-        if self.engine is not None:
-            await self.engine.close()
+            await self._stop_step("server", self._server.stop(grace=1.0), bound)
+        if self.engine is not None:  # pending commits finish; the WAL is closed
+            await self._stop_step("wal", self.engine.close(), 6 * bound)
         if self.peers is not None:
-            await self.peers.close()
+            await self._stop_step("peer channels", self.peers.close(), bound)
         if self.coordinator is not None:
-            await self.coordinator.close()
+            await self._stop_step("coordinator channels", self.coordinator.close(), bound)
         self.stopped.set()
         self.log.info("agent stopped")
+
+    async def _stop_step(self, step: str, work: Awaitable[Any], timeout: float) -> None:
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(work, timeout)
+        except TimeoutError:
+            self.log.warning("stop step overran; going on", step=step, timeout_s=timeout)
+        elapsed = time.monotonic() - started
+        if elapsed > 2.0:
+            self.log.info("slow stop step", step=step, seconds=round(elapsed, 2))
 
     def _spawn(self, name: str, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
