@@ -23,6 +23,7 @@ from pathlib import Path
 
 import structlog
 
+from fos_agent.group_commit import GroupCommitter
 from fos_agent.messages import (
     BatchSent,
     Effects,
@@ -42,7 +43,7 @@ from fos_agent.records import (
     PutOutbound,
     Write,
 )
-from fos_agent.wal import GroupCommitter, Wal
+from fos_agent.wal import Wal
 
 
 class SerialCommitter:

@@ -15,6 +15,7 @@ import lmdb
 import pytest
 
 from fos_agent.audit import audit_states
+from fos_agent.group_commit import GroupCommitter
 from fos_agent.messages import (
     Arrived,
     DeliveryConfirmed,
@@ -38,7 +39,7 @@ from fos_agent.records import (
     SetNextSeq,
 )
 from fos_agent.transitions import IN_RANK, OUT_RANK, InvalidTransition, apply_writes
-from fos_agent.wal import CommitFailed, GroupCommitter, Wal, WalError, read_wal, wal_path
+from fos_agent.wal import CommitFailed, Wal, WalError, read_wal, wal_path
 from fos_raft.model import ItemReq
 
 WOOD = NodeConfig("S", ItemReq("wood", 1))

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from fos_agent.group_commit import GroupCommitter
 from fos_agent.messages import (
     Arrived,
     BatchSent,
@@ -29,7 +30,7 @@ from fos_agent.messages import (
 )
 from fos_agent.protocol import Node, NodeConfig
 from fos_agent.records import PutInbound, PutOutbound
-from fos_agent.wal import GroupCommitter, Wal
+from fos_agent.wal import Wal
 from fos_raft.model import ItemReq
 
 CONFIGS = {
