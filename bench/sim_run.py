@@ -262,8 +262,9 @@ class SimRun:
         for ev in self.plan.schedule.events:
             delay = ev.at_s - self.now()
             if delay > 0:
-                try:
-                    await asyncio.wait_for(self.stop.wait(), delay)
+                try:  # asyncio.timeout: on 3.11 wait_for can swallow a cancel
+                    async with asyncio.timeout(delay):
+                        await self.stop.wait()
                     return
                 except TimeoutError:
                     pass
@@ -392,7 +393,8 @@ class SimRun:
                 )
             ]  # fmt: skip
             try:
-                await asyncio.wait_for(self.stop.wait(), p.duration_s)
+                async with asyncio.timeout(p.duration_s):
+                    await self.stop.wait()
                 self.event("stopped early")
             except TimeoutError:
                 pass

@@ -263,8 +263,9 @@ class Agent(CoordinatorSide):
 
     async def _stop_step(self, step: str, work: Awaitable[Any], timeout: float) -> None:
         started = time.monotonic()
-        try:
-            await asyncio.wait_for(work, timeout)
+        try:  # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
+            async with asyncio.timeout(timeout):
+                await work
         except TimeoutError:
             self.log.warning("stop step overran; going on", step=step, timeout_s=timeout)
         elapsed = time.monotonic() - started

@@ -85,9 +85,16 @@ class Signal:
 
     @staticmethod
     async def wait_ticket(ticket: asyncio.Event, timeout: float | None = None) -> bool:
-        """True if notified since the ticket was taken, False on timeout."""
+        """True if notified since the ticket was taken, False on timeout.
+
+        Not ``asyncio.wait_for``: on Python 3.11 it swallows a cancel that lands while the
+        awaited event fires (it returns the result instead; cpython gh-86296), so a loop
+        waiting here survived ``task.cancel()`` and a stop awaiting that task hung (seen in
+        CI). ``asyncio.timeout`` cancels only the current task and tells its own timeout
+        apart from a cancel from outside."""
         try:
-            await asyncio.wait_for(ticket.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await ticket.wait()
         except TimeoutError:
             return False
         return True
@@ -98,12 +105,7 @@ class Signal:
 
     async def wait(self, timeout: float | None = None) -> bool:
         """True if notified, False on timeout."""
-        event = self._event
-        try:
-            await asyncio.wait_for(event.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+        return await self.wait_ticket(self._event, timeout)
 
 
 @dataclass(slots=True)

@@ -169,7 +169,8 @@ class Outbox:
     async def close(self, flush: bool = True) -> None:
         if flush:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.flush_confirms(), 2.0)
+                async with asyncio.timeout(2.0):
+                    await self.flush_confirms()
         self._closed = True
         tasks = list(self._tasks)
         for task in tasks:

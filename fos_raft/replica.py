@@ -337,8 +337,9 @@ def _utility_add(peer: str, self_address: str) -> str:
 
 
 async def _wait_event(event: asyncio.Event, timeout: float | None) -> bool:
-    try:
-        await asyncio.wait_for(event.wait(), timeout)
+    try:  # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel (engine.py)
+        async with asyncio.timeout(timeout):
+            await event.wait()
     except TimeoutError:
         return False
     return True

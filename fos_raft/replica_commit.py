@@ -49,10 +49,9 @@ async def commit_with_retry(
             loop.call_soon_threadsafe(_resolve, future, (res, err))
 
         call(callback)
-        try:
-            res, err = await asyncio.wait_for(
-                asyncio.shield(future), min(remaining, _ATTEMPT_TIMEOUT)
-            )
+        try:  # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
+            async with asyncio.timeout(min(remaining, _ATTEMPT_TIMEOUT)):
+                res, err = await asyncio.shield(future)
         except TimeoutError:
             last_error = "timed out waiting for commit"
             continue

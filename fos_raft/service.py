@@ -202,10 +202,9 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         while loop.time() < deadline:
             try:
                 if self.replica.is_leader:
-                    result = await asyncio.wait_for(
-                        self.judge.judge(request.suspect, request.reporter, request.reason[:256]),
-                        max(0.0, deadline - loop.time()),
-                    )
+                    async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                        result = await self.judge.judge(
+                            request.suspect, request.reporter, request.reason[:256])
                     return outcome_reply(result)
                 if forwarded:
                     break  # the sender retries; never forward twice
@@ -285,8 +284,10 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
                     last_key = key
                     sent_version = state.version
                     yield reply
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel (engine.py)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), 5.0)
+                async with asyncio.timeout(5.0):
+                    await changed.wait()
 
     async def ListNodes(self, request: pb.ListNodesRequest, context: Any) -> pb.ListNodesReply:
         state = self.replica.state
