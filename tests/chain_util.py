@@ -126,6 +126,15 @@ class Progress:
         """How much the counter grew between ``t0`` and ``t1`` (monotonic seconds)."""
         return self.value_at(node, t1) - self.value_at(node, t0)
 
+    def window_end(self, t0: float, t1: float, at_least_s: float) -> float:
+        """``t1``, or ``t0 + at_least_s`` if that is later, once every node has a sample
+        taken after it. An event can be over in half a second, and with samples every 0.2 s
+        and a cycle of 0.2 s a window that short measures sampling jitter, not progress."""
+        end = max(t1, t0 + at_least_s)
+        wait_until(lambda: all(s and s[-1][0] > end for s in self.samples.values()),
+                   end - time.monotonic() + 20.0, "samples after the window")
+        return end
+
 
 class Chain:
     """Agent processes of one test on a shared coordinator cluster."""

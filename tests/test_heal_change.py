@@ -78,8 +78,9 @@ def test_a_new_supplier_joins_a_running_chain_and_takes_only_what_balance_needs(
                     and not (e[1] == moved[0] and e[2] == "jb")}
         assert kept(after) == kept(before)
         assert suppliers_of(after, moved[0], "jb") == ["jb-2", "jb-1"]  # old one a backup
+        t_end = progress.window_end(t_event, t_trading, 2.0)  # 5 cycles/s: ~10 expected
         for node in ("jd-1", "jd-2", "jb-1"):
-            assert progress.rose(node, t_event, t_trading) >= 2, node
+            assert progress.rose(node, t_event, t_end) >= 2, node
 
     chain.stop_in_order(["jd-1", "jd-2", "jc-1", "jc-2", "jb-1", "jb-2", "ja-1"])
     report = chain.audit(["ja-1", "jb-1", "jb-2", "jc-1", "jc-2", "jd-1", "jd-2"])
