@@ -46,22 +46,30 @@ def _ephemeral_floor() -> int:
         return 32768
 
 
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = HOST) -> int:
     """A port that was free a moment ago, chosen *below* the kernel's ephemeral range.
 
     Ports from bind(0) come from the ephemeral range, which the kernel also hands out as the
     local port of outgoing connections: on a busy machine one of those can take the port
     between our probe and the replica's bind. Below the range only another listener can.
+    A port is never handed out twice by one process: a cluster picks all its ports before
+    any replica binds, so the probe alone would not stop two picks from coinciding.
     """
     floor = _ephemeral_floor()
     rng = random.Random()
     for _ in range(200):
         port = rng.randrange(15000, max(15001, floor))
+        if port in _handed_out:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind((host, port))
             except OSError:
                 continue
+            _handed_out.add(port)
             return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))

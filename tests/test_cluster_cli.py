@@ -130,3 +130,10 @@ def test_bad_flags_exit_non_zero(tmp_path: Path, bad: list[str]):
         timeout=30,
     )
     assert result.returncode != 0 and "HOST:PORT" in result.stderr
+
+
+def test_free_port_never_hands_out_a_port_twice():
+    # a cluster picks all its ports before any replica binds; 2,000 picks from the ~17,000
+    # ports below the ephemeral range would coincide almost surely without the bookkeeping
+    ports = [free_port() for _ in range(2000)]
+    assert len(set(ports)) == len(ports)
