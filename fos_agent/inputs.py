@@ -176,10 +176,11 @@ class InputFetcher:
         (request,) = made.messages
         delivered = self.outbox.take_confirms(supplier)
         self.metrics.inc("batches_requested", count)
+        answered = False
         try:
             replies = await self.client.request(request, delivered, count)
+            answered = True
         except PeerUnreachable as exc:
-            self.outbox.give_back_confirms(supplier, delivered)
             self._failed_at[supplier] = time.monotonic()
             self.log.debug("supplier gave no answer", supplier=supplier, error=exc.reason)
             return False
@@ -187,6 +188,12 @@ class InputFetcher:
             self.log.info("supplier refused", supplier=supplier, code=exc.code.name,
                           details=exc.details)
             return False
+        finally:
+            # unanswered, refused or cancelled (a stop): the piggybacked confirmations may
+            # not have arrived, so they go again on their own (DeliveryConfirmed is
+            # idempotent); dropped, they would leave the batch in transit at the supplier
+            if not answered:
+                self.outbox.give_back_confirms(supplier, delivered)
         self._failed_at.pop(supplier, None)
         for effects in await self.engine.step(*replies):
             self.outbox.send(effects.messages)
