@@ -12,6 +12,7 @@ is `replica_commit.commit_with_retry`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import threading
@@ -29,6 +30,7 @@ from pysyncobj.utility import TcpUtility, UtilityException
 from fos_raft import failstop
 from fos_raft import journal as journal_mod
 from fos_raft.commands import AnnounceReplica, Command, ForgetReplica, Outcome
+from fos_raft.loop_mailbox import post_to_loop
 from fos_raft.replica_commit import commit_with_retry
 from fos_raft.replica_machine import StateMachine
 from fos_raft.state import CoordinatorState, validate, validate_static
@@ -163,7 +165,8 @@ class Replica:
     def _on_applied_threadsafe(self, state: CoordinatorState) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._publish, state)
+            with contextlib.suppress(RuntimeError):  # closed meanwhile: nobody to tell
+                post_to_loop(loop, self._publish, state)  # not one pipe byte per command
 
     def _publish(self, state: CoordinatorState) -> None:
         # Callbacks may be scheduled out of order only across restarts of the thread: keep

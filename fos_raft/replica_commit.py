@@ -14,6 +14,8 @@ from typing import Any
 import structlog
 from pysyncobj import FAIL_REASON
 
+from fos_raft.loop_mailbox import post_to_loop
+
 # Same logger name as before the split: log consumers filter on it.
 log = structlog.get_logger("fos_raft.replica")
 
@@ -46,7 +48,7 @@ async def commit_with_retry(
         future: asyncio.Future[tuple[Any, Any]] = loop.create_future()
 
         def callback(res: Any, err: Any, future: asyncio.Future[Any] = future) -> None:
-            loop.call_soon_threadsafe(_resolve, future, (res, err))
+            post_to_loop(loop, _resolve, future, (res, err))  # see fos_raft.loop_mailbox
 
         call(callback)
         try:  # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
