@@ -49,6 +49,7 @@ from fos_agent.protocol import NodeConfig
 from fos_agent.records import Batch
 from fos_agent.shares import keep_weights
 from fos_agent.stage import Stage
+from fos_agent.stop_steps import bounded_step
 from fos_agent.wal import wal_path
 from fos_pb import agent_pb2, coordinator_pb2
 from fos_raft.client import CoordinatorClient, CoordinatorError
@@ -262,15 +263,7 @@ class Agent(CoordinatorSide):
         self.log.info("agent stopped")
 
     async def _stop_step(self, step: str, work: Awaitable[Any], timeout: float) -> None:
-        started = time.monotonic()
-        try:  # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
-            async with asyncio.timeout(timeout):
-                await work
-        except TimeoutError:
-            self.log.warning("stop step overran; going on", step=step, timeout_s=timeout)
-        elapsed = time.monotonic() - started
-        if elapsed > 2.0:
-            self.log.info("slow stop step", step=step, seconds=round(elapsed, 2))
+        await bounded_step(work, timeout, log=self.log, step=step)
 
     def _spawn(self, name: str, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

@@ -1,6 +1,7 @@
-"""A clean stop always ends: a step that hangs is left behind after ``stop_step_s`` and the
-rest of the stop still runs (the WAL is closed and its lock released, so the node restarts
-on the same data dir at once). Real agents, real coordinator cluster, real LMDB."""
+"""A clean stop always ends: a step that hangs, even one that ignores its cancel, is left
+behind after ``stop_step_s`` and the rest of the stop still runs (the WAL is closed and its
+lock released, so the node restarts on the same data dir at once). Real agents, real
+coordinator cluster, real LMDB."""
 
 from __future__ import annotations
 
@@ -30,11 +31,14 @@ async def test_a_hung_stop_step_is_left_behind(tmp_path: Path):
         await eventually(lambda: src.metrics["successful_cycles"] >= 2, what="producing")
         assert src.peers is not None
         real_close = src.peers.close
-        hung = asyncio.Event()
+        hung, release = asyncio.Event(), asyncio.Event()
 
-        async def close_that_hangs() -> None:  # a step that never returns by itself
+        async def close_that_hangs() -> None:  # a step that hangs and ignores its cancel
             hung.set()
-            await asyncio.Event().wait()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                await release.wait()
 
         src.peers.close = close_that_hangs  # type: ignore[method-assign]
         started = time.monotonic()
@@ -42,6 +46,7 @@ async def test_a_hung_stop_step_is_left_behind(tmp_path: Path):
         took = time.monotonic() - started
         assert hung.is_set() and src.stopped.is_set()
         assert took < 3.0, f"stop took {took:.1f} s"
+        release.set()
         await real_close()
         # the WAL was closed and unlocked: the same node starts again on its data dir
         again = Agent("s-src", ItemReq("sa", 1), coordinators=coords,
