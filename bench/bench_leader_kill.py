@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-FOS_SIM = [sys.executable, "-m", "bench.sim"]
+FOS_SIM = [sys.executable, "-m", "bench.sim.cli"]
 
 
 def run_sim(args: argparse.Namespace, kill_every: float, out: Path) -> dict[str, Any]:

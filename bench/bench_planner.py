@@ -2,7 +2,7 @@
 
     python -m bench.bench_planner [--sizes 100,1000,10000] [--per-type 5] [--reps 200]
 
-Catalogs are the experiments' layered DAG (``bench.sim_topology.generate_topology``: N/T item
+Catalogs are the experiments' layered DAG (``bench.sim.topology.generate_topology``: N/T item
 types, T alternative suppliers each, 1-3 inputs per type) with random capacities 1..4.
 
 Rows (milliseconds: wall-clock median and p99, and thread CPU-time median, over repetitions):
@@ -25,9 +25,9 @@ import statistics
 import time
 from collections.abc import Callable
 
-from bench.sim_topology import generate_topology
+from bench.sim.topology import generate_topology
 from fos_raft.model import NodeSpec, NodeStatus, Plan
-from fos_raft.planner import Planner, plan
+from fos_raft.planner.plan import Planner, plan
 
 DEAD = NodeStatus(alive=False, down_reason="bench")
 CHECKED_REPS = 3

@@ -30,9 +30,9 @@ import grpc
 
 from fos_pb import coordinator_pb2 as pb
 from fos_pb import coordinator_pb2_grpc as pb_grpc
-from fos_raft.grpc_runtime import keep_grpc_aio_running
-from fos_raft.journal import read_journal
-from fos_raft.launcher import LocalCluster
+from fos_raft.cli.launcher import LocalCluster
+from fos_raft.replica.journal import read_journal
+from fos_raft.runtime.grpc_runtime import keep_grpc_aio_running
 
 NODES = 32
 

@@ -19,7 +19,7 @@ stage buying one ``w`` per cycle). Each repetition:
    and ``c`` knows it as its backup.
 
 The consumer does not wait for the coordinator: a killed supplier refuses connections at
-once, and the consumer asks its next-ranked supplier (fos_agent.inputs). Prints every
+once, and the consumer asks its next-ranked supplier (fos_agent.runtime.inputs). Prints every
 repetition and p50 / p99 / max. Goal (issue 3): reroute p50 <= 0.5 s, p99 <= 1 s.
 """
 
@@ -37,10 +37,10 @@ from pathlib import Path
 
 import grpc
 
-from bench.sim_procs import AgentSupervisor, free_ports
+from bench.sim.procs import AgentSupervisor, free_ports
 from fos_pb import agent_pb2, agent_pb2_grpc
 from fos_pb import coordinator_pb2 as cpb
-from fos_raft.launcher import LocalCluster
+from fos_raft.cli.launcher import LocalCluster
 from fos_raft.model import ItemReq, NodeSpec
 
 SUPPLIERS = ("s1", "s2")

@@ -31,7 +31,7 @@ from pathlib import Path
 import grpc
 
 from fos_pb import agent_pb2, agent_pb2_grpc
-from fos_raft.launcher import LocalCluster, free_port
+from fos_raft.cli.launcher import LocalCluster, free_port
 
 # fmt: off
 FAST = ["--cycle-s", "0", "--workers", "32", "--output-cap", "512", "--prefetch", "256",

@@ -20,10 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from fos_agent.group_commit import GroupCommitter
-from fos_agent.messages import Effects, Event, FlowChanged, NewRequest, Produce
-from fos_agent.protocol import Node, NodeConfig
-from fos_agent.wal import Wal
+from fos_agent.protocol.machine import Node, NodeConfig
+from fos_agent.protocol.messages import Effects, Event, FlowChanged, NewRequest, Produce
+from fos_agent.storage.group_commit import GroupCommitter
+from fos_agent.storage.wal import Wal
 from fos_raft.model import ItemReq
 
 WOOD = ItemReq("wood", 1)

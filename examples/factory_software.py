@@ -26,7 +26,7 @@ from pathlib import Path
 import structlog
 
 from fos_agent import Agent, ItemReq
-from fos_raft.logging import configure_logging
+from fos_raft.runtime.logging import configure_logging
 
 PLANK_CM = 240
 FRAME_PARTS_CM = [120, 120, 80, 80, 60, 60, 45, 45]  # two frames per batch of wood
@@ -78,7 +78,7 @@ async def main(args: argparse.Namespace) -> None:
     coordinators = [c for c in args.coordinators.split(",") if c]
     agents: list[Agent] = []
     if not coordinators:  # self-contained demo: a local coordinator and a simulated saw
-        from fos_raft.launcher import LocalCluster
+        from fos_raft.cli.launcher import LocalCluster
 
         cluster = LocalCluster(1, base / "coordinator")
         cluster.start()

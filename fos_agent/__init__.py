@@ -1,9 +1,8 @@
 """factoryOS node agent: the library factory software imports (DESIGN.md section 5).
 
     from fos_agent import Agent, ItemReq
-
 The names below are imported lazily (PEP 562), so importing a pure module such as
-``fos_agent.protocol`` or ``fos_agent.testing`` does not pull in gRPC, LMDB or Prometheus.
+``fos_agent.protocol.machine`` or ``fos_agent.testing`` does not pull in gRPC, LMDB or Prometheus.
 """
 
 from __future__ import annotations
@@ -13,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
     "Agent": "fos_agent.agent",
-    "AgentSettings": "fos_agent.agent",
+    "AgentSettings": "fos_agent.runtime.settings",
     "Inputs": "fos_agent.agent",
-    "DetectorSettings": "fos_agent.detector",
-    "FetchSettings": "fos_agent.inputs",
-    "Batch": "fos_agent.records",
-    "WalError": "fos_agent.wal",
+    "DetectorSettings": "fos_agent.runtime.detector",
+    "FetchSettings": "fos_agent.runtime.inputs",
+    "Batch": "fos_agent.protocol.records",
+    "WalError": "fos_agent.storage.wal",
     "ItemReq": "fos_raft.model",
     "NodeSpec": "fos_raft.model",
 }
@@ -29,11 +28,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from fos_agent.agent import Agent, AgentSettings, Inputs
-    from fos_agent.detector import DetectorSettings
-    from fos_agent.inputs import FetchSettings
-    from fos_agent.records import Batch
-    from fos_agent.wal import WalError
+    from fos_agent.agent import Agent, Inputs
+    from fos_agent.protocol.records import Batch
+    from fos_agent.runtime.detector import DetectorSettings
+    from fos_agent.runtime.inputs import FetchSettings
+    from fos_agent.runtime.settings import AgentSettings
+    from fos_agent.storage.wal import WalError
     from fos_raft.model import ItemReq, NodeSpec
 
 

@@ -28,51 +28,34 @@ import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import grpc.aio
 import structlog
 
-from fos_agent.detector import DetectorSettings, FailureDetector
-from fos_agent.engine import Engine, RecoveryInfo, Signal
-from fos_agent.flowview import FlowView, load_flow
-from fos_agent.inputs import FetchSettings, InputFetcher
-from fos_agent.membership import CoordinatorSide
-from fos_agent.messages import Arrived
-from fos_agent.metrics import Metrics
-from fos_agent.outbox import Outbox
-from fos_agent.peer_client import PeerClient
-from fos_agent.peer_service import PeerService, start_server
-from fos_agent.protocol import NodeConfig
-from fos_agent.records import Batch
-from fos_agent.shares import keep_weights
-from fos_agent.stage import Stage
-from fos_agent.stop_steps import bounded_step
-from fos_agent.wal import wal_path
+from fos_agent.core.engine import Engine, RecoveryInfo, Signal
+from fos_agent.core.metrics import Metrics
+from fos_agent.net.client import PeerClient
+from fos_agent.net.outbox import Outbox
+from fos_agent.net.service import PeerService, start_server
+from fos_agent.protocol.machine import NodeConfig
+from fos_agent.protocol.messages import Arrived
+from fos_agent.protocol.records import Batch
+from fos_agent.runtime.detector import FailureDetector
+from fos_agent.runtime.flowview import FlowView, load_flow
+from fos_agent.runtime.inputs import InputFetcher
+from fos_agent.runtime.membership import CoordinatorSide
+from fos_agent.runtime.settings import AgentSettings
+from fos_agent.runtime.shares import keep_weights
+from fos_agent.runtime.stage import Stage
+from fos_agent.runtime.stop_steps import bounded_step
+from fos_agent.storage.wal import wal_path
 from fos_pb import agent_pb2, coordinator_pb2
-from fos_raft.client import CoordinatorClient, CoordinatorError
+from fos_raft.api.client import CoordinatorClient, CoordinatorError
 from fos_raft.model import ItemReq, NodeSpec
-from fos_raft.tls import TlsConfig, client_kwargs
-
-
-@dataclass(frozen=True, slots=True)
-class AgentSettings:
-    """Tuning knobs; the defaults suit a factory stage cycling about once a second."""
-
-    fetch: FetchSettings = field(default_factory=FetchSettings)
-    detector: DetectorSettings = field(default_factory=DetectorSettings)
-    output_cap: int = 1  # unsold QUEUED outputs before the stage pauses (not for sinks)
-    retry_s: float = 1.0  # re-offer an IN_TRANSIT batch after this long (then backoff)
-    rpc_timeout: float = 2.0  # peer RPC deadline (plus wait_ms for long-polls)
-    group_commit: bool = True  # False: one synced transaction per step (the naive design)
-    immediate_arrival: bool = True  # goods arrive with the message (else agent.arrived())
-    coordinator_timeout: float = 5.0  # one coordinator call, failover included
-    start_timeout: float = 30.0  # registering at start, when no saved flow exists
-    start_file: str | None = None  # the simulated stage waits for this file to exist
-    reclaim_check_s: float = 2.0  # ask about consumers owed goods that left the flow
-    stop_step_s: float = 5.0  # bound on each step of a clean stop (closing the WAL: 6x)
+from fos_raft.security.tls import TlsConfig, client_kwargs
 
 
 @dataclass(slots=True)
@@ -363,7 +346,7 @@ class Agent(CoordinatorSide):
         await self.stage.run_simulated(cycle_s, self.workers)
 
     async def run_simulated(self, cycle_s: float, workers: int | None = None) -> None:
-        """Run the simulated stage until cancelled (see fos_agent.stage)."""
+        """Run the simulated stage until cancelled (see fos_agent.runtime.stage)."""
         await self.stage.run_simulated(cycle_s, workers or self.workers)
 
     async def arrived(self, batch_id: str) -> None:

@@ -4,7 +4,7 @@
     print(report.summary()); assert report.ok
 
 Each path is a WAL directory (``wal_path(data_dir)``) or an agent data dir containing one.
-WALs are opened read-only (fos_agent.wal.read_wal): nothing is written, so it works on
+WALs are opened read-only (fos_agent.storage.wal.read_wal): nothing is written, so it works on
 stopped agents and also while agents run (each WAL is then a consistent snapshot of its
 own, but the snapshots of different agents are not taken at one instant, so run it at
 quiescence for exact figures).
@@ -37,8 +37,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fos_agent.records import DurableState, InState, OutState
-from fos_agent.wal import read_wal, wal_path
+from fos_agent.protocol.records import DurableState, InState, OutState
+from fos_agent.storage.wal import read_wal, wal_path
 
 
 @dataclass

@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import NoReturn
 
 from fos_agent.agent import Agent, AgentSettings
-from fos_agent.detector import DetectorSettings
-from fos_agent.inputs import FetchSettings
-from fos_agent.metrics import registry_for
-from fos_raft.logging import configure_logging
+from fos_agent.core.metrics import registry_for
+from fos_agent.runtime.detector import DetectorSettings
+from fos_agent.runtime.inputs import FetchSettings
 from fos_raft.model import ItemReq, ModelError
-from fos_raft.stop_report import wait_for_stop_signal
-from fos_raft.tls import TlsError, add_tls_arguments, tls_from_args
+from fos_raft.runtime.logging import configure_logging
+from fos_raft.runtime.stop_report import wait_for_stop_signal
+from fos_raft.security.tls import TlsError, add_tls_arguments, tls_from_args
 
 
 class UsageError(Exception):

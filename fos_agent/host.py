@@ -55,9 +55,9 @@ from fos_agent.cli import (
     settings_from,
     write_ready,
 )
-from fos_raft.logging import configure_logging
-from fos_raft.stop_report import wait_for_stop_signal
-from fos_raft.tls import TlsConfig, TlsError, tls_from_mapping
+from fos_raft.runtime.logging import configure_logging
+from fos_raft.runtime.stop_report import wait_for_stop_signal
+from fos_raft.security.tls import TlsConfig, TlsError, tls_from_mapping
 
 KNOWN_KEYS = {"node_id", "listen", "data_dir", "produces", "requires", "capacity", "cycle_s",
               "workers", "advertise", "tls_cert", "tls_key"}

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from coord_util import WINDOW_FACTORY, register_all, retry_unavailable
 
 from fos_pb import coordinator_pb2 as pb
-from fos_raft.launcher import LocalCluster
+from fos_raft.cli.launcher import LocalCluster
 
 SCENARIOS = ("basic", "busy", "twice", "compaction", "leader", "pause")
 

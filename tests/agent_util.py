@@ -16,7 +16,7 @@ from typing import Any
 import grpc.aio
 
 from fos_pb import agent_pb2_grpc
-from fos_raft.grpc_runtime import keep_grpc_aio_running
+from fos_raft.runtime.grpc_runtime import keep_grpc_aio_running
 
 # Generous: the machine has 2 cores shared with other engineers' test runs.
 DEADLINE_S = 20.0
@@ -51,7 +51,7 @@ def wait_until(cond: Callable[[], Any], timeout: float = DEADLINE_S, what: str =
 
 @contextlib.asynccontextmanager
 async def peer_stub(address: str) -> Any:
-    keep_grpc_aio_running()  # see fos_raft.grpc_runtime
+    keep_grpc_aio_running()  # see fos_raft.runtime.grpc_runtime
     channel = grpc.aio.insecure_channel(address)
     try:
         yield agent_pb2_grpc.AgentStub(channel)

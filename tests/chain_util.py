@@ -31,10 +31,10 @@ import grpc
 from agent_util import Procs, agent_command, wait_until
 
 from fos_agent.audit import AuditReport, audit
-from fos_agent.wal import read_wal, wal_path
+from fos_agent.storage.wal import read_wal, wal_path
 from fos_pb import agent_pb2, agent_pb2_grpc
 from fos_pb import coordinator_pb2 as cpb
-from fos_raft.launcher import LocalCluster
+from fos_raft.cli.launcher import LocalCluster
 
 EdgeKey = tuple[str, str, str, int]  # supplier, consumer, item, rank
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import grpc
 import pysyncobj.pickle as raft_pickle
 
-from fos_raft.journal import LmdbJournal
-from fos_raft.launcher import LocalCluster
+from fos_raft.cli.launcher import LocalCluster
+from fos_raft.replica.journal import LmdbJournal
 
 KEEP_DIR = Path(os.environ.get("FOS_KEEP_DIR", "/tmp/fos-kept"))
 _RAFT_WARNINGS = ("truncating", "failed", "exceeds", "critical", "error")

@@ -11,7 +11,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fos_pb import coordinator_pb2 as pb
-from fos_raft.launcher import LocalCluster
+from fos_raft.cli.launcher import LocalCluster
 
 T = TypeVar("T")
 

@@ -20,10 +20,10 @@ import signal
 import sys
 from pathlib import Path
 
-from fos_raft import journal as journal_mod
-from fos_raft.commands import Drain, Register, Undrain
 from fos_raft.model import ItemReq, NodeSpec
-from fos_raft.replica import RaftTiming, Replica
+from fos_raft.replica import journal as journal_mod
+from fos_raft.replica.core import RaftTiming, Replica
+from fos_raft.state.commands import Drain, Register, Undrain
 
 COMPACTION = 20
 

@@ -16,8 +16,8 @@ import pytest
 from agent_util import Procs, agent_command, wait_until
 
 from fos_pb import agent_pb2, agent_pb2_grpc
-from fos_raft.client import CoordinatorClient
-from fos_raft.launcher import LocalCluster, free_port
+from fos_raft.api.client import CoordinatorClient
+from fos_raft.cli.launcher import LocalCluster, free_port
 from fos_raft.model import ItemReq, NodeSpec
 
 

@@ -9,8 +9,8 @@ from dataclasses import replace
 
 from agent_util import eventually
 
-from fos_agent.detector import DetectorSettings, FailureDetector
-from fos_agent.metrics import Metrics
+from fos_agent.core.metrics import Metrics
+from fos_agent.runtime.detector import DetectorSettings, FailureDetector
 
 FAST = DetectorSettings(ping_interval=0.05, suspect_after=0.15, ping_timeout=0.05,
                         report_backoff=0.02)

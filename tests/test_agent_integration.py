@@ -15,7 +15,7 @@ from agent_util import Procs, agent_command, wait_until
 
 from fos_agent.audit import audit
 from fos_pb import agent_pb2, agent_pb2_grpc
-from fos_raft.launcher import LocalCluster, free_port
+from fos_raft.cli.launcher import LocalCluster, free_port
 
 CHAIN = [  # node, produces, requires
     ("wood-1", "wood:1", ""), ("wood-2", "wood:1", ""),

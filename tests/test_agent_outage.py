@@ -12,8 +12,8 @@ from agent_util import eventually
 
 from fos_agent import Agent, ItemReq
 from fos_agent.audit import audit
-from fos_raft.client import CoordinatorClient, CoordinatorError
-from fos_raft.launcher import LocalCluster
+from fos_raft.api.client import CoordinatorClient, CoordinatorError
+from fos_raft.cli.launcher import LocalCluster
 
 
 async def test_trading_goes_on_without_coordinators_and_catches_up(tmp_path: Path):

@@ -19,13 +19,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fos_agent import Agent, AgentSettings, ItemReq, WalError
 from fos_agent.audit import audit
-from fos_agent.records import InState, OutState
-from fos_agent.wal import read_wal, wal_path
+from fos_agent.protocol.records import InState, OutState
+from fos_agent.storage.wal import read_wal, wal_path
 from fos_pb import agent_pb2
-from fos_raft.client import CoordinatorClient, CoordinatorError
-from fos_raft.grpc_runtime import keep_grpc_aio_running
-from fos_raft.launcher import LocalCluster, free_port
+from fos_raft.api.client import CoordinatorClient, CoordinatorError
+from fos_raft.cli.launcher import LocalCluster, free_port
 from fos_raft.model import NodeSpec
+from fos_raft.runtime.grpc_runtime import keep_grpc_aio_running
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ async def test_two_agents_trade_and_report_stats(cluster: LocalCluster, tmp_path
         assert t0 * 1000 <= stats.recent_receipts[-1].unix_ms <= time.time() * 1000
         assert wood.metrics["batches_produced"] >= 5
         assert frame.metrics["batches_consumed"] == frame.metrics["batches_produced"]
-        keep_grpc_aio_running()  # see fos_raft.grpc_runtime
+        keep_grpc_aio_running()  # see fos_raft.runtime.grpc_runtime
         async with grpc.aio.insecure_channel(wood.address) as channel:
             health = await health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=""), timeout=5)

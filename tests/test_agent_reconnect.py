@@ -11,11 +11,11 @@ from typing import Any
 import grpc.aio
 import pytest
 
-from fos_agent.metrics import Metrics
-from fos_agent.peer_client import PeerClient, PeerUnreachable
+from fos_agent.core.metrics import Metrics
+from fos_agent.net.client import PeerClient, PeerUnreachable
 from fos_pb import agent_pb2, agent_pb2_grpc
-from fos_raft.grpc_runtime import keep_grpc_aio_running
-from fos_raft.launcher import free_port
+from fos_raft.cli.launcher import free_port
+from fos_raft.runtime.grpc_runtime import keep_grpc_aio_running
 
 
 class PingOnly(agent_pb2_grpc.AgentServicer):
@@ -24,7 +24,7 @@ class PingOnly(agent_pb2_grpc.AgentServicer):
 
 
 async def serve(address: str) -> grpc.aio.Server:
-    keep_grpc_aio_running()  # see fos_raft.grpc_runtime
+    keep_grpc_aio_running()  # see fos_raft.runtime.grpc_runtime
     server = grpc.aio.server()
     agent_pb2_grpc.add_AgentServicer_to_server(PingOnly(), server)
     server.add_insecure_port(address)

@@ -14,7 +14,7 @@ from agent_util import eventually
 
 from fos_agent import Agent, ItemReq
 from fos_agent.agent import AgentSettings
-from fos_raft.launcher import LocalCluster
+from fos_raft.cli.launcher import LocalCluster
 
 
 async def test_a_hung_stop_step_is_left_behind(tmp_path: Path):

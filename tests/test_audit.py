@@ -8,9 +8,9 @@ import lmdb
 import pytest
 
 from fos_agent.audit import audit, audit_states
-from fos_agent.messages import Arrived, FlowChanged, Message, NewRequest, Produce, Reclaim
-from fos_agent.protocol import Node, NodeConfig
-from fos_agent.records import (
+from fos_agent.protocol.machine import Node, NodeConfig
+from fos_agent.protocol.messages import Arrived, FlowChanged, Message, NewRequest, Produce, Reclaim
+from fos_agent.protocol.records import (
     Batch,
     DurableState,
     InboundRecord,
@@ -18,7 +18,7 @@ from fos_agent.records import (
     OutboundRecord,
     OutState,
 )
-from fos_agent.wal import Wal, wal_path
+from fos_agent.storage.wal import Wal, wal_path
 from fos_raft.model import ItemReq
 
 WOOD, FRAME = ItemReq("wood", 1), ItemReq("frame", 1)

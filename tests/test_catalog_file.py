@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fos_raft.catalog_file import CatalogFileError, dump_catalog, load_catalog, parse_catalog
+from fos_raft.cli.catalog_file import CatalogFileError, dump_catalog, load_catalog, parse_catalog
 from fos_raft.model import ItemReq, NodeSpec, find_item_cycle
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,7 +17,7 @@ import pytest
 
 from fos_pb import coordinator_pb2 as pb
 from fos_pb import coordinator_pb2_grpc as pb_grpc
-from fos_raft.client import (
+from fos_raft.api.client import (
     Backoff,
     CoordinatorClient,
     CoordinatorError,
@@ -25,8 +25,8 @@ from fos_raft.client import (
     leader_hint,
     reply_version,
 )
-from fos_raft.grpc_runtime import keep_grpc_aio_running
 from fos_raft.model import ItemReq, NodeSpec
+from fos_raft.runtime.grpc_runtime import keep_grpc_aio_running
 
 # ---------------------------------------------------------------- pure parts
 
@@ -85,7 +85,7 @@ class ScriptedReplica(pb_grpc.CoordinatorServicer):
         self.address = ""
 
     async def start(self) -> None:
-        keep_grpc_aio_running()  # see fos_raft.grpc_runtime
+        keep_grpc_aio_running()  # see fos_raft.runtime.grpc_runtime
         self.server = grpc.aio.server()
         pb_grpc.add_CoordinatorServicer_to_server(self, self.server)
         port = self.server.add_insecure_port("127.0.0.1:0")
@@ -363,7 +363,7 @@ async def test_watch_raises_errors_retrying_cannot_fix(replicas):
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    from fos_raft.launcher import LocalCluster
+    from fos_raft.cli.launcher import LocalCluster
 
     local = LocalCluster(3, tmp_path_factory.mktemp("client-cluster"))
     try:

@@ -25,8 +25,8 @@ from coord_util import (
 )
 
 from fos_pb import coordinator_pb2 as pb
-from fos_raft.journal import read_journal
-from fos_raft.launcher import LocalCluster
+from fos_raft.cli.launcher import LocalCluster
+from fos_raft.replica.journal import read_journal
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 from coord_util import WINDOW_FACTORY, register_all, retry_unavailable
 
 from fos_pb import coordinator_pb2 as pb
-from fos_raft.launcher import LocalCluster
+from fos_raft.cli.launcher import LocalCluster
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import pytest
 from coord_util import register_all, spec, wait_until
 
 from fos_pb import coordinator_pb2 as pb
-from fos_raft.launcher import free_port
+from fos_raft.cli.launcher import free_port
 
 
 def _start(data_dir: Path, raft: str) -> subprocess.Popen[str]:
@@ -23,7 +23,7 @@ def _start(data_dir: Path, raft: str) -> subprocess.Popen[str]:
         [
             sys.executable,
             "-m",
-            "fos_raft.cli_coordinator",
+            "fos_raft.cli.coordinator",
             "--id",
             "solo",
             "--raft",
@@ -124,7 +124,7 @@ def test_bad_flags_exit_non_zero(tmp_path: Path, bad: list[str]):
     args += ["--data-dir", str(tmp_path)]
     args[args.index(bad[0]) + 1] = bad[1]
     result = subprocess.run(
-        [sys.executable, "-m", "fos_raft.cli_coordinator", *args],
+        [sys.executable, "-m", "fos_raft.cli.coordinator", *args],
         capture_output=True,
         text=True,
         timeout=30,

@@ -9,8 +9,8 @@ from cluster_forensics import converge_or_explain
 from coord_util import WINDOW_FACTORY, register_all, retry_unavailable, wait_until
 
 from fos_pb import coordinator_pb2 as pb
-from fos_raft.journal import read_journal
-from fos_raft.launcher import LocalCluster
+from fos_raft.cli.launcher import LocalCluster
+from fos_raft.replica.journal import read_journal
 
 
 def _toggle(cluster: LocalCluster, target: int, count: int) -> None:

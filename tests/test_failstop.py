@@ -1,5 +1,5 @@
 """Fail-stop: a replica whose snapshot cannot be loaded ends at once with a clear reason
-instead of running on with state its applied index does not describe (fos_raft.failstop)."""
+instead of running on with state its applied index does not describe (fos_raft.replica.failstop)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import sys
 
 from coord_util import WINDOW_FACTORY, register_all, wait_until
 
-from fos_raft.failstop import EXIT_STATUS
-from fos_raft.launcher import LocalCluster
+from fos_raft.cli.launcher import LocalCluster
+from fos_raft.replica.failstop import EXIT_STATUS
 
 
 def test_unloadable_snapshot_stops_the_replica(tmp_path):
@@ -41,7 +41,7 @@ def test_only_state_unknown_records_stop_the_process():
     # 'failed to connect' is logged and ignored; 'failed _onTick' ends the process with 70
     code = (
         "import logging, sys\n"
-        "from fos_raft import failstop\n"
+        "from fos_raft.replica import failstop\n"
         "failstop.install(); failstop.install()\n"
         "log = logging.getLogger(failstop.PYSYNCOBJ_LOGGER)\n"
         "log.error('failed to connect')\n"

@@ -1,4 +1,4 @@
-"""A supplier's long-polls served round robin: fos_agent.fairshare (pure), and the
+"""A supplier's long-polls served round robin: fos_agent.core.fairshare (pure), and the
 RequestBatch handler that uses it, over a real WAL."""
 
 from __future__ import annotations
@@ -13,17 +13,17 @@ from agent_util import eventually
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench.sim_topology import generate_topology, throughput_bound
-from fos_agent.engine import Engine, Signal
-from fos_agent.fairshare import FairShare
-from fos_agent.messages import FlowChanged, Produce
-from fos_agent.metrics import Metrics
-from fos_agent.peer_service import PeerService
-from fos_agent.protocol import NodeConfig
-from fos_agent.shares import consumer_weights, item_needs, keep_weights
+from bench.sim.topology import generate_topology, throughput_bound
+from fos_agent.core.engine import Engine, Signal
+from fos_agent.core.fairshare import FairShare
+from fos_agent.core.metrics import Metrics
+from fos_agent.net.service import PeerService
+from fos_agent.protocol.machine import NodeConfig
+from fos_agent.protocol.messages import FlowChanged, Produce
+from fos_agent.runtime.shares import consumer_weights, item_needs, keep_weights
 from fos_pb import agent_pb2
 from fos_pb import coordinator_pb2 as cpb
-from fos_raft.convert import spec_to_pb
+from fos_raft.api.convert import spec_to_pb
 from fos_raft.model import ItemReq, NodeSpec
 
 
@@ -141,7 +141,7 @@ async def test_a_batch_goes_to_the_consumer_served_longest_ago_not_the_first_wai
     assert supplier.fair.waiting() == {}
 
 
-# ---- weights: the consumers' shares of the catalog's need (fos_agent.shares) ----
+# ---- weights: the consumers' shares of the catalog's need (fos_agent.runtime.shares) ----
 
 
 def _spec(node_id: str, produces: str, *requires: str) -> NodeSpec:

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from fos_pb import coordinator_pb2 as pb
-from fos_raft import render
-from fos_raft.catalog_file import load_catalog, parse_catalog
-from fos_raft.convert import spec_to_pb
-from fos_raft.fosctl import Out, build_parser, command_label
+from fos_raft.api.convert import spec_to_pb
+from fos_raft.cli import render
+from fos_raft.cli.catalog_file import load_catalog, parse_catalog
+from fos_raft.cli.fosctl import Out, build_parser, command_label
 from fos_raft.model import Edge, ItemReq, NodeSpec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -232,7 +232,7 @@ def test_cli_unreachable_cluster_exits_3_with_the_reason():
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    from fos_raft.launcher import LocalCluster
+    from fos_raft.cli.launcher import LocalCluster
 
     local = LocalCluster(3, tmp_path_factory.mktemp("fosctl-cluster"))
     try:

@@ -1,5 +1,5 @@
 """grpc.aio shuts its runtime down (joining its poller thread from the event loop) when its
-last channel or server is released; that join can hang for good (fos_raft.grpc_runtime).
+last channel or server is released; that join can hang for good (fos_raft.runtime.grpc_runtime).
 Our channels and servers hold the runtime for the life of the process instead. Each case
 runs in a fresh interpreter: this one's runtime is already held by earlier tests."""
 
@@ -11,7 +11,7 @@ import sys
 SCRIPT = """
 import asyncio, gc, sys, threading
 import grpc.aio
-from fos_raft.tls import aio_channel
+from fos_raft.security.tls import aio_channel
 
 def pollers():
     return sum(1 for t in threading.enumerate() if "_poll_wrapper" in t.name)

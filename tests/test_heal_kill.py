@@ -17,9 +17,9 @@ import pytest
 from agent_util import wait_until
 from chain_util import Chain, suppliers_of, touching
 
-from fos_agent.records import OutState
-from fos_agent.wal import read_wal, wal_path
-from fos_raft.launcher import LocalCluster
+from fos_agent.protocol.records import OutState
+from fos_agent.storage.wal import read_wal, wal_path
+from fos_raft.cli.launcher import LocalCluster
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ import pytest
 from agent_util import wait_until
 from chain_util import Chain
 
-from fos_raft.launcher import LocalCluster
+from fos_raft.cli.launcher import LocalCluster
 
 pytestmark = pytest.mark.slow
 

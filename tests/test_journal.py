@@ -15,9 +15,9 @@ from typing import Any
 from pysyncobj import SyncObj, SyncObjConf, replicated
 from pysyncobj.transport import TCPTransport
 
-from fos_raft import journal as journal_mod
-from fos_raft.journal import LmdbJournal, read_journal
-from fos_raft.launcher import free_port
+from fos_raft.cli.launcher import free_port
+from fos_raft.replica import journal as journal_mod
+from fos_raft.replica.journal import LmdbJournal, read_journal
 
 
 def test_journal_contract_and_reopen(tmp_path: Path):

@@ -24,9 +24,9 @@ from typing import Any
 
 import pysyncobj.pickle as raft_pickle
 
-from fos_raft.journal import LmdbJournal
-from fos_raft.launcher import free_port
-from fos_raft.state import CoordinatorState, apply
+from fos_raft.cli.launcher import free_port
+from fos_raft.replica.journal import LmdbJournal
+from fos_raft.state.core import CoordinatorState, apply
 
 HELPER = Path(__file__).with_name("raft_compaction_crash.py")
 REGULAR = 0  # pysyncobj's _COMMAND_TYPE.REGULAR: an @replicated call

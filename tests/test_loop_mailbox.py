@@ -13,7 +13,7 @@ import pytest
 
 SCRIPT = textwrap.dedent("""
     import asyncio, os, signal, sys, threading
-    from fos_raft.loop_mailbox import post_to_loop
+    from fos_raft.replica.mailbox import post_to_loop
 
     async def main(mode, n):
         loop = asyncio.get_running_loop()

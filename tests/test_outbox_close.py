@@ -16,17 +16,17 @@ from typing import Any
 import grpc.aio
 import pytest
 
-from fos_agent.engine import Engine, Signal
-from fos_agent.flowview import FlowView
-from fos_agent.inputs import FetchSettings, InputFetcher
-from fos_agent.messages import DeliveryConfirmed
-from fos_agent.metrics import Metrics
-from fos_agent.outbox import Outbox
-from fos_agent.peer_client import PeerClient
-from fos_agent.protocol import NodeConfig
+from fos_agent.core.engine import Engine, Signal
+from fos_agent.core.metrics import Metrics
+from fos_agent.net.client import PeerClient
+from fos_agent.net.outbox import Outbox
+from fos_agent.protocol.machine import NodeConfig
+from fos_agent.protocol.messages import DeliveryConfirmed
+from fos_agent.runtime.flowview import FlowView
+from fos_agent.runtime.inputs import FetchSettings, InputFetcher
 from fos_pb import agent_pb2, agent_pb2_grpc
-from fos_raft.grpc_runtime import keep_grpc_aio_running
 from fos_raft.model import ItemReq
+from fos_raft.runtime.grpc_runtime import keep_grpc_aio_running
 
 
 class SlowSupplier(agent_pb2_grpc.AgentServicer):
@@ -52,7 +52,7 @@ class SlowSupplier(agent_pb2_grpc.AgentServicer):
 
 @pytest.fixture
 async def supplier_client() -> AsyncIterator[tuple[SlowSupplier, PeerClient]]:
-    keep_grpc_aio_running()  # see fos_raft.grpc_runtime
+    keep_grpc_aio_running()  # see fos_raft.runtime.grpc_runtime
     supplier = SlowSupplier()
     server = grpc.aio.server()
     agent_pb2_grpc.add_AgentServicer_to_server(supplier, server)

@@ -21,10 +21,11 @@ from planner_strategies import (
     worlds,
 )
 
-from fos_raft import planner as planner_module
-from fos_raft import planner_assign, planner_edges
 from fos_raft.model import Edge, ItemReq, NodeSpec, NodeStatus, Plan
-from fos_raft.planner import BACKUPS, Planner, plan
+from fos_raft.planner import assign as planner_assign
+from fos_raft.planner import edges as planner_edges
+from fos_raft.planner import plan as planner_module
+from fos_raft.planner.plan import BACKUPS, Planner, plan
 
 DEAD = NodeStatus(alive=False, down_reason="probe failed")
 

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fos_agent.messages import (
+from fos_agent.protocol.machine import Node, NodeConfig, ProtocolError
+from fos_agent.protocol.messages import (
     Arrived,
     BatchSent,
     BatchUnavailable,
@@ -27,8 +28,7 @@ from fos_agent.messages import (
     Tick,
     WaitingForBatch,
 )
-from fos_agent.protocol import Node, NodeConfig, ProtocolError
-from fos_agent.records import (
+from fos_agent.protocol.records import (
     Batch,
     DurableState,
     InboundRecord,
@@ -40,6 +40,7 @@ from fos_agent.records import (
     PutRequest,
     SetNextSeq,
 )
+from fos_agent.protocol.transitions import InvalidTransition, apply_writes
 from fos_agent.testing import (
     chain as chain_topology,
 )
@@ -48,7 +49,6 @@ from fos_agent.testing import (
     fault_schedules,
     two_by_two,
 )
-from fos_agent.transitions import InvalidTransition, apply_writes
 from fos_raft.model import ItemReq
 
 DEEP = 50 if os.environ.get("HYPOTHESIS_PROFILE") == "deep" else 1

@@ -1,6 +1,6 @@
 """The batch protocol under a lossy, duplicating, reordering network with crash-restarts.
 
-Built from the public kit (fos_agent.testing / fos_agent.testing_machine): 2 suppliers and
+Built from the public kit (fos_agent.testing / fos_agent.testing.machine): 2 suppliers and
 2 consumers of one item, and a 3-level chain. Safety after every step, convergence (I2, I3)
 after healing. HYPOTHESIS_PROFILE=deep runs 50x the examples.
 """
@@ -12,7 +12,7 @@ import os
 from hypothesis import settings
 
 from fos_agent.testing import chain
-from fos_agent.testing_machine import BatchProtocolMachine
+from fos_agent.testing.machine import BatchProtocolMachine
 
 DEEP = 50 if os.environ.get("HYPOTHESIS_PROFILE") == "deep" else 1
 

@@ -1,6 +1,6 @@
 """DESIGN.md section 7 security, end to end on real processes (docs/security.md).
 
-One throwaway CA (fos_raft.certs) signs a certificate per identity. Three coordinator
+One throwaway CA (fos_raft.security.certs) signs a certificate per identity. Three coordinator
 replicas serve mutual TLS; r0 and r1 share a Raft password, r2 has a wrong one. An agent
 host process runs the chain a (wood) -> b (frame) -> c (window), each agent with the
 certificate of its node id. Checked: the chain trades over mTLS with a two-replica quorum
@@ -28,10 +28,10 @@ from agent_util import Procs, wait_until
 from fos_pb import agent_pb2, agent_pb2_grpc
 from fos_pb import coordinator_pb2 as pb
 from fos_pb import coordinator_pb2_grpc as pb_grpc
-from fos_raft.certs import CertAuthority
-from fos_raft.launcher import LocalCluster
-from fos_raft.suspicion import ProbeSettings, probe_health
-from fos_raft.tls import TlsConfig, TlsError, sync_channel
+from fos_raft.api.suspicion import ProbeSettings, probe_health
+from fos_raft.cli.launcher import LocalCluster
+from fos_raft.security.certs import CertAuthority
+from fos_raft.security.tls import TlsConfig, TlsError, sync_channel
 
 NAMES = ("fos-coordinator", "fosctl", "a", "b", "c")
 CHAIN = (("a", "wood:1", []), ("b", "frame:1", ["wood:1"]), ("c", "window:1", ["frame:1"]))
@@ -185,7 +185,7 @@ def _fosctl(setup: Setup, who: str, *args: str) -> subprocess.CompletedProcess[s
     tls = setup.tls[who]
     env = {**os.environ, "FOS_TLS_CERT": str(tls.cert), "FOS_TLS_KEY": str(tls.key),
            "FOS_TLS_CA": str(tls.ca), "FOS_COORDINATORS": ",".join(setup.live)}
-    return subprocess.run([sys.executable, "-m", "fos_raft.fosctl", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "fos_raft.cli.fosctl", *args], env=env,
                           capture_output=True, text=True, timeout=60, check=False)
 
 
@@ -215,8 +215,7 @@ def test_probe_refutes_only_for_the_suspects_own_certificate(setup: Setup) -> No
 def test_a_certificate_must_name_the_process(setup: Setup, tmp_path: Path) -> None:
     # parsers and checks only: main() would reconfigure this test process's logging
     from fos_agent import cli as agent_cli
-    from fos_raft import cli_coordinator
-
+    from fos_raft.cli import coordinator as cli_coordinator
     a = setup.tls["a"]
     flags = ["--tls-cert", str(a.cert), "--tls-key", str(a.key), "--tls-ca", str(a.ca)]
     agent_args = ["--listen", "127.0.0.1:0", "--coordinators", setup.live[0],

@@ -12,7 +12,7 @@ import asyncio
 
 import pytest
 
-from fos_agent.engine import Signal
+from fos_agent.core.engine import Signal
 
 
 async def test_notify_wakes_and_silence_times_out():

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.sim_events import Action, ScenarioError, SimEvent, Timeline, plan_events
-from bench.sim_procs import pack_nodes
-from bench.sim_scenario import load_scenario, parse_scenario
-from bench.sim_topology import generate_topology, throughput_bound
+from bench.sim.events import Action, ScenarioError, SimEvent, Timeline, plan_events
+from bench.sim.procs import pack_nodes
+from bench.sim.scenario import load_scenario, parse_scenario
+from bench.sim.topology import generate_topology, throughput_bound
 
 DEEP = os.environ.get("HYPOTHESIS_PROFILE") == "deep"
 EXAMPLES = 100 * (50 if DEEP else 1)

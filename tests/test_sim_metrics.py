@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.sim_metrics import (
+from bench.sim.metrics import (
     RECEIVED_AT_PREFIX,
     RECEIVED_FROM_PREFIX,
     CounterBook,

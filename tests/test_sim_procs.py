@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from bench.sim_procs import AgentSupervisor, free_ports, pack_nodes, tail
-from bench.sim_topology import generate_topology
+from bench.sim.procs import AgentSupervisor, free_ports, pack_nodes, tail
+from bench.sim.topology import generate_topology
 from fos_raft.model import ItemReq, NodeSpec
 
 # Records its argv and start count in its data dir, then waits for a signal; exits 3 when its

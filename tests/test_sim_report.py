@@ -8,9 +8,9 @@ import json
 import pytest
 from rich.console import Console
 
-from bench.sim import main
-from bench.sim_report import SKIPPED, SUCCESSFUL, TOTAL, NodeData, RunData, print_report, summarise
-from bench.sim_view import LiveView, NodeRow, PlainView, Snapshot
+from bench.sim.cli import main
+from bench.sim.report import SKIPPED, SUCCESSFUL, TOTAL, NodeData, RunData, print_report, summarise
+from bench.sim.view import LiveView, NodeRow, PlainView, Snapshot
 
 
 def node(node_id, item, ok, total, *, inputs=True, in_flow=True, **extra):

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.sim_topology import chain_depth, final_items, generate_topology, throughput_bound
+from bench.sim.topology import chain_depth, final_items, generate_topology, throughput_bound
 from fos_raft.model import ItemReq, NodeSpec, find_item_cycle
 
 DEEP = os.environ.get("HYPOTHESIS_PROFILE") == "deep"

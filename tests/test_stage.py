@@ -11,13 +11,13 @@ from types import SimpleNamespace
 import pytest
 from agent_util import eventually
 
-from fos_agent.engine import Engine
-from fos_agent.inputs import FetchSettings, InputFetcher
-from fos_agent.messages import OfferBatch
-from fos_agent.metrics import Metrics
-from fos_agent.protocol import NodeConfig
-from fos_agent.records import Batch
-from fos_agent.stage import Stage
+from fos_agent.core.engine import Engine
+from fos_agent.core.metrics import Metrics
+from fos_agent.protocol.machine import NodeConfig
+from fos_agent.protocol.messages import OfferBatch
+from fos_agent.protocol.records import Batch
+from fos_agent.runtime.inputs import FetchSettings, InputFetcher
+from fos_agent.runtime.stage import Stage
 from fos_raft.model import ItemReq
 
 WOOD, NAILS = ItemReq("wood", 1), ItemReq("nails", 1)

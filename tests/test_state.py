@@ -9,7 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fos_raft.commands import (
+from fos_raft.model import ErrorCode, ItemReq, ModelError, NodeSpec
+from fos_raft.planner.plan import plan
+from fos_raft.state.commands import (
     AnnounceReplica,
     Decommission,
     Drain,
@@ -21,9 +23,7 @@ from fos_raft.commands import (
     Undrain,
     UpdateSpec,
 )
-from fos_raft.model import ErrorCode, ItemReq, ModelError, NodeSpec
-from fos_raft.planner import plan
-from fos_raft.state import HISTORY_LIMIT, REQUEST_MEMORY, CoordinatorState, apply, validate
+from fos_raft.state.core import HISTORY_LIMIT, REQUEST_MEMORY, CoordinatorState, apply, validate
 
 DEEP = os.environ.get("HYPOTHESIS_PROFILE") == "deep"
 EXAMPLES = 150 * (50 if DEEP else 1)

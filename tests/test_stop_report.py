@@ -16,7 +16,7 @@ from agent_util import wait_until
 SCRIPT = textwrap.dedent("""
     import asyncio, sys
     from pathlib import Path
-    from fos_raft.stop_report import wait_for_stop_signal
+    from fos_raft.runtime.stop_report import wait_for_stop_signal
 
     async def stuck_in_cleanup():
         await asyncio.Event().wait()

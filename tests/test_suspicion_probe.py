@@ -11,9 +11,9 @@ from typing import Any
 import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from fos_raft.grpc_runtime import keep_grpc_aio_running
-from fos_raft.launcher import free_port
-from fos_raft.suspicion import ProbeSettings, probe_health
+from fos_raft.api.suspicion import ProbeSettings, probe_health
+from fos_raft.cli.launcher import free_port
+from fos_raft.runtime.grpc_runtime import keep_grpc_aio_running
 
 FAST = ProbeSettings(timeout=0.1, tries=3, interval=0.02, patience=1.0)
 
@@ -33,7 +33,7 @@ class LateHealth(health_pb2_grpc.HealthServicer):
 
 
 async def serve(servicer: LateHealth) -> tuple[grpc.aio.Server, str]:
-    keep_grpc_aio_running()  # see fos_raft.grpc_runtime
+    keep_grpc_aio_running()  # see fos_raft.runtime.grpc_runtime
     server = grpc.aio.server()
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")

@@ -1,4 +1,4 @@
-"""fos_raft.tls without processes: names from certificates, settings from flags and config
+"""fos_raft.security.tls without processes: names from certificates, settings from flags and config
 tables, the authorisation rule, password files."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from fos_raft.certs import CertAuthority
-from fos_raft.tls import (
+from fos_raft.security.certs import CertAuthority
+from fos_raft.security.tls import (
     Authority,
     TlsError,
     add_tls_arguments,

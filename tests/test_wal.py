@@ -15,8 +15,8 @@ import lmdb
 import pytest
 
 from fos_agent.audit import audit_states
-from fos_agent.group_commit import GroupCommitter
-from fos_agent.messages import (
+from fos_agent.protocol.machine import Node, NodeConfig
+from fos_agent.protocol.messages import (
     Arrived,
     DeliveryConfirmed,
     FlowChanged,
@@ -28,8 +28,7 @@ from fos_agent.messages import (
     RequestBatch,
     Tick,
 )
-from fos_agent.protocol import Node, NodeConfig
-from fos_agent.records import (
+from fos_agent.protocol.records import (
     Batch,
     DurableState,
     InState,
@@ -38,8 +37,9 @@ from fos_agent.records import (
     PutOutbound,
     SetNextSeq,
 )
-from fos_agent.transitions import IN_RANK, OUT_RANK, InvalidTransition, apply_writes
-from fos_agent.wal import CommitFailed, Wal, WalError, read_wal, wal_path
+from fos_agent.protocol.transitions import IN_RANK, OUT_RANK, InvalidTransition, apply_writes
+from fos_agent.storage.group_commit import GroupCommitter
+from fos_agent.storage.wal import CommitFailed, Wal, WalError, read_wal, wal_path
 from fos_raft.model import ItemReq
 
 WOOD = NodeConfig("S", ItemReq("wood", 1))

@@ -16,8 +16,8 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from fos_agent.group_commit import GroupCommitter
-from fos_agent.messages import (
+from fos_agent.protocol.machine import Node, NodeConfig
+from fos_agent.protocol.messages import (
     Arrived,
     BatchSent,
     Effects,
@@ -28,9 +28,9 @@ from fos_agent.messages import (
     Produce,
     Tick,
 )
-from fos_agent.protocol import Node, NodeConfig
-from fos_agent.records import PutInbound, PutOutbound
-from fos_agent.wal import Wal
+from fos_agent.protocol.records import PutInbound, PutOutbound
+from fos_agent.storage.group_commit import GroupCommitter
+from fos_agent.storage.wal import Wal
 from fos_raft.model import ItemReq
 
 CONFIGS = {

@@ -1,0 +1,187 @@
+"""Sending the protocol's messages, and the supplier-owned retries.
+
+``Outbox.send(messages)`` takes the messages of a step whose writes are already durable
+(the engine guarantees it) and delivers them in the background:
+
+- DeliveryConfirmed: collected per supplier for ``confirm_delay_s`` and piggybacked on the
+  next RequestBatch to that supplier (``take_confirms``), else sent as their own RPCs:
+  one RPC per trade instead of two when a consumer keeps buying.
+- WaitingForBatch: one RPC; a lost one is repaired by the supplier's re-offer.
+- OfferBatch: one RPC; the consumer's answer goes back into the protocol (OfferReply).
+
+Retries (DESIGN.md: the supplier owns them): a Tick every ``retry_s / 2`` lists the
+IN_TRANSIT batches; each is re-offered once it has been in transit for ``retry_s``, then
+with doubling backoff up to ``retry_cap_s``. ``kick(consumer)`` re-offers at once (the
+consumer came back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Coroutine, Iterable
+from typing import Any
+
+import structlog
+
+from fos_agent.core.engine import Engine
+from fos_agent.net.client import PeerClient, PeerRefused, PeerUnreachable
+from fos_agent.protocol.messages import (
+    DeliveryConfirmed,
+    Message,
+    OfferBatch,
+    Tick,
+    WaitingForBatch,
+)
+
+
+class Outbox:
+    def __init__(self, engine: Engine, client: PeerClient, *, retry_s: float = 1.0,
+                 retry_cap_s: float = 8.0, confirm_delay_s: float = 0.05) -> None:
+        self.engine = engine
+        self.client = client
+        self.retry_s = retry_s
+        self.retry_cap_s = retry_cap_s
+        self.confirm_delay_s = confirm_delay_s
+        self.log = structlog.get_logger("fos_agent.net.outbox").bind(node=client.node_id)
+        self._confirms: dict[str, dict[str, None]] = {}  # supplier -> batch ids
+        self._flush_scheduled: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._confirming: set[asyncio.Task[Any]] = set()  # _flush_later tasks
+        self._offering: set[str] = set()  # batch ids with an OfferBatch in flight
+        self._due: dict[str, tuple[float, float]] = {}  # batch id -> (next offer, backoff)
+        self._closed = False
+
+    # ---- sending ---------------------------------------------------------------------------
+
+    def send(self, messages: Iterable[Message]) -> None:
+        for msg in messages:
+            if isinstance(msg, DeliveryConfirmed):
+                self._confirms.setdefault(msg.supplier, {})[msg.batch_id] = None
+                if msg.supplier not in self._flush_scheduled:
+                    self._flush_scheduled.add(msg.supplier)
+                    task = self._spawn(self._flush_later(msg.supplier))
+                    if task is not None:
+                        self._confirming.add(task)
+                        task.add_done_callback(self._confirming.discard)
+            elif isinstance(msg, WaitingForBatch):
+                self._spawn(self._quiet(self.client.waiting(msg)))
+            elif isinstance(msg, OfferBatch):
+                self._start_offer(msg)
+            else:  # RequestBatch is sent by the input fetchers, which await its reply
+                self.log.warning("outbox cannot send", message=type(msg).__name__)
+
+    def take_confirms(self, supplier: str) -> list[str]:
+        """Pending confirmations for ``supplier``, to piggyback on a RequestBatch."""
+        ids = self._confirms.pop(supplier, None)
+        return list(ids) if ids else []
+
+    def give_back_confirms(self, supplier: str, ids: list[str]) -> None:
+        """The RequestBatch that carried them got no answer: send them later."""
+        if ids:
+            self.send(DeliveryConfirmed(supplier, self.client.node_id, b) for b in ids)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any] | None:
+        if self._closed:
+            coro.close()
+            return None
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    @staticmethod
+    async def _quiet(call: Coroutine[Any, Any, Any]) -> None:
+        with contextlib.suppress(PeerUnreachable, PeerRefused):
+            await call
+
+    async def _flush_later(self, supplier: str) -> None:
+        try:
+            await asyncio.sleep(self.confirm_delay_s)
+        finally:
+            self._flush_scheduled.discard(supplier)
+        await self.flush_confirms(supplier)
+
+    async def flush_confirms(self, supplier: str | None = None) -> None:
+        """Send pending confirmations now (all suppliers when None)."""
+        suppliers = [supplier] if supplier is not None else list(self._confirms)
+        calls = [self.client.confirmed(DeliveryConfirmed(s, self.client.node_id, b))
+                 for s in suppliers for b in self.take_confirms(s)]
+        await asyncio.gather(*(self._quiet(c) for c in calls))
+
+    def _start_offer(self, msg: OfferBatch) -> None:
+        bid = msg.batch.batch_id
+        if bid in self._offering:
+            return
+        self._offering.add(bid)
+        self._spawn(self._offer(msg))
+
+    async def _offer(self, msg: OfferBatch) -> None:
+        try:
+            reply = await self.client.offer(msg)
+            (effects,) = await self.engine.step(reply)
+            self.send(effects.messages)
+        except (PeerUnreachable, PeerRefused) as exc:
+            self.log.debug("offer failed", batch=msg.batch.batch_id, error=str(exc))
+        except Exception as exc:  # engine recovering; the next tick offers again
+            self.log.warning("offer reply not recorded", batch=msg.batch.batch_id,
+                             error=str(exc))
+        finally:
+            self._offering.discard(msg.batch.batch_id)
+
+    # ---- retries ---------------------------------------------------------------------------
+
+    def kick(self, consumer: str) -> None:
+        """Re-offer everything in transit to ``consumer`` at the next tick."""
+        node = self.engine.node
+        if node is None:
+            return
+        for rec in node.outbound_in_transit():
+            if rec.to == consumer:
+                self._due[rec.batch_id] = (0.0, self.retry_s)
+
+    async def retry_once(self, now: float) -> int:
+        """One retry tick; returns how many offers it started."""
+        (effects,) = await self.engine.step(Tick())
+        started = 0
+        alive: set[str] = set()
+        for msg in effects.messages:
+            if not isinstance(msg, OfferBatch):
+                continue
+            bid = msg.batch.batch_id
+            alive.add(bid)
+            due, backoff = self._due.get(bid, (now + self.retry_s, self.retry_s))
+            if bid not in self._due:
+                self._due[bid] = (due, backoff)
+                continue
+            if now >= due and bid not in self._offering:
+                self._start_offer(msg)
+                started += 1
+                self._due[bid] = (now + backoff, min(backoff * 2, self.retry_cap_s))
+        for bid in [b for b in self._due if b not in alive]:
+            del self._due[bid]
+        return started
+
+    async def run_retries(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._closed:
+            await asyncio.sleep(self.retry_s / 2)
+            try:
+                await self.retry_once(loop.time())
+            except Exception as exc:  # engine recovering: try again next tick
+                self.log.warning("retry tick failed", error=str(exc))
+
+    async def close(self, flush: bool = True) -> None:
+        """Stop sending. ``flush``: first send the pending confirmations and let those
+        already on their way arrive (2 s at most), so a clean stop leaves its suppliers
+        nothing in transit; cancelling a confirmation mid-RPC lost it (seen in a test)."""
+        if flush:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2.0):
+                    await self.flush_confirms()
+                    await asyncio.gather(*self._confirming, return_exceptions=True)
+        self._closed = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

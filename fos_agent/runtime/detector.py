@@ -1,0 +1,209 @@
+"""Neighbour-only failure detector (DESIGN.md section 5, issue 3).
+
+Each agent watches only its flow neighbours that the flow says are alive. Any successful
+RPC with a neighbour, in either direction, is a heartbeat (``contact(node, True)``); a
+Ping is sent only when the link has been idle for ``ping_interval`` (or at once, every
+tick, while contact is failing). A neighbour is suspected when at least ``failures``
+consecutive contacts failed and nothing succeeded for ``suspect_after`` seconds; the
+suspicion goes to the coordinator (``ReportSuspect``), which probes the suspect's
+grpc.health.v1 endpoint before marking it down, so a false suspicion on a loaded machine
+costs one probe, not a death. Two failures, not one: a single slow answer on a loaded
+machine is common, two in a row much less; a SIGKILLed peer on loopback refuses at once,
+so the second failure costs only one tick.
+
+Reports are retried in the background while the coordinator is unreachable and dropped
+only if the suspect is heard from again (then it was not dead). After MARKED_DOWN or
+ALREADY_DOWN the suspect is left alone until the flow shows it alive again; after REFUTED
+it gets a fresh ``suspect_after`` window.
+
+A process that was itself not running (its tick comes ``stall_after`` late: a stalled
+loop, a starved or SIGSTOPped process) judges nobody on the silence it saw meanwhile: every
+link gets a fresh window and failures of calls in flight during the stall are ignored
+(at most once per ``stall_forgive_gap``: a process starved without end still reports).
+On a starved machine this is what turns a burst of refuted suspicions into none.
+
+Defaults: ping 1 s, suspect after 1.5 s and 2 failures (measured: 0 false deaths with 40
+agents on a loaded 2-core machine, see bench/RESULTS.md). A SIGKILLed neighbour is
+reported about 1.5 s after its last answer; its consumers do not wait for that (they
+switch to a backup supplier at the first refused call, fos_agent.runtime.inputs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from fos_agent.core.metrics import Metrics
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorSettings:
+    ping_interval: float = 1.0  # ping a neighbour when the link was idle this long
+    suspect_after: float = 1.5  # failed contact and no success for this long -> suspect
+    failures: int = 2  # consecutive failed contacts needed as well
+    ping_timeout: float = 1.0  # deadline of one Ping
+    report_backoff: float = 0.25  # first retry pause of an undelivered report (doubles, <= 2 s)
+    stall_after: float = 1.0  # our own tick this late: we were not running; judge nobody
+    stall_forgive_gap: float = 5.0  # at most one such pardon per this long (a process
+    # starved without end must still find its dead neighbours)
+
+
+@dataclass(slots=True)
+class _Link:
+    last_ok: float  # last successful contact (or when watching began)
+    last_activity: float  # last contact attempt either way
+    failed: int = 0  # consecutive failed contacts since last_ok
+    pinging: bool = False
+    reporting: bool = False
+    reported: bool = False  # coordinator says it is down: wait for the flow
+
+
+PingFn = Callable[[str, float], Awaitable[Any]]
+ReportFn = Callable[[str, str], Awaitable[str]]  # (suspect, reason) -> outcome name
+
+
+class FailureDetector:
+    def __init__(self, node_id: str, ping: PingFn, report: ReportFn, metrics: Metrics,
+                 settings: DetectorSettings | None = None) -> None:
+        self.node_id = node_id
+        self.settings = settings or DetectorSettings()
+        self._ping = ping
+        self._report = report
+        self.metrics = metrics
+        self.log = structlog.get_logger("fos_agent.runtime.detector").bind(node=node_id)
+        self._links: dict[str, _Link] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.outcomes: list[tuple[str, str]] = []  # (suspect, outcome), for tests and logs
+        self._grace_until = 0.0
+        self._forgiven_at = float("-inf")
+        self._closed = False
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    @property
+    def watched(self) -> frozenset[str]:
+        return frozenset(self._links)
+
+    def suspected(self) -> frozenset[str]:
+        """Neighbours with failed contact right now (suspected or about to be)."""
+        return frozenset(n for n, link in self._links.items() if link.failed)
+
+    def watch(self, alive_neighbours: set[str] | frozenset[str]) -> None:
+        """The flow changed: watch exactly these (alive) neighbours."""
+        now = self._now()
+        for node in list(self._links):
+            if node not in alive_neighbours:
+                del self._links[node]
+        for node in alive_neighbours:
+            if node == self.node_id:
+                continue
+            link = self._links.get(node)
+            if link is None or link.reported:  # new, or back alive after a mark-down
+                self._links[node] = _Link(last_ok=now, last_activity=now)
+
+    def contact(self, node: str, ok: bool) -> None:
+        """An RPC with ``node`` succeeded (ok) or got no answer."""
+        link = self._links.get(node)
+        if link is None:
+            return
+        now = self._now()
+        link.last_activity = now
+        if ok:
+            link.last_ok = now
+            link.failed = 0
+        elif now >= self._grace_until:  # not a call that timed out while we were stalled
+            link.failed += 1
+
+    def forgive(self, now: float) -> None:
+        """This process was not running for a while (a stalled loop, a starved or paused
+        process): the silence it saw is its own. Every neighbour gets a fresh window, and
+        failures of calls that were in flight meanwhile are ignored."""
+        self._grace_until = now + self.settings.ping_timeout
+        self._forgiven_at = now
+        for link in self._links.values():
+            link.last_ok = link.last_activity = now
+            link.failed = 0
+        self.metrics.inc("detector_stalls")
+
+    def tick(self) -> None:
+        """Start the pings and reports that are due (called every ping_interval / 2)."""
+        if self._closed:
+            return
+        s = self.settings
+        now = self._now()
+        for node, link in self._links.items():
+            if link.reported:
+                continue
+            idle = now - link.last_activity >= s.ping_interval
+            if not link.pinging and (idle or link.failed):
+                link.pinging = True
+                self._spawn(self._ping_one(node, link))
+            if (link.failed >= s.failures and not link.reporting
+                    and now - link.last_ok >= s.suspect_after):
+                link.reporting = True
+                silent = now - link.last_ok
+                self._spawn(self._report_one(node, link, f"no answer for {silent:.2f} s"))
+
+    async def run(self) -> None:
+        period = self.settings.ping_interval / 2
+        last = self._now()
+        while True:
+            await asyncio.sleep(period)
+            now = self._now()
+            if (now - last > period + self.settings.stall_after
+                    and now - self._forgiven_at >= self.settings.stall_forgive_gap):
+                self.log.info("this agent was stalled; neighbours get a fresh window",
+                              late_s=round(now - last - period, 2))
+                self.forgive(now)
+            last = now
+            self.tick()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _ping_one(self, node: str, link: _Link) -> None:
+        self.metrics.inc("heartbeats")
+        try:
+            await self._ping(node, self.settings.ping_timeout)
+        except Exception:  # the client already reported the failed contact
+            pass
+        finally:
+            link.pinging = False
+
+    async def _report_one(self, node: str, link: _Link, reason: str) -> None:
+        backoff = self.settings.report_backoff
+        try:
+            while self._links.get(node) is link and link.failed:
+                try:
+                    outcome = await self._report(node, reason)
+                except Exception as exc:  # coordinator unreachable: keep the report
+                    self.log.info("suspicion not delivered yet", suspect=node,
+                                  error=str(exc)[:200])
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 2.0)
+                    continue
+                self.metrics.inc("suspicions_reported")
+                self.outcomes.append((node, outcome))
+                self.log.info("suspicion reported", suspect=node, outcome=outcome,
+                              reason=reason)
+                if outcome == "REFUTED":
+                    link.last_ok = self._now()  # alive says the coordinator: fresh window
+                else:
+                    link.reported = True
+                return
+        finally:
+            link.reporting = False
+
+    async def close(self) -> None:
+        self._closed = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

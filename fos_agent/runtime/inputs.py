@@ -1,0 +1,208 @@
+"""Input fetching: keep a small buffer of every required item by buying from suppliers.
+
+One ``InputFetcher`` per required item runs ``inflight`` workers. A worker sleeps while the
+item's buffer (unheld QUEUED + IN_TRANSIT inbound + requests in flight) holds its target:
+``prefetch`` batches, but at most one more than the scarcest other input has (a stage
+missing one input does not hoard the others) and at most as many as the cycles its
+output buffer still has room for (a blocked stage does not buy). Otherwise it asks the
+item's suppliers in flow rank order:
+
+- the first supplier with a ``wait_ms`` long-poll (an empty supplier answers when it has
+  produced, instead of being polled in a storm);
+- on BatchUnavailable, refusal, or no answer (connection refused, timeout) it switches AT
+  ONCE, locally, to the next rank with a quick (``wait_ms`` 0) request. This is what makes
+  a reroute fast: a SIGKILLed supplier refuses connections immediately, so its consumers
+  buy from their backup before the coordinator has even been told.
+- a supplier that gave no answer is tried last for ``cooldown_s``.
+
+Confirmations pending for a supplier ride on the next request to it (see Outbox). Each
+request has a fresh request_id; a retried one is answered from the supplier's WAL
+(request_id dedup), so a lost reply never makes a second batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from fos_agent.core.engine import Engine, Signal
+from fos_agent.core.metrics import Metrics
+from fos_agent.net.client import PeerClient, PeerRefused, PeerUnreachable
+from fos_agent.net.outbox import Outbox
+from fos_agent.protocol.messages import BatchSent, NewRequest, RefusalReason, RequestRefused
+from fos_agent.runtime.flowview import FlowView, Supplier
+
+
+@dataclass(frozen=True, slots=True)
+class FetchSettings:
+    prefetch: int = 2  # batches of each input kept ready (queued + on the way)
+    inflight: int = 1  # concurrent requests per input item
+    per_request: int = 8  # batches one request may ask for (what the buffer lacks)
+    long_poll_ms: int = 1000  # wait_ms sent to the first supplier asked
+    cooldown_s: float = 2.0  # a supplier that gave no answer is asked last this long
+    idle_pause_s: float = 0.25  # after a round that got nothing fast (all refused/down)
+
+
+class InputFetcher:
+    def __init__(self, item: str, engine: Engine, client: PeerClient, outbox: Outbox,
+                 flow: Callable[[], FlowView], flow_changed: Signal, metrics: Metrics,
+                 settings: FetchSettings, suspected: Callable[[], frozenset[str]],
+                 others_buffered: Callable[[str], int | None] = lambda item: None,
+                 room: Callable[[], int | None] = lambda: None) -> None:
+        self.item = item
+        self.engine = engine
+        self.client = client
+        self.outbox = outbox
+        self.flow = flow
+        self.flow_changed = flow_changed
+        self.metrics = metrics
+        self.settings = settings
+        self.suspected = suspected
+        self.others_buffered = others_buffered
+        self.room = room
+        self.log = structlog.get_logger("fos_agent.runtime.inputs").bind(node=client.node_id,
+                                                                  item=item)
+        self._inflight = 0
+        self._failed_at: dict[str, float] = {}  # supplier -> monotonic time of no answer
+        self._stopping = False
+        self._wake = Signal()
+
+    def buffered(self) -> int:
+        node = self.engine.node
+        if node is None:
+            return self._inflight
+        queued = node.inbound_queued_counts().get(self.item, 0)
+        held = sum(1 for b in node.held if (r := node.inbound(b)) and r.batch.item == self.item)
+        transit = 0
+        if not self.engine.config.immediate_arrival:  # physical transit: goods on the way
+            transit = sum(1 for r in node.inbound_in_transit() if r.batch.item == self.item)
+        return queued - held + transit + self._inflight
+
+    def target(self) -> int:
+        """How many to keep: ``prefetch``, but never more than one cycle ahead of the
+        scarcest other input (a stage that lacks another input would only hoard this one
+        while other stages could use it: stranded goods lower the whole chain's output),
+        and never more than the cycles the stage's output buffer has room for (a stage
+        whose output nobody takes stops buying, so its suppliers stop too and a scarce
+        item goes where it is used)."""
+        scarcest = self.others_buffered(self.item)
+        wanted = self.settings.prefetch
+        if scarcest is not None:
+            wanted = max(1, min(wanted, scarcest + 1))
+        room = self.room()
+        return wanted if room is None else max(0, min(wanted, room))
+
+    async def run(self) -> None:
+        workers = [asyncio.ensure_future(self._worker())
+                   for _ in range(max(1, self.settings.inflight))]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    def stop(self) -> None:
+        """Graceful stop: start no new request; ``run`` returns once the requests in
+        flight are answered and recorded (so a clean stop leaves nothing in flight)."""
+        self._stopping = True
+        self._wake.notify()
+
+    async def _sleep(self, *tickets: asyncio.Event, timeout: float | None = None) -> None:
+        waits = [asyncio.ensure_future(t.wait()) for t in (*tickets, self._wake.ticket())]
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
+    async def _worker(self) -> None:
+        while not self._stopping:
+            inbound = self.engine.inbound_changed.ticket()
+            outbound = self.engine.outbound_changed.ticket()  # output room may open
+            flow = self.flow_changed.ticket()
+            target = self.target()
+            if self.buffered() >= target:
+                await self._sleep(inbound, outbound)
+                continue
+            started = time.monotonic()
+            count = max(1, min(self.settings.per_request, target - self.buffered()))
+            self._inflight += count
+            try:
+                got = await self.fetch_one(count)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # engine recovering, or a bug: do not spin
+                self.log.warning("fetch failed", error=str(exc))
+                got = False
+            finally:
+                self._inflight -= count
+            if not got and time.monotonic() - started < self.settings.idle_pause_s:
+                await self._sleep(flow, timeout=self.settings.idle_pause_s)
+
+    def order(self, suppliers: tuple[Supplier, ...]) -> list[Supplier]:
+        """Flow rank order, suppliers that recently gave no answer (or that the failure
+        detector suspects) last."""
+        now = time.monotonic()
+        suspected = self.suspected()
+
+        def recently_failed(s: Supplier) -> bool:
+            at = self._failed_at.get(s.node_id)
+            return (s.node_id in suspected or not s.alive
+                    or (at is not None and now - at < self.settings.cooldown_s))
+
+        return sorted(suppliers, key=lambda s: (recently_failed(s), s.rank, s.node_id))
+
+    async def fetch_one(self, count: int = 1) -> bool:
+        """One round over the suppliers for up to ``count`` batches; True when some batch
+        was sent to us."""
+        view = self.flow()
+        for i, supplier in enumerate(self.order(view.ranked_suppliers(self.item))):
+            if self._stopping:
+                return False
+            wait_ms = self.settings.long_poll_ms if i == 0 else 0
+            if await self._ask(supplier.node_id, view.version, wait_ms, count):
+                return True
+        return False
+
+    async def _ask(self, supplier: str, flow_version: int, wait_ms: int, count: int) -> bool:
+        (made,) = await self.engine.step(NewRequest(supplier, self.item,
+                                                    flow_version=flow_version,
+                                                    wait_ms=wait_ms))
+        (request,) = made.messages
+        delivered = self.outbox.take_confirms(supplier)
+        self.metrics.inc("batches_requested", count)
+        answered = False
+        try:
+            replies = await self.client.request(request, delivered, count)
+            answered = True
+        except PeerUnreachable as exc:
+            self._failed_at[supplier] = time.monotonic()
+            self.log.debug("supplier gave no answer", supplier=supplier, error=exc.reason)
+            return False
+        except PeerRefused as exc:
+            self.log.info("supplier refused", supplier=supplier, code=exc.code.name,
+                          details=exc.details)
+            return False
+        finally:
+            # unanswered, refused or cancelled (a stop): the piggybacked confirmations may
+            # not have arrived, so they go again on their own (DeliveryConfirmed is
+            # idempotent); dropped, they would leave the batch in transit at the supplier
+            if not answered:
+                self.outbox.give_back_confirms(supplier, delivered)
+        self._failed_at.pop(supplier, None)
+        for effects in await self.engine.step(*replies):
+            self.outbox.send(effects.messages)
+        reply = replies[0]
+        if isinstance(reply, RequestRefused):
+            self.log.debug("request refused", supplier=supplier, reason=reply.reason.value,
+                           supplier_flow=reply.flow_version, our_flow=flow_version)
+            if (reply.reason is RefusalReason.NOT_A_CONSUMER
+                    and reply.flow_version > flow_version):
+                # our flow is behind the supplier's: the watch will bring the new one
+                await Signal.wait_ticket(self.flow_changed.ticket(), 1.0)
+        return isinstance(reply, BatchSent)

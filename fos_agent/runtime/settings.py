@@ -1,0 +1,27 @@
+"""An agent's tuning knobs (`AgentSettings`), apart from the facade so that every part of
+the runtime can read them without importing the facade."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fos_agent.runtime.detector import DetectorSettings
+from fos_agent.runtime.inputs import FetchSettings
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    """Tuning knobs; the defaults suit a factory stage cycling about once a second."""
+
+    fetch: FetchSettings = field(default_factory=FetchSettings)
+    detector: DetectorSettings = field(default_factory=DetectorSettings)
+    output_cap: int = 1  # unsold QUEUED outputs before the stage pauses (not for sinks)
+    retry_s: float = 1.0  # re-offer an IN_TRANSIT batch after this long (then backoff)
+    rpc_timeout: float = 2.0  # peer RPC deadline (plus wait_ms for long-polls)
+    group_commit: bool = True  # False: one synced transaction per step (the naive design)
+    immediate_arrival: bool = True  # goods arrive with the message (else agent.arrived())
+    coordinator_timeout: float = 5.0  # one coordinator call, failover included
+    start_timeout: float = 30.0  # registering at start, when no saved flow exists
+    start_file: str | None = None  # the simulated stage waits for this file to exist
+    reclaim_check_s: float = 2.0  # ask about consumers owed goods that left the flow
+    stop_step_s: float = 5.0  # bound on each step of a clean stop (closing the WAL: 6x)

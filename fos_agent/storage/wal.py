@@ -1,0 +1,329 @@
+"""The agent's write-ahead log: one LMDB environment per agent, driven by the pure protocol.
+
+Layout (directory ``wal_path(data_dir)``): sub-databases ``outbound`` and ``inbound`` (batch
+id -> record, fos_agent.protocol.records encoding), ``requests`` ((consumer, request_id) ->
+batch id) and ``meta`` (``schema``, ``node_id``, ``next_seq``, ``incarnation``). Every commit is
+synced (LMDB ``sync=True``: fdatasync before ``commit`` returns), so a write is durable
+before the protocol's messages about it are sent.
+
+API
+    wal = Wal.open(wal_path(data_dir), node_id)  # refuses foreign/bad WALs (WalError);
+                                                  # bumps the incarnation counter
+    durable = wal.load()                          # DurableState for Node.recover
+    wal.commit(effects.writes)                    # synchronous: one synced transaction
+    committer = GroupCommitter(wal)               # fos_agent.storage.group_commit: asyncio,
+    await committer.commit(effects.writes)        #   many callers, one transaction (FIFO)
+    read_wal(path)                                # read-only snapshot (audit, tools)
+
+Every group of writes is checked by fos_agent.protocol.transitions.check_writes against the records
+inside the transaction; an illegal group raises InvalidTransition (to its caller only) and
+none of its writes is made. Group commit: callers that arrive while a transaction is being
+synced are queued and go together into the next transaction, in arrival order; a caller's
+future resolves only after its own group and every earlier group are durable (an empty
+group therefore works as a barrier: see the ordering rule in fos_agent.protocol.machine).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import lmdb
+
+from fos_agent.protocol.records import (
+    SCHEMA_VERSION,
+    DurableState,
+    PutInbound,
+    PutOutbound,
+    PutRequest,
+    SetNextSeq,
+    Write,
+    decode_inbound,
+    decode_outbound,
+    encode_inbound,
+    encode_outbound,
+    request_key,
+    split_request_key,
+)
+from fos_agent.protocol.transitions import check_writes
+
+DEFAULT_MAP_SIZE = 256 << 20  # sparse on Linux; doubled on demand
+MAX_MAP_SIZE = 1 << 40
+LOCK_FILE = "agent.lock"
+_LMDB_FILES = {"data.mdb", "lock.mdb"}
+_LMDB_MAGIC = bytes.fromhex("dec0efbe")  # MDB_MAGIC, little-endian, at offset 16
+_DBS = (b"outbound", b"inbound", b"requests", b"meta")
+
+
+class WalError(Exception):
+    """The WAL cannot be used (foreign, wrong schema, another node's, in use); nothing was
+    changed on disk."""
+
+
+class CommitFailed(Exception):
+    """A group was not made durable because an earlier one failed (the in-memory protocol
+    state is ahead of the WAL: recover the Node from ``Wal.load()``)."""
+
+
+def wal_path(data_dir: str | os.PathLike[str]) -> Path:
+    """Where an agent with this data dir keeps its WAL."""
+    return Path(data_dir) / "wal"
+
+
+@dataclass(slots=True)
+class WalStats:
+    commits: int = 0  # synced LMDB transactions
+    groups: int = 0  # caller groups made durable
+    writes: int = 0  # records written
+    rejected: int = 0  # groups refused by check_writes
+    resizes: int = 0
+
+
+def _check_dir(path: Path) -> bool:
+    """Return True if an LMDB data file exists; raise WalError for anything foreign."""
+    if path.exists() and not path.is_dir():
+        raise WalError(f"{path} is not a directory, so it is not a factoryOS WAL; refusing "
+                       "to start")
+    if not path.exists():
+        return False
+    names = set(os.listdir(path))
+    others = names - _LMDB_FILES - {LOCK_FILE}
+    if others:
+        raise WalError(f"{path} holds files that are not a factoryOS WAL "
+                       f"({', '.join(sorted(others)[:5])}); refusing to start")
+    data = path / "data.mdb"
+    if not data.exists():
+        return False
+    with data.open("rb") as f:
+        head = f.read(24)
+    if len(head) < 24 or head[16:20] != _LMDB_MAGIC:
+        raise WalError(f"{data} is not an LMDB file; refusing to start (nothing was changed)")
+    return True
+
+
+def _open_env(path: Path, *, readonly: bool, map_size: int) -> lmdb.Environment:
+    try:
+        return lmdb.open(str(path), map_size=map_size, subdir=True, max_dbs=len(_DBS),
+                         readonly=readonly, sync=True, metasync=True, create=not readonly,
+                         max_readers=126)
+    except lmdb.Error as e:
+        raise WalError(f"{path}: cannot open as an LMDB environment: {e}") from e
+
+
+def _open_dbs(env: lmdb.Environment, path: Path, node_id: str | None,
+              create: bool) -> dict[bytes, object]:
+    """Open the sub-databases, initialising a brand-new environment when ``create``."""
+    with env.begin() as txn:
+        fresh = txn.cursor().first() is False
+    if fresh and create:
+        with env.begin(write=True) as txn:
+            dbs = {name: env.open_db(name, txn=txn) for name in _DBS}
+            meta = dbs[b"meta"]
+            txn.put(b"schema", str(SCHEMA_VERSION).encode(), db=meta)
+            txn.put(b"node_id", (node_id or "").encode(), db=meta)
+            txn.put(b"next_seq", b"1", db=meta)
+            txn.put(b"incarnation", b"0", db=meta)
+        return dbs
+    try:
+        # no txn argument: LMDB drops handles opened in a transaction that aborts
+        dbs = {name: env.open_db(name, create=False) for name in _DBS}
+    except lmdb.Error as e:
+        raise WalError(f"{path} is an LMDB environment but not a factoryOS WAL "
+                       f"(missing sub-databases: {e}); refusing to start") from e
+    with env.begin() as txn:
+        schema = txn.get(b"schema", db=dbs[b"meta"])
+        owner = txn.get(b"node_id", db=dbs[b"meta"])
+    if schema != str(SCHEMA_VERSION).encode():
+        raise WalError(f"{path} has WAL schema version "
+                       f"{schema.decode() if schema else 'none'}; this agent reads version "
+                       f"{SCHEMA_VERSION}; refusing to start (nothing was changed)")
+    if node_id is not None and owner != node_id.encode():
+        raise WalError(f"{path} belongs to node {owner.decode() if owner else '?'!r}, not "
+                       f"{node_id!r}; refusing to start (nothing was changed)")
+    return dbs
+
+
+def _load(env: lmdb.Environment, dbs: dict[bytes, object]) -> DurableState:
+    with env.begin() as txn:
+        meta = dbs[b"meta"]
+        state = DurableState(
+            node_id=txn.get(b"node_id", db=meta).decode(),
+            incarnation=int(txn.get(b"incarnation", db=meta)),
+            next_seq=int(txn.get(b"next_seq", db=meta)),
+        )
+        for key, value in txn.cursor(db=dbs[b"outbound"]):
+            state.outbound[key.decode()] = decode_outbound(value)
+        for key, value in txn.cursor(db=dbs[b"inbound"]):
+            state.inbound[key.decode()] = decode_inbound(value)
+        for key, value in txn.cursor(db=dbs[b"requests"]):
+            state.requests[split_request_key(key)] = value.decode()
+    return state
+
+
+_OPEN_HERE: dict[Path, Wal] = {}  # LMDB allows one environment handle per file per process
+
+
+def read_wal(path: str | os.PathLike[str]) -> DurableState:
+    """Read-only snapshot of a WAL (stopped or live agent); changes nothing on disk."""
+    path = Path(path)
+    owner = _OPEN_HERE.get(path.resolve())
+    if owner is not None:  # the owner is in this process: read through its environment
+        return owner.load()
+    if not _check_dir(path):
+        raise WalError(f"{path} has no WAL")
+    env = _open_env(path, readonly=True, map_size=DEFAULT_MAP_SIZE)
+    try:
+        return _load(env, _open_dbs(env, path, None, create=False))
+    finally:
+        env.close()
+
+
+class Wal:
+    """An open, exclusively owned WAL. Writes run on one dedicated thread (``executor``)."""
+
+    def __init__(self, path: Path, env: lmdb.Environment, dbs: dict[bytes, object],
+                 node_id: str, lock_fd: int) -> None:
+        self.path = path
+        self.node_id = node_id
+        self.stats = WalStats()
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"wal-{node_id}")
+        self._env = env
+        self._dbs = dbs
+        self._lock_fd = lock_fd
+        self.incarnation = 0
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], node_id: str, *,
+             map_size: int = DEFAULT_MAP_SIZE) -> Wal:
+        """Open or create the WAL of ``node_id`` at ``path`` and bump its incarnation."""
+        path = Path(path)
+        _check_dir(path)
+        path.mkdir(parents=True, exist_ok=True)
+        lock_fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            os.close(lock_fd)
+            raise WalError(f"{path} is in use by another agent process; refusing to start") from e
+        try:
+            env = _open_env(path, readonly=False, map_size=map_size)
+            try:
+                dbs = _open_dbs(env, path, node_id, create=True)
+                wal = cls(path, env, dbs, node_id, lock_fd)
+                wal.incarnation = wal._bump_incarnation()
+                _OPEN_HERE[path.resolve()] = wal
+            except BaseException:
+                env.close()
+                raise
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        return wal
+
+    def _bump_incarnation(self) -> int:
+        with self._env.begin(write=True) as txn:
+            meta = self._dbs[b"meta"]
+            value = int(txn.get(b"incarnation", db=meta)) + 1
+            txn.put(b"incarnation", str(value).encode(), db=meta)
+        return value
+
+    def load(self) -> DurableState:
+        """Every durable record (what Node.recover rebuilds from)."""
+        return _load(self._env, self._dbs)
+
+    def commit(self, writes: Sequence[Write]) -> None:
+        """Make one group durable in one synced transaction (raises InvalidTransition)."""
+        (error,) = self.commit_groups([writes])
+        if error is not None:
+            raise error
+
+    def commit_groups(self, groups: Sequence[Sequence[Write]]) -> list[Exception | None]:
+        """Make many groups durable in ONE synced transaction, in order. Returns, per group,
+        None or why it was not written: the InvalidTransition that refused it, or
+        CommitFailed for every group after a refused one (they may depend on it); the groups
+        before a refused one are committed."""
+        while True:
+            try:
+                return self._commit_once(groups)
+            except lmdb.MapFullError:
+                new_size = self._env.info()["map_size"] * 2
+                if new_size > MAX_MAP_SIZE:
+                    raise
+                self._env.set_mapsize(new_size)
+                self.stats.resizes += 1
+
+    def _commit_once(self, groups: Sequence[Sequence[Write]]) -> list[Exception | None]:
+        results: list[Exception | None] = []
+        out_db, in_db = self._dbs[b"outbound"], self._dbs[b"inbound"]
+        req_db, meta = self._dbs[b"requests"], self._dbs[b"meta"]
+        written = accepted = 0
+        txn = self._env.begin(write=True)
+        try:
+            for writes in groups:
+                if not writes:
+                    results.append(None)
+                    continue
+                try:
+                    check_writes(
+                        self.node_id, writes,
+                        get_outbound=lambda b: _maybe(decode_outbound,
+                                                      txn.get(b.encode(), db=out_db)),
+                        get_inbound=lambda b: _maybe(decode_inbound,
+                                                     txn.get(b.encode(), db=in_db)),
+                        get_request=lambda c, r: _maybe(bytes.decode,
+                                                        txn.get(request_key(c, r), db=req_db)),
+                        next_seq=int(txn.get(b"next_seq", db=meta)),
+                    )
+                except Exception as e:  # InvalidTransition: refuse it and all after it
+                    results.append(e)
+                    skipped = CommitFailed(f"not written: an earlier group was refused ({e})")
+                    results.extend(skipped for _ in range(len(groups) - len(results)))
+                    break
+                for w in writes:
+                    if isinstance(w, PutOutbound):
+                        txn.put(w.record.batch_id.encode(), encode_outbound(w.record), db=out_db)
+                    elif isinstance(w, PutInbound):
+                        txn.put(w.record.batch_id.encode(), encode_inbound(w.record), db=in_db)
+                    elif isinstance(w, PutRequest):
+                        txn.put(request_key(w.consumer, w.request_id), w.batch_id.encode(),
+                                db=req_db)
+                    elif isinstance(w, SetNextSeq):
+                        txn.put(b"next_seq", str(w.next_seq).encode(), db=meta)
+                written += len(writes)
+                accepted += 1
+                results.append(None)
+            if written:
+                txn.commit()  # synced: sync=True on the environment
+                self.stats.commits += 1
+            else:
+                txn.abort()
+        except BaseException:
+            txn.abort()
+            raise
+        self.stats.groups += accepted
+        self.stats.writes += written
+        self.stats.rejected += sum(1 for r in results if r is not None)
+        return results
+
+    def close(self) -> None:
+        if _OPEN_HERE.get(self.path.resolve()) is self:
+            del _OPEN_HERE[self.path.resolve()]
+        self.executor.shutdown(wait=True)
+        self._env.close()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = -1
+
+    def __enter__(self) -> Wal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _maybe(decode, data):  # type: ignore[no-untyped-def]
+    return None if data is None else decode(data)

@@ -1,0 +1,359 @@
+"""The test kit's model driver: the real protocol nodes (fos_agent.protocol.machine.Node), their
+in-memory durable stores and the queues of effects not yet durable, a lossy network, the
+flow, an operation for every fault, and the safety and convergence checks (public via
+fos_agent.testing)."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from fos_agent.audit import audit_states
+from fos_agent.protocol.machine import Node, NodeConfig
+from fos_agent.protocol.messages import (
+    Arrived,
+    Effects,
+    Event,
+    FlowChanged,
+    NewRequest,
+    Produce,
+    Reclaim,
+    RequestBatch,
+    Tick,
+)
+from fos_agent.protocol.records import (
+    DurableState,
+    InState,
+    OutState,
+    PutInbound,
+    PutOutbound,
+    Write,
+)
+from fos_agent.protocol.transitions import IN_RANK, OUT_RANK, apply_writes
+from fos_agent.testing.network import LossyNetwork
+from fos_agent.testing.topology import SimTopology, StageCode, always_succeeds
+
+
+class MemoryStore:
+    """A node's durable records in memory, checked like the LMDB WAL (same rules)."""
+
+    def __init__(self, node_id: str) -> None:
+        self.durable = DurableState(node_id=node_id, incarnation=1)
+
+    def apply(self, writes: Sequence[Write]) -> None:
+        apply_writes(self.durable, writes)
+
+    def restart(self) -> DurableState:
+        self.durable.incarnation += 1
+        return self.durable.copy()
+
+
+@dataclass
+class SimNode:
+    config: NodeConfig
+    store: MemoryStore
+    node: Node
+    pending: deque[Effects] = field(default_factory=deque)
+    decommissioned: bool = False
+
+    @property
+    def node_id(self) -> str:
+        return self.config.node_id
+
+
+class Simulation:
+    """The protocol model driver: every method is one operation of a fault schedule."""
+
+    def __init__(self, topology: SimTopology, stage: StageCode = always_succeeds) -> None:
+        self.topology = topology
+        self.stage = stage
+        self.network = LossyNetwork()
+        self.edges = set(topology.edges)
+        self.flow_version = 1
+        self.nodes: dict[str, SimNode] = {}
+        self._ever_created: dict[str, set[str]] = {}  # I6: ids made durable, across crashes
+        self._rank: dict[tuple[str, str, str], int] = {}  # I4: (node, side, id) -> rank
+        self._pushed: dict[str, frozenset[str]] = {}  # the flow each node was last told
+        for config in topology.configs:
+            store = MemoryStore(config.node_id)
+            node, effects = Node.recover(config, store.durable.copy())
+            sim = SimNode(config, store, node)
+            self.nodes[config.node_id] = sim
+            self._ever_created[config.node_id] = set()
+            self._enqueue(sim, effects)
+            self.push_flow(config.node_id)
+
+    # ---- views -------------------------------------------------------------------------------
+
+    @property
+    def node_ids(self) -> list[str]:
+        return sorted(self.nodes)
+
+    def live(self) -> list[SimNode]:
+        return [n for _, n in sorted(self.nodes.items()) if not n.decommissioned]
+
+    def consumers_of(self, supplier: str) -> frozenset[str]:
+        return frozenset(c for s, c in self.edges if s == supplier)
+
+    def suppliers_for(self, consumer: str) -> list[str]:
+        """Every node making an item ``consumer`` requires (alternatives included)."""
+        wanted = {r.item for r in self.nodes[consumer].config.requires}
+        return [n.node_id for n in self.live() if n.config.produces.item in wanted]
+
+    # ---- operations --------------------------------------------------------------------------
+
+    def handle(self, node_id: str, event: Event) -> Effects:
+        sim = self.nodes[node_id]
+        if sim.decommissioned:
+            return Effects()
+        effects = sim.node.handle(event)
+        if isinstance(event, RequestBatch) and effects.writes:
+            # authorisation: a batch only goes to a consumer of the flow the supplier knows
+            assert event.consumer in self._pushed.get(node_id, ()), (
+                f"{node_id} wrote IN_TRANSIT to {event.consumer}, not its consumer")
+        self._enqueue(sim, effects)
+        return effects
+
+    def _enqueue(self, sim: SimNode, effects: Effects) -> None:
+        if effects.writes or effects.messages or effects.reply is not None:
+            sim.pending.append(effects)
+
+    def flush(self, node_id: str, count: int = 1) -> None:
+        """Make the oldest ``count`` effects durable, then send their messages."""
+        sim = self.nodes[node_id]
+        for _ in range(count):
+            if not sim.pending:
+                return
+            effects = sim.pending.popleft()
+            self._check_monotone(sim, effects.writes)
+            sim.store.apply(effects.writes)
+            out = list(effects.messages)
+            if effects.reply is not None:
+                out.append(effects.reply)
+            self.network.send(out)
+
+    def flush_all(self) -> None:
+        for sim in self.live():
+            self.flush(sim.node_id, len(sim.pending))
+
+    def crash(self, node_id: str) -> None:
+        """Crash-restart: pending effects and in-memory state are lost; records are kept."""
+        sim = self.nodes[node_id]
+        if sim.decommissioned:
+            return
+        sim.pending.clear()
+        sim.node, effects = Node.recover(sim.config, sim.store.restart())
+        self._enqueue(sim, effects)
+        self.push_flow(node_id)  # the agent reads the current flow when it starts
+
+    def produce(self, node_id: str) -> None:
+        sim = self.nodes[node_id]
+        if sim.decommissioned:
+            return
+        inputs = sim.node.hold_inputs()
+        if inputs is None:
+            return
+        batches = [sim.node.inbound(b).batch for b in inputs]  # type: ignore[union-attr]
+        if not self.stage(node_id, batches):
+            sim.node.release(inputs)
+            return
+        self.handle(node_id, Produce(inputs))
+
+    def request(self, consumer: str, supplier: str) -> None:
+        sim = self.nodes[consumer]
+        item = self.nodes[supplier].config.produces.item
+        if sim.decommissioned or item not in {r.item for r in sim.config.requires}:
+            return
+        self.handle(consumer, NewRequest(supplier, item, flow_version=self.flow_version))
+
+    def arrive(self, consumer: str, index: int = 0) -> None:
+        in_transit = self.nodes[consumer].node.inbound_in_transit()
+        if in_transit:
+            self.handle(consumer, Arrived(in_transit[index % len(in_transit)].batch_id))
+
+    def tick(self, node_id: str) -> None:
+        self.handle(node_id, Tick())
+
+    def deliver(self, index: int = 0) -> str | None:
+        """Deliver one message (any one: reordering); returns the node it went to."""
+        msg = self.network.take(index)
+        if msg is None or self.nodes[msg.to].decommissioned:
+            return None
+        self.handle(msg.to, msg)
+        return msg.to
+
+    def push_flow(self, node_id: str) -> None:
+        consumers = self.consumers_of(node_id)
+        if not self.nodes[node_id].decommissioned:
+            self._pushed[node_id] = consumers
+        self.handle(node_id, FlowChanged(self.flow_version, consumers))
+
+    def move(self, consumer: str) -> None:
+        """The coordinator moves ``consumer`` to the next alternative supplier of each
+        input (suppliers learn it through ``push_flow``)."""
+        for req in self.nodes[consumer].config.requires:
+            options = [s for s in self.suppliers_for(consumer)
+                       if self.nodes[s].config.produces.item == req.item]
+            current = [s for s in options if (s, consumer) in self.edges]
+            if len(options) < 2 or not current:
+                continue
+            nxt = options[(options.index(current[0]) + 1) % len(options)]
+            self.edges.discard((current[0], consumer))
+            self.edges.add((nxt, consumer))
+        self.flow_version += 1
+
+    def decommission(self, node_id: str) -> None:
+        """The node leaves for good (its records stay for inspection)."""
+        sim = self.nodes[node_id]
+        sim.decommissioned = True
+        sim.pending.clear()
+        self.edges = {(s, c) for s, c in self.edges if node_id not in (s, c)}
+        self.flow_version += 1
+
+    def reclaim(self, supplier: str) -> None:
+        """The supplier learns the flow and takes back goods sent to decommissioned nodes."""
+        if self.nodes[supplier].decommissioned:
+            return
+        self.push_flow(supplier)
+        gone = {r.to for r in self.nodes[supplier].node.outbound_in_transit()
+                if self.nodes[r.to].decommissioned}
+        for consumer in sorted(gone):
+            self.handle(supplier, Reclaim(consumer))
+
+    def heal(self, max_rounds: int = 60) -> int:
+        """Faults stop: flows are pushed, retries fire and every message is delivered until
+        nothing is in flight. Returns the rounds it took (max_rounds + 1 if it never
+        settled, which check_convergence then reports)."""
+        for rounds in range(1, max_rounds + 1):
+            for sim in self.live():
+                self.reclaim(sim.node_id)
+            self.flush_all()
+            while self.network.in_flight:
+                self.deliver(0)
+                self.flush_all()
+            for sim in self.live():
+                for rec in sim.node.inbound_in_transit():
+                    self.handle(sim.node_id, Arrived(rec.batch_id))
+            self.flush_all()
+            busy = self.network.in_flight or any(
+                r for s in self.live() for r in s.node.outbound_in_transit())
+            if not busy:
+                return rounds
+            for sim in self.live():
+                self.tick(sim.node_id)
+        return max_rounds + 1
+
+    # ---- invariants --------------------------------------------------------------------------
+
+    def _check_monotone(self, sim: SimNode, writes: Sequence[Write]) -> None:
+        node_id = sim.node_id
+        for w in writes:
+            if isinstance(w, PutOutbound):
+                key, rank = (node_id, "out", w.record.batch_id), OUT_RANK[w.record.state]
+                if w.record.batch_id not in sim.store.durable.outbound:  # a creation
+                    assert w.record.batch_id not in self._ever_created[node_id], (
+                        f"I6: {w.record.batch_id} created twice (seq reused)")
+                    self._ever_created[node_id].add(w.record.batch_id)
+            elif isinstance(w, PutInbound):
+                key, rank = (node_id, "in", w.record.batch_id), IN_RANK[w.record.state]
+            else:
+                continue
+            assert rank >= self._rank.get(key, -1), f"I4: {key} moved backwards"
+            self._rank[key] = rank
+
+    def check_safety(self) -> None:
+        """I1, I4 (per record, checked as writes land), I5, I6, and persist-before-send in
+        both directions: every inbound record is backed by its supplier's durable
+        IN_TRANSIT/DELIVERED to that consumer, and every DELIVERED by the consumer's durable
+        QUEUED/CONSUMED. (Authorisation is checked as each request is handled.)"""
+        holders: dict[str, str] = {}
+        consumed_into: dict[str, str] = {}
+        for sim in self.nodes.values():
+            d = sim.store.durable
+            for bid, rec in d.inbound.items():
+                assert bid not in holders, f"I1: {bid} in inbound WALs of {holders[bid]} " \
+                                           f"and {sim.node_id}"
+                holders[bid] = sim.node_id
+                sup = self.nodes.get(rec.supplier)
+                sent = sup.store.durable.outbound.get(bid) if sup else None
+                assert sent is not None and sent.state is not OutState.QUEUED \
+                    and sent.to == sim.node_id, (
+                        f"{sim.node_id} holds {bid} but its supplier's durable record is "
+                        f"{sent} (a message left before its write was durable)")
+            lineage_of: dict[str, str] = {}
+            for rec in d.outbound.values():
+                assert rec.batch.seq < d.next_seq, f"I6: {rec.batch_id} >= counter"
+                if rec.state is OutState.DELIVERED:
+                    got = self.nodes[rec.to].store.durable.inbound.get(rec.batch_id)
+                    assert got is not None and got.state in (InState.QUEUED, InState.CONSUMED), (
+                        f"{rec.batch_id} DELIVERED by {sim.node_id} while {rec.to} has {got} "
+                        "(a confirmation left before its write was durable)")
+                if rec.reclaimed_from:
+                    continue
+                for src in rec.batch.lineage:
+                    assert src not in consumed_into, f"I1: {src} consumed twice"
+                    consumed_into[src] = rec.batch_id
+                    lineage_of[src] = rec.batch_id
+                    inb = d.inbound.get(src)
+                    assert inb is not None and inb.state is InState.CONSUMED, (
+                        f"I5: {rec.batch_id} made from {src} which is not CONSUMED")
+                wanted = sorted(r.item for r in sim.config.requires)
+                got = sorted(d.inbound[s].batch.item for s in rec.batch.lineage)
+                assert got == wanted, f"I5: {rec.batch_id} made from {got}, needs {wanted}"
+            for bid, rec in d.inbound.items():
+                if rec.state is InState.CONSUMED:
+                    assert bid in lineage_of, f"I5: {bid} CONSUMED at {sim.node_id} " \
+                                              "without an output"
+
+    def _check_view(self, sim: SimNode) -> None:
+        """With nothing pending, the node's in-memory view is exactly its durable records."""
+        d, node = sim.store.durable, sim.node
+        assert {r.batch_id: r for r in node.outbound_records()} == d.outbound, \
+            f"{sim.node_id}: in-memory outbound differs from its WAL"
+        assert {r.batch_id: r for r in node.inbound_records()} == d.inbound, \
+            f"{sim.node_id}: in-memory inbound differs from its WAL"
+        views = [
+            ({b.batch_id for b in node.outbound_queued()}, OutState.QUEUED, d.outbound),
+            ({r.batch_id for r in node.outbound_in_transit()}, OutState.IN_TRANSIT, d.outbound),
+            ({r.batch_id for r in node.inbound_queued()}, InState.QUEUED, d.inbound),
+            ({r.batch_id for r in node.inbound_in_transit()}, InState.IN_TRANSIT, d.inbound),
+        ]
+        for seen, state, records in views:
+            durable = {bid for bid, r in records.items() if r.state is state}
+            assert seen == durable, f"{sim.node_id}: {state} view {seen} != WAL {durable}"
+        assert node.next_seq == d.next_seq, f"{sim.node_id}: seq counter differs from WAL"
+
+    def check_convergence(self) -> None:
+        """After ``heal``: I2 (no loss) and I3 (agreement) between live nodes."""
+        assert not self.network.in_flight and not any(s.pending for s in self.live()), \
+            "heal did not settle"
+        report = audit_states({s.node_id: s.store.durable for s in self.live()},
+                              quiescent=True)
+        assert report.ok and not report.in_transit, report.summary()
+        for sim in self.live():
+            self._check_view(sim)
+            for rec in sim.store.durable.outbound.values():
+                if rec.state in (OutState.QUEUED, OutState.RECLAIMED):
+                    continue
+                consumer = self.nodes[rec.to]
+                if consumer.decommissioned:
+                    assert rec.state is OutState.DELIVERED, (
+                        f"{rec.batch_id} still IN_TRANSIT to decommissioned {rec.to}, "
+                        "not reclaimed")
+                    continue
+                inb = consumer.store.durable.inbound.get(rec.batch_id)
+                assert rec.state is OutState.DELIVERED, (
+                    f"I2: {rec.batch_id} still {rec.state.value} at {sim.node_id}")
+                assert inb is not None and inb.state in (InState.QUEUED, InState.CONSUMED), (
+                    f"I2: {rec.batch_id} DELIVERED by {sim.node_id} but {rec.to} has {inb}")
+            for bid, inb in sim.store.durable.inbound.items():
+                sup = self.nodes[inb.supplier]
+                if sup.decommissioned:
+                    continue
+                out = sup.store.durable.outbound[bid]
+                assert inb.state in (InState.QUEUED, InState.CONSUMED), (
+                    f"I2: {bid} still {inb.state.value} at {sim.node_id}")
+                assert out.state is OutState.DELIVERED, (
+                    f"I3: {bid} is {inb.state.value} at {sim.node_id} but "
+                    f"{out.state.value} at {inb.supplier}")

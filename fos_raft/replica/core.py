@@ -1,0 +1,362 @@
+"""One coordinator replica: a pysyncobj Raft node around the pure `state`, bridged to asyncio.
+
+pysyncobj runs its own tick thread; apply runs there. Nothing here ever blocks the asyncio
+loop on Raft: writes pass pysyncobj a ``callback=`` that hops back into the loop with
+``loop.call_soon_threadsafe``. Readers take `Replica.state`, one immutable
+`CoordinatorState` whose reference the tick thread swaps on every apply.
+
+The replicated object is `replica_machine.StateMachine`; the commit-and-retry loop of writes
+is `replica_commit.commit_with_retry`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from pysyncobj import SyncObj, SyncObjConf, SyncObjException
+from pysyncobj.monotonic import monotonic
+from pysyncobj.utility import TcpUtility, UtilityException
+
+from fos_raft.replica import failstop
+from fos_raft.replica import journal as journal_mod
+from fos_raft.replica.commit import commit_with_retry
+from fos_raft.replica.machine import StateMachine
+from fos_raft.replica.mailbox import post_to_loop
+from fos_raft.state.commands import AnnounceReplica, Command, ForgetReplica, Outcome
+from fos_raft.state.core import CoordinatorState, validate, validate_static
+
+log = structlog.get_logger("fos_raft.replica.core")
+
+
+@dataclass(frozen=True, slots=True)
+class RaftTiming:
+    """pysyncobj timing. Defaults measured on a 2-core machine (docs/coordinator.md)."""
+
+    raft_min_timeout: float = 0.2
+    raft_max_timeout: float = 0.5
+    append_entries_period: float = 0.05
+    leader_fallback_timeout: float = 1.0
+    connection_timeout: float = 2.0
+    connection_retry_time: float = 0.25
+    log_compaction_entries: int = 2000
+    log_compaction_time: float = 300.0
+
+
+class Unavailable(Exception):
+    """No leader or no quorum until the deadline; the message names the last known leader."""
+
+
+class Replica:
+    """A running replica. Create and `start()` it inside the asyncio loop that serves gRPC."""
+
+    def __init__(
+        self,
+        *,
+        raft_address: str,
+        peers: Iterable[str],
+        data_dir: Path,
+        grpc_address: str = "",
+        timing: RaftTiming | None = None,
+        join: bool = False,
+        password: str | None = None,
+    ) -> None:
+        """``password``: encrypt Raft traffic with it (pysyncobj; every member needs the
+        same one; docs/security.md). None: plaintext Raft."""
+        self.raft_address = raft_address
+        self.grpc_address = grpc_address
+        self.peers = sorted({p for p in peers if p and p != raft_address})
+        self.data_dir = Path(data_dir)
+        self.timing = timing or RaftTiming()
+        self.join = join
+        self._password = password
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._changed = asyncio.Event()
+        self._published = CoordinatorState()
+        self._obj: SyncObj | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._closed = threading.Event()
+        self.journal: journal_mod.LmdbJournal | None = None
+        self.writes = {"ok": 0, "refused": 0, "unavailable": 0}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Start Raft; raises RuntimeError if the Raft address cannot be bound."""
+        self._loop = asyncio.get_running_loop()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        journal_mod.install()
+        failstop.install()  # a pysyncobj error that leaves state unknown ends the process
+        dump_file = str(self.data_dir / "raft.dump")
+        self.journal = journal_mod.LmdbJournal(str(self.data_dir / "raft.lmdb"), dump_file)
+        t = self.timing
+        conf = SyncObjConf(
+            bindAddress=self.raft_address,  # never 0.0.0.0
+            journalFile=self.journal,
+            fullDumpFile=dump_file,
+            useFork=False,  # grpc is not fork-safe
+            appendEntriesUseBatch=False,  # ~0.3 ms per write instead of ~100 ms
+            dynamicMembershipChange=True,
+            commandsWaitLeader=False,  # our own retry loop owns the deadline
+            raftMinTimeout=t.raft_min_timeout,
+            raftMaxTimeout=t.raft_max_timeout,
+            appendEntriesPeriod=t.append_entries_period,
+            leaderFallbackTimeout=t.leader_fallback_timeout,
+            connectionTimeout=max(t.connection_timeout, t.raft_max_timeout),
+            connectionRetryTime=t.connection_retry_time,
+            logCompactionMinEntries=t.log_compaction_entries,
+            logCompactionMinTime=t.log_compaction_time,
+            maxBindRetries=5,
+            bindRetryTime=0.2,
+            password=self._password,
+        )
+        self._sm = StateMachine(self._on_applied_threadsafe)
+        self._obj = SyncObj(
+            self.raft_address,
+            self.peers,
+            conf,
+            consumers=[self._sm],
+            transportClass=journal_mod.transport_class(self.journal, self._on_node_lost),
+        )
+        try:
+            await self._loop.run_in_executor(None, self._obj.waitBinded)
+        except SyncObjException as exc:
+            self._obj.destroy()
+            raise RuntimeError(f"cannot bind Raft address {self.raft_address}") from exc
+        self._tasks.append(asyncio.ensure_future(self._announce_loop()))
+        if self.join:
+            self._tasks.append(asyncio.ensure_future(self._join_loop()))
+        log.info("replica started", raft=self.raft_address, peers=self.peers, join=self.join)
+
+    def _on_node_lost(self, node: Any) -> None:
+        """Tick thread: the connection to ``node`` closed. If it was the leader's (a killed
+        process closes its sockets at once), call an election after a short random delay
+        instead of waiting out the whole election timeout. Only liveness is affected: an
+        early election is an ordinary Raft election."""
+        obj = self._obj
+        if obj is None or obj._getLeader() != node or obj._isLeader():
+            return
+        soon = monotonic() + random.uniform(0.0, self.timing.raft_min_timeout / 2)
+        deadline = "_SyncObj__raftElectionDeadline"  # pysyncobj keeps it private
+        if getattr(obj, deadline, soon) > soon:
+            setattr(obj, deadline, soon)
+            log.info("leader connection lost; early election", leader=node.address)
+
+    async def close(self) -> None:
+        """Stop Raft and close the journal (waits for the tick thread)."""
+        for task in self._tasks:
+            task.cancel()
+        if self._obj is not None and not self._closed.is_set():
+            self._closed.set()
+            obj = self._obj
+            await asyncio.get_running_loop().run_in_executor(None, obj.destroy_synchronous)
+
+    # ------------------------------------------------------------------ applied state
+
+    def _on_applied_threadsafe(self, state: CoordinatorState) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # closed meanwhile: nobody to tell
+                post_to_loop(loop, self._publish, state)  # not one pipe byte per command
+
+    def _publish(self, state: CoordinatorState) -> None:
+        # Callbacks may be scheduled out of order only across restarts of the thread: keep
+        # the newest by version (internal commands keep the version, so >=).
+        if state.version >= self._published.version:
+            self._published = state
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    @property
+    def state(self) -> CoordinatorState:
+        """The newest applied state (read from the tick thread's reference)."""
+        sm = getattr(self, "_sm", None)
+        return sm.state if sm is not None else self._published
+
+    def change_event(self) -> asyncio.Event:
+        """An event set by the next published apply. Take it *before* reading `state`, then
+        wait on it: a change in between is never missed."""
+        return self._changed
+
+    async def wait_changed(self, timeout: float | None = None) -> bool:
+        """Wait until the next apply is published; False on timeout."""
+        return await _wait_event(self._changed, timeout)
+
+    async def wait_for_version(self, version: int, timeout: float) -> CoordinatorState:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            changed = self.change_event()
+            state = self.state
+            if state.version >= version:
+                return state
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise Unavailable(
+                    f"replica {self.raft_address} has applied flow version {state.version}, "
+                    f"not yet {version}; {self.leader_hint()}"
+                )
+            await _wait_event(changed, remaining)
+
+    # ------------------------------------------------------------------ writes
+
+    async def submit(self, command: Command, timeout: float) -> Outcome:
+        """Replicate ``command`` through the leader and return its outcome.
+
+        Raises ModelError when refused and `Unavailable` when no leader commits it before
+        ``timeout``. Refusals are decided by apply, in the committed order; this replica
+        answers early only where it can be sure: stateless checks anywhere, state checks
+        only on the leader (a follower that lags would wrongly say NOT_FOUND).
+        """
+        if self.is_leader:
+            validate(self.state, command)
+        else:
+            validate_static(command)
+        outcome = await self._replicate(command, timeout)
+        if outcome.error is not None:
+            self.writes["refused"] += 1
+        else:
+            self.writes["ok"] += 1
+        return outcome.raise_for_error()
+
+    async def _replicate(self, command: Command, timeout: float) -> Outcome:
+        request_id = uuid.uuid4().hex
+        res = await self._retry_until(
+            timeout, lambda cb: self._sm.execute(request_id, command, callback=cb)
+        )
+        assert isinstance(res, Outcome)
+        return res
+
+    async def _retry_until(self, timeout: float, call: Callable[[Any], None]) -> Any:
+        def give_up(last_error: str) -> Unavailable:
+            self.writes["unavailable"] += 1
+            return Unavailable(
+                f"no leader committed the write within {timeout:.2f}s "
+                f"(last error: {last_error}); {self.leader_hint()}"
+            )
+
+        return await commit_with_retry(timeout, call, give_up)
+
+    # ------------------------------------------------------------------ raft status
+
+    def raft_status(self) -> dict[str, Any]:
+        assert self._obj is not None
+        for _ in range(5):  # getStatus iterates dicts the tick thread may be changing
+            try:
+                return self._obj.getStatus()
+            except RuntimeError:
+                continue
+        return self._obj.getStatus()
+
+    @property
+    def leader(self) -> str:
+        leader = self._obj._getLeader() if self._obj is not None else None
+        return leader.address if leader is not None else ""
+
+    @property
+    def is_leader(self) -> bool:
+        return self._obj is not None and self._obj._isLeader()
+
+    def members(self) -> list[tuple[str, bool]]:
+        """(raft address, connected) of every voting member, self included (connected)."""
+        assert self._obj is not None
+        out = [(self.raft_address, True)]
+        for node in self._obj.otherNodes:
+            out.append((node.address, self._obj.isNodeConnected(node)))
+        return sorted(out)
+
+    def leader_hint(self) -> str:
+        leader = self.leader
+        if not leader:
+            return "no leader known"
+        grpc = self.state.replicas.get(leader, "")
+        return f"last known leader raft {leader} grpc {grpc or 'unknown'}"
+
+    # ------------------------------------------------------------------ membership
+
+    async def add_member(self, raft_address: str, grpc_address: str, timeout: float) -> None:
+        if raft_address not in {a for a, _ in self.members()}:
+            await self._retry_until(
+                timeout, lambda cb: self._obj.addNodeToCluster(raft_address, callback=cb)
+            )
+        if grpc_address:
+            await self.submit(AnnounceReplica(raft_address, grpc_address), timeout)
+
+    async def remove_member(self, raft_address: str, timeout: float) -> None:
+        if raft_address in {a for a, _ in self.members()}:
+            await self._retry_until(
+                timeout, lambda cb: self._obj.removeNodeFromCluster(raft_address, callback=cb)
+            )
+        if raft_address in self.state.replicas:
+            await self.submit(ForgetReplica(raft_address), timeout)
+
+    async def _announce_loop(self) -> None:
+        """Keep this replica's gRPC address in the replicated state (followers name the
+        leader's gRPC address from it)."""
+        while True:
+            try:
+                known = self.state.replicas.get(self.raft_address)
+                if self.grpc_address and self.leader and known != self.grpc_address:
+                    announce = AnnounceReplica(self.raft_address, self.grpc_address)
+                    await self.submit(announce, timeout=5.0)
+                    log.info("announced grpc address", grpc=self.grpc_address)
+                await self.wait_changed(1.0)  # (a missed change only delays the next check)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("announce failed; retrying", error=str(exc))
+                await asyncio.sleep(0.5)
+
+    async def _join_loop(self) -> None:
+        """--join: ask the current members to add this replica until a leader talks to us."""
+        loop = asyncio.get_running_loop()
+        while not self.leader:
+            for peer in self.peers:
+                result = await loop.run_in_executor(None, _utility_add, peer, self.raft_address)
+                log.info("join request", peer=peer, result=result)
+                if self.leader or result.startswith("SUCCESS"):
+                    break
+            for _ in range(20):
+                if self.leader:
+                    break
+                await asyncio.sleep(0.1)
+        log.info("joined", leader=self.leader)
+
+
+def _utility_add(peer: str, self_address: str) -> str:
+    try:
+        return str(TcpUtility(timeout=3.0).executeCommand(peer, ["add", self_address]))
+    except (UtilityException, OSError) as exc:
+        return f"error {exc}"
+
+
+async def _wait_event(event: asyncio.Event, timeout: float | None) -> bool:
+    try:  # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel (engine.py)
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
+def data_dir_lock(data_dir: Path) -> int:
+    """Refuse to run two replicas on one data dir: an exclusive lock held for the process."""
+    import fcntl
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / "replica.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        raise RuntimeError(f"data dir {data_dir} is in use by another replica") from exc
+    return fd

@@ -1,0 +1,137 @@
+"""Validation of coordinator commands: the stateless checks any replica may run before
+submitting (`validate_static`) and the checks against a state (`validate`), which `apply`
+runs on the committed order. Pure; raises ModelError."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from fos_raft.model import (
+    MAX_ADDRESS_LEN,
+    ErrorCode,
+    ModelError,
+    NodeSpec,
+    check_catalog_with,
+    check_id,
+)
+from fos_raft.state.commands import (
+    AnnounceReplica,
+    Command,
+    Decommission,
+    Drain,
+    ForgetReplica,
+    MarkDown,
+    MarkUp,
+    NoteRefuted,
+    Register,
+    Undrain,
+    UpdateSpec,
+)
+from fos_raft.state.entry import NodeEntry, StateView
+
+MAX_REASON_LEN = 512
+
+
+def _entry(state: StateView, node_id: str) -> NodeEntry:
+    if not isinstance(node_id, str):
+        raise ModelError(ErrorCode.INVALID_ARGUMENT, "node id must be a string")
+    check_id("node id", node_id)
+    entry = state.nodes.get(node_id)
+    if entry is None:
+        raise ModelError(ErrorCode.NOT_FOUND, f"node {node_id!r} is not registered")
+    return entry
+
+
+def _check_spec_type(spec: Any) -> NodeSpec:
+    if not isinstance(spec, NodeSpec):
+        raise ModelError(ErrorCode.INVALID_ARGUMENT, "spec must be a NodeSpec")
+    return spec
+
+
+def _check_address(kind: str, address: Any) -> None:
+    if not isinstance(address, str) or not address or len(address) > MAX_ADDRESS_LEN:
+        raise ModelError(ErrorCode.INVALID_ARGUMENT, f"{kind} must be host:port")
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ModelError(ErrorCode.INVALID_ARGUMENT, f"{kind} {address!r} is not host:port")
+
+
+def validate_static(command: Command) -> None:
+    """The checks that need no state (ids, specs, addresses, lengths). Any replica can run
+    them before submitting; a lagging follower must not judge existence or versions."""
+    if isinstance(command, Register | UpdateSpec):
+        _check_spec_type(command.spec).validate()
+    elif isinstance(command, MarkDown | MarkUp | Drain | Undrain | Decommission):
+        if not isinstance(command.node_id, str):
+            raise ModelError(ErrorCode.INVALID_ARGUMENT, "node id must be a string")
+        check_id("node id", command.node_id)
+        if isinstance(command, MarkDown) and (
+            not isinstance(command.reason, str) or len(command.reason) > MAX_REASON_LEN
+        ):
+            raise ModelError(
+                ErrorCode.INVALID_ARGUMENT, f"reason must be a string of <= {MAX_REASON_LEN}"
+            )
+        if isinstance(command, MarkUp) and command.address:
+            _check_address("address", command.address)
+    elif isinstance(command, NoteRefuted):
+        check_id("node id", command.suspect)
+    elif isinstance(command, AnnounceReplica):
+        _check_address("raft address", command.raft_address)
+        _check_address("gRPC address", command.grpc_address)
+    elif isinstance(command, ForgetReplica):
+        _check_address("raft address", command.raft_address)
+    else:
+        raise ModelError(ErrorCode.INVALID_ARGUMENT, f"unknown command {type(command).__name__}")
+
+
+def validate(state: StateView, command: Command) -> None:
+    """Raise ModelError if ``command`` would be refused against ``state``; never mutates.
+
+    `apply` runs it on the committed order (authoritative); the leader also runs it before
+    submitting (fast error: its state is the newest), followers only `validate_static`.
+    """
+    validate_static(command)
+    if isinstance(command, Register):
+        spec = _check_spec_type(command.spec)
+        check_catalog_with(state.catalog, spec)
+        existing = state.nodes.get(spec.node_id)
+        if existing is not None and existing.spec != spec:
+            raise ModelError(
+                ErrorCode.ALREADY_EXISTS,
+                f"node {spec.node_id!r} is already registered with a different spec "
+                "(use UpdateSpec to change it, or decommission it first)",
+            )
+    elif isinstance(command, UpdateSpec):
+        spec = _check_spec_type(command.spec)
+        spec.validate()
+        entry = _entry(state, spec.node_id)
+        expected = command.expected_version
+        if expected is not None and expected != entry.spec_version:
+            raise ModelError(
+                ErrorCode.FAILED_PRECONDITION,
+                f"node {spec.node_id!r} spec_version is {entry.spec_version}, "
+                f"expected {expected}: the spec changed meanwhile; re-read and retry",
+            )
+        check_catalog_with(state.catalog, spec)
+    elif isinstance(command, MarkDown):
+        _entry(state, command.node_id)
+        if not isinstance(command.reason, str) or len(command.reason) > MAX_REASON_LEN:
+            raise ModelError(
+                ErrorCode.INVALID_ARGUMENT, f"reason must be a string of <= {MAX_REASON_LEN}"
+            )
+    elif isinstance(command, MarkUp):
+        entry = _entry(state, command.node_id)
+        if command.address:
+            replace(entry.spec, address=command.address).validate()
+    elif isinstance(command, Drain | Undrain | Decommission):
+        _entry(state, command.node_id)
+    elif isinstance(command, AnnounceReplica):
+        _check_address("raft address", command.raft_address)
+        _check_address("gRPC address", command.grpc_address)
+    elif isinstance(command, ForgetReplica):
+        _check_address("raft address", command.raft_address)
+    elif isinstance(command, NoteRefuted):
+        _entry(state, command.suspect)
+    else:
+        raise ModelError(ErrorCode.INVALID_ARGUMENT, f"unknown command {type(command).__name__}")

@@ -1,0 +1,189 @@
+"""The package layering (docs/architecture.md), checked on the source: every import counts,
+those under ``if TYPE_CHECKING:`` and inside functions included, so a circle cannot hide
+behind a lazy import.
+
+- no import circles between modules;
+- the pure packages import no gRPC, LMDB, pysyncobj, asyncio, threads or clock, and only
+  other pure modules of factoryOS;
+- each package imports only the packages below it (`ALLOWED`); `fos_raft` never imports
+  `fos_agent` or `bench`, and `fos_agent` never imports `bench`.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TOP = ("fos_raft", "fos_agent", "bench")
+
+PURE = ("fos_raft.model", "fos_raft.planner", "fos_raft.state", "fos_agent.protocol")
+# Third-party and standard modules a pure module must not touch: I/O, concurrency, clock.
+IMPURE = ("grpc", "grpc_health", "grpc_reflection", "lmdb", "pysyncobj", "asyncio",
+          "threading", "concurrent", "time", "datetime", "socket", "subprocess", "fos_pb",
+          "prometheus_client", "structlog", "random", "os")
+
+# package -> the factoryOS packages it may import (besides itself and fos_pb).
+ALLOWED: dict[str, set[str]] = {
+    "fos_raft.model": set(),
+    "fos_raft.planner": {"fos_raft.model"},
+    "fos_raft.state": {"fos_raft.model", "fos_raft.planner"},
+    "fos_raft.runtime": set(),
+    "fos_raft.security": {"fos_raft.runtime"},
+    "fos_raft.replica": {"fos_raft.model", "fos_raft.planner", "fos_raft.state",
+                         "fos_raft.runtime"},
+    "fos_raft.api": {"fos_raft.model", "fos_raft.planner", "fos_raft.state",
+                     "fos_raft.runtime", "fos_raft.security", "fos_raft.replica"},
+    "fos_raft.cli": {"fos_raft.model", "fos_raft.planner", "fos_raft.state",
+                     "fos_raft.runtime", "fos_raft.security", "fos_raft.replica",
+                     "fos_raft.api"},
+    "fos_agent.protocol": {"fos_raft.model"},
+    "fos_agent.storage": {"fos_agent.protocol"},
+    "fos_agent.core": {"fos_agent.protocol", "fos_agent.storage"},
+    "fos_agent.net": {"fos_agent.protocol", "fos_agent.core", "fos_raft.runtime",
+                      "fos_raft.security"},
+    "fos_agent.runtime": {"fos_agent.protocol", "fos_agent.storage", "fos_agent.core",
+                          "fos_agent.net", "fos_raft.model", "fos_raft.api"},
+    "fos_agent.testing": {"fos_agent.protocol", "fos_agent.audit", "fos_raft.model"},
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module ``path`` imports, by absolute name (``from a import b`` yields a and a.b)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{path}: relative import (use absolute imports)"
+            assert node.module is not None
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _modules() -> dict[str, set[str]]:
+    modules: dict[str, set[str]] = {}
+    for top in TOP:
+        for path in sorted((ROOT / top).rglob("*.py")):
+            modules[_module_name(path)] = _imports(path)
+    return modules
+
+
+MODULES = _modules()
+
+
+def _internal(deps: set[str]) -> set[str]:
+    """The factoryOS modules among ``deps`` (a ``from pkg import name`` names a module only
+    when ``pkg.name`` is one)."""
+    return {d for d in deps if d in MODULES}
+
+
+def _package(module: str) -> str:
+    """The package a module belongs to for the layering rules (its first two name parts)."""
+    for pkg in sorted(ALLOWED, key=len, reverse=True):
+        if module == pkg or module.startswith(pkg + "."):
+            return pkg
+    return ".".join(module.split(".")[:2])
+
+
+def _ancestors(module: str) -> set[str]:
+    parts = module.split(".")
+    return {".".join(parts[:i]) for i in range(1, len(parts))}
+
+
+def test_the_tree_is_found() -> None:
+    assert "fos_raft.planner.plan" in MODULES
+    assert "fos_agent.protocol.machine" in MODULES
+    assert "bench.sim.run" in MODULES
+
+
+def test_no_import_circles() -> None:
+    graph = {m: _internal(deps) - _ancestors(m) - {m} for m, deps in MODULES.items()}
+    # Tarjan's strongly connected components, iteratively.
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    circles: list[list[str]] = []
+    counter = 0
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    circles.append(sorted(component))
+    assert circles == [], f"import circles: {circles}"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _package(m) in PURE))
+def test_pure_modules_do_no_io(module: str) -> None:
+    deps = MODULES[module]
+    bad = sorted(d for d in deps if d.split(".")[0] in IMPURE)
+    assert bad == [], f"{module} (pure) imports {bad}"
+    impure_internal = sorted(d for d in _internal(deps) if _package(d) not in PURE)
+    assert impure_internal == [], f"{module} (pure) imports {impure_internal}"
+
+
+def test_dependency_direction() -> None:
+    wrong: dict[str, set[str]] = defaultdict(set)
+    for module, deps in MODULES.items():
+        top = module.split(".")[0]
+        for dep in _internal(deps):
+            dep_top = dep.split(".")[0]
+            if top == "fos_raft" and dep_top in ("fos_agent", "bench"):
+                wrong[module].add(dep)
+            if top == "fos_agent" and dep_top == "bench":
+                wrong[module].add(dep)
+    assert dict(wrong) == {}
+
+
+def test_packages_import_only_the_layers_below_them() -> None:
+    wrong: dict[str, set[str]] = defaultdict(set)
+    for module, deps in MODULES.items():
+        pkg = _package(module)
+        if pkg not in ALLOWED:
+            continue
+        for dep in _internal(deps) - _ancestors(module):
+            dep_pkg = _package(dep)
+            if dep_pkg != pkg and dep_pkg not in ALLOWED[pkg]:
+                wrong[module].add(dep)
+    assert dict(wrong) == {}, "imports against the layering (see ALLOWED): " + repr(dict(wrong))
