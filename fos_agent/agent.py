@@ -45,6 +45,7 @@ from fos_agent.protocol.messages import Arrived
 from fos_agent.protocol.records import Batch
 from fos_agent.runtime.detector import FailureDetector
 from fos_agent.runtime.flowview import FlowView, load_flow
+from fos_agent.runtime.health import agent_health
 from fos_agent.runtime.inputs import InputFetcher
 from fos_agent.runtime.membership import CoordinatorSide
 from fos_agent.runtime.settings import AgentSettings
@@ -55,6 +56,7 @@ from fos_agent.storage.wal import wal_path
 from fos_pb import agent_pb2, coordinator_pb2
 from fos_raft.api.client import CoordinatorClient, CoordinatorError
 from fos_raft.model import ItemReq, NodeSpec
+from fos_raft.runtime.health import HealthPublisher
 from fos_raft.security.tls import TlsConfig, client_kwargs
 
 
@@ -124,6 +126,7 @@ class Agent(CoordinatorSide):
         self._catalog_asked = (-1, 0.0)  # (flow version, loop time) of the last question
         self._last_rejoin = 0.0
         self._started = False
+        self.health: HealthPublisher | None = None  # grpc.health.v1 + /readyz, once serving
         self.stopped = asyncio.Event()
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -171,6 +174,8 @@ class Agent(CoordinatorSide):
                            is_sink=self.is_sink)
         self._server, self._service, port = await start_server(self, self.listen)
         self.address = f"{self._advertised_host()}:{port}"
+        self.health = agent_health(self, self._service.health)
+        self._spawn("health", self.health.run())
         self.spec = replace(self.spec, address=self.address)
         self.log.info("agent serving", address=self.address,
                       recovered=info.unfinished)

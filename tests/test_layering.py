@@ -46,7 +46,8 @@ ALLOWED: dict[str, set[str]] = {
     "fos_agent.net": {"fos_agent.protocol", "fos_agent.core", "fos_raft.runtime",
                       "fos_raft.security"},
     "fos_agent.runtime": {"fos_agent.protocol", "fos_agent.storage", "fos_agent.core",
-                          "fos_agent.net", "fos_raft.model", "fos_raft.api"},
+                          "fos_agent.net", "fos_raft.model", "fos_raft.api",
+                          "fos_raft.runtime"},
     "fos_agent.testing": {"fos_agent.protocol", "fos_agent.audit", "fos_raft.model"},
 }
 

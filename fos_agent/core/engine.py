@@ -142,6 +142,7 @@ class Engine:
         self._committer: GroupCommitter | SerialCommitter | None = None
         self._restarting: asyncio.Lock | None = None
         self._flow: FlowChanged | None = None
+        self.commit_error = ""  # the last commit's failure; "" once a commit succeeds
         self.inbound_changed = Signal()  # an inbound record changed (queued / consumed)
         self.outbound_changed = Signal()  # an outbound record changed (produced / sent)
 
@@ -218,8 +219,10 @@ class Engine:
         try:
             await committer.commit(writes)
         except Exception as exc:
+            self.commit_error = str(exc) or type(exc).__name__  # health: WAL not writable
             await self._recover_after(exc, committer)
             raise
+        self.commit_error = ""
         if writes:
             self._account(writes, fresh)
         return effects

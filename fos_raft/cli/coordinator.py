@@ -20,12 +20,19 @@ import sys
 from pathlib import Path
 
 import structlog
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 
+from fos_raft.api.health import ReplicaHealth
+from fos_raft.api.metrics import LatencyHistograms, ReplicaCollector, RpcTimer
+from fos_raft.api.receipts import ReceiptWatcher
 from fos_raft.api.service import CoordinatorService, ServiceSettings, start_server
 from fos_raft.api.suspicion import ProbeSettings
 from fos_raft.replica.core import RaftTiming, Replica, data_dir_lock
+from fos_raft.runtime.health import HealthPublisher
+from fos_raft.runtime.http import MetricsAddressError, serve_http
 from fos_raft.runtime.logging import configure_logging
 from fos_raft.runtime.stop_report import wait_for_stop_signal
+from fos_raft.runtime.version import BuildInfoCollector, add_version_argument
 from fos_raft.security.tls import (
     DEFAULT_ADMIN_NAMES,
     TlsConfig,
@@ -58,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fos-coordinator", description="Run one replica of the factoryOS coordinator."
     )
+    add_version_argument(parser)
     parser.add_argument("--id", required=True, help="replica id (for logs and status)")
     parser.add_argument("--raft", required=True, type=_host_port, help="Raft HOST:PORT (bound)")
     parser.add_argument(
@@ -149,7 +157,16 @@ async def run(args: argparse.Namespace, tls: TlsConfig | None = None,
         replica, args.id, ServiceSettings(default_timeout=args.default_timeout), probe,
         tls=tls, admin_names=args.admin_names,
     )
-    server, port = await start_server(service, args.grpc)
+    health = ReplicaHealth(replica)
+    registry = histograms = httpd = None
+    metrics_address = ""
+    if args.metrics:  # bound first: a port in use fails before Raft starts
+        registry = CollectorRegistry()
+        histograms = LatencyHistograms(registry)
+        replica.commit_observer = histograms.commit.observe
+        httpd, metrics_address = serve_http(args.metrics, registry, lambda: health.last)
+    interceptors = (RpcTimer(histograms.rpc),) if histograms is not None else ()
+    server, port = await start_server(service, args.grpc, interceptors)
     grpc_address = f"{args.grpc.rpartition(':')[0]}:{port}"
     replica.grpc_address = grpc_address
     try:
@@ -157,18 +174,18 @@ async def run(args: argparse.Namespace, tls: TlsConfig | None = None,
     except BaseException:
         await server.stop(0)
         raise
-
-    metrics_address = ""
-    if args.metrics:
-        from prometheus_client import CollectorRegistry, start_http_server
-
-        from fos_raft.api.metrics import ReplicaCollector
-
-        registry = CollectorRegistry()
-        registry.register(ReplicaCollector(replica, service.judge, args.id))
-        host, _, mport = args.metrics.rpartition(":")
-        httpd, _thread = start_http_server(int(mport), host, registry)
-        metrics_address = f"{host}:{httpd.server_port}"
+    publisher = HealthPublisher(service.health, ("", "fos.v1.Coordinator"), health.check)
+    await publisher.publish_once()
+    health_task = asyncio.ensure_future(publisher.run())
+    watcher: ReceiptWatcher | None = None
+    if registry is not None:
+        watcher = ReceiptWatcher(replica, tls)
+        watcher.start()
+        for collector in (
+            ReplicaCollector(replica, service.judge, args.id, health, watcher.receipts),
+            BuildInfoCollector(), ProcessCollector(registry=None), PlatformCollector(None),
+        ):
+            registry.register(collector)
 
     tmp = data_dir / (GRPC_ADDR_FILE + ".tmp")
     tmp.write_text(grpc_address + "\n")
@@ -188,6 +205,11 @@ async def run(args: argparse.Namespace, tls: TlsConfig | None = None,
 
     await wait_for_stop_signal()
     log.info("stopping")
+    health_task.cancel()
+    if watcher is not None:
+        await watcher.close()
+    if httpd is not None:
+        await asyncio.to_thread(httpd.shutdown)
     await server.stop(grace=1.0)
     await service.close()
     await replica.close()
@@ -207,10 +229,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return asyncio.run(run(args, tls, password))
-    except RuntimeError as exc:  # bad data dir / bind failures: one line, non-zero
-        log.error("cannot run", error=str(exc))
-        print(f"fos-coordinator: {exc}", file=sys.stderr)
-        return 2
+    except (RuntimeError, MetricsAddressError) as exc:  # data dir in use, bind failures
+        return _cannot_run(str(exc))
+    except OSError as exc:  # e.g. an unwritable data dir: one line, no traceback
+        where = f" {exc.filename}" if exc.filename else ""
+        return _cannot_run(f"{exc.strerror or exc}:{where}")
+
+
+def _cannot_run(reason: str) -> int:
+    log.error("cannot run", error=reason)
+    print(f"fos-coordinator: {reason}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -41,7 +41,9 @@ from fos_raft.cli.fosctl_commands import (
     cmd_watch,
     exit_code_of,
 )
+from fos_raft.cli.fosctl_health import cmd_health
 from fos_raft.model import ItemReq
+from fos_raft.runtime.version import add_version_argument
 from fos_raft.security.tls import TlsError, add_tls_arguments, client_kwargs, tls_from_args
 
 __all__ = ["CommandError", "Out", "build_parser", "command_label", "main"]
@@ -67,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fosctl", description="Administer a factoryOS coordinator cluster."
     )
+    add_version_argument(parser)
     parser.add_argument(
         "--coordinators", default=os.environ.get("FOS_COORDINATORS", ""),
         help="comma-separated gRPC addresses of the replicas (env FOS_COORDINATORS)",
@@ -116,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("raft_address", metavar="RAFT_ADDR")
         cmd.add_argument("--grpc", default="", metavar="GRPC_ADDR",
                          help="the replica's gRPC address")
+    health = sub.add_parser(
+        "health", parents=[json_flag],
+        help="exit 0 only if every endpoint serves and the cluster has a leader and quorum")
+    health.add_argument("agents", nargs="*", metavar="[NODE@]AGENT_ADDR",
+                        help="agents to check too (NODE: the name its TLS certificate carries)")
     watch = sub.add_parser("watch", parents=[json_flag], help="print the flow on every change")
     watch.add_argument("--node", metavar="N", help="only N's neighbourhood")
     watch.add_argument("--count", type=int, default=0, help="stop after this many updates")
@@ -128,7 +136,7 @@ def command_label(args: argparse.Namespace) -> str:
         extra = getattr(args, "raft_address", "")
         return " ".join(filter(None, ("members", args.members_command, extra)))
     target = getattr(args, "node", None) or getattr(args, "file", None)
-    if args.command in ("flow", "watch"):
+    if args.command in ("flow", "watch", "health"):
         target = None
     return f"{args.command} {target}" if target else args.command
 
@@ -150,6 +158,8 @@ async def run(args: argparse.Namespace) -> int:
     except TlsError as exc:
         raise CommandError(str(exc), EXIT_USAGE) from None
     out = Out(args.json)
+    if args.command == "health":  # each endpoint on its own: no failover client
+        return await cmd_health(addresses, args, tls, out)
     async with CoordinatorClient(addresses, timeout=args.timeout,
                                  **client_kwargs(tls)) as client:
         return await COMMANDS[args.command](client, args, out)

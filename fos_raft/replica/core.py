@@ -87,6 +87,8 @@ class Replica:
         self._closed = threading.Event()
         self.journal: journal_mod.LmdbJournal | None = None
         self.writes = {"ok": 0, "refused": 0, "unavailable": 0}
+        # seconds from submit to the committed, applied outcome (metrics; None: not kept)
+        self.commit_observer: Callable[[float], None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -221,7 +223,10 @@ class Replica:
             validate(self.state, command)
         else:
             validate_static(command)
+        started = monotonic()
         outcome = await self._replicate(command, timeout)
+        if self.commit_observer is not None:
+            self.commit_observer(monotonic() - started)
         if outcome.error is not None:
             self.writes["refused"] += 1
         else:
@@ -261,6 +266,11 @@ class Replica:
     def leader(self) -> str:
         leader = self._obj._getLeader() if self._obj is not None else None
         return leader.address if leader is not None else ""
+
+    @property
+    def has_quorum(self) -> bool:
+        """This replica is connected to a majority of the members (itself included)."""
+        return self._obj is not None and bool(self._obj.hasQuorum)
 
     @property
     def is_leader(self) -> bool:
