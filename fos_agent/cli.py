@@ -28,8 +28,11 @@ from fos_agent.core.metrics import registry_for
 from fos_agent.runtime.detector import DetectorSettings
 from fos_agent.runtime.inputs import FetchSettings
 from fos_raft.model import ItemReq, ModelError
+from fos_raft.runtime.health import STARTING, Readiness
+from fos_raft.runtime.http import MetricsAddressError, serve_http
 from fos_raft.runtime.logging import configure_logging
 from fos_raft.runtime.stop_report import wait_for_stop_signal
+from fos_raft.runtime.version import add_version_argument
 from fos_raft.security.tls import TlsError, add_tls_arguments, tls_from_args
 
 
@@ -111,6 +114,7 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="fos-agent", description="Run a factoryOS node agent with a simulated "
                 "stage (a cycle every --cycle-s seconds).")
+    add_version_argument(p)
     p.add_argument("--node-id", required=True)
     p.add_argument("--listen", required=True, help="HOST:PORT to serve on (port 0: any)")
     p.add_argument("--coordinators", required=True, help="coordinator gRPC ADDR,ADDR,...")
@@ -138,14 +142,21 @@ def write_ready(path: str | None, text: str) -> None:
     os.replace(tmp, target)
 
 
-def serve_metrics(where: str | None, sources: list[object]) -> None:
+def serve_metrics(where: str | None, agents: Sequence[Agent]) -> None:
+    """/metrics, /healthz and /readyz (ready while every agent serves; fos_raft.runtime.http).
+    Raises MetricsAddressError."""
     if not where:
         return
-    from prometheus_client import start_http_server
+    registry, _ = registry_for(agents, process=True)
 
-    host, port = parse_host_port(where, "--metrics")
-    registry, _ = registry_for(sources)
-    start_http_server(port, addr=host, registry=registry)
+    def readiness() -> Readiness:
+        for agent in agents:
+            now = agent.health.current if agent.health else STARTING
+            if not now.serving:
+                return Readiness(False, f"{agent.node_id}: {now.reason}")
+        return Readiness(True)
+
+    serve_http(where, registry, readiness)
 
 
 def agent_from_args(args: argparse.Namespace) -> Agent:
@@ -170,7 +181,11 @@ def agent_from_args(args: argparse.Namespace) -> Agent:
 
 
 async def run(agent: Agent, args: argparse.Namespace) -> int:
-    serve_metrics(args.metrics, [agent])
+    try:
+        serve_metrics(args.metrics, [agent])
+    except MetricsAddressError as exc:
+        sys.stderr.write(f"fos-agent: {exc}\n")
+        return 1
     stopper = asyncio.ensure_future(wait_for_stop_signal())
     try:
         await agent.start()

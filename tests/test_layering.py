@@ -42,7 +42,7 @@ ALLOWED: dict[str, set[str]] = {
                      "fos_raft.api"},
     "fos_agent.protocol": {"fos_raft.model"},
     "fos_agent.storage": {"fos_agent.protocol"},
-    "fos_agent.core": {"fos_agent.protocol", "fos_agent.storage"},
+    "fos_agent.core": {"fos_agent.protocol", "fos_agent.storage", "fos_raft.runtime"},
     "fos_agent.net": {"fos_agent.protocol", "fos_agent.core", "fos_raft.runtime",
                       "fos_raft.security"},
     "fos_agent.runtime": {"fos_agent.protocol", "fos_agent.storage", "fos_agent.core",

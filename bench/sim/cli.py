@@ -34,6 +34,7 @@ from bench.sim.run import RunPlan, SimRun
 from bench.sim.scenario import load_scenario
 from bench.sim.topology import final_items, generate_topology
 from bench.sim.view import LiveView, PlainView
+from fos_raft.runtime.version import add_version_argument
 
 ONE_PROCESS_PER_AGENT_UP_TO = 50
 DEFAULTS: dict[str, Any] = {
@@ -71,6 +72,7 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         argument_default=argparse.SUPPRESS,
     )
+    add_version_argument(p)
     arg = p.add_argument
     arg("--types", type=int, metavar="N", help=f"item types in the chain [{DEFAULTS['types']}]")
     arg(

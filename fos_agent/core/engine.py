@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,6 +217,7 @@ class Engine:
             # earlier writes are durable cannot expose a non-durable transition; a crash
             # then is the same as a crash right after sending.
             return effects
+        started = time.perf_counter()
         try:
             await committer.commit(writes)
         except Exception as exc:
@@ -224,6 +226,7 @@ class Engine:
             raise
         self.commit_error = ""
         if writes:
+            self.metrics.observe("wal_commit_seconds", time.perf_counter() - started)
             self._account(writes, fresh)
         return effects
 
