@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q -e '.[test,dev]'
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[test,dev,completion]'
 	@touch $(STAMP)
 
 test: $(STAMP) proto-check
