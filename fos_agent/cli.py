@@ -28,12 +28,15 @@ from fos_agent.core.metrics import registry_for
 from fos_agent.runtime.detector import DetectorSettings
 from fos_agent.runtime.inputs import FetchSettings
 from fos_raft.model import ItemReq, ModelError
+from fos_raft.runtime.config import ConfigError, enable_completion, with_settings
 from fos_raft.runtime.health import STARTING, Readiness
 from fos_raft.runtime.http import MetricsAddressError, serve_http
 from fos_raft.runtime.logging import configure_logging
 from fos_raft.runtime.stop_report import wait_for_stop_signal
 from fos_raft.runtime.version import add_version_argument
 from fos_raft.security.tls import TlsError, add_tls_arguments, tls_from_args
+
+ENV_PREFIX = "FOS_AGENT_"
 
 
 class UsageError(Exception):
@@ -113,7 +116,9 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="fos-agent", description="Run a factoryOS node agent with a simulated "
-                "stage (a cycle every --cycle-s seconds).")
+                "stage (a cycle every --cycle-s seconds).",
+                epilog="Every flag can also be set as FOS_AGENT_<FLAG> (e.g. "
+                "FOS_AGENT_DATA_DIR); flags win over the environment.")
     add_version_argument(p)
     p.add_argument("--node-id", required=True)
     p.add_argument("--listen", required=True, help="HOST:PORT to serve on (port 0: any)")
@@ -204,6 +209,11 @@ async def run(agent: Agent, args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    enable_completion(parser)
+    try:  # every flag also as FOS_AGENT_<FLAG> (fos_raft.runtime.config); flags win
+        argv = with_settings(parser, argv, ENV_PREFIX)
+    except ConfigError as exc:
+        parser.error(str(exc))
     args = parser.parse_args(argv)
     configure_logging("fos-agent", level=args.log_level, node=args.node_id)
     try:

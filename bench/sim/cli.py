@@ -34,6 +34,7 @@ from bench.sim.run import RunPlan, SimRun
 from bench.sim.scenario import load_scenario
 from bench.sim.topology import final_items, generate_topology
 from bench.sim.view import LiveView, PlainView
+from fos_raft.runtime.config import enable_completion
 from fos_raft.runtime.version import add_version_argument
 
 ONE_PROCESS_PER_AGENT_UP_TO = 50
@@ -270,7 +271,9 @@ async def _run(plan: RunPlan, view: LiveView | PlainView) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    cli = parser()
+    enable_completion(cli)
+    args = cli.parse_args(argv)
     console = Console()
     keep = getattr(args, "keep", None)
     try:

@@ -28,6 +28,14 @@ from fos_raft.api.receipts import ReceiptWatcher
 from fos_raft.api.service import CoordinatorService, ServiceSettings, start_server
 from fos_raft.api.suspicion import ProbeSettings
 from fos_raft.replica.core import RaftTiming, Replica, data_dir_lock
+from fos_raft.runtime.config import (
+    EXIT_BAD_CONFIG,
+    ConfigError,
+    OneLineParser,
+    add_config_argument,
+    enable_completion,
+    with_settings,
+)
 from fos_raft.runtime.health import HealthPublisher
 from fos_raft.runtime.http import MetricsAddressError, serve_http
 from fos_raft.runtime.logging import configure_logging
@@ -45,6 +53,7 @@ from fos_raft.security.tls import (
 
 log = structlog.get_logger("fos_raft.cli.coordinator")
 GRPC_ADDR_FILE = "grpc.addr"
+ENV_PREFIX = "FOS_COORDINATOR_"
 
 
 def _host_port(value: str) -> str:
@@ -62,10 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     d = RaftTiming()
     p = ProbeSettings()
     s = ServiceSettings()
-    parser = argparse.ArgumentParser(
-        prog="fos-coordinator", description="Run one replica of the factoryOS coordinator."
+    parser = OneLineParser(
+        prog="fos-coordinator", description="Run one replica of the factoryOS coordinator.",
+        epilog=f"Every flag can also be set in the --config file (same names) or as "
+        f"{ENV_PREFIX}<FLAG> (e.g. {ENV_PREFIX}DATA_DIR); flags > environment > file.",
     )
     add_version_argument(parser)
+    add_config_argument(parser, ENV_PREFIX)
     parser.add_argument("--id", required=True, help="replica id (for logs and status)")
     parser.add_argument("--raft", required=True, type=_host_port, help="Raft HOST:PORT (bound)")
     parser.add_argument(
@@ -219,7 +231,14 @@ async def run(args: argparse.Namespace, tls: TlsConfig | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    enable_completion(parser)
+    try:
+        argv = with_settings(parser, argv, ENV_PREFIX, config_flag=True)
+    except ConfigError as exc:
+        print(f"fos-coordinator: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    args = parser.parse_args(argv)
     configure_logging("fos-coordinator", level=args.log_level, replica=args.id)
     try:
         tls, password = security_from_args(args)

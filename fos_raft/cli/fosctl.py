@@ -43,6 +43,7 @@ from fos_raft.cli.fosctl_commands import (
 )
 from fos_raft.cli.fosctl_health import cmd_health
 from fos_raft.model import ItemReq
+from fos_raft.runtime.config import enable_completion
 from fos_raft.runtime.version import add_version_argument
 from fos_raft.security.tls import TlsError, add_tls_arguments, client_kwargs, tls_from_args
 
@@ -167,6 +168,7 @@ async def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    enable_completion(parser)
     args = parser.parse_args(argv)
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(
