@@ -27,6 +27,7 @@ from grpc_reflection.v1alpha import reflection
 
 from fos_pb import coordinator_pb2 as pb
 from fos_pb import coordinator_pb2_grpc as pb_grpc
+from fos_raft.api.backup import snapshot_reply
 from fos_raft.api.convert import spec_from_pb
 from fos_raft.api.suspicion import ProbeSettings, SuspicionJudge, outcome_reply
 from fos_raft.api.views import content_key, flow_to_pb, neighbourhood_to_pb, node_infos
@@ -373,6 +374,11 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
 
     async def RemoveMember(self, request: pb.MemberRequest, context: Any) -> pb.MembersReply:
         return await self._member_change(request, context, add=False)
+
+    async def Snapshot(self, request: pb.SnapshotRequest, context: Any) -> pb.SnapshotReply:
+        await self._allow_admin(context, "take a snapshot")
+        await self._wait_version(context, request.min_version)
+        return snapshot_reply(self.replica, self.replica_id)  # fos_raft.api.backup
 
 
 async def start_server(

@@ -22,6 +22,7 @@ from pathlib import Path
 import structlog
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 
+from fos_raft.api.backup import seed_from_snapshot
 from fos_raft.api.health import ReplicaHealth
 from fos_raft.api.metrics import LatencyHistograms, ReplicaCollector, RpcTimer
 from fos_raft.api.receipts import ReceiptWatcher
@@ -50,6 +51,7 @@ from fos_raft.security.tls import (
     read_password_file,
     tls_from_args,
 )
+from fos_raft.state.snapshot import SnapshotError, decode
 
 log = structlog.get_logger("fos_raft.cli.coordinator")
 GRPC_ADDR_FILE = "grpc.addr"
@@ -94,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="new replica for a running cluster: ask the --peers to add it as a member",
     )
+    parser.add_argument(
+        "--restore", type=Path, metavar="FILE",
+        help="seed a NEW cluster with this snapshot (fosctl snapshot save) once it has a "
+        "leader; ignored, with a warning, when the cluster already has state")
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default INFO)")
     timing = parser.add_argument_group("raft timing (seconds)")
     timing.add_argument("--raft-min-timeout", type=float, default=d.raft_min_timeout)
@@ -143,8 +149,21 @@ def security_from_args(args: argparse.Namespace) -> tuple[TlsConfig | None, str 
     return tls, password
 
 
+def read_snapshot(path: Path) -> bytes:
+    """The --restore file, checked (checksum included) before anything starts."""
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"--restore {path}: {exc.strerror or exc}") from None
+    try:
+        decode(blob)
+    except SnapshotError as exc:
+        raise ConfigError(f"--restore {path}: {exc.message}") from None
+    return blob
+
+
 async def run(args: argparse.Namespace, tls: TlsConfig | None = None,
-              password: str | None = None) -> int:
+              password: str | None = None, snapshot: bytes | None = None) -> int:
     data_dir: Path = args.data_dir
     lock_fd = data_dir_lock(data_dir)
     timing = RaftTiming(
@@ -189,6 +208,8 @@ async def run(args: argparse.Namespace, tls: TlsConfig | None = None,
     publisher = HealthPublisher(service.health, ("", "fos.v1.Coordinator"), health.check)
     await publisher.publish_once()
     health_task = asyncio.ensure_future(publisher.run())
+    restore_task = (asyncio.ensure_future(seed_from_snapshot(replica, snapshot))
+                    if snapshot is not None else None)
     watcher: ReceiptWatcher | None = None
     if registry is not None:
         watcher = ReceiptWatcher(replica, tls)
@@ -218,6 +239,8 @@ async def run(args: argparse.Namespace, tls: TlsConfig | None = None,
     await wait_for_stop_signal()
     log.info("stopping")
     health_task.cancel()
+    if restore_task is not None:
+        restore_task.cancel()
     if watcher is not None:
         await watcher.close()
     if httpd is not None:
@@ -242,12 +265,13 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging("fos-coordinator", level=args.log_level, replica=args.id)
     try:
         tls, password = security_from_args(args)
-    except TlsError as exc:
+        snapshot = read_snapshot(args.restore) if args.restore else None
+    except (TlsError, ConfigError) as exc:
         log.error("cannot run", error=str(exc))
         print(f"fos-coordinator: {exc}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(run(args, tls, password))
+        return asyncio.run(run(args, tls, password, snapshot))
     except (RuntimeError, MetricsAddressError) as exc:  # data dir in use, bind failures
         return _cannot_run(str(exc))
     except OSError as exc:  # e.g. an unwritable data dir: one line, no traceback

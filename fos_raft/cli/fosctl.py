@@ -19,12 +19,15 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import structlog
 
 from fos_raft.api.client import CoordinatorClient, CoordinatorError
 from fos_raft.cli import render
 from fos_raft.cli.catalog_file import CatalogFileError
+from fos_raft.cli.fosctl_backup import cmd_snapshot
+from fos_raft.cli.fosctl_backup import inspect as inspect_snapshot
 from fos_raft.cli.fosctl_commands import (
     EXIT_INTERRUPTED,
     EXIT_REFUSED,
@@ -125,6 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 0 only if every endpoint serves and the cluster has a leader and quorum")
     health.add_argument("agents", nargs="*", metavar="[NODE@]AGENT_ADDR",
                         help="agents to check too (NODE: the name its TLS certificate carries)")
+    snap = sub.add_parser("snapshot", help="back up the replicated state (docs/operations.md)")
+    ssub = snap.add_subparsers(dest="snapshot_command", required=True, metavar="ACTION")
+    save = ssub.add_parser("save", parents=[json_flag],
+                           help="write a checksummed snapshot of the leader's state to FILE")
+    save.add_argument("file", metavar="FILE")
+    check = ssub.add_parser("inspect", parents=[json_flag],
+                            help="verify a snapshot file's checksum and summarise it")
+    check.add_argument("file", metavar="FILE")
     watch = sub.add_parser("watch", parents=[json_flag], help="print the flow on every change")
     watch.add_argument("--node", metavar="N", help="only N's neighbourhood")
     watch.add_argument("--count", type=int, default=0, help="stop after this many updates")
@@ -136,6 +147,8 @@ def command_label(args: argparse.Namespace) -> str:
     if args.command == "members":
         extra = getattr(args, "raft_address", "")
         return " ".join(filter(None, ("members", args.members_command, extra)))
+    if args.command == "snapshot":
+        return f"snapshot {args.snapshot_command} {args.file}"
     target = getattr(args, "node", None) or getattr(args, "file", None)
     if args.command in ("flow", "watch", "health"):
         target = None
@@ -150,6 +163,8 @@ COMMANDS = {
 
 
 async def run(args: argparse.Namespace) -> int:
+    if args.command == "snapshot" and args.snapshot_command == "inspect":  # offline
+        return inspect_snapshot(Path(args.file), Out(args.json))
     addresses = [a.strip() for a in args.coordinators.split(",") if a.strip()]
     if not addresses:
         raise CommandError("no coordinators: give --coordinators HOST:PORT,... "
@@ -161,6 +176,8 @@ async def run(args: argparse.Namespace) -> int:
     out = Out(args.json)
     if args.command == "health":  # each endpoint on its own: no failover client
         return await cmd_health(addresses, args, tls, out)
+    if args.command == "snapshot":  # leader first, a lone survivor too: no failover client
+        return await cmd_snapshot(addresses, args, tls, out)
     async with CoordinatorClient(addresses, timeout=args.timeout,
                                  **client_kwargs(tls)) as client:
         return await COMMANDS[args.command](client, args, out)
