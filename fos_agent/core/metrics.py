@@ -67,8 +67,9 @@ RECEIPT_RING = 256
 # Histograms (seconds), exported as fos_agent_<name>{node} histograms:
 # wal_commit_seconds (a durable WAL group commit: LMDB write + fsync), cycle_seconds (a
 # successful cycle: inputs held -> output durable), rpc_seconds{kind} (a peer RPC this node
-# made, RequestBatch long-polls included).
-HISTOGRAMS = ("wal_commit_seconds", "cycle_seconds")
+# made, RequestBatch long-polls included), reroute_seconds (a flow change took a supplier of
+# an input away: seconds until the first batch of that input from a supplier of the new flow).
+HISTOGRAMS = ("wal_commit_seconds", "cycle_seconds", "reroute_seconds")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                    2.5, 5.0, 10.0, float("inf"))
 
@@ -113,6 +114,8 @@ class Metrics(Mapping[str, float]):
         self._values: dict[str, float] = dict.fromkeys(COUNTERS, 0.0)
         self.histograms: dict[str, Buckets] = {name: Buckets() for name in HISTOGRAMS}
         self.rpc_seconds: dict[str, Buckets] = {}  # by message kind
+        self._suppliers: dict[str, frozenset[str]] = {}  # item -> suppliers in the flow
+        self._rerouting: dict[str, float] = {}  # item -> monotonic time a supplier left
         for kind in MESSAGE_KINDS:
             self._values[f"messages_sent.{kind}"] = 0.0
             self._values[f"messages_received.{kind}"] = 0.0
@@ -138,7 +141,23 @@ class Metrics(Mapping[str, float]):
     def received(self, kind: str) -> None:
         self.inc(f"messages_received.{kind}")
 
+    def suppliers_changed(self, suppliers: Mapping[str, Iterable[str]]) -> None:
+        """The flow now names these suppliers per input item (reroute_seconds starts when
+        one of an item's suppliers leaves while others remain or arrive)."""
+        now = time.monotonic()
+        for item, nodes in suppliers.items():
+            current = frozenset(nodes)
+            before = self._suppliers.get(item)
+            if before and before - current and current and item not in self._rerouting:
+                self._rerouting[item] = now
+            self._suppliers[item] = current
+        for item in set(self._suppliers) - set(suppliers):
+            del self._suppliers[item]
+            self._rerouting.pop(item, None)
+
     def receipt(self, supplier: str, item: str, batch_id: str) -> None:
+        if item in self._rerouting and supplier in self._suppliers.get(item, ()):
+            self.observe("reroute_seconds", time.monotonic() - self._rerouting.pop(item))
         now = time.time()
         self.inc("batches_received")
         self.inc(RECEIVED_FROM + supplier)

@@ -146,6 +146,8 @@ class CoordinatorSide:
         if view.version < self.flow.version:
             return
         previous, self.flow = self.flow, view
+        self.metrics.suppliers_changed(
+            {item: [s.node_id for s in ranked] for item, ranked in view.suppliers.items()})
         if view.spec is not None and self.spec is not None and _differs(view.spec, self.spec):
             self.log.info("spec changed by the coordinator", spec=str(view.spec))
             self._adopt_spec(view.spec)
