@@ -11,6 +11,8 @@ The bound address is logged and, once the agent serves and is registered, writte
 cleanly (exit 0). Bad arguments: one line on stderr, exit 2. Failure to start (foreign WAL,
 coordinator unreachable, port taken): one line on stderr, exit 1. With the --tls-* flags
 every link is mutual TLS; the certificate must name --node-id (docs/security.md).
+Every flag can also be set as FOS_AGENT_<FLAG> (flags win); --metrics also serves /healthz
+and /readyz (docs/operations.md).
 """
 
 from __future__ import annotations

@@ -5,6 +5,11 @@ JSON line on stdout ``{"event": "ready", "grpc": ..., "raft": ..., "metrics": ..
 and writes the bound gRPC address to ``DATA_DIR/grpc.addr`` (atomically) for launchers.
 SIGTERM/SIGINT stop it cleanly: gRPC drained, Raft stopped, journal synced and closed, exit 0.
 
+Operations (docs/operations.md): every flag also from ``--config FILE`` (TOML) or
+``FOS_COORDINATOR_<FLAG>`` (flags > env > file); ``--metrics`` serves /metrics, /healthz and
+/readyz; grpc.health.v1 says SERVING only with a leader and a quorum (fos_raft.api.health);
+``--restore FILE`` seeds a new cluster from a ``fosctl snapshot save`` file.
+
 Security (docs/security.md): ``--tls-cert/--tls-key/--tls-ca`` serve gRPC with mutual TLS and
 authorise writes by the caller's certificate name (``--admin-names`` may act for any node);
 ``--raft-password-file`` encrypts Raft traffic between replicas (all need the same password).

@@ -9,6 +9,9 @@ with one line on stderr, ``fosctl: <command>: <reason>``, and a non-zero exit co
 With ``--tls-cert/--tls-key/--tls-ca`` (or FOS_TLS_CERT/FOS_TLS_KEY/FOS_TLS_CA) it talks
 mutual TLS; its certificate's name must be one of the coordinator's admin names for writes
 on other nodes, decommission and membership (docs/security.md).
+
+``health`` and ``snapshot`` ask each replica directly, not through the failover client
+(fosctl_health, fosctl_backup; docs/operations.md).
 """
 
 from __future__ import annotations
