@@ -73,3 +73,37 @@ def test_replica_without_quorum_is_not_serving_and_recovers(cluster: LocalCluste
     wait_until(lambda: grpc_health(cluster, 0) == SERVING, 30, "survivor SERVING again")
     wait_until(lambda: fosctl(cluster, "health").returncode == 0, 30, "fosctl health 0 again")
     assert http_get(f"http://{metrics}/readyz")[0] == 200
+
+
+async def test_coordinator_reports_seconds_since_each_nodes_last_receipt(tmp_path: Path):
+    from agent_util import eventually
+
+    from fos_agent import Agent, ItemReq
+
+    c = LocalCluster(1, tmp_path / "solo")
+    c.replica_flags[0] = ["--metrics", "127.0.0.1:0"]
+    with c:
+        c.wait_ready()
+        metrics = ready_line(c, 0)["metrics"]
+        wood = Agent("r-wood", ItemReq("rwood", 1), (), coordinators=c.grpc_addresses,
+                     data_dir=tmp_path / "r-wood", cycle_s=0.05)
+        frame = Agent("r-frame", ItemReq("rframe", 1), (ItemReq("rwood", 1),),
+                      coordinators=c.grpc_addresses, data_dir=tmp_path / "r-frame",
+                      cycle_s=0.05)
+        series = ('fos_node_seconds_since_last_receipt{item="rwood",node="r-frame",'
+                  'replica="r0"}')
+
+        def since() -> float | None:
+            for line in http_get(f"http://{metrics}/metrics")[1].splitlines():
+                if line.startswith(series):
+                    return float(line.split()[-1])
+            return None
+
+        async with wood, frame:
+            await eventually(lambda: frame.metrics["batches_received"] >= 3, what="trades")
+            # the watcher polls every 5 s: a fresh receipt shows within a couple of polls
+            await eventually(lambda: (v := since()) is not None and v < 5.0, timeout=30,
+                             what="seconds since the last receipt")
+        # the suppliers stopped: the number grows (the node is still registered)
+        await eventually(lambda: (v := since()) is not None and v > 5.0, timeout=30,
+                         what="a growing gap")

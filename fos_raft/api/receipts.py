@@ -4,8 +4,10 @@ The coordinator is never on the data path, so it cannot see batches move. For th
 "stalled" alert, a replica serving ``--metrics`` polls every alive node's ``Stats`` RPC
 (its recent receipts ring) every few seconds and keeps, per (node, item), the time of
 the newest receipt, converted to this host's clock with the agent's own ``unix_time`` (no
-clock-skew between hosts). The cost is one small RPC per node per interval, off every hot
-path; a node that does not answer keeps its last value (``fos_node_up`` says why).
+clock-skew between hosts). An input never received since the watcher first reached the
+node counts from that moment (a line that never starts is stalled too). The cost is one
+small RPC per consumer node per interval, off every hot path; a node that does not answer
+keeps its last value (``fos_node_up`` says why).
 """
 
 from __future__ import annotations
@@ -58,15 +60,15 @@ class ReceiptWatcher:
             await asyncio.sleep(self.interval)
 
     async def poll_once(self) -> None:
-        nodes = {node_id: entry.spec.address
+        nodes = {node_id: (entry.spec.address, [r.item for r in entry.spec.requires])
                  for node_id, entry in self.replica.state.nodes.items()
                  if entry.status.alive and entry.spec.requires}
         registered = self.replica.state.nodes
         for key in [k for k in self._last if k[0] not in registered]:
             del self._last[key]  # decommissioned: drop its series
-        await asyncio.gather(*(self._poll(n, a) for n, a in nodes.items()))
+        await asyncio.gather(*(self._poll(n, a, items) for n, (a, items) in nodes.items()))
 
-    async def _poll(self, node_id: str, address: str) -> None:
+    async def _poll(self, node_id: str, address: str, items: list[str]) -> None:
         known = self._channels.get(node_id)
         if known is None or known[0] != address:
             if known is not None:
@@ -79,7 +81,10 @@ class ReceiptWatcher:
         except grpc.aio.AioRpcError as exc:
             log.debug("stats poll failed", node=node_id, code=exc.code().name)
             return
-        offset = time.time() - reply.unix_time  # their clock -> ours
+        now = time.time()
+        offset = now - reply.unix_time  # their clock -> ours
+        for item in items:
+            self._last.setdefault((node_id, item), now)  # watched from now on
         for receipt in reply.recent_receipts:
             at = receipt.unix_ms / 1000 + offset
             key = (node_id, receipt.item)
