@@ -52,6 +52,7 @@ def test_replica_without_quorum_is_not_serving_and_recovers(cluster: LocalCluste
                  "process_resident_memory_bytes", 'fos_node_up{node="saw-1"',
                  "fos_coordinator_leader_changes_total", "fos_coordinator_has_quorum"):
         assert name in text, name
+    assert "fos_journal_fsync_seconds_count" in text
     assert "fos_coordinator_raft_commit_seconds_count" in http_get(
         f"http://{ready_line(cluster, cluster.leader_index())['metrics']}/metrics")[1]
 

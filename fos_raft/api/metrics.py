@@ -123,6 +123,9 @@ class LatencyHistograms:
             "fos_coordinator_raft_commit_seconds",
             "Write submitted here until committed by a quorum and applied",
             buckets=LATENCY_BUCKETS, registry=registry)
+        self.journal_fsync = Histogram(
+            "fos_journal_fsync_seconds", "One fsync of the Raft journal (LMDB sync)",
+            buckets=LATENCY_BUCKETS, registry=registry)
         self.rpc = Histogram(
             "fos_coordinator_rpc_seconds", "Unary gRPC call handling time by method",
             labelnames=["method"], buckets=LATENCY_BUCKETS, registry=registry)

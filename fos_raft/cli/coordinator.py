@@ -210,6 +210,8 @@ async def run(args: argparse.Namespace, tls: TlsConfig | None = None,
     except BaseException:
         await server.stop(0)
         raise
+    if histograms is not None and replica.journal is not None:
+        replica.journal.fsync_observer = histograms.journal_fsync.observe
     publisher = HealthPublisher(service.health, ("", "fos.v1.Coordinator"), health.check)
     await publisher.publish_once()
     health_task = asyncio.ensure_future(publisher.run())
