@@ -157,3 +157,18 @@ def test_version_flags():
         assert done.returncode == 0, done.stderr
         words = done.stdout.split()
         assert words[0] == prog and words[1][0].isdigit()
+
+
+@pytest.mark.parametrize(("module", "line", "expected"), [
+    ("fos_raft.cli.fosctl", "fosctl sn", "snapshot"),
+    ("fos_raft.cli.coordinator", "fos-coordinator --rest", "--restore"),
+    ("fos_agent.cli", "fos-agent --node-i", "--node-id"),
+])
+def test_shell_completion(tmp_path: Path, module: str, line: str, expected: str):
+    pytest.importorskip("argcomplete", reason="optional: pip install 'factoryos[completion]'")
+    out = tmp_path / "completions"
+    env = {**os.environ, "_ARGCOMPLETE": "1", "COMP_LINE": line, "COMP_POINT": str(len(line)),
+           "_ARGCOMPLETE_STDOUT_FILENAME": str(out)}
+    done = run_cli(module, env=env)
+    assert done.returncode == 0, done.stderr
+    assert expected in out.read_text().split()
