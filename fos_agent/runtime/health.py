@@ -29,4 +29,7 @@ def agent_readiness(agent: Any) -> Readiness:
 
 
 def agent_health(agent: Any, servicer: Any) -> HealthPublisher:
-    return HealthPublisher(servicer, ("", "fos.v1.Agent"), lambda: agent_readiness(agent))
+    # 0.5 s: well inside the coordinator's probe patience (5 s), and cheap with hundreds of
+    # agents in one fos-agent-host process
+    return HealthPublisher(servicer, ("", "fos.v1.Agent"), lambda: agent_readiness(agent),
+                           interval=0.5)
