@@ -202,12 +202,16 @@ async def run(args: argparse.Namespace, tls: TlsConfig | None = None,
         replica.commit_observer = histograms.commit.observe
         httpd, metrics_address = serve_http(args.metrics, registry, lambda: health.last)
     interceptors = (RpcTimer(histograms.rpc),) if histograms is not None else ()
+    # stop signals are ours before the ready line: a supervisor that reacts to it at once
+    # with SIGTERM gets a clean stop, not the default handler's death
+    stopper = asyncio.ensure_future(wait_for_stop_signal())
     server, port = await start_server(service, args.grpc, interceptors)
     grpc_address = f"{args.grpc.rpartition(':')[0]}:{port}"
     replica.grpc_address = grpc_address
     try:
         await replica.start()
     except BaseException:
+        stopper.cancel()
         await server.stop(0)
         raise
     if histograms is not None and replica.journal is not None:
@@ -243,7 +247,7 @@ async def run(args: argparse.Namespace, tls: TlsConfig | None = None,
     print(json.dumps(ready), flush=True)
     log.info("coordinator ready", **{k: v for k, v in ready.items() if k != "event"})
 
-    await wait_for_stop_signal()
+    await stopper
     log.info("stopping")
     health_task.cancel()
     if restore_task is not None:

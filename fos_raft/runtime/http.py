@@ -9,14 +9,23 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import make_server
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import make_wsgi_app
-from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
 from prometheus_client.registry import CollectorRegistry
 
 from fos_raft.runtime.health import Readiness
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a slow scraper never holds the process at exit
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # scrapes are not news
+        pass
 
 
 class MetricsAddressError(Exception):
@@ -56,7 +65,7 @@ def serve_http(address: str, registry: CollectorRegistry,
     host, port = split_host_port(address)
     try:
         httpd = make_server(host, port, health_app(registry, readiness),
-                            ThreadingWSGIServer, handler_class=_SilentHandler)
+                            _Server, handler_class=_QuietHandler)
     except OSError as exc:
         raise MetricsAddressError(
             f"cannot serve --metrics on {address}: {exc.strerror or exc}") from None
