@@ -1,4 +1,5 @@
-"""bench.stats: the one percentile rule (nearest rank) of every bench figure."""
+"""bench.stats: the one percentile rule (nearest rank) of every bench figure; and a smoke
+run of bench.bench_protocol, which reports with it."""
 
 from __future__ import annotations
 
@@ -60,3 +61,11 @@ def test_spread_brackets_the_percentiles(values: list[float]) -> None:
     assert s is not None
     assert s.min == percentile(values, 0) and s.max == percentile(values, 100)
     assert s.min <= s.median <= s.max and s.std >= 0
+
+
+def test_protocol_benchmark_trades_end_to_end() -> None:
+    """bench_protocol's trade loop runs (it asserts each message on the way) and the write
+    check of the WAL accepts every group it makes."""
+    from bench.bench_protocol import run_trades
+
+    assert run_trades(50, check=True) > 0
