@@ -11,6 +11,7 @@ cheap and must not block: it runs on the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,11 @@ class HealthPublisher:
         self.interval = interval
         self.current = STARTING
         self.changes = 0
+        self._poked = asyncio.Event()
+
+    def poke(self) -> None:
+        """Something the check reads changed: re-check now, not at the next interval."""
+        self._poked.set()
 
     async def publish_once(self) -> Readiness:
         try:
@@ -63,8 +69,12 @@ class HealthPublisher:
         return now
 
     async def run(self) -> None:
-        """Poll forever (cancel to stop). Polling, not events: losing the quorum publishes
-        nothing the process could wait on, and a check costs microseconds."""
+        """Poll forever (cancel to stop), sooner when poked. Polling, not only events: losing
+        the quorum publishes nothing the process could wait on; a check costs microseconds."""
         while True:
+            self._poked.clear()
             await self.publish_once()
-            await asyncio.sleep(self.interval)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.interval):
+                    await self._poked.wait()
