@@ -75,6 +75,8 @@ def test_compose_runs_three_replicas_that_know_each_other():
     assert rafts == set(peers.pop().split(","))
     for name, service in services.items():
         assert service["environment"]["FOS_COORDINATOR_ID"] == name
+        # the gRPC address is announced to the cluster (leader hints): a dialable name
+        assert service["environment"]["FOS_COORDINATOR_GRPC"] == f"{name}:7000"
         assert service["build"]["dockerfile"] == "deploy/Dockerfile"
         assert any(v.split(":")[0] == name for v in service["volumes"])
 
