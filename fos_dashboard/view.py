@@ -143,15 +143,32 @@ def layers(nodes: Sequence[NodeRow]) -> dict[str, int]:
     return depth
 
 
-def layout(nodes: Sequence[NodeRow]) -> Layout:
-    """Columns by layer, and inside a column nodes grouped by the item they produce."""
-    column_of = layers(nodes)
-    columns: dict[int, list[NodeRow]] = {}
+def columns(nodes: Sequence[NodeRow]) -> dict[str, int]:
+    """:func:`layers`, then every node that feeds others moved right to just before its
+    nearest consumer: a source of the last stage sits next to it instead of in column 0,
+    so its edges do not cross the stages in between."""
+    column = layers(nodes)
+    consumers: dict[str, list[str]] = {}
     for n in nodes:
-        columns.setdefault(column_of[n.node_id], []).append(n)
+        for item, _ in n.requires:
+            consumers.setdefault(item, []).append(n.node_id)
+    for n in sorted(nodes, key=lambda n: (-column[n.node_id], n.node_id)):
+        later = [column[c] for c in consumers.get(n.produces, ()) if column[c] > column[n.node_id]]
+        if later:
+            column[n.node_id] = min(later) - 1
+    return column
+
+
+def layout(nodes: Sequence[NodeRow]) -> Layout:
+    """Columns by stage, nodes grouped by the item they produce, each column centred."""
+    column_of = columns(nodes)
+    by_column: dict[int, list[NodeRow]] = {}
+    for n in nodes:
+        by_column.setdefault(column_of[n.node_id], []).append(n)
     out = Layout()
-    for col, members in sorted(columns.items()):
-        y = MARGIN
+    heights: dict[int, int] = {}
+    for col, members in sorted(by_column.items()):
+        y = 0
         previous_item = None
         for n in sorted(members, key=lambda n: (n.produces, n.node_id)):
             if previous_item is not None and n.produces != previous_item:
@@ -159,8 +176,13 @@ def layout(nodes: Sequence[NodeRow]) -> Layout:
             previous_item = n.produces
             out.positions[n.node_id] = (MARGIN + col * COLUMN_WIDTH, y)
             y += ROW_HEIGHT
-        out.height = max(out.height, y + MARGIN)
-    out.width = MARGIN * 2 + NODE_WIDTH + COLUMN_WIDTH * max(columns, default=0)
+        heights[col] = y - (ROW_HEIGHT - NODE_HEIGHT)
+    tallest = max(heights.values(), default=0)
+    for node_id, (x, y) in out.positions.items():
+        shift = (tallest - heights[column_of[node_id]]) // 2
+        out.positions[node_id] = (x, MARGIN + y + shift)
+    out.height = tallest + 2 * MARGIN
+    out.width = MARGIN * 2 + NODE_WIDTH + COLUMN_WIDTH * max(by_column, default=0)
     return out
 
 

@@ -46,6 +46,7 @@ class Snapshot:
     deaths_declared: int = 0
     deaths_false: int = 0
     nodes: tuple[NodeRow, ...] = field(default_factory=tuple)
+    dashboard_url: str = ""  # the run's fos-dashboard page, when --dashboard started one
 
 
 class View(Protocol):
@@ -84,7 +85,9 @@ def _header(snap: Snapshot) -> RenderableType:
     # table header below no longer starts on the bar's line.
     bar = Table.grid(padding=(0, 1))
     bar.add_row(ProgressBar(total=1.0, completed=share, width=60), Text(f"{share:4.0%}"))
-    return Group(first, second, bar)
+    if not snap.dashboard_url:
+        return Group(first, second, bar)
+    return Group(first, second, Text(f"floor display: {snap.dashboard_url}", style="bold"), bar)
 
 
 def _legend() -> Table:

@@ -50,7 +50,12 @@ function renderGraph(graph) {
   }
   const width = Math.max(graph.width, 200), height = Math.max(graph.height, 60);
   const box = document.getElementById("graph");
-  box.innerHTML = `<svg xmlns="${SVG_NS}" viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" role="img" aria-label="flow graph">${parts.join("")}</svg>`;
+  box.innerHTML = `<svg xmlns="${SVG_NS}" viewBox="0 0 ${width} ${height}" role="img" aria-label="flow graph">${parts.join("")}</svg>`;
+  // fill the card's width, but enlarge a small factory at most 1.5 times (and never shrink
+  // a large one below readable size: the box scrolls instead)
+  const svg = box.firstElementChild;
+  svg.style.maxWidth = `${width * 1.5}px`;
+  svg.style.minWidth = `${width * 0.8}px`;
   document.getElementById("flow-version").textContent =
     `version ${graph.version} · ${graph.nodes.length} nodes · ${graph.edges.length} edges`;
 }
