@@ -3,7 +3,7 @@
 "use strict";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
-window.fosRender = { count: 0, lastMs: 0, generation: -1 };
+window.fosRender = { count: 0, lastMs: 0, firstAtMs: 0, generation: -1 };
 
 function esc(value) {
   return String(value).replace(/[&<>"']/g, (c) => ({
@@ -125,6 +125,7 @@ function render(state) {
   const r = window.fosRender;
   r.count += 1;
   r.lastMs = performance.now() - t0;
+  if (r.count === 1) r.firstAtMs = performance.now();  // since navigation start
   r.generation = state.generation;
   document.body.dataset.generation = String(state.generation);
 }
