@@ -149,6 +149,12 @@ def test_graph_shows_every_node_and_the_tables_fill(page: Any, floor: Floor) -> 
     page.click("#trace-form button")
     page.wait_for_function(
         "() => document.querySelector('#trace-result').textContent.includes('not available')")
+    # a drain is drawn (and listed) without a reload, and so is the undrain
+    floor.coordinator(lambda c: c.drain("ore-2"))
+    page.wait_for_selector(node(page, "ore-2", "drained"), timeout=10_000)
+    page.wait_for_selector('#event-list li.event.drain:has-text("ore-2")', timeout=5_000)
+    floor.coordinator(lambda c: c.undrain("ore-2"))
+    page.wait_for_selector(node(page, "ore-2", "in-flow"), timeout=10_000)
 
 
 def test_a_sigkilled_supplier_turns_down_within_3_s_and_back_after_restart(
@@ -175,12 +181,14 @@ def test_page_stays_usable_at_200_nodes(page: Any, floor: Floor) -> None:
     extra = 200 - len(SPECS)
     layers, per_layer = 10, extra // 10
 
+    specs = [NodeSpec(f"n{layer}-{k}", f"127.0.0.1:{free_port()}", ItemReq(f"part{layer}", 1),
+                      (ItemReq(f"part{layer - 1}", 1),) if layer else ())
+             for layer in range(layers)
+             for k in range(per_layer + (extra % layers if layer == layers - 1 else 0))]
+
     async def register(c: CoordinatorClient) -> None:
-        for layer in range(layers):
-            for k in range(per_layer + (extra % 10 if layer == layers - 1 else 0)):
-                requires = (ItemReq(f"part{layer - 1}", 1),) if layer else ()
-                await c.register(NodeSpec(f"n{layer}-{k}", f"127.0.0.1:{free_port()}",
-                                          ItemReq(f"part{layer}", 1), requires))
+        for start in range(0, len(specs), 25):  # concurrent writes share Raft rounds
+            await asyncio.gather(*(c.register(s) for s in specs[start:start + 25]))
     floor.coordinator(register)
     page.wait_for_function("() => document.querySelectorAll('#graph g.node').length === 200",
                            timeout=20_000)
