@@ -90,7 +90,10 @@ async def serve(addresses: list[str], host: str, port: int, tls: TlsConfig | Non
             await asyncio.wait({collecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
             collecting.cancel()
             stopping.cancel()
-            await asyncio.gather(collecting, stopping, return_exceptions=True)
+            failed, _ = await asyncio.gather(collecting, stopping, return_exceptions=True)
+            if isinstance(failed, Exception):  # the loops survive outages: this is a bug
+                log.error("collector_failed", error=repr(failed))
+                raise RuntimeError(f"the collector stopped: {failed!r}") from failed
         finally:
             await runner.cleanup()
             await collector.close()
@@ -116,6 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"fos-dashboard: error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:
+        print(f"fos-dashboard: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return 0

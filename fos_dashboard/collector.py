@@ -198,6 +198,9 @@ class Collector:
             # a node not answering keeps its last figures: the table says how old they are
             known = {n.node_id for n in self.snapshot.nodes}
             merged = {k: v for k, v in {**self.stats, **fresh}.items() if k in known}
+            current = {(n.node_id, n.address) for n in self.snapshot.nodes}
+            for key in [k for k in self._channels if k not in current]:  # gone or moved
+                await self._channels.pop(key).close()
             if merged != self.stats:
                 self.stats = merged
                 self._publish()
