@@ -27,3 +27,9 @@ def test_progress_bar_and_table_header_are_on_separate_lines_and_the_legend_expl
     assert lines[bar + 1].split()[:3] == ["node", "item", "state"]
     for state, meaning in LEGEND:
         assert any(line.split()[:1] == [state] and meaning in line for line in lines), state
+
+
+def test_the_header_names_the_floor_display_when_one_runs():
+    snap = Snapshot("demo", 1.0, 60.0, dashboard_url="http://127.0.0.1:8080/")
+    assert "floor display: http://127.0.0.1:8080/" in _screen(snap)
+    assert not any("floor display" in line for line in _screen(Snapshot("demo", 1.0, 60.0)))
