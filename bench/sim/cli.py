@@ -26,6 +26,7 @@ import structlog
 from rich.console import Console
 
 from bench.sim.collect import assign_addresses
+from bench.sim.dashboard import parse_dashboard
 from bench.sim.events import Action, ScenarioError, plan_events
 from bench.sim.procs import free_ports, pack_nodes
 from bench.sim.report import print_report, summarise
@@ -137,6 +138,12 @@ def parser() -> argparse.ArgumentParser:
     )
     arg("--plain", action="store_true", help="plain log lines even on a terminal")
     arg(
+        "--dashboard",
+        metavar="HOST:PORT",
+        help="also serve the fos-dashboard floor display for the run on HOST:PORT (port 0: a "
+        "free one); its URL is printed when it serves (docs/dashboard.md)",
+    )
+    arg(
         "--agent-args",
         metavar="ARGS",
         help="extra fos-agent tuning options for every agent, one quoted string "
@@ -217,6 +224,7 @@ def build_plan(args: argparse.Namespace, root: Path) -> RunPlan:
         groups=groups,
         ready_timeout_s=60.0 + 1.0 * len(specs),
         agent_args=tuple(shlex.split(cfg["agent_args"])),
+        dashboard=parse_dashboard(args.dashboard) if hasattr(args, "dashboard") else "",
     )
 
 
@@ -284,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             plan = build_plan(args, root)
-        except ScenarioError as e:
+        except (ScenarioError, ValueError) as e:
             print(f"fos-sim: error: {e}", file=sys.stderr)
             return 2
         log_to_file(root / "fos-sim.log")
