@@ -20,7 +20,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 TOP = ("fos_raft", "fos_agent", "bench")
 
-PURE = ("fos_raft.model", "fos_raft.planner", "fos_raft.state", "fos_agent.protocol")
+PURE = ("fos_raft.model", "fos_raft.planner", "fos_raft.state", "fos_agent.protocol",
+        "fos_raft.lineage.index", "fos_raft.lineage.trace")
 # Third-party and standard modules a pure module must not touch: I/O, concurrency, clock.
 IMPURE = ("grpc", "grpc_health", "grpc_reflection", "lmdb", "pysyncobj", "asyncio",
           "threading", "concurrent", "time", "datetime", "socket", "subprocess", "fos_pb",
@@ -37,11 +38,18 @@ ALLOWED: dict[str, set[str]] = {
                          "fos_raft.runtime"},
     "fos_raft.api": {"fos_raft.model", "fos_raft.planner", "fos_raft.state",
                      "fos_raft.runtime", "fos_raft.security", "fos_raft.replica"},
+    # genealogy: the index format and the trace walk are pure; the readers (LMDB, gRPC)
+    # sit above them. Shared by fosctl and the agents (fos_raft may not import fos_agent).
+    "fos_raft.lineage.index": set(),
+    "fos_raft.lineage.trace": {"fos_raft.lineage.index"},
+    "fos_raft.lineage": {"fos_raft.lineage.index", "fos_raft.lineage.trace",
+                         "fos_raft.runtime", "fos_raft.security"},
     "fos_raft.cli": {"fos_raft.model", "fos_raft.planner", "fos_raft.state",
                      "fos_raft.runtime", "fos_raft.security", "fos_raft.replica",
-                     "fos_raft.api"},
-    "fos_agent.protocol": {"fos_raft.model"},
-    "fos_agent.storage": {"fos_agent.protocol"},
+                     "fos_raft.api", "fos_raft.lineage", "fos_raft.lineage.index",
+                     "fos_raft.lineage.trace"},
+    "fos_agent.protocol": {"fos_raft.model", "fos_raft.lineage.index"},
+    "fos_agent.storage": {"fos_agent.protocol", "fos_raft.lineage", "fos_raft.lineage.index"},
     "fos_agent.core": {"fos_agent.protocol", "fos_agent.storage"},
     "fos_agent.net": {"fos_agent.protocol", "fos_agent.core", "fos_raft.runtime",
                       "fos_raft.security"},

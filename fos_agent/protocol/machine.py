@@ -61,6 +61,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from itertools import chain
 
+from fos_agent.protocol.compaction import NothingSettled, SettledLookup
 from fos_agent.protocol.messages import (
     Arrived,
     BatchSent,
@@ -125,12 +126,14 @@ class NodeConfig:
 class Node:
     """One agent's protocol state, rebuilt from its durable records."""
 
-    def __init__(self, config: NodeConfig, durable: DurableState) -> None:
+    def __init__(self, config: NodeConfig, durable: DurableState,
+                 settled: SettledLookup | None = None) -> None:
         if durable.node_id != config.node_id:
             raise ProtocolError(f"records of node {durable.node_id!r} given to "
                                 f"node {config.node_id!r}")
         self.config = config
         self.node_id = config.node_id
+        self._settled: SettledLookup = settled or NothingSettled()  # compacted records
         self.incarnation = durable.incarnation
         self._next_seq = durable.next_seq
         self._out: dict[str, OutboundRecord] = {}
@@ -151,11 +154,12 @@ class Node:
             self._index_in(rec)
 
     @classmethod
-    def recover(cls, config: NodeConfig, durable: DurableState) -> tuple[Node, Effects]:
+    def recover(cls, config: NodeConfig, durable: DurableState,
+                settled: SettledLookup | None = None) -> tuple[Node, Effects]:
         """The restart event: rebuild from durable records only; re-offer outbound
         IN_TRANSIT, re-confirm inbound QUEUED (CONSUMED ones are answered by the supplier's
         own re-offers) and say WaitingForBatch for inbound IN_TRANSIT."""
-        node = cls(config, durable)
+        node = cls(config, durable, settled)
         msgs: list[Message] = [node._offer(r) for r in node.outbound_in_transit()]
         for rec in node._in.values():
             if rec.state is InState.QUEUED:
@@ -251,6 +255,12 @@ class Node:
             return Effects(reply=BatchSent(self.node_id, msg.consumer, msg.request_id,
                                            self._out[known].batch),
                            notes=(f"duplicate request {msg.request_id} -> {known}",))
+        settled = self._settled.settled_request(msg.consumer, msg.request_id)
+        if settled is not None:  # a retry of a trade compacted since: same batch again
+            return Effects(reply=BatchSent(self.node_id, msg.consumer, msg.request_id,
+                                           settled),
+                           notes=(f"duplicate request {msg.request_id} -> "
+                                  f"{settled.batch_id} (settled)",))
         if msg.item != self.config.produces.item:
             return refuse(RefusalReason.WRONG_ITEM,
                           f"{self.node_id} makes {self.config.produces.item}, not {msg.item}")
@@ -353,6 +363,8 @@ class Node:
             if rec.supplier != supplier or rec.batch != batch:
                 return [], None, f"batch {batch.batch_id} differs from the one recorded"
             return [], rec.state, ""
+        if self._settled.settled_inbound(batch.batch_id) == supplier:  # consumed, compacted
+            return [], InState.CONSUMED, ""
         state = InState.QUEUED if self.config.immediate_arrival else InState.IN_TRANSIT
         writes: list[Write] = []
         self._put_in(InboundRecord(batch, state, supplier), writes)
@@ -414,6 +426,17 @@ class Node:
                       inputs)
         self._put_out(OutboundRecord(batch, OutState.QUEUED), writes)
         return Effects(writes=_seq_last(writes))
+
+    def forget(self, outbound_ids: list[str], inbound_ids: list[str]) -> None:
+        """Drop settled records from memory once their compaction is durable (the
+        SettledLookup answers for them from then on; see fos_agent.protocol.compaction)."""
+        gone = set(outbound_ids)
+        for bid in outbound_ids:
+            self._out.pop(bid, None)
+            self._waiting.discard(bid)
+        self._requests = {k: v for k, v in self._requests.items() if v not in gone}
+        for bid in inbound_ids:
+            self._in.pop(bid, None)
 
     # ---- in-memory bookkeeping -------------------------------------------------------------
 

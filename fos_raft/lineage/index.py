@@ -1,0 +1,135 @@
+"""The genealogy index format: what each agent records about the batches it made and used.
+
+Pure. Sub-databases of the agent's WAL environment (written in the WAL's own transactions):
+
+- ``lin_made``: batch id -> `MadeEntry` (a batch this node made: its inputs with their
+  suppliers, item, qty, made_at, the consumer it was delivered to);
+- ``lin_used``: input batch id -> `UsedEntry` (a batch this node received and consumed:
+  its supplier and the output batch it went into; a reclaim copy "uses" its original);
+- ``lin_time``: ``time_key(at_ms, kind, id)`` -> b"" (what retention prunes, oldest first);
+- ``lin_req``: (consumer, request_id) -> batch id of settled trades (request dedup after
+  compaction).
+
+Values are compact JSON, readable with mdb_dump and stable across Python versions.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+
+MADE_DB = b"lin_made"
+USED_DB = b"lin_used"
+TIME_DB = b"lin_time"
+REQ_DB = b"lin_req"
+INDEX_DBS = (MADE_DB, USED_DB, TIME_DB, REQ_DB)
+KIND_MADE = b"m"
+KIND_USED = b"u"
+DAY_MS = 86_400_000
+DEFAULT_RETENTION_DAYS = 3650
+
+
+def producer_of(batch_id: str) -> str:
+    """Batch ids are ``"<producer>:<seq>"`` (DESIGN.md section 3); node ids have no ':'
+    at the end, so the last ':' splits them."""
+    producer, sep, seq = batch_id.rpartition(":")
+    if not sep or not producer or not seq.isdigit():
+        raise ValueError(f"{batch_id!r} is not a batch id (<producer>:<seq>)")
+    return producer
+
+
+@dataclass(frozen=True, slots=True)
+class MadeEntry:
+    """A batch made at ``node``. ``inputs`` pairs each input batch id with its supplier.
+    ``state`` is the last outbound state the index saw (QUEUED until delivered or
+    reclaimed); ``delivered_to`` is set once the consumer confirmed delivery."""
+
+    batch_id: str
+    node: str
+    item: str
+    qty: int
+    seq: int
+    made_at_ms: int
+    inputs: tuple[tuple[str, str], ...] = ()
+    delivered_to: str = ""
+    request_id: str = ""
+    state: str = "QUEUED"
+    reclaimed_from: str = ""
+
+    @property
+    def input_ids(self) -> tuple[str, ...]:
+        return tuple(i for i, _ in self.inputs)
+
+
+@dataclass(frozen=True, slots=True)
+class UsedEntry:
+    """A batch ``node`` received from ``supplier`` and consumed into ``into`` at ``at_ms``.
+    ``lineage`` repeats the batch's own inputs so a compacted WAL can still be audited."""
+
+    batch_id: str
+    node: str
+    supplier: str
+    item: str
+    qty: int
+    into: str
+    at_ms: int
+    lineage: tuple[str, ...] = ()
+
+
+def _dump(obj: dict[str, object]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+
+
+def encode_made(e: MadeEntry) -> bytes:
+    return _dump({"item": e.item, "qty": e.qty, "seq": e.seq, "at": e.made_at_ms,
+                  "in": [list(p) for p in e.inputs], "to": e.delivered_to,
+                  "rid": e.request_id, "st": e.state, "rf": e.reclaimed_from})
+
+
+def decode_made(batch_id: str, node: str, data: bytes) -> MadeEntry:
+    o = json.loads(data)
+    return MadeEntry(batch_id, node, str(o["item"]), int(o["qty"]), int(o["seq"]),
+                     int(o["at"]), tuple((str(a), str(b)) for a, b in o["in"]),
+                     str(o["to"]), str(o["rid"]), str(o["st"]), str(o["rf"]))
+
+
+def encode_used(e: UsedEntry) -> bytes:
+    return _dump({"sup": e.supplier, "item": e.item, "qty": e.qty, "into": e.into,
+                  "at": e.at_ms, "lin": list(e.lineage)})
+
+
+def decode_used(batch_id: str, node: str, data: bytes) -> UsedEntry:
+    o = json.loads(data)
+    return UsedEntry(batch_id, node, str(o["sup"]), str(o["item"]), int(o["qty"]),
+                     str(o["into"]), int(o["at"]), tuple(str(x) for x in o["lin"]))
+
+
+def time_key(at_ms: int, kind: bytes, batch_id: str) -> bytes:
+    """Big-endian time first, so a cursor walks the index oldest first."""
+    return struct.pack(">Q", max(at_ms, 0)) + kind + batch_id.encode()
+
+
+def split_time_key(key: bytes) -> tuple[int, bytes, str]:
+    (at_ms,) = struct.unpack(">Q", key[:8])
+    return at_ms, key[8:9], key[9:].decode()
+
+
+def request_key(consumer: str, request_id: str) -> bytes:
+    # Node ids cannot contain '\x00', so the key splits back unambiguously.
+    return f"{consumer}\x00{request_id}".encode()
+
+
+def made_to_json(e: MadeEntry) -> dict[str, object]:
+    """One line of ``fos-agent export-lineage`` for a made batch."""
+    return {"kind": "made", "batch_id": e.batch_id, "node": e.node, "item": e.item,
+            "qty": e.qty, "made_at_ms": e.made_at_ms,
+            "inputs": [{"batch_id": i, "supplier": s} for i, s in e.inputs],
+            "delivered_to": e.delivered_to or None, "state": e.state,
+            "reclaimed_from": e.reclaimed_from or None}
+
+
+def used_to_json(e: UsedEntry) -> dict[str, object]:
+    """One line of ``fos-agent export-lineage`` for a consumed input."""
+    return {"kind": "used", "batch_id": e.batch_id, "node": e.node, "supplier": e.supplier,
+            "item": e.item, "qty": e.qty, "into": e.into, "used_at_ms": e.at_ms}
