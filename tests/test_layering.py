@@ -56,7 +56,8 @@ ALLOWED: dict[str, set[str]] = {
                       "fos_raft.security"},
     "fos_agent.runtime": {"fos_agent.protocol", "fos_agent.storage", "fos_agent.core",
                           "fos_agent.net", "fos_raft.model", "fos_raft.api"},
-    "fos_agent.testing": {"fos_agent.protocol", "fos_agent.audit", "fos_raft.model"},
+    "fos_agent.testing": {"fos_agent.protocol", "fos_agent.audit", "fos_raft.model",
+                          "fos_agent.storage"},  # wal_chain: real WALs, no network
 }
 
 
