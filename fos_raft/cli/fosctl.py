@@ -41,6 +41,7 @@ from fos_raft.cli.fosctl_commands import (
     cmd_watch,
     exit_code_of,
 )
+from fos_raft.cli.fosctl_trace import TraceError, add_trace_parser, run_trace
 from fos_raft.model import ItemReq
 from fos_raft.security.tls import TlsError, add_tls_arguments, client_kwargs, tls_from_args
 
@@ -119,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch = sub.add_parser("watch", parents=[json_flag], help="print the flow on every change")
     watch.add_argument("--node", metavar="N", help="only N's neighbourhood")
     watch.add_argument("--count", type=int, default=0, help="stop after this many updates")
+    add_trace_parser(sub)
     return parser
 
 
@@ -128,6 +130,8 @@ def command_label(args: argparse.Namespace) -> str:
         extra = getattr(args, "raft_address", "")
         return " ".join(filter(None, ("members", args.members_command, extra)))
     target = getattr(args, "node", None) or getattr(args, "file", None)
+    if args.command == "trace":
+        target = args.batch_id
     if args.command in ("flow", "watch"):
         target = None
     return f"{args.command} {target}" if target else args.command
@@ -142,6 +146,15 @@ COMMANDS = {
 
 async def run(args: argparse.Namespace) -> int:
     addresses = [a.strip() for a in args.coordinators.split(",") if a.strip()]
+    if args.command == "trace":  # may work offline, without a coordinator
+        try:
+            tls = tls_from_args(args)
+        except TlsError as exc:
+            raise CommandError(str(exc), EXIT_USAGE) from None
+        try:
+            return await run_trace(args, addresses, tls)
+        except TraceError as exc:
+            raise CommandError(str(exc), exc.exit_code) from None
     if not addresses:
         raise CommandError("no coordinators: give --coordinators HOST:PORT,... "
                            "or set FOS_COORDINATORS", EXIT_USAGE)
