@@ -15,7 +15,6 @@ import json
 from pathlib import Path
 
 import pytest
-from agent_util import wait_until
 from chain_util import Chain
 
 from fos_agent.audit import load_wals
