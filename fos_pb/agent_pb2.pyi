@@ -182,7 +182,7 @@ class LineageInput(_message.Message):
     def __init__(self, batch_id: _Optional[str] = ..., supplier: _Optional[str] = ...) -> None: ...
 
 class MadeBatch(_message.Message):
-    __slots__ = ("batch_id", "item", "qty", "seq", "made_at_ms", "inputs", "delivered_to", "state", "reclaimed_from")
+    __slots__ = ("batch_id", "item", "qty", "seq", "made_at_ms", "inputs", "delivered_to", "state", "reclaimed_from", "sent_to")
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     ITEM_FIELD_NUMBER: _ClassVar[int]
     QTY_FIELD_NUMBER: _ClassVar[int]
@@ -192,6 +192,7 @@ class MadeBatch(_message.Message):
     DELIVERED_TO_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     RECLAIMED_FROM_FIELD_NUMBER: _ClassVar[int]
+    SENT_TO_FIELD_NUMBER: _ClassVar[int]
     batch_id: str
     item: str
     qty: int
@@ -201,7 +202,8 @@ class MadeBatch(_message.Message):
     delivered_to: str
     state: str
     reclaimed_from: str
-    def __init__(self, batch_id: _Optional[str] = ..., item: _Optional[str] = ..., qty: _Optional[int] = ..., seq: _Optional[int] = ..., made_at_ms: _Optional[int] = ..., inputs: _Optional[_Iterable[_Union[LineageInput, _Mapping]]] = ..., delivered_to: _Optional[str] = ..., state: _Optional[str] = ..., reclaimed_from: _Optional[str] = ...) -> None: ...
+    sent_to: str
+    def __init__(self, batch_id: _Optional[str] = ..., item: _Optional[str] = ..., qty: _Optional[int] = ..., seq: _Optional[int] = ..., made_at_ms: _Optional[int] = ..., inputs: _Optional[_Iterable[_Union[LineageInput, _Mapping]]] = ..., delivered_to: _Optional[str] = ..., state: _Optional[str] = ..., reclaimed_from: _Optional[str] = ..., sent_to: _Optional[str] = ...) -> None: ...
 
 class UsedBatch(_message.Message):
     __slots__ = ("batch_id", "supplier", "item", "qty", "into", "used_at_ms")

@@ -9,8 +9,9 @@ in the same transaction -- so the index costs no extra fsync and is never behind
   supplied by this node;
 - an inbound record going CONSUMED -> its UsedEntry: supplier and the output it went into;
   a reclaimed original likewise "goes into" its copy;
-- an outbound record going DELIVERED / RECLAIMED -> its MadeEntry gets the final state and
-  the consumer it was delivered to.
+- an outbound record going IN_TRANSIT -> its MadeEntry gets the consumer it was sent to;
+  RECLAIMED -> the final state. DELIVERED is recorded by compaction
+  (fos_agent.storage.lineage_store), off the hot path: one index update per trade.
 """
 
 from __future__ import annotations
@@ -74,12 +75,11 @@ def index_puts(node_id: str, writes: Sequence[Write], now_ms: int,
                 made[b.batch_id] = entry
                 puts.append(IndexPut(MADE_DB, b.batch_id.encode(), encode_made(entry)))
                 puts.append(IndexPut(TIME_DB, time_key(now_ms, KIND_MADE, b.batch_id), b""))
-            elif r.state in (OutState.DELIVERED, OutState.RECLAIMED):
+            elif r.state in (OutState.IN_TRANSIT, OutState.RECLAIMED):
                 old = made.get(b.batch_id) or get_made(b.batch_id)
                 if old is None:  # made before the index existed: nothing to update
                     continue
-                entry = replace(old, state=r.state.value, request_id=r.request_id,
-                                delivered_to=r.to if r.state is OutState.DELIVERED else "")
+                entry = replace(old, state=r.state.value, request_id=r.request_id, to=r.to)
                 made[b.batch_id] = entry
                 puts.append(IndexPut(MADE_DB, b.batch_id.encode(), encode_made(entry)))
                 if r.state is OutState.RECLAIMED:

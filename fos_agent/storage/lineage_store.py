@@ -15,6 +15,7 @@ records never disagree and the index costs no extra fsync:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import lmdb
 
@@ -42,6 +43,7 @@ from fos_raft.lineage.index import (
     MadeEntry,
     decode_made,
     decode_used,
+    encode_made,
     request_key,
     split_time_key,
 )
@@ -96,6 +98,10 @@ def compact_txn(txn: lmdb.Transaction, wal_dbs: Dbs,
         rec = decode_outbound(value)
         if outbound_settled(rec):
             out_ids.append(key.decode())
+            made = _made(txn, dbs, "", rec.batch_id)
+            if made is not None and rec.state is OutState.DELIVERED:  # the confirmation
+                txn.put(key, encode_made(replace(made, state=rec.state.value,
+                                                 delivered_to=rec.to)), db=dbs[MADE_DB])
             if rec.request_id:
                 rkey = request_key(rec.to, rec.request_id)
                 txn.delete(rkey, db=req_db)
@@ -148,8 +154,7 @@ def settled_state(txn: lmdb.Transaction, dbs: Dbs, state: DurableState) -> None:
         if bid in state.outbound or e.state not in ("DELIVERED", "RECLAIMED"):
             continue
         batch = Batch(bid, e.item, e.qty, node_id, e.seq, e.input_ids)
-        state.outbound[bid] = OutboundRecord(batch, OutState(e.state), e.delivered_to or
-                                             _reclaimed_to(txn, dbs, e), e.request_id,
+        state.outbound[bid] = OutboundRecord(batch, OutState(e.state), e.to, e.request_id,
                                              e.reclaimed_from)
     for key, _ in txn.cursor(db=dbs[USED_DB]):
         bid = key.decode()
@@ -159,14 +164,6 @@ def settled_state(txn: lmdb.Transaction, dbs: Dbs, state: DurableState) -> None:
                 state.inbound[bid] = rec
     for key, value in txn.cursor(db=dbs[REQ_DB]):
         state.requests.setdefault(split_request_key(key), value.decode())
-
-
-def _reclaimed_to(txn: lmdb.Transaction, dbs: Dbs, e: MadeEntry) -> str:
-    # a RECLAIMED batch keeps the consumer it was sent to in its request key
-    for key, value in txn.cursor(db=dbs[REQ_DB]):
-        if value.decode() == e.batch_id:
-            return split_request_key(key)[0]
-    return ""
 
 
 class WalSettled:

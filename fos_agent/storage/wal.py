@@ -215,7 +215,8 @@ class Wal:
         self.incarnation = 0
         self._index = open_index_dbs(env, readonly=False) or {}
         self.settled = WalSettled(env, dbs, self._index, node_id)  # Node's SettledLookup
-        self.lineage = IndexReader(env, self._index, node_id)  # the Lineage RPC reads this
+        self.lineage = IndexReader(env, {**self._index, b"outbound": dbs[b"outbound"]},
+                                   node_id)  # the Lineage RPC reads this
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], node_id: str, *,

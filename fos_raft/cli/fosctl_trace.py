@@ -123,9 +123,11 @@ def _dot(t: Trace) -> str:
         style = ", style=bold" if b.batch_id == t.batch else ""
         label = q(b.batch_id + "\\n" + f"{b.qty} x {b.item} @ {b.node}")
         lines.append(f"  {q(b.batch_id)} [label={label}{style}];")
-    for b in t.batches:
+    shown = {b.batch_id for b in t.batches}
+    for b in t.batches:  # edges within the trace (a forward trace shows one path up)
         for src in b.inputs:
-            lines.append(f"  {q(src)} -> {q(b.batch_id)};")
+            if src in shown:
+                lines.append(f"  {q(src)} -> {q(b.batch_id)};")
     for node, reason in t.unreachable:
         lines.append(f"  {q('unreachable ' + node)} [shape=note, label="
                      f"{q(f'{node} unreachable: {reason}')}];")

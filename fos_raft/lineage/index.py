@@ -42,8 +42,10 @@ def producer_of(batch_id: str) -> str:
 @dataclass(frozen=True, slots=True)
 class MadeEntry:
     """A batch made at ``node``. ``inputs`` pairs each input batch id with its supplier.
-    ``state`` is the last outbound state the index saw (QUEUED until delivered or
-    reclaimed); ``delivered_to`` is set once the consumer confirmed delivery."""
+    ``to`` is the consumer it was sent to (set when it goes IN_TRANSIT); ``state`` the
+    last outbound state the index recorded; ``delivered_to`` is set once the consumer's
+    confirmation is recorded (at compaction; readers join the live WAL record before that,
+    see fos_raft.lineage.reader), so the hot path writes one update per trade."""
 
     batch_id: str
     node: str
@@ -56,6 +58,7 @@ class MadeEntry:
     request_id: str = ""
     state: str = "QUEUED"
     reclaimed_from: str = ""
+    to: str = ""
 
     @property
     def input_ids(self) -> tuple[str, ...]:
@@ -84,14 +87,16 @@ def _dump(obj: dict[str, object]) -> bytes:
 def encode_made(e: MadeEntry) -> bytes:
     return _dump({"item": e.item, "qty": e.qty, "seq": e.seq, "at": e.made_at_ms,
                   "in": [list(p) for p in e.inputs], "to": e.delivered_to,
-                  "rid": e.request_id, "st": e.state, "rf": e.reclaimed_from})
+                  "rid": e.request_id, "st": e.state, "rf": e.reclaimed_from,
+                  "sent": e.to})
 
 
 def decode_made(batch_id: str, node: str, data: bytes) -> MadeEntry:
     o = json.loads(data)
     return MadeEntry(batch_id, node, str(o["item"]), int(o["qty"]), int(o["seq"]),
                      int(o["at"]), tuple((str(a), str(b)) for a, b in o["in"]),
-                     str(o["to"]), str(o["rid"]), str(o["st"]), str(o["rf"]))
+                     str(o["to"]), str(o["rid"]), str(o["st"]), str(o["rf"]),
+                     str(o.get("sent", "")))
 
 
 def encode_used(e: UsedEntry) -> bytes:
@@ -125,7 +130,8 @@ def made_to_json(e: MadeEntry) -> dict[str, object]:
     return {"kind": "made", "batch_id": e.batch_id, "node": e.node, "item": e.item,
             "qty": e.qty, "made_at_ms": e.made_at_ms,
             "inputs": [{"batch_id": i, "supplier": s} for i, s in e.inputs],
-            "delivered_to": e.delivered_to or None, "state": e.state,
+            "delivered_to": e.delivered_to or None, "sent_to": e.to or None,
+            "state": e.state,
             "reclaimed_from": e.reclaimed_from or None}
 
 

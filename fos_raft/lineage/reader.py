@@ -9,9 +9,10 @@ sub-database (fos_agent.storage.wal); that is the only WAL detail read here.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import lmdb
@@ -30,6 +31,7 @@ from fos_raft.lineage.index import (
 )
 
 _META_DB = b"meta"
+OUTBOUND_DB = b"outbound"  # the WAL's live outbound records
 _MAX_DBS = 12
 
 
@@ -79,10 +81,16 @@ class IndexReader:
 
 def read_view(txn: lmdb.Transaction, dbs: dict[bytes, object], node_id: str,
               batch_id: str) -> BatchView:
-    made = txn.get(batch_id.encode(), db=dbs[MADE_DB])
+    data = txn.get(batch_id.encode(), db=dbs[MADE_DB])
     used = txn.get(batch_id.encode(), db=dbs[USED_DB])
-    return BatchView(decode_made(batch_id, node_id, made) if made is not None else None,
-                     decode_used(batch_id, node_id, used) if used is not None else None)
+    made = decode_made(batch_id, node_id, data) if data is not None else None
+    if made is not None and made.state == "IN_TRANSIT" and OUTBOUND_DB in dbs:
+        # a confirmation is recorded in the index at compaction; until then the live
+        # outbound record (JSON with a "state" field, fos_agent.protocol.records) says
+        live = txn.get(batch_id.encode(), db=dbs[OUTBOUND_DB])
+        if live is not None and json.loads(live).get("state") == "DELIVERED":
+            made = replace(made, state="DELIVERED", delivered_to=made.to)
+    return BatchView(made, decode_used(batch_id, node_id, used) if used is not None else None)
 
 
 def find_wal(path: str | os.PathLike[str]) -> Path:
@@ -126,7 +134,7 @@ def open_offline(data_dir: str | os.PathLike[str]) -> IndexReader:
         raise IndexError_(f"{wal}: cannot open read-only: {e}") from e
     try:
         meta = env.open_db(_META_DB, create=False)
-        dbs = {name: env.open_db(name, create=False) for name in INDEX_DBS}
+        dbs = {name: env.open_db(name, create=False) for name in (*INDEX_DBS, OUTBOUND_DB)}
         with env.begin() as txn:
             node_id = (txn.get(b"node_id", db=meta) or b"").decode()
     except lmdb.Error as e:

@@ -24,7 +24,7 @@ def views_to_pb(node_id: str, views: dict[str, BatchView]) -> agent_pb2.LineageR
             reply.made.append(agent_pb2.MadeBatch(
                 batch_id=m.batch_id, item=m.item, qty=m.qty, seq=m.seq,
                 made_at_ms=m.made_at_ms, delivered_to=m.delivered_to, state=m.state,
-                reclaimed_from=m.reclaimed_from,
+                reclaimed_from=m.reclaimed_from, sent_to=m.to,
                 inputs=[agent_pb2.LineageInput(batch_id=i, supplier=s) for i, s in m.inputs]))
         if (u := view.used) is not None:
             reply.used.append(agent_pb2.UsedBatch(
@@ -37,7 +37,7 @@ def pb_to_answers(reply: agent_pb2.LineageReply) -> dict[str, NodeAnswer]:
     made = {m.batch_id: MadeEntry(m.batch_id, reply.node_id, m.item, m.qty, m.seq,
                                   m.made_at_ms, tuple((i.batch_id, i.supplier)
                                                       for i in m.inputs),
-                                  m.delivered_to, "", m.state, m.reclaimed_from)
+                                  m.delivered_to, "", m.state, m.reclaimed_from, m.sent_to)
             for m in reply.made}
     used = {u.batch_id: u.into for u in reply.used}
     return {bid: NodeAnswer(made.get(bid), used.get(bid)) for bid in set(made) | set(used)}

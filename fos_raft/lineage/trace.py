@@ -134,8 +134,10 @@ async def trace(root: str, direction: str, fetch: Fetch, depth: int | None = Non
                     if src not in entries and src not in nxt:
                         nxt.append(src)
         else:
-            asks = [(e.delivered_to or e.node, e.batch_id) for e in made
-                    if e.delivered_to or e.state == "RECLAIMED"]
+            # follow the goods: to the consumer they were sent to (delivered, or still
+            # unconfirmed -- it may have consumed them already), or a reclaim copy here
+            asks = [(e.node if e.state == "RECLAIMED" else e.delivered_to or e.to, e.batch_id)
+                    for e in made if e.to or e.delivered_to or e.state == "RECLAIMED"]
             used = await walk.ask(_group(asks))
             for node, bid in asks:
                 answer = used.get((node, bid))
