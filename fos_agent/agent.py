@@ -159,6 +159,7 @@ class Agent(CoordinatorSide):
                              group_commit=self.settings.group_commit,
                              on_recovered=self._on_recovered)
         self.engine.retention_days = self.settings.lineage_retention_days
+        self.engine.lineage_index = self.settings.lineage_index
         info = self.engine.open()  # WalError for a foreign WAL: refuse to start
         self.metrics.inc("wal_recovered_batches", info.unfinished)
         self.incarnation = info.incarnation

@@ -92,6 +92,9 @@ def add_tuning(parser: argparse.ArgumentParser) -> None:
                       default=_AGENT.lineage_retention_days,
                       help="genealogy index entries older than this are pruned "
                            "(default %(default)s; archive first with export-lineage)")
+    tune.add_argument("--no-lineage-index", action="store_true",
+                      help="no genealogy index and no WAL compaction (the design before "
+                           "lot genealogy; for comparisons)")
     tune.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING")
     tune.add_argument("--start-file", default=None, metavar="PATH",
                       help="start the simulated stage's cycles only once PATH exists "
@@ -112,7 +115,8 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
                                   suspect_after=args.suspect_after),
         output_cap=args.output_cap, retry_s=args.retry_s,
         group_commit=not args.no_group_commit, start_file=args.start_file,
-        lineage_retention_days=args.lineage_retention_days)
+        lineage_retention_days=args.lineage_retention_days,
+        lineage_index=not args.no_lineage_index)
 
 
 def build_parser() -> argparse.ArgumentParser:

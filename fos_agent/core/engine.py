@@ -144,6 +144,7 @@ class Engine:
         self._restarting: asyncio.Lock | None = None
         self._flow: FlowChanged | None = None
         self.retention_days: float | None = None  # genealogy retention (None: keep all)
+        self.lineage_index = True  # False: no genealogy index, no compaction (comparisons)
         self.inbound_changed = Signal()  # an inbound record changed (queued / consumed)
         self.outbound_changed = Signal()  # an outbound record changed (produced / sent)
 
@@ -153,7 +154,7 @@ class Engine:
 
     def open(self) -> RecoveryInfo:
         """Open (or create) the WAL and rebuild the Node; raises WalError for foreign WALs."""
-        self.wal = Wal.open(self.wal_dir, self._config.node_id)
+        self.wal = Wal.open(self.wal_dir, self._config.node_id, lineage=self.lineage_index)
         try:
             # settled records leave the live state first, so recovery reads only the
             # goods still in flight (fos_agent.protocol.compaction)

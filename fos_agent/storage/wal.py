@@ -204,7 +204,7 @@ class Wal:
     """An open, exclusively owned WAL. Writes run on one dedicated thread (``executor``)."""
 
     def __init__(self, path: Path, env: lmdb.Environment, dbs: dict[bytes, object],
-                 node_id: str, lock_fd: int) -> None:
+                 node_id: str, lock_fd: int, lineage: bool = True) -> None:
         self.path = path
         self.node_id = node_id
         self.stats = WalStats()
@@ -213,6 +213,9 @@ class Wal:
         self._dbs = dbs
         self._lock_fd = lock_fd
         self.incarnation = 0
+        # lineage=False: no genealogy index and no compaction (the design before issue 10,
+        # kept for comparisons: bench/bench_lineage.py)
+        self.lineage_on = lineage
         self._index = open_index_dbs(env, readonly=False) or {}
         self.settled = WalSettled(env, dbs, self._index, node_id)  # Node's SettledLookup
         self.lineage = IndexReader(env, {**self._index, b"outbound": dbs[b"outbound"]},
@@ -220,7 +223,7 @@ class Wal:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], node_id: str, *,
-             map_size: int = DEFAULT_MAP_SIZE) -> Wal:
+             map_size: int = DEFAULT_MAP_SIZE, lineage: bool = True) -> Wal:
         """Open or create the WAL of ``node_id`` at ``path`` and bump its incarnation."""
         path = Path(path)
         _check_dir(path)
@@ -235,7 +238,7 @@ class Wal:
             env = _open_env(path, readonly=False, map_size=map_size)
             try:
                 dbs = _open_dbs(env, path, node_id, create=True)
-                wal = cls(path, env, dbs, node_id, lock_fd)
+                wal = cls(path, env, dbs, node_id, lock_fd, lineage)
                 wal.incarnation = wal._bump_incarnation()
                 _OPEN_HERE[path.resolve()] = wal
             except BaseException:
@@ -263,6 +266,8 @@ class Wal:
         """One synced transaction: settled records leave the live state (and, with
         ``retention_days``, index entries older than that are pruned). Returns the
         (outbound, inbound) ids compacted; the caller then lets the Node forget them."""
+        if not self.lineage_on:  # without the index, settled records are the dedup
+            return [], []
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         with self._env.begin(write=True) as txn:
             moved = compact_txn(txn, self._dbs, self._index)
@@ -331,7 +336,8 @@ class Wal:
                                 db=req_db)
                     elif isinstance(w, SetNextSeq):
                         txn.put(b"next_seq", str(w.next_seq).encode(), db=meta)
-                write_index(txn, self._index, self.node_id, writes, now_ms)
+                if self.lineage_on:
+                    write_index(txn, self._index, self.node_id, writes, now_ms)
                 written += len(writes)
                 accepted += 1
                 results.append(None)
