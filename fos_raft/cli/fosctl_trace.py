@@ -105,7 +105,7 @@ def render_trace(t: Trace, fmt: str) -> str:
     rows = [(b.batch_id, b.node, b.item, str(b.qty), made_at(b.made_at_ms),
              ",".join(b.inputs) or "-", ",".join(b.outputs) or "-", b.delivered_to or "-")
             for b in t.batches]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEADERS)]
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(HEADERS)]
     lines = [f"{t.direction} trace of {t.batch}: {len(t.batches)} batches"
              + ("" if t.complete else " (PARTIAL)")]
     for row in (HEADERS, *rows):
