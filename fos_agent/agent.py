@@ -356,7 +356,10 @@ class Agent(CoordinatorSide):
     async def _compact_forever(self) -> None:
         while True:
             await asyncio.sleep(self.settings.compact_s)  # a period, not a synchronisation
-            await self.engine.compact()
+            try:
+                await self.engine.compact()
+            except Exception as exc:  # e.g. a full disk: the records stay live; try later
+                self.log.error("wal compaction failed", error=repr(exc))
 
     def lineage(self, batch_id: str) -> BatchView:
         """What this node knows of ``batch_id``'s genealogy: ``.made`` (inputs with their

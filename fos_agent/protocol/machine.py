@@ -134,6 +134,8 @@ class Node:
         self.config = config
         self.node_id = config.node_id
         self._settled: SettledLookup = settled or NothingSettled()  # compacted records
+        self._settled_out: dict[str, None] = {}  # settled in memory, not yet forgotten
+        self._settled_in: dict[str, None] = {}
         self.incarnation = durable.incarnation
         self._next_seq = durable.next_seq
         self._out: dict[str, OutboundRecord] = {}
@@ -433,10 +435,19 @@ class Node:
         gone = set(outbound_ids)
         for bid in outbound_ids:
             self._out.pop(bid, None)
+            self._settled_out.pop(bid, None)
             self._waiting.discard(bid)
-        self._requests = {k: v for k, v in self._requests.items() if v not in gone}
+        if gone:
+            self._requests = {k: v for k, v in self._requests.items() if v not in gone}
         for bid in inbound_ids:
             self._in.pop(bid, None)
+            self._settled_in.pop(bid, None)
+
+    def settled_ids(self) -> tuple[list[str], list[str]]:
+        """(outbound, inbound) ids settled in memory and not forgotten yet: what the next
+        compaction may move (only those already settled on disk), so it costs what settled
+        since the last one, not the history."""
+        return list(self._settled_out), list(self._settled_in)
 
     # ---- in-memory bookkeeping -------------------------------------------------------------
 
@@ -457,6 +468,7 @@ class Node:
             self._transit_out[bid] = None
         else:
             self._waiting.discard(bid)
+            self._settled_out[bid] = None
 
     def _put_out(self, rec: OutboundRecord, writes: list[Write]) -> None:
         self._index_out(rec)
@@ -472,6 +484,8 @@ class Node:
             queue[bid] = None
         elif rec.state is InState.IN_TRANSIT:
             self._transit_in[bid] = None
+        else:
+            self._settled_in[bid] = None
 
     def _put_in(self, rec: InboundRecord, writes: list[Write]) -> None:
         self._index_in(rec)

@@ -88,13 +88,23 @@ def settled_record(txn: lmdb.Transaction, dbs: Dbs, node_id: str,
     return InboundRecord(batch, InState.CONSUMED, used.supplier)
 
 
-def compact_txn(txn: lmdb.Transaction, wal_dbs: Dbs,
-                dbs: Dbs) -> tuple[list[str], list[str]]:
-    """Move every settled record out of the live state. Returns (outbound, inbound) ids."""
+def _records(txn: lmdb.Transaction, db: object,
+             ids: list[str] | None) -> list[tuple[bytes, bytes]]:
+    if ids is None:
+        return list(txn.cursor(db=db))
+    found = ((b.encode(), txn.get(b.encode(), db=db)) for b in ids)
+    return [(k, v) for k, v in found if v is not None]
+
+
+def compact_txn(txn: lmdb.Transaction, wal_dbs: Dbs, dbs: Dbs,
+                candidates: tuple[list[str], list[str]] | None = None,
+                ) -> tuple[list[str], list[str]]:
+    """Move settled records out of the live state: every one, or only among the
+    ``candidates`` (outbound ids, inbound ids). Returns the (outbound, inbound) ids moved."""
     out_db, in_db, req_db = wal_dbs[b"outbound"], wal_dbs[b"inbound"], wal_dbs[b"requests"]
     out_ids: list[str] = []
     in_ids: list[str] = []
-    for key, value in txn.cursor(db=out_db):
+    for key, value in _records(txn, out_db, candidates[0] if candidates else None):
         rec = decode_outbound(value)
         if outbound_settled(rec):
             out_ids.append(key.decode())
@@ -106,7 +116,7 @@ def compact_txn(txn: lmdb.Transaction, wal_dbs: Dbs,
                 rkey = request_key(rec.to, rec.request_id)
                 txn.delete(rkey, db=req_db)
                 txn.put(rkey, key, db=dbs[REQ_DB])
-    for key, value in txn.cursor(db=in_db):
+    for key, value in _records(txn, in_db, candidates[1] if candidates else None):
         if inbound_settled(decode_inbound(value)):
             in_ids.append(key.decode())
     for bid in out_ids:

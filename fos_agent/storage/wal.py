@@ -261,16 +261,18 @@ class Wal:
         the compacted ones, rebuilt from the genealogy index (for the audit)."""
         return _load(self._env, self._dbs, self._index if settled else None)
 
-    def compact(self, *, retention_days: float | None = None,
+    def compact(self, candidates: tuple[list[str], list[str]] | None = None, *,
+                retention_days: float | None = None,
                 now_ms: int | None = None) -> tuple[list[str], list[str]]:
-        """One synced transaction: settled records leave the live state (and, with
-        ``retention_days``, index entries older than that are pruned). Returns the
+        """One synced transaction: settled records leave the live state -- all of them, or
+        those among ``candidates`` (``Node.settled_ids()``) -- and, with
+        ``retention_days``, index entries older than that are pruned. Returns the
         (outbound, inbound) ids compacted; the caller then lets the Node forget them."""
         if not self.lineage_on:  # without the index, settled records are the dedup
             return [], []
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         with self._env.begin(write=True) as txn:
-            moved = compact_txn(txn, self._dbs, self._index)
+            moved = compact_txn(txn, self._dbs, self._index, candidates)
             if retention_days is not None:
                 prune_txn(txn, self._dbs, self._index, now_ms - int(retention_days * DAY_MS))
         self.stats.commits += 1

@@ -100,7 +100,7 @@ class WalChain:
 
     def compact(self) -> None:
         for node_id, wal in self.wals.items():
-            out_ids, in_ids = wal.compact()
+            out_ids, in_ids = wal.compact(self.nodes[node_id].settled_ids())
             self.nodes[node_id].forget(out_ids, in_ids)
 
     def close(self) -> None:
