@@ -106,3 +106,19 @@ def test_retention_prunes_the_index(chain: WalChain) -> None:
     wal: Wal = chain.wals["n1"]
     wal.compact(retention_days=1, now_ms=10**13 * 3)  # far in the future: everything is old
     assert wal.lineage.lookup(["n1:1", "n0:1"]) == {}
+
+
+def test_records_written_without_the_index_keep_their_dedup_when_compacted(
+        tmp_path: Path) -> None:
+    """A WAL from before the index (lineage=False writes none) compacts safely: the
+    compacted ids are still recognised as settled."""
+    chain = WalChain(tmp_path, 2)
+    for node_id in chain.ids:
+        chain.wals[node_id].lineage_on = False
+    chain.final_product()
+    for node_id in chain.ids:
+        chain.wals[node_id].lineage_on = True
+    chain.compact()
+    assert chain.wals["n1"].settled.settled_inbound("n0:1") == "n0"
+    assert chain.wals["n0"].settled.settled_request("n1", "n1~1~1") is not None
+    chain.close()

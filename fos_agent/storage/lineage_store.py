@@ -41,9 +41,11 @@ from fos_raft.lineage.index import (
     TIME_DB,
     USED_DB,
     MadeEntry,
+    UsedEntry,
     decode_made,
     decode_used,
     encode_made,
+    encode_used,
     request_key,
     split_time_key,
 )
@@ -109,16 +111,26 @@ def compact_txn(txn: lmdb.Transaction, wal_dbs: Dbs, dbs: Dbs,
         if outbound_settled(rec):
             out_ids.append(key.decode())
             made = _made(txn, dbs, "", rec.batch_id)
-            if made is not None and rec.state is OutState.DELIVERED:  # the confirmation
-                txn.put(key, encode_made(replace(made, state=rec.state.value,
-                                                 delivered_to=rec.to)), db=dbs[MADE_DB])
+            if made is None:  # made before the index existed: keep what dedup needs
+                b = rec.batch
+                made = MadeEntry(b.batch_id, "", b.item, b.qty, b.seq, 0,
+                                 tuple((i, "") for i in b.lineage), request_id=rec.request_id,
+                                 reclaimed_from=rec.reclaimed_from, to=rec.to)
+            delivered = rec.to if rec.state is OutState.DELIVERED else ""
+            txn.put(key, encode_made(replace(made, state=rec.state.value,
+                                             delivered_to=delivered)), db=dbs[MADE_DB])
             if rec.request_id:
                 rkey = request_key(rec.to, rec.request_id)
                 txn.delete(rkey, db=req_db)
                 txn.put(rkey, key, db=dbs[REQ_DB])
     for key, value in _records(txn, in_db, candidates[1] if candidates else None):
-        if inbound_settled(decode_inbound(value)):
+        inb = decode_inbound(value)
+        if inbound_settled(inb):
             in_ids.append(key.decode())
+            if txn.get(key, db=dbs[USED_DB]) is None:  # consumed before the index existed
+                b = inb.batch
+                old = UsedEntry(b.batch_id, "", inb.supplier, b.item, b.qty, "", 0, b.lineage)
+                txn.put(key, encode_used(old), db=dbs[USED_DB])
     for bid in out_ids:
         txn.delete(bid.encode(), db=out_db)
     for bid in in_ids:
