@@ -7,10 +7,12 @@ against history, and trades/s with the genealogy index on vs off.
   forward trace of a final product, offline (``--data-dirs``: read-only LMDB) and online
   (each node's index served by a gRPC server with the agents' Lineage handler, over
   loopback, in one process). Goal < 1 s.
-- ``--wal N,...``: the middle stage of a 3-stage chain after N batches, written through
-  the WAL API in group-commit transactions, compacted every 10,000 batches (the agent
-  compacts every 5 s and at start): its file size, live records, index entries and its
-  recovery time (open + compact + load + Node.recover, best of 3). Goal: flat.
+- ``--wal N,...``: a middle stage's WAL after N batches (each: received, consumed into an
+  output, sent, confirmed), written through the WAL API in group-commit transactions
+  (1000 groups each), compacted every 10,000 batches (the agent compacts every 5 s and at
+  start): its file size, live records, history kept in the index and its recovery time
+  (open + compact + load + Node.recover, best of 3), and the same without index or
+  compaction for reference. Goal: flat.
 - ``--trades``: the default pair of bench_trades (fos-agent processes, group commit,
   <= 16 batches per call) with the index on and off (``--no-lineage-index``), alternated
   twice so that the machine's load drift hits both alike. Goal: within 10%.
@@ -26,16 +28,30 @@ import shutil
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import grpc.aio
 
-from fos_agent.protocol.machine import Node
+from fos_agent.protocol.machine import Node, NodeConfig
+from fos_agent.protocol.records import (
+    Batch,
+    InboundRecord,
+    InState,
+    OutboundRecord,
+    OutState,
+    PutInbound,
+    PutOutbound,
+    PutRequest,
+    SetNextSeq,
+    Write,
+)
 from fos_agent.storage.wal import Wal, wal_path
 from fos_agent.testing.wal_chain import WalChain
 from fos_pb import agent_pb2_grpc
 from fos_raft.lineage.remote import IndexSources, views_to_pb
 from fos_raft.lineage.trace import BACK, FORWARD, trace
+from fos_raft.model import ItemReq
 
 
 class _LineageOnly(agent_pb2_grpc.AgentServicer):
@@ -99,41 +115,88 @@ def bench_trace(base: Path, depth: int = 20, products: int = 50, reps: int = 20)
     asyncio.run(run())
 
 
-def _recovery_s(chain: WalChain, node: str) -> float:
+MIDDLE = NodeConfig("m", ItemReq("b", 1), (ItemReq("a", 1),), immediate_arrival=True)
+
+
+def _middle_stage_groups(seq: int) -> list[list[Write]]:
+    """The durable writes of one batch through a middle stage ``m`` (supplier ``s``,
+    consumer ``c``), exactly as the protocol makes them: input received (immediate
+    arrival), consumed into an output, output sent for a request, delivery confirmed."""
+    src = Batch(f"s:{seq}", "a", 1, "s", seq)
+    got = InboundRecord(src, InState.QUEUED, "s")
+    out = OutboundRecord(Batch(f"m:{seq}", "b", 1, "m", seq, (src.batch_id,)), OutState.QUEUED)
+    rid = f"c~1~{seq}"
+    sent = replace(out, state=OutState.IN_TRANSIT, to="c", request_id=rid)
+    return [[PutInbound(got)],
+            [PutInbound(replace(got, state=InState.CONSUMED)), PutOutbound(out),
+             SetNextSeq(seq + 1)],
+            [PutOutbound(sent), PutRequest("c", rid, out.batch_id)],
+            [PutOutbound(replace(sent, state=OutState.DELIVERED))]]
+
+
+def _recovery_s(path: Path) -> float:
     best = float("inf")
-    config = chain.nodes[node].config
     for _ in range(3):
         t0 = time.perf_counter()
-        wal = Wal.open(wal_path(chain.data_dir(node)), node)
+        wal = Wal.open(path, "m")
         wal.compact()
-        Node.recover(config, wal.load(), wal.settled)
+        Node.recover(MIDDLE, wal.load(), wal.settled)
         best = min(best, time.perf_counter() - t0)
         wal.close()
     return best
 
 
-def bench_wal(base: Path, counts: list[int], compact_every: int = 10_000) -> None:
+def bench_wal(base: Path, counts: list[int], compact_every: int = 10_000,
+              per_txn: int = 1000) -> None:
+    """The middle stage's WAL after N batches written through the WAL API (each group
+    checked by check_writes, ``per_txn`` groups per synced transaction, as group commit
+    does under load), compacted every ``compact_every`` batches."""
     for n in counts:
-        chain = WalChain(base / f"wal{n}", 3)
+        path = wal_path(base / f"wal{n}")
+        wal = Wal.open(path, "m")
         t0 = time.perf_counter()
-        left = n
-        while left:
-            step = min(compact_every, left)
-            chain.final_products_fast(step)
-            chain.compact()
-            left -= step
+        groups: list[list[Write]] = []
+        for seq in range(1, n + 1):
+            groups += _middle_stage_groups(seq)
+            if len(groups) >= per_txn:
+                assert not any(wal.commit_groups(groups))
+                groups = []
+            if seq % compact_every == 0 or seq == n:
+                if groups:
+                    assert not any(wal.commit_groups(groups))
+                    groups = []
+                first = seq - (seq - 1) % compact_every
+                ids = range(first, seq + 1)
+                wal.compact(([f"m:{i}" for i in ids], [f"s:{i}" for i in ids]))
         build = time.perf_counter() - t0
-        wal = chain.wals["n1"]
         live = wal.load()
         full = wal.load(settled=True)
-        chain.close()
-        size = (wal_path(chain.data_dir("n1")) / "data.mdb").stat().st_size
-        rec = _recovery_s(chain, "n1")
+        wal.close()
+        size = (path / "data.mdb").stat().st_size
+        rec = _recovery_s(path)
         print(f"WAL after {n:>9,} batches (middle stage): live records "
               f"{len(live.outbound) + len(live.inbound)}, history {len(full.outbound):,} out / "
               f"{len(full.inbound):,} in, data.mdb {size / 2**20:.1f} MiB, recovery "
               f"{rec * 1e3:.1f} ms (built in {build:.0f} s)", flush=True)
         shutil.rmtree(base / f"wal{n}", ignore_errors=True)
+    # reference: the same history without the index and compaction (the design before)
+    n = min(counts)
+    path = wal_path(base / "ref")
+    wal = Wal.open(path, "m", lineage=False)
+    groups = [g for seq in range(1, n + 1) for g in _middle_stage_groups(seq)]
+    for i in range(0, len(groups), per_txn):
+        assert not any(wal.commit_groups(groups[i:i + per_txn]))
+    wal.close()
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        wal = Wal.open(path, "m", lineage=False)
+        Node.recover(MIDDLE, wal.load())
+        best = min(best, time.perf_counter() - t0)
+        wal.close()
+    size = (path / "data.mdb").stat().st_size
+    print(f"reference, no index/compaction, after {n:,} batches: live records {2 * n:,}, "
+          f"data.mdb {size / 2**20:.1f} MiB, recovery {best * 1e3:.1f} ms", flush=True)
 
 
 def bench_trades_ab(base: Path, seconds: float, warmup: float) -> None:
