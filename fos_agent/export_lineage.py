@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from fos_raft.lineage.index import MadeEntry, made_to_json, used_to_json
-from fos_raft.lineage.reader import IndexError_, open_offline
+from fos_raft.lineage.reader import LineageIndexError, open_offline
 
 
 def parse_since(text: str) -> int:
@@ -41,7 +41,7 @@ def main(argv: Sequence[str]) -> int:
     args = p.parse_args(argv)
     try:
         reader = open_offline(args.data_dir)
-    except IndexError_ as exc:
+    except LineageIndexError as exc:
         sys.stderr.write(f"fos-agent export-lineage: {exc}\n")
         return 2
     try:

@@ -14,7 +14,7 @@ import argparse
 import datetime as dt
 
 from fos_raft.api.client import CoordinatorClient, CoordinatorError
-from fos_raft.lineage.reader import IndexError_
+from fos_raft.lineage.reader import LineageIndexError
 from fos_raft.lineage.remote import IndexSources
 from fos_raft.lineage.trace import BACK, FORWARD, Trace, UnknownBatch, trace, trace_to_json
 from fos_raft.security.tls import TlsConfig, client_kwargs
@@ -82,7 +82,7 @@ async def run_trace(args: argparse.Namespace, coordinators: list[str],
     try:
         sources = IndexSources(addresses, args.data_dirs, tls=tls, timeout=args.timeout,
                                no_address_reason=why)
-    except IndexError_ as exc:
+    except LineageIndexError as exc:
         raise TraceError(str(exc), _EXIT_USAGE) from exc
     try:
         result = await trace(args.batch_id, args.direction, sources.fetch, args.depth)

@@ -35,7 +35,7 @@ OUTBOUND_DB = b"outbound"  # the WAL's live outbound records
 _MAX_DBS = 12
 
 
-class IndexError_(Exception):
+class LineageIndexError(Exception):
     """Not an agent data dir / WAL with a genealogy index (one line for the CLI)."""
 
 
@@ -100,19 +100,19 @@ def find_wal(path: str | os.PathLike[str]) -> Path:
         return path / "wal"
     if (path / "data.mdb").exists():
         return path
-    raise IndexError_(f"{path} is not an agent data dir (no wal/data.mdb)")
+    raise LineageIndexError(f"{path} is not an agent data dir (no wal/data.mdb)")
 
 
 def agent_dirs(path: str | os.PathLike[str]) -> list[Path]:
     """One agent data dir, or a folder of them (``fos-sim --keep DIR`` leaves DIR/agents/)."""
     path = Path(path)
     if not path.is_dir():
-        raise IndexError_(f"{path} is not a directory")
+        raise LineageIndexError(f"{path} is not a directory")
     for candidate in (path, path / "agents"):
         try:
             find_wal(candidate)
             return [candidate]
-        except IndexError_:
+        except LineageIndexError:
             pass
     for folder in (path / "agents", path):
         if folder.is_dir():
@@ -120,7 +120,7 @@ def agent_dirs(path: str | os.PathLike[str]) -> list[Path]:
                      if p.is_dir() and (p / "wal" / "data.mdb").exists()]
             if found:
                 return found
-    raise IndexError_(f"{path} holds no agent data dir (no */wal/data.mdb)")
+    raise LineageIndexError(f"{path} holds no agent data dir (no */wal/data.mdb)")
 
 
 def open_offline(data_dir: str | os.PathLike[str]) -> IndexReader:
@@ -131,7 +131,7 @@ def open_offline(data_dir: str | os.PathLike[str]) -> IndexReader:
         env = lmdb.open(str(wal), readonly=True, lock=True, max_dbs=_MAX_DBS, subdir=True,
                         create=False, max_readers=126)
     except lmdb.Error as e:
-        raise IndexError_(f"{wal}: cannot open read-only: {e}") from e
+        raise LineageIndexError(f"{wal}: cannot open read-only: {e}") from e
     try:
         meta = env.open_db(_META_DB, create=False)
         dbs = {name: env.open_db(name, create=False) for name in (*INDEX_DBS, OUTBOUND_DB)}
@@ -139,5 +139,5 @@ def open_offline(data_dir: str | os.PathLike[str]) -> IndexReader:
             node_id = (txn.get(b"node_id", db=meta) or b"").decode()
     except lmdb.Error as e:
         env.close()
-        raise IndexError_(f"{wal} has no genealogy index (written by an older agent?)") from e
+        raise LineageIndexError(f"{wal} has no genealogy index (written by an older agent?)") from e
     return IndexReader(env, dbs, node_id)
