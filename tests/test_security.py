@@ -1,4 +1,4 @@
-"""DESIGN.md section 7 security, end to end on real processes (docs/security.md).
+"""Security (docs/security.md), end to end on real processes.
 
 One throwaway CA (fos_raft.security.certs) signs a certificate per identity. Three coordinator
 replicas serve mutual TLS; r0 and r1 share a Raft password, r2 has a wrong one. An agent

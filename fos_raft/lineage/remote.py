@@ -12,7 +12,13 @@ import grpc
 
 from fos_pb import agent_pb2, agent_pb2_grpc
 from fos_raft.lineage.index import MadeEntry
-from fos_raft.lineage.reader import BatchView, LineageIndexError, IndexReader, agent_dirs, open_offline
+from fos_raft.lineage.reader import (
+    BatchView,
+    IndexReader,
+    LineageIndexError,
+    agent_dirs,
+    open_offline,
+)
 from fos_raft.lineage.trace import NodeAnswer, Unreachable
 from fos_raft.security.tls import TlsConfig, aio_channel
 
@@ -92,4 +98,4 @@ class IndexSources:
             reader.env.close()
 
 
-__all__ = ["LineageIndexError", "IndexSources", "pb_to_answers", "views_to_pb"]
+__all__ = ["IndexSources", "LineageIndexError", "pb_to_answers", "views_to_pb"]

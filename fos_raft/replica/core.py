@@ -5,8 +5,8 @@ loop on Raft: writes pass pysyncobj a ``callback=`` that hops back into the loop
 ``loop.call_soon_threadsafe``. Readers take `Replica.state`, one immutable
 `CoordinatorState` whose reference the tick thread swaps on every apply.
 
-The replicated object is `replica_machine.StateMachine`; the commit-and-retry loop of writes
-is `replica_commit.commit_with_retry`.
+The replicated object is `fos_raft.replica.machine.StateMachine`; the commit-and-retry loop
+of writes is `fos_raft.replica.commit.commit_with_retry`.
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ request ids is remembered, and a command carrying a known id returns that outcom
 running again (a client retrying after a leader change whose first attempt did commit gets
 its answer). Refusals are not remembered: they changed nothing, so a retry is judged anew.
 
-Command checks are in ``state_validate`` and the canonical data behind the digest in
-``state_digest``; their public names are re-exported here.
+Command checks are in ``fos_raft.state.validate`` and the canonical data behind the digest
+in ``fos_raft.state.digest``; their public names are re-exported here.
 """
 
 from __future__ import annotations
