@@ -204,17 +204,23 @@ def bench_trades_ab(base: Path, seconds: float, warmup: float) -> None:
     from fos_raft.cli.launcher import LocalCluster
 
     results: dict[str, list[float]] = {"on": [], "off": []}
+    cpu: dict[str, list[float]] = {"on": [], "off": []}
     with LocalCluster(1, base / "coord") as cluster:
         cluster.wait_for_leader(timeout=30)
-        for i, mode in enumerate(["on", "off", "off", "on"]):
+        for i, mode in enumerate(["on", "off", "off", "on", "on", "off"]):
             extra = [] if mode == "on" else ["--no-lineage-index"]
             r = run_scenario(f"ab{i}-{mode}", base, cluster.grpc_addresses, 1, extra,
                              warmup, seconds)
             results[mode].append(r.trades_per_s)
-            print(f"pair, group commit, index {mode:3s}: {r.trades_per_s:7.0f} trades/s",
-                  flush=True)
+            cpu[mode].append(r.cpu_ms_per_trade)
+            print(f"pair, group commit, index {mode:3s}: {r.trades_per_s:7.0f} trades/s, "
+                  f"{r.cpu_ms_per_trade:.3f} CPU ms per trade (both agents), load "
+                  f"{os.getloadavg()[0]:.1f}", flush=True)
     on, off = statistics.mean(results["on"]), statistics.mean(results["off"])
     print(f"index on / off: {on:.0f} / {off:.0f} trades/s = {on / off:.3f}", flush=True)
+    con, coff = statistics.mean(cpu["on"]), statistics.mean(cpu["off"])
+    print(f"index on / off: {con:.3f} / {coff:.3f} CPU ms per trade = {con / coff:.3f}",
+          flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,9 +9,10 @@ in the same transaction -- so the index costs no extra fsync and is never behind
   supplied by this node;
 - an inbound record going CONSUMED -> its UsedEntry: supplier and the output it went into;
   a reclaimed original likewise "goes into" its copy;
-- an outbound record going IN_TRANSIT -> its MadeEntry gets the consumer it was sent to;
-  RECLAIMED -> the final state. DELIVERED is recorded by compaction
-  (fos_agent.storage.lineage_store), off the hot path: one index update per trade.
+- an outbound record going IN_TRANSIT -> the consumer it was sent to, in ``lin_sent`` (a
+  plain put; compaction folds it into the MadeEntry); RECLAIMED -> the final state.
+  DELIVERED is recorded by compaction (fos_agent.storage.lineage_store), off the hot
+  path: no entry is re-encoded per trade.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from fos_raft.lineage.index import (
     KIND_MADE,
     KIND_USED,
     MADE_DB,
+    SENT_DB,
     TIME_DB,
     USED_DB,
     MadeEntry,
     UsedEntry,
     encode_made,
+    encode_sent,
     encode_used,
     time_key,
 )
@@ -75,7 +78,10 @@ def index_puts(node_id: str, writes: Sequence[Write], now_ms: int,
                 made[b.batch_id] = entry
                 puts.append(IndexPut(MADE_DB, b.batch_id.encode(), encode_made(entry)))
                 puts.append(IndexPut(TIME_DB, time_key(now_ms, KIND_MADE, b.batch_id), b""))
-            elif r.state in (OutState.IN_TRANSIT, OutState.RECLAIMED):
+            elif r.state is OutState.IN_TRANSIT:
+                puts.append(IndexPut(SENT_DB, b.batch_id.encode(),
+                                     encode_sent(r.to, r.request_id)))
+            elif r.state is OutState.RECLAIMED:
                 old = made.get(b.batch_id) or get_made(b.batch_id)
                 if old is None:  # made before the index existed: nothing to update
                     continue

@@ -38,6 +38,7 @@ from fos_raft.lineage.index import (
     KIND_MADE,
     MADE_DB,
     REQ_DB,
+    SENT_DB,
     TIME_DB,
     USED_DB,
     MadeEntry,
@@ -117,8 +118,10 @@ def compact_txn(txn: lmdb.Transaction, wal_dbs: Dbs, dbs: Dbs,
                                  tuple((i, "") for i in b.lineage), request_id=rec.request_id,
                                  reclaimed_from=rec.reclaimed_from, to=rec.to)
             delivered = rec.to if rec.state is OutState.DELIVERED else ""
-            txn.put(key, encode_made(replace(made, state=rec.state.value,
+            txn.put(key, encode_made(replace(made, state=rec.state.value, to=rec.to,
+                                             request_id=rec.request_id,
                                              delivered_to=delivered)), db=dbs[MADE_DB])
+            txn.delete(key, db=dbs[SENT_DB])
             if rec.request_id:
                 rkey = request_key(rec.to, rec.request_id)
                 txn.delete(rkey, db=req_db)
@@ -161,6 +164,7 @@ def prune_txn(txn: lmdb.Transaction, wal_dbs: Dbs, dbs: Dbs, cutoff_ms: int,
             if entry is not None and entry.request_id and entry.delivered_to:
                 txn.delete(request_key(entry.delivered_to, entry.request_id), db=dbs[REQ_DB])
             txn.delete(bid.encode(), db=dbs[MADE_DB])
+            txn.delete(bid.encode(), db=dbs[SENT_DB])
         else:
             txn.delete(bid.encode(), db=dbs[USED_DB])
         pruned += 1
@@ -195,9 +199,8 @@ class WalSettled:
         self._env, self._wal_dbs, self._dbs, self._node_id = env, wal_dbs, dbs, node_id
 
     def settled_inbound(self, batch_id: str) -> str | None:
+        # the node asks only about ids it does not hold, i.e. not live
         with self._env.begin() as txn:
-            if txn.get(batch_id.encode(), db=self._wal_dbs[b"inbound"]) is not None:
-                return None  # still live: not settled (the node decides from memory)
             rec = settled_record(txn, self._dbs, self._node_id, batch_id)
         return rec.supplier if rec else None
 

@@ -8,7 +8,9 @@ Pure. Sub-databases of the agent's WAL environment (written in the WAL's own tra
   its supplier and the output batch it went into; a reclaim copy "uses" its original);
 - ``lin_time``: ``time_key(at_ms, kind, id)`` -> b"" (what retention prunes, oldest first);
 - ``lin_req``: (consumer, request_id) -> batch id of settled trades (request dedup after
-  compaction).
+  compaction);
+- ``lin_sent``: batch id -> ``consumer \x00 request_id`` of a batch gone IN_TRANSIT, until
+  compaction folds it into its MadeEntry (a plain put on the hot path, no re-encoding).
 
 Values are compact JSON, readable with mdb_dump and stable across Python versions.
 """
@@ -23,7 +25,8 @@ MADE_DB = b"lin_made"
 USED_DB = b"lin_used"
 TIME_DB = b"lin_time"
 REQ_DB = b"lin_req"
-INDEX_DBS = (MADE_DB, USED_DB, TIME_DB, REQ_DB)
+SENT_DB = b"lin_sent"
+INDEX_DBS = (MADE_DB, USED_DB, TIME_DB, REQ_DB, SENT_DB)
 KIND_MADE = b"m"
 KIND_USED = b"u"
 DAY_MS = 86_400_000
@@ -123,6 +126,15 @@ def split_time_key(key: bytes) -> tuple[int, bytes, str]:
 def request_key(consumer: str, request_id: str) -> bytes:
     # Node ids cannot contain '\x00', so the key splits back unambiguously.
     return f"{consumer}\x00{request_id}".encode()
+
+
+def encode_sent(to: str, request_id: str) -> bytes:
+    return f"{to}\x00{request_id}".encode()
+
+
+def decode_sent(data: bytes) -> tuple[str, str]:
+    to, _, request_id = data.decode().partition("\x00")
+    return to, request_id
 
 
 def made_to_json(e: MadeEntry) -> dict[str, object]:

@@ -21,11 +21,13 @@ from fos_raft.lineage.index import (
     INDEX_DBS,
     KIND_MADE,
     MADE_DB,
+    SENT_DB,
     TIME_DB,
     USED_DB,
     MadeEntry,
     UsedEntry,
     decode_made,
+    decode_sent,
     decode_used,
     split_time_key,
 )
@@ -84,6 +86,11 @@ def read_view(txn: lmdb.Transaction, dbs: dict[bytes, object], node_id: str,
     data = txn.get(batch_id.encode(), db=dbs[MADE_DB])
     used = txn.get(batch_id.encode(), db=dbs[USED_DB])
     made = decode_made(batch_id, node_id, data) if data is not None else None
+    if made is not None and made.state == "QUEUED":
+        sent = txn.get(batch_id.encode(), db=dbs[SENT_DB])
+        if sent is not None:
+            to, request_id = decode_sent(sent)
+            made = replace(made, state="IN_TRANSIT", to=to, request_id=request_id)
     if made is not None and made.state == "IN_TRANSIT" and OUTBOUND_DB in dbs:
         # a confirmation is recorded in the index at compaction; until then the live
         # outbound record (JSON with a "state" field, fos_agent.protocol.records) says
