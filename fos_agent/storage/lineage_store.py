@@ -15,7 +15,6 @@ records never disagree and the index costs no extra fsync:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 import lmdb
 
@@ -46,10 +45,12 @@ from fos_raft.lineage.index import (
     decode_made,
     decode_used,
     encode_made,
+    encode_sent,
     encode_used,
     request_key,
     split_time_key,
 )
+from fos_raft.lineage.reader import read_view
 
 Dbs = dict[bytes, object]
 
@@ -111,17 +112,18 @@ def compact_txn(txn: lmdb.Transaction, wal_dbs: Dbs, dbs: Dbs,
         rec = decode_outbound(value)
         if outbound_settled(rec):
             out_ids.append(key.decode())
-            made = _made(txn, dbs, "", rec.batch_id)
-            if made is None:  # made before the index existed: keep what dedup needs
+            if txn.get(key, db=dbs[MADE_DB]) is None:  # made before the index existed
                 b = rec.batch
                 made = MadeEntry(b.batch_id, "", b.item, b.qty, b.seq, 0,
                                  tuple((i, "") for i in b.lineage), request_id=rec.request_id,
-                                 reclaimed_from=rec.reclaimed_from, to=rec.to)
-            delivered = rec.to if rec.state is OutState.DELIVERED else ""
-            txn.put(key, encode_made(replace(made, state=rec.state.value, to=rec.to,
-                                             request_id=rec.request_id,
-                                             delivered_to=delivered)), db=dbs[MADE_DB])
-            txn.delete(key, db=dbs[SENT_DB])
+                                 reclaimed_from=rec.reclaimed_from, to=rec.to,
+                                 state=rec.state.value,
+                                 delivered_to=rec.to if rec.state is OutState.DELIVERED
+                                 else "")
+                txn.put(key, encode_made(made), db=dbs[MADE_DB])
+            if rec.state is OutState.DELIVERED:  # the confirmation: a plain put, no decode
+                txn.put(key, encode_sent(rec.to, rec.request_id, delivered=True),
+                        db=dbs[SENT_DB])
             if rec.request_id:
                 rkey = request_key(rec.to, rec.request_id)
                 txn.delete(rkey, db=req_db)
@@ -174,10 +176,12 @@ def prune_txn(txn: lmdb.Transaction, wal_dbs: Dbs, dbs: Dbs, cutoff_ms: int,
 def settled_state(txn: lmdb.Transaction, dbs: Dbs, state: DurableState) -> None:
     """Add the compacted records the index still holds to ``state`` (live ones win)."""
     node_id = state.node_id
-    for key, value in txn.cursor(db=dbs[MADE_DB]):
+    for key, _ in txn.cursor(db=dbs[MADE_DB]):
         bid = key.decode()
-        e = decode_made(bid, node_id, value)
-        if bid in state.outbound or e.state not in ("DELIVERED", "RECLAIMED"):
+        if bid in state.outbound:
+            continue
+        e = read_view(txn, dbs, node_id, bid).made
+        if e is None or e.state not in ("DELIVERED", "RECLAIMED"):
             continue
         batch = Batch(bid, e.item, e.qty, node_id, e.seq, e.input_ids)
         state.outbound[bid] = OutboundRecord(batch, OutState(e.state), e.to, e.request_id,

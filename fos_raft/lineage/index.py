@@ -9,10 +9,13 @@ Pure. Sub-databases of the agent's WAL environment (written in the WAL's own tra
 - ``lin_time``: ``time_key(at_ms, kind, id)`` -> b"" (what retention prunes, oldest first);
 - ``lin_req``: (consumer, request_id) -> batch id of settled trades (request dedup after
   compaction);
-- ``lin_sent``: batch id -> ``consumer \x00 request_id`` of a batch gone IN_TRANSIT, until
-  compaction folds it into its MadeEntry (a plain put on the hot path, no re-encoding).
+- ``lin_sent``: batch id -> ``consumer \x00 request_id [\x00 D]`` of a batch gone
+  IN_TRANSIT (D: delivery confirmed, recorded at compaction): plain puts, so no MadeEntry
+  is re-encoded per trade; readers combine the two (fos_raft.lineage.reader.read_view).
 
-Values are compact JSON, readable with mdb_dump and stable across Python versions.
+Values are compact positional JSON arrays (the C encoder, no keys to sort: a few
+microseconds each on the trade path), readable with mdb_dump and stable across Python
+versions; the field order is the one of ``encode_made`` / ``encode_used``.
 """
 
 from __future__ import annotations
@@ -83,34 +86,31 @@ class UsedEntry:
     lineage: tuple[str, ...] = ()
 
 
-def _dump(obj: dict[str, object]) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
+def _dump(obj: list[object]) -> bytes:
+    return _ENCODER.encode(obj).encode()
 
 
 def encode_made(e: MadeEntry) -> bytes:
-    return _dump({"item": e.item, "qty": e.qty, "seq": e.seq, "at": e.made_at_ms,
-                  "in": [list(p) for p in e.inputs], "to": e.delivered_to,
-                  "rid": e.request_id, "st": e.state, "rf": e.reclaimed_from,
-                  "sent": e.to})
+    return _dump([e.item, e.qty, e.seq, e.made_at_ms, [x for p in e.inputs for x in p],
+                  e.delivered_to, e.request_id, e.state, e.reclaimed_from, e.to])
 
 
 def decode_made(batch_id: str, node: str, data: bytes) -> MadeEntry:
-    o = json.loads(data)
-    return MadeEntry(batch_id, node, str(o["item"]), int(o["qty"]), int(o["seq"]),
-                     int(o["at"]), tuple((str(a), str(b)) for a, b in o["in"]),
-                     str(o["to"]), str(o["rid"]), str(o["st"]), str(o["rf"]),
-                     str(o.get("sent", "")))
+    item, qty, seq, at, flat, delivered, rid, state, rf, to = json.loads(data)
+    inputs = tuple(zip(flat[::2], flat[1::2], strict=True))
+    return MadeEntry(batch_id, node, item, qty, seq, at, inputs, delivered, rid, state, rf, to)
 
 
 def encode_used(e: UsedEntry) -> bytes:
-    return _dump({"sup": e.supplier, "item": e.item, "qty": e.qty, "into": e.into,
-                  "at": e.at_ms, "lin": list(e.lineage)})
+    return _dump([e.supplier, e.item, e.qty, e.into, e.at_ms, list(e.lineage)])
 
 
 def decode_used(batch_id: str, node: str, data: bytes) -> UsedEntry:
-    o = json.loads(data)
-    return UsedEntry(batch_id, node, str(o["sup"]), str(o["item"]), int(o["qty"]),
-                     str(o["into"]), int(o["at"]), tuple(str(x) for x in o["lin"]))
+    supplier, item, qty, into, at, lineage = json.loads(data)
+    return UsedEntry(batch_id, node, supplier, item, qty, into, at, tuple(lineage))
 
 
 def time_key(at_ms: int, kind: bytes, batch_id: str) -> bytes:
@@ -128,13 +128,15 @@ def request_key(consumer: str, request_id: str) -> bytes:
     return f"{consumer}\x00{request_id}".encode()
 
 
-def encode_sent(to: str, request_id: str) -> bytes:
-    return f"{to}\x00{request_id}".encode()
+def encode_sent(to: str, request_id: str, delivered: bool = False) -> bytes:
+    return f"{to}\x00{request_id}{chr(0) + 'D' if delivered else ''}".encode()
 
 
-def decode_sent(data: bytes) -> tuple[str, str]:
-    to, _, request_id = data.decode().partition("\x00")
-    return to, request_id
+def decode_sent(data: bytes) -> tuple[str, str, bool]:
+    """(consumer, request_id, delivered); node ids and request ids have no NUL."""
+    to, _, rest = data.decode().partition("\x00")
+    request_id, _, flag = rest.partition("\x00")
+    return to, request_id, flag == "D"
 
 
 def made_to_json(e: MadeEntry) -> dict[str, object]:

@@ -73,12 +73,10 @@ class IndexReader:
                 return
             for key, _ in cursor:
                 _, kind, bid = split_time_key(key)
-                db = self.dbs[MADE_DB] if kind == KIND_MADE else self.dbs[USED_DB]
-                data = txn.get(bid.encode(), db=db)
-                if data is None:
-                    continue
-                yield (decode_made(bid, self.node_id, data) if kind == KIND_MADE
-                       else decode_used(bid, self.node_id, data))
+                view = read_view(txn, self.dbs, self.node_id, bid)
+                entry = view.made if kind == KIND_MADE else view.used
+                if entry is not None:
+                    yield entry
 
 
 def read_view(txn: lmdb.Transaction, dbs: dict[bytes, object], node_id: str,
@@ -89,8 +87,9 @@ def read_view(txn: lmdb.Transaction, dbs: dict[bytes, object], node_id: str,
     if made is not None and made.state == "QUEUED":
         sent = txn.get(batch_id.encode(), db=dbs[SENT_DB])
         if sent is not None:
-            to, request_id = decode_sent(sent)
-            made = replace(made, state="IN_TRANSIT", to=to, request_id=request_id)
+            to, request_id, delivered = decode_sent(sent)
+            made = replace(made, state="DELIVERED" if delivered else "IN_TRANSIT", to=to,
+                           request_id=request_id, delivered_to=to if delivered else "")
     if made is not None and made.state == "IN_TRANSIT" and OUTBOUND_DB in dbs:
         # a confirmation is recorded in the index at compaction; until then the live
         # outbound record (JSON with a "state" field, fos_agent.protocol.records) says
