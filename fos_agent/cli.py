@@ -3,7 +3,8 @@
     fos-agent --node-id ID --listen HOST:PORT --coordinators ADDR,... --data-dir DIR
               [--produces item:qty] [--requires item:qty,...] [--capacity N]
               [--cycle-s SECONDS] [--workers N] [--metrics HOST:PORT] [--ready-file PATH]
-              [--tls-cert PEM --tls-key PEM --tls-ca PEM]
+              [--tls-cert PEM --tls-key PEM --tls-ca PEM] [--lineage-retention-days D]
+    fos-agent export-lineage --data-dir DIR [--since T] > lineage.jsonl
 
 Without --produces the node's spec is taken from the catalog (the node must be registered).
 The bound address is logged and, once the agent serves and is registered, written to
@@ -25,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from fos_agent import export_lineage
 from fos_agent.agent import Agent, AgentSettings
 from fos_agent.core.metrics import registry_for
 from fos_agent.runtime.detector import DetectorSettings
@@ -94,6 +96,13 @@ def add_tuning(parser: argparse.ArgumentParser) -> None:
     tune.add_argument("--retry-s", type=float, default=_AGENT.retry_s)
     tune.add_argument("--no-group-commit", action="store_true",
                       help="one synced WAL transaction per step (the naive design)")
+    tune.add_argument("--lineage-retention-days", type=float,
+                      default=_AGENT.lineage_retention_days,
+                      help="genealogy index entries older than this are pruned "
+                           "(default %(default)s; archive first with export-lineage)")
+    tune.add_argument("--no-lineage-index", action="store_true",
+                      help="no genealogy index and no WAL compaction (the design before "
+                           "lot genealogy; for comparisons)")
     tune.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING")
     tune.add_argument("--start-file", default=None, metavar="PATH",
                       help="start the simulated stage's cycles only once PATH exists "
@@ -104,7 +113,7 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
     for name in ("prefetch", "inflight", "per_request", "output_cap"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
-    for name in ("ping_interval", "suspect_after", "retry_s"):
+    for name in ("ping_interval", "suspect_after", "retry_s", "lineage_retention_days"):
         if getattr(args, name) <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be > 0")
     return AgentSettings(
@@ -113,7 +122,9 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
         detector=DetectorSettings(ping_interval=args.ping_interval,
                                   suspect_after=args.suspect_after),
         output_cap=args.output_cap, retry_s=args.retry_s,
-        group_commit=not args.no_group_commit, start_file=args.start_file)
+        group_commit=not args.no_group_commit, start_file=args.start_file,
+        lineage_retention_days=args.lineage_retention_days,
+        lineage_index=not args.no_lineage_index)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -210,6 +221,9 @@ async def run(agent: Agent, args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["export-lineage"]:
+        return export_lineage.main(argv[1:])
     parser = build_parser()
     enable_completion(parser)
     try:  # every flag also as FOS_AGENT_<FLAG> (fos_raft.runtime.config); flags win

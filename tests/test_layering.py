@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TOP = ("fos_raft", "fos_agent", "fos_dashboard", "bench")
 
 PURE = ("fos_raft.model", "fos_raft.planner", "fos_raft.state", "fos_agent.protocol",
-        "fos_dashboard.view")
+        "fos_dashboard.view", "fos_raft.lineage.index", "fos_raft.lineage.trace")
 # Third-party and standard modules a pure module must not touch: I/O, concurrency, clock.
 IMPURE = ("grpc", "grpc_health", "grpc_reflection", "lmdb", "pysyncobj", "asyncio",
           "threading", "concurrent", "time", "datetime", "socket", "subprocess", "fos_pb",
@@ -39,18 +39,28 @@ ALLOWED: dict[str, set[str]] = {
                          "fos_raft.runtime"},
     "fos_raft.api": {"fos_raft.model", "fos_raft.planner", "fos_raft.state",
                      "fos_raft.runtime", "fos_raft.security", "fos_raft.replica"},
+    # genealogy: the index format and the trace walk are pure; the readers (LMDB, gRPC)
+    # sit above them. Shared by fosctl and the agents (fos_raft may not import fos_agent).
+    "fos_raft.lineage.index": set(),
+    "fos_raft.lineage.trace": {"fos_raft.lineage.index"},
+    "fos_raft.lineage": {"fos_raft.lineage.index", "fos_raft.lineage.trace",
+                         "fos_raft.runtime", "fos_raft.security"},
     "fos_raft.cli": {"fos_raft.model", "fos_raft.planner", "fos_raft.state",
                      "fos_raft.runtime", "fos_raft.security", "fos_raft.replica",
-                     "fos_raft.api"},
-    "fos_agent.protocol": {"fos_raft.model"},
-    "fos_agent.storage": {"fos_agent.protocol"},
-    "fos_agent.core": {"fos_agent.protocol", "fos_agent.storage", "fos_raft.runtime"},
+                     "fos_raft.api", "fos_raft.lineage", "fos_raft.lineage.index",
+                     "fos_raft.lineage.trace"},
+    "fos_agent.protocol": {"fos_raft.model", "fos_raft.lineage.index"},
+    "fos_agent.storage": {"fos_agent.protocol", "fos_raft.lineage", "fos_raft.lineage.index"},
+    "fos_agent.core": {"fos_agent.protocol", "fos_agent.storage", "fos_raft.lineage",
+                       "fos_raft.runtime"},
     "fos_agent.net": {"fos_agent.protocol", "fos_agent.core", "fos_raft.runtime",
+                      "fos_raft.lineage",
                       "fos_raft.security"},
     "fos_agent.runtime": {"fos_agent.protocol", "fos_agent.storage", "fos_agent.core",
                           "fos_agent.net", "fos_raft.model", "fos_raft.api",
                           "fos_raft.runtime"},
-    "fos_agent.testing": {"fos_agent.protocol", "fos_agent.audit", "fos_raft.model"},
+    "fos_agent.testing": {"fos_agent.protocol", "fos_agent.audit", "fos_raft.model",
+                          "fos_agent.storage"},  # wal_chain: real WALs, no network
     # the floor display: a coordinator client that reads agents' Stats through fos_pb only
     "fos_dashboard.view": set(),
     "fos_dashboard": {"fos_dashboard.view", "fos_raft.model", "fos_raft.api",

@@ -63,6 +63,8 @@ class ConsumerSide(NodeLedger):
             if rec.supplier != supplier or rec.batch != batch:
                 return [], None, f"batch {batch.batch_id} differs from the one recorded"
             return [], rec.state, ""
+        if self._settled.settled_inbound(batch.batch_id) == supplier:  # consumed, compacted
+            return [], InState.CONSUMED, ""
         state = InState.QUEUED if self.config.immediate_arrival else InState.IN_TRANSIT
         writes: list[Write] = []
         self._put_in(InboundRecord(batch, state, supplier), writes)

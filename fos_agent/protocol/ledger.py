@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import chain
 
+from fos_agent.protocol.compaction import NothingSettled, SettledLookup
 from fos_agent.protocol.messages import Effects
 from fos_agent.protocol.records import (
     Batch,
@@ -48,12 +49,16 @@ class NodeConfig:
 class NodeLedger:
     """One agent's protocol state, rebuilt from its durable records."""
 
-    def __init__(self, config: NodeConfig, durable: DurableState) -> None:
+    def __init__(self, config: NodeConfig, durable: DurableState,
+                 settled: SettledLookup | None = None) -> None:
         if durable.node_id != config.node_id:
             raise ProtocolError(f"records of node {durable.node_id!r} given to "
                                 f"node {config.node_id!r}")
         self.config = config
         self.node_id = config.node_id
+        self._settled: SettledLookup = settled or NothingSettled()  # compacted records
+        self._settled_out: dict[str, None] = {}  # settled in memory, not yet forgotten
+        self._settled_in: dict[str, None] = {}
         self.incarnation = durable.incarnation
         self._next_seq = durable.next_seq
         self._out: dict[str, OutboundRecord] = {}
@@ -139,6 +144,26 @@ class NodeLedger:
 
     # ---- in-memory bookkeeping -------------------------------------------------------------
 
+    def forget(self, outbound_ids: list[str], inbound_ids: list[str]) -> None:
+        """Drop settled records from memory once their compaction is durable (the
+        SettledLookup answers for them from then on; see fos_agent.protocol.compaction)."""
+        gone = set(outbound_ids)
+        for bid in outbound_ids:
+            self._out.pop(bid, None)
+            self._settled_out.pop(bid, None)
+            self._waiting.discard(bid)
+        if gone:
+            self._requests = {k: v for k, v in self._requests.items() if v not in gone}
+        for bid in inbound_ids:
+            self._in.pop(bid, None)
+            self._settled_in.pop(bid, None)
+
+    def settled_ids(self) -> tuple[list[str], list[str]]:
+        """(outbound, inbound) ids settled in memory and not forgotten yet: what the next
+        compaction may move (only those already settled on disk), so it costs what settled
+        since the last one, not the history."""
+        return list(self._settled_out), list(self._settled_in)
+
     def _alloc_seq(self, writes: list[Write]) -> int:
         seq = self._next_seq
         self._next_seq += 1
@@ -156,6 +181,7 @@ class NodeLedger:
             self._transit_out[bid] = None
         else:
             self._waiting.discard(bid)
+            self._settled_out[bid] = None
 
     def _put_out(self, rec: OutboundRecord, writes: list[Write]) -> None:
         self._index_out(rec)
@@ -171,6 +197,8 @@ class NodeLedger:
             queue[bid] = None
         elif rec.state is InState.IN_TRANSIT:
             self._transit_in[bid] = None
+        else:
+            self._settled_in[bid] = None
 
     def _put_in(self, rec: InboundRecord, writes: list[Write]) -> None:
         self._index_in(rec)

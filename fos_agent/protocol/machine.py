@@ -69,6 +69,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from fos_agent.protocol.compaction import SettledLookup
 from fos_agent.protocol.consumer import ConsumerSide
 from fos_agent.protocol.ledger import NodeConfig
 from fos_agent.protocol.messages import (
@@ -127,11 +128,12 @@ class Node(SupplierSide, ConsumerSide):
     """One agent's protocol state, rebuilt from its durable records."""
 
     @classmethod
-    def recover(cls, config: NodeConfig, durable: DurableState) -> tuple[Node, Effects]:
+    def recover(cls, config: NodeConfig, durable: DurableState,
+                settled: SettledLookup | None = None) -> tuple[Node, Effects]:
         """The restart event: rebuild from durable records only; re-offer outbound
         IN_TRANSIT, re-confirm inbound QUEUED (CONSUMED ones are answered by the supplier's
         own re-offers) and say WaitingForBatch for inbound IN_TRANSIT."""
-        node = cls(config, durable)
+        node = cls(config, durable, settled)
         msgs: list[Message] = [node._offer(r) for r in node.outbound_in_transit()]
         for rec in node._in.values():
             if rec.state is InState.QUEUED:

@@ -56,6 +56,12 @@ class SupplierSide(NodeLedger):
             return Effects(reply=BatchSent(self.node_id, msg.consumer, msg.request_id,
                                            self._out[known].batch),
                            notes=(f"duplicate request {msg.request_id} -> {known}",))
+        settled = self._settled.settled_request(msg.consumer, msg.request_id)
+        if settled is not None:  # a retry of a trade compacted since: same batch again
+            return Effects(reply=BatchSent(self.node_id, msg.consumer, msg.request_id,
+                                           settled),
+                           notes=(f"duplicate request {msg.request_id} -> "
+                                  f"{settled.batch_id} (settled)",))
         if msg.item != self.config.produces.item:
             return refuse(RefusalReason.WRONG_ITEM,
                           f"{self.node_id} makes {self.config.produces.item}, not {msg.item}")

@@ -48,6 +48,7 @@ from fos_raft.cli.fosctl_commands import (
     exit_code_of,
 )
 from fos_raft.cli.fosctl_health import cmd_health
+from fos_raft.cli.fosctl_trace import TraceError, add_trace_parser, run_trace
 from fos_raft.model import ItemReq
 from fos_raft.runtime.config import enable_completion
 from fos_raft.runtime.version import add_version_argument
@@ -142,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch = sub.add_parser("watch", parents=[json_flag], help="print the flow on every change")
     watch.add_argument("--node", metavar="N", help="only N's neighbourhood")
     watch.add_argument("--count", type=int, default=0, help="stop after this many updates")
+    add_trace_parser(sub)
     return parser
 
 
@@ -153,6 +155,8 @@ def command_label(args: argparse.Namespace) -> str:
     if args.command == "snapshot":
         return f"snapshot {args.snapshot_command} {args.file}"
     target = getattr(args, "node", None) or getattr(args, "file", None)
+    if args.command == "trace":
+        target = args.batch_id
     if args.command in ("flow", "watch", "health"):
         target = None
     return f"{args.command} {target}" if target else args.command
@@ -169,6 +173,15 @@ async def run(args: argparse.Namespace) -> int:
     if args.command == "snapshot" and args.snapshot_command == "inspect":  # offline
         return inspect_snapshot(Path(args.file), Out(args.json))
     addresses = [a.strip() for a in args.coordinators.split(",") if a.strip()]
+    if args.command == "trace":  # may work offline, without a coordinator
+        try:
+            tls = tls_from_args(args)
+        except TlsError as exc:
+            raise CommandError(str(exc), EXIT_USAGE) from None
+        try:
+            return await run_trace(args, addresses, tls)
+        except TraceError as exc:
+            raise CommandError(str(exc), exc.exit_code) from None
     if not addresses:
         raise CommandError("no coordinators: give --coordinators HOST:PORT,... "
                            "or set FOS_COORDINATORS", EXIT_USAGE)
