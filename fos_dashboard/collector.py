@@ -39,12 +39,6 @@ STATS_FIELDS = ("successful_cycles", "skipped_cycles", "total_cycles", "batches_
                 "batches_consumed")
 
 
-def has_lineage_rpc() -> bool:
-    """Whether the agents' API offers genealogy (another issue adds ``Lineage``)."""
-    service = agent_pb2.DESCRIPTOR.services_by_name["Agent"]
-    return "Lineage" in service.methods_by_name
-
-
 def rows_of(nodes: pb.ListNodesReply, flow: pb.GetFlowReply) -> view.Snapshot:
     rows = tuple(
         view.NodeRow(
@@ -107,7 +101,6 @@ class Collector:
             "nodes": view.node_table(self.snapshot, self.stats),
             "cluster": view.cluster_json(self.snapshot.cluster),
             "events": list(self.events),
-            "lineage_rpc": has_lineage_rpc(),
         }
         self.generation += 1
         self.document = json.dumps(doc, separators=(",", ":"))

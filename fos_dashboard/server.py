@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 from importlib import resources
 from typing import Any
 
 from aiohttp import web
 
-from fos_dashboard.collector import Collector, has_lineage_rpc
+from fos_dashboard.collector import Collector
+from fos_raft.lineage.remote import IndexSources
+from fos_raft.lineage.trace import UnknownBatch, trace_to_json
+from fos_raft.lineage.trace import trace as trace_walk
 
 COLLECTOR = web.AppKey("collector", Collector)
+TRACE_RPC_TIMEOUT_S = 3.0  # one agent's Lineage answer; past it the node is "unreachable"
 KEEPALIVE_S = 15.0  # an SSE comment line this often keeps proxies from closing the stream
 ASSETS = {"app.js": "text/javascript", "style.css": "text/css", "index.html": "text/html"}
 SECURITY_HEADERS = {
@@ -76,17 +81,40 @@ async def events(request: web.Request) -> web.StreamResponse:
     return response
 
 
+def made_at(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
+
+
 async def trace(request: web.Request) -> web.Response:
-    """Genealogy of a batch: a placeholder until agents answer a Lineage RPC."""
+    """Genealogy of a batch (``?batch=ID[&direction=back|forward][&depth=N]``): the same walk
+    as ``fosctl trace``, over the agents' Lineage RPC at the addresses the coordinator
+    gave. 200 with the trace (``complete`` false and ``unreachable`` listed when an agent
+    did not answer), 404 for a batch no agent knows, 400 for bad parameters."""
+    collector = request.app[COLLECTOR]
     batch_id = request.query.get("batch", "").strip()
-    if not batch_id:
+    direction = request.query.get("direction", "back")
+    depth_text = request.query.get("depth", "").strip()
+    if not batch_id or ":" not in batch_id:
         return web.json_response({"error": "give ?batch=<producer>:<seq>"}, status=400)
-    if has_lineage_rpc():
-        text = ("the agents offer a Lineage RPC, but this dashboard does not query it yet")
-    else:
-        text = ("genealogy is not available yet: the agents do not answer a Lineage RPC in "
-                "this version")
-    return web.json_response({"batch_id": batch_id, "available": False, "message": text})
+    if direction not in ("back", "forward"):
+        return web.json_response({"error": "direction is back or forward"}, status=400)
+    depth: int | None = None
+    if depth_text:
+        if not depth_text.isdigit():
+            return web.json_response({"error": "depth is a whole number >= 0"}, status=400)
+        depth = int(depth_text)
+    addresses = {n.node_id: n.address for n in collector.snapshot.nodes if n.address}
+    sources = IndexSources(addresses, tls=collector.tls, timeout=TRACE_RPC_TIMEOUT_S,
+                           no_address_reason="not in the coordinator's catalog")
+    try:
+        result = await trace_walk(batch_id, direction, sources.fetch, depth)
+    except UnknownBatch as exc:
+        return web.json_response({"error": f"unknown batch: {exc}"}, status=404)
+    finally:
+        await sources.aclose()
+    body = trace_to_json(result, made_at)
+    body["complete"] = result.complete
+    return web.json_response(body)
 
 
 def build_app(collector: Collector) -> web.Application:

@@ -64,7 +64,8 @@ ALLOWED: dict[str, set[str]] = {
     # the floor display: a coordinator client that reads agents' Stats through fos_pb only
     "fos_dashboard.view": set(),
     "fos_dashboard": {"fos_dashboard.view", "fos_raft.model", "fos_raft.api",
-                      "fos_raft.security", "fos_raft.runtime"},
+                      "fos_raft.security", "fos_raft.runtime", "fos_raft.lineage",
+                      "fos_raft.lineage.trace", "fos_raft.lineage.index"},
 }
 
 

@@ -138,15 +138,44 @@ function connect() {
   source.onerror = () => { link.className = "link connecting"; link.textContent = "reconnecting…"; };
 }
 
+function traceCell(text) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  return td;
+}
+
+function showTrace(body) {
+  const out = document.getElementById("trace-result");
+  const table = document.getElementById("trace-table");
+  const rows = table.querySelector("tbody");
+  rows.replaceChildren();
+  table.hidden = !body.batches;
+  if (!body.batches) { out.textContent = body.error || "no answer"; return; }
+  const missing = body.unreachable.map((u) => `${u.node} (${u.reason})`).join(", ");
+  out.textContent = `${body.batches.length} batches, ${body.direction} from ${body.batch}` +
+    (body.complete ? "" : ` — partial: unreachable ${missing}`);
+  for (const b of body.batches) {
+    const tr = document.createElement("tr");
+    tr.dataset.batchId = b.batch_id;
+    for (const text of [b.batch_id, b.node, b.item, String(b.qty), b.made_at,
+                        b.inputs.join(" "), b.outputs.join(" "), b.delivered_to || ""]) {
+      tr.appendChild(traceCell(text));
+    }
+    rows.appendChild(tr);
+  }
+}
+
 function setupTrace() {
   document.getElementById("trace-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const batch = document.getElementById("trace-batch").value.trim();
+    const direction = document.getElementById("trace-direction").value;
     const out = document.getElementById("trace-result");
     if (!batch) { out.textContent = "enter a batch id (producer:sequence)"; return; }
-    const reply = await fetch(`/api/trace?batch=${encodeURIComponent(batch)}`);
-    const body = await reply.json();
-    out.textContent = body.message || body.error;
+    out.textContent = "tracing…";
+    const query = `batch=${encodeURIComponent(batch)}&direction=${direction}`;
+    const reply = await fetch(`/api/trace?${query}`);
+    showTrace(await reply.json());
   });
 }
 
