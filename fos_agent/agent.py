@@ -13,7 +13,15 @@ serves fos.v1.Agent + grpc.health.v1 (port 0 binds a free port; the bound addres
 gets registered), registers the node (or rejoins it with its current address), follows
 its neighbourhood on WatchFlow and starts input fetching, the supplier's retries and the
 failure detector. ``run_simulated(cycle_s)`` runs a simulated stage instead of cycles().
-Several Agents can share one event loop: nothing here is global.
+Several Agents can share one process: nothing here is global.
+
+Liveness does not depend on the caller's code: by default (``settings.private_loop``) the
+agent's networking and protocol run on a private event loop in a background thread
+(fos_agent.runtime.loop_thread), and the public calls (``start``, ``cycles``, ``emit``,
+``stop``, the coordinator calls) bridge to it, so a cycle that blocks the caller's loop
+for seconds is not mistaken for a dead node. ``private_loop=False`` runs everything on the
+caller's loop (the CLIs and the host, which run no user code, use it). ``SyncAgent``
+(fos_agent.sync) is the same agent for synchronous code.
 
 The coordinator is off the data path: while it is unreachable the agent keeps trading on
 the last flow it saw (also across a restart: the neighbourhood is saved in the data dir).
@@ -27,10 +35,10 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc.aio
 import structlog
@@ -46,6 +54,7 @@ from fos_agent.protocol.records import Batch
 from fos_agent.runtime.detector import FailureDetector
 from fos_agent.runtime.flowview import FlowView, load_flow
 from fos_agent.runtime.inputs import InputFetcher
+from fos_agent.runtime.loop_thread import LoopThread
 from fos_agent.runtime.membership import CoordinatorSide
 from fos_agent.runtime.settings import AgentSettings
 from fos_agent.runtime.shares import keep_weights
@@ -56,6 +65,8 @@ from fos_pb import agent_pb2, coordinator_pb2
 from fos_raft.api.client import CoordinatorClient, CoordinatorError
 from fos_raft.model import ItemReq, NodeSpec
 from fos_raft.security.tls import TlsConfig, client_kwargs
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -124,6 +135,7 @@ class Agent(CoordinatorSide):
         self._catalog_asked = (-1, 0.0)  # (flow version, loop time) of the last question
         self._last_rejoin = 0.0
         self._started = False
+        self._runner: LoopThread | None = None  # the private loop (settings.private_loop)
         self.stopped = asyncio.Event()
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -139,10 +151,43 @@ class Agent(CoordinatorSide):
         return asyncio.get_running_loop().time()
 
     async def start(self) -> None:
+        """Recover, serve, register or rejoin (see the module docstring)."""
+        self._open_runner()
+        try:
+            await self._on_core(self._start_core())
+        except BaseException:
+            self._close_runner()
+            raise
+
+    def _open_runner(self) -> None:
+        if self.settings.private_loop and self._runner is None:
+            self._runner = LoopThread(f"fos-agent-{self.node_id}")
+            self._runner.start()
+
+    def _close_runner(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            runner.close()
+
+    async def _on_core(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the agent's own loop and await it from the caller's."""
+        runner = self._runner
+        if runner is None or runner.is_current():
+            return await coro
+        return await asyncio.wrap_future(runner.submit(coro))
+
+    def _core_soon(self, callback: Any, *args: Any) -> None:
+        """Run ``callback(*args)`` on the agent's loop soon, from any thread."""
+        if self._runner is None or self._runner.is_current():
+            callback(*args)
+        else:
+            self._runner.call_soon(callback, *args)
+
+    async def _start_core(self) -> None:
         try:
             await self._start()
         except BaseException:
-            await self.stop()
+            await self._stop_core()
             raise
 
     async def _start(self) -> None:
@@ -201,6 +246,15 @@ class Agent(CoordinatorSide):
 
         Every step is bounded: a step that overruns is logged and left behind, so a stop
         always ends (the WAL is synced at every commit, so nothing durable depends on it)."""
+        if self._runner is None:
+            await self._stop_core()
+            return
+        try:
+            await self._on_core(self._stop_core())
+        finally:
+            self._close_runner()
+
+    async def _stop_core(self) -> None:
         if not self._started:
             return
         self._started = False
@@ -315,16 +369,22 @@ class Agent(CoordinatorSide):
         for room in the output buffer first (backpressure), so sources are paced by their
         consumers and by their own loop."""
         while self._started:
-            ids = await self.stage.next_cycle()
-            inputs = Inputs(ids, self.stage.batches(ids))
-            self.metrics.inc("total_cycles")
+            inputs = await self._on_core(self._next_inputs())
             try:
                 yield inputs
             finally:
                 if not inputs.emitted:
                     inputs.emitted = True
-                    self.stage.release(ids)
-                    self.metrics.inc("skipped_cycles")
+                    self._core_soon(self._release, inputs.ids)
+
+    async def _next_inputs(self) -> Inputs:
+        ids = await self.stage.next_cycle()
+        self.metrics.inc("total_cycles")
+        return Inputs(ids, self.stage.batches(ids))
+
+    def _release(self, ids: tuple[str, ...]) -> None:
+        self.stage.release(ids)
+        self.metrics.inc("skipped_cycles")
 
     async def emit(self, inputs: Inputs | None = None) -> Batch:
         """Consume ``inputs`` (from cycles(); None for a source stage outside cycles())
@@ -333,7 +393,10 @@ class Agent(CoordinatorSide):
             if inputs.emitted:
                 raise ValueError("these inputs were already emitted or released")
             inputs.emitted = True
-        batch = await self.stage.produce(inputs.ids if inputs is not None else ())
+        return await self._on_core(self._produce(inputs.ids if inputs is not None else ()))
+
+    async def _produce(self, ids: tuple[str, ...]) -> Batch:
+        batch = await self.stage.produce(ids)
         self.metrics.inc("successful_cycles")
         return batch
 
@@ -347,13 +410,32 @@ class Agent(CoordinatorSide):
 
     async def run_simulated(self, cycle_s: float, workers: int | None = None) -> None:
         """Run the simulated stage until cancelled (see fos_agent.runtime.stage)."""
-        await self.stage.run_simulated(cycle_s, workers or self.workers)
+        await self._on_core(self.stage.run_simulated(cycle_s, workers or self.workers))
 
     async def arrived(self, batch_id: str) -> None:
         """Physical arrival of an inbound batch (only with immediate_arrival=False)."""
+        await self._on_core(self._arrived(batch_id))
+
+    async def _arrived(self, batch_id: str) -> None:
         assert self.outbox is not None
         (effects,) = await self.engine.step(Arrived(batch_id))
         self.outbox.send(effects.messages)
+
+    async def update_spec(self, produces: ItemReq | None = None,
+                          requires: Sequence[ItemReq] | None = None,
+                          capacity: int | None = None,
+                          expected_version: int | None = None) -> int:
+        """Change this node's spec at the coordinator (compare-and-set with
+        ``expected_version``); the agent follows it when the flow arrives."""
+        return await self._on_core(CoordinatorSide.update_spec(
+            self, produces, requires, capacity, expected_version))
+
+    async def drain(self) -> int:
+        """Ask the coordinator to drain this node (no new trades are planned with it)."""
+        return await self._on_core(CoordinatorSide.drain(self))
+
+    async def undrain(self) -> int:
+        return await self._on_core(CoordinatorSide.undrain(self))
 
     # ---- observation -----------------------------------------------------------------------
 

@@ -105,7 +105,8 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
         detector=DetectorSettings(ping_interval=args.ping_interval,
                                   suspect_after=args.suspect_after),
         output_cap=args.output_cap, retry_s=args.retry_s,
-        group_commit=not args.no_group_commit, start_file=args.start_file)
+        group_commit=not args.no_group_commit, start_file=args.start_file,
+        private_loop=False)  # a simulated stage runs no user code: one loop is enough
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,4 +24,7 @@ class AgentSettings:
     start_timeout: float = 30.0  # registering at start, when no saved flow exists
     start_file: str | None = None  # the simulated stage waits for this file to exist
     reclaim_check_s: float = 2.0  # ask about consumers owed goods that left the flow
+    # the agent's networking runs on its own loop in a background thread, so user code
+    # that blocks the caller's loop cannot silence it (False: share the caller's loop)
+    private_loop: bool = True
     stop_step_s: float = 5.0  # bound on each step of a clean stop (closing the WAL: 6x)
