@@ -52,6 +52,7 @@ from fos_agent.protocol.machine import NodeConfig
 from fos_agent.protocol.messages import Arrived
 from fos_agent.protocol.records import Batch
 from fos_agent.runtime.detector import FailureDetector
+from fos_agent.runtime.errors import InputsAlreadyEmitted, ListenError, StartTimeout
 from fos_agent.runtime.flowview import FlowView, load_flow
 from fos_agent.runtime.inputs import InputFetcher
 from fos_agent.runtime.loop_thread import LoopThread
@@ -100,7 +101,7 @@ class Agent(CoordinatorSide):
         machine's address when listening on a wildcard). ``tls``: mutual TLS on every
         link; raises TlsError when its files are unusable or do not name ``node_id``."""
         if not coordinators:
-            raise ValueError("an agent needs at least one coordinator address")
+            raise ValueError("an agent needs at least one coordinator address")  # a bug
         if tls is not None:
             tls.load().require_name(node_id, "the node id")
         self.tls = tls
@@ -136,6 +137,7 @@ class Agent(CoordinatorSide):
         self._last_rejoin = 0.0
         self._started = False
         self._runner: LoopThread | None = None  # the private loop (settings.private_loop)
+        self._cycle_waits: set[asyncio.Task[Any]] = set()  # callers waiting in cycles()
         self.stopped = asyncio.Event()
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -214,7 +216,10 @@ class Agent(CoordinatorSide):
         self.outbox = Outbox(self.engine, self.peers, retry_s=self.settings.retry_s)
         self.stage = Stage(self.engine, self.metrics, output_cap=self.settings.output_cap,
                            is_sink=self.is_sink)
-        self._server, self._service, port = await start_server(self, self.listen)
+        try:
+            self._server, self._service, port = await start_server(self, self.listen)
+        except OSError as exc:
+            raise ListenError(str(exc)) from None
         self.address = f"{self._advertised_host()}:{port}"
         self.spec = replace(self.spec, address=self.address)
         self.log.info("agent serving", address=self.address,
@@ -225,6 +230,9 @@ class Agent(CoordinatorSide):
             await self._join(1.0 if self.flow.version else self.settings.start_timeout)
         except CoordinatorError as exc:
             if self.flow.version == 0:
+                if exc.code.name in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
+                    raise StartTimeout(self.settings.start_timeout, self.coordinators,
+                                       str(exc)) from None
                 raise
             self.log.warning("coordinator unreachable at start; trading on the saved flow",
                              error=str(exc))
@@ -258,6 +266,8 @@ class Agent(CoordinatorSide):
         if not self._started:
             return
         self._started = False
+        for wait in self._cycle_waits:  # a caller waiting for its next cycle: the loop ends
+            wait.cancel()
         bound = self.settings.stop_step_s
         # 0. neighbours stopping with us are not suspects
         if self.detector is not None:
@@ -369,7 +379,13 @@ class Agent(CoordinatorSide):
         for room in the output buffer first (backpressure), so sources are paced by their
         consumers and by their own loop."""
         while self._started:
-            inputs = await self._on_core(self._next_inputs())
+            try:
+                inputs = await self._on_core(self._next_inputs())
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if self._started or (task is not None and task.cancelling()):
+                    raise
+                return  # the agent stopped while we waited: no more cycles
             try:
                 yield inputs
             finally:
@@ -378,7 +394,13 @@ class Agent(CoordinatorSide):
                     self._core_soon(self._release, inputs.ids)
 
     async def _next_inputs(self) -> Inputs:
-        ids = await self.stage.next_cycle()
+        task = asyncio.current_task()
+        assert task is not None
+        self._cycle_waits.add(task)
+        try:
+            ids = await self.stage.next_cycle()
+        finally:
+            self._cycle_waits.discard(task)
         self.metrics.inc("total_cycles")
         return Inputs(ids, self.stage.batches(ids))
 
@@ -391,7 +413,7 @@ class Agent(CoordinatorSide):
         and queue this stage's output, in one durable step; returns the new batch."""
         if inputs is not None:
             if inputs.emitted:
-                raise ValueError("these inputs were already emitted or released")
+                raise InputsAlreadyEmitted("these inputs were already emitted or released")
             inputs.emitted = True
         return await self._on_core(self._produce(inputs.ids if inputs is not None else ()))
 

@@ -24,6 +24,7 @@ from fos_agent.net.outbox import Outbox
 from fos_agent.protocol.machine import NodeConfig
 from fos_agent.protocol.messages import FlowChanged, Reclaim
 from fos_agent.runtime.detector import FailureDetector
+from fos_agent.runtime.errors import NotInCatalog
 from fos_agent.runtime.flowview import FlowView, save_flow, view_from_pb
 from fos_pb import coordinator_pb2 as cpb
 from fos_raft.api.client import CoordinatorClient, CoordinatorError
@@ -76,7 +77,7 @@ class CoordinatorSide:
                 raise
             hood = saved
         if not hood.known:
-            raise LookupError(f"node {self.node_id!r} is not in the catalog; give its spec "
+            raise NotInCatalog(f"node {self.node_id!r} is not in the catalog; give its spec "
                               "(produces/requires) to register it")
         return view_from_pb(self.node_id, hood).spec  # type: ignore[return-value]
 
