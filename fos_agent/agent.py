@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc.aio
-import structlog
 
 from fos_agent.core.engine import Engine, RecoveryInfo, Signal
 from fos_agent.core.metrics import Metrics
@@ -65,6 +64,7 @@ from fos_agent.storage.wal import wal_path
 from fos_pb import agent_pb2, coordinator_pb2
 from fos_raft.api.client import CoordinatorClient, CoordinatorError
 from fos_raft.model import ItemReq, NodeSpec
+from fos_raft.runtime.logging import get_logger
 from fos_raft.security.tls import TlsConfig, client_kwargs
 
 T = TypeVar("T")
@@ -115,7 +115,7 @@ class Agent(CoordinatorSide):
         self.advertise = advertise
         self.settings = settings or AgentSettings()
         self.metrics = Metrics(node_id)
-        self.log = structlog.get_logger("fos_agent").bind(node=node_id)
+        self.log = get_logger("fos_agent").bind(node=node_id)
         self.address = ""
         self.spec: NodeSpec | None = None
         self.flow = FlowView(node_id)

@@ -28,7 +28,7 @@ from fos_agent.core.metrics import registry_for
 from fos_agent.runtime.detector import DetectorSettings
 from fos_agent.runtime.inputs import FetchSettings
 from fos_raft.model import ItemReq, ModelError
-from fos_raft.runtime.logging import configure_logging
+from fos_raft.runtime.logging import add_log_format_argument, configure_logging
 from fos_raft.runtime.stop_report import wait_for_stop_signal
 from fos_raft.security.tls import TlsError, add_tls_arguments, tls_from_args
 
@@ -87,6 +87,7 @@ def add_tuning(parser: argparse.ArgumentParser) -> None:
     tune.add_argument("--no-group-commit", action="store_true",
                       help="one synced WAL transaction per step (the naive design)")
     tune.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING")
+    add_log_format_argument(tune)
     tune.add_argument("--start-file", default=None, metavar="PATH",
                       help="start the simulated stage's cycles only once PATH exists "
                            "(a harness starts every stage at the same moment)")
@@ -191,7 +192,8 @@ async def run(agent: Agent, args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging("fos-agent", level=args.log_level, node=args.node_id)
+    configure_logging("fos-agent", level=args.log_level, fmt=args.log_format,
+                      node=args.node_id)
     try:
         agent = agent_from_args(args)
         if args.metrics:

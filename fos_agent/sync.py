@@ -43,13 +43,16 @@ class SyncAgent:
     def __init__(self, node_id: str, produces: ItemReq | None = None,
                  requires: Sequence[ItemReq] = (), listen: str = "127.0.0.1:0",
                  coordinators: Sequence[str] = (), data_dir: str | Path = ".", *,
-                 capacity: int = 1, advertise: str | None = None,
-                 settings: AgentSettings | None = None, tls: TlsConfig | None = None) -> None:
+                 capacity: int = 1, workers: int = 1, cycle_s: float | None = None,
+                 advertise: str | None = None, settings: AgentSettings | None = None,
+                 tls: TlsConfig | None = None) -> None:
         """The arguments of `Agent` (fos_agent.agent); the agent always runs on its own
-        loop thread here (``settings.private_loop`` is forced on)."""
+        loop thread here (``settings.private_loop`` is forced on). ``cycle_s``: run the
+        simulated stage (on that thread) once started, instead of cycles()."""
         settings = replace(settings or AgentSettings(), private_loop=True)
         self.agent = Agent(node_id, produces, requires, listen, coordinators, data_dir,
-                           capacity=capacity, advertise=advertise, settings=settings, tls=tls)
+                           capacity=capacity, workers=workers, cycle_s=cycle_s,
+                           advertise=advertise, settings=settings, tls=tls)
 
     # ---- lifecycle -------------------------------------------------------------------------
 

@@ -42,12 +42,12 @@ ALLOWED: dict[str, set[str]] = {
                      "fos_raft.api"},
     "fos_agent.protocol": {"fos_raft.model"},
     "fos_agent.storage": {"fos_agent.protocol", "fos_raft.model"},
-    "fos_agent.core": {"fos_agent.protocol", "fos_agent.storage"},
+    "fos_agent.core": {"fos_agent.protocol", "fos_agent.storage", "fos_raft.runtime"},
     "fos_agent.net": {"fos_agent.protocol", "fos_agent.core", "fos_raft.model",
                       "fos_raft.runtime", "fos_raft.security"},
     "fos_agent.runtime": {"fos_agent.protocol", "fos_agent.storage", "fos_agent.core",
                           "fos_agent.net", "fos_raft.model", "fos_raft.api",
-                          "fos_raft.security"},
+                          "fos_raft.runtime", "fos_raft.security"},
     "fos_agent.testing": {"fos_agent.protocol", "fos_agent.audit", "fos_raft.model"},
 }
 

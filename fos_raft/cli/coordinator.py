@@ -19,12 +19,10 @@ import os
 import sys
 from pathlib import Path
 
-import structlog
-
 from fos_raft.api.service import CoordinatorService, ServiceSettings, start_server
 from fos_raft.api.suspicion import ProbeSettings
 from fos_raft.replica.core import RaftTiming, Replica, data_dir_lock
-from fos_raft.runtime.logging import configure_logging
+from fos_raft.runtime.logging import add_log_format_argument, configure_logging, get_logger
 from fos_raft.runtime.stop_report import wait_for_stop_signal
 from fos_raft.security.tls import (
     DEFAULT_ADMIN_NAMES,
@@ -36,7 +34,7 @@ from fos_raft.security.tls import (
     tls_from_args,
 )
 
-log = structlog.get_logger("fos_raft.cli.coordinator")
+log = get_logger("fos_raft.cli.coordinator")
 GRPC_ADDR_FILE = "grpc.addr"
 
 
@@ -75,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="new replica for a running cluster: ask the --peers to add it as a member",
     )
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default INFO)")
+    add_log_format_argument(parser)
     timing = parser.add_argument_group("raft timing (seconds)")
     timing.add_argument("--raft-min-timeout", type=float, default=d.raft_min_timeout)
     timing.add_argument("--raft-max-timeout", type=float, default=d.raft_max_timeout)
@@ -198,7 +197,8 @@ async def run(args: argparse.Namespace, tls: TlsConfig | None = None,
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging("fos-coordinator", level=args.log_level, replica=args.id)
+    configure_logging("fos-coordinator", level=args.log_level, fmt=args.log_format,
+                      replica=args.id)
     try:
         tls, password = security_from_args(args)
     except TlsError as exc:
