@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q -e '.[test,dev]'
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[test,dev,sim]'
 	@touch $(STAMP)
 
 test: $(STAMP) proto-check
@@ -29,6 +29,7 @@ proto-check: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 bench: $(STAMP)
 	$(PY) -m bench.bench_planner
