@@ -35,10 +35,10 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc.aio
 
@@ -54,7 +54,6 @@ from fos_agent.runtime.detector import FailureDetector
 from fos_agent.runtime.errors import InputsAlreadyEmitted, ListenError, StartTimeout
 from fos_agent.runtime.flowview import FlowView, load_flow
 from fos_agent.runtime.inputs import InputFetcher
-from fos_agent.runtime.loop_thread import LoopThread
 from fos_agent.runtime.membership import CoordinatorSide
 from fos_agent.runtime.settings import AgentSettings
 from fos_agent.runtime.shares import keep_weights
@@ -66,8 +65,6 @@ from fos_raft.api.client import CoordinatorClient, CoordinatorError
 from fos_raft.model import ItemReq, NodeSpec
 from fos_raft.runtime.logging import get_logger
 from fos_raft.security.tls import TlsConfig, client_kwargs
-
-T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -136,7 +133,7 @@ class Agent(CoordinatorSide):
         self._catalog_asked = (-1, 0.0)  # (flow version, loop time) of the last question
         self._last_rejoin = 0.0
         self._started = False
-        self._runner: LoopThread | None = None  # the private loop (settings.private_loop)
+        self._runner = None  # the private loop thread (settings.private_loop), once started
         self._cycle_waits: set[asyncio.Task[Any]] = set()  # callers waiting in cycles()
         self.stopped = asyncio.Event()
 
@@ -149,6 +146,9 @@ class Agent(CoordinatorSide):
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+    def _private_loop_wanted(self) -> bool:
+        return self.settings.private_loop
+
     def loop_time(self) -> float:
         return asyncio.get_running_loop().time()
 
@@ -160,30 +160,6 @@ class Agent(CoordinatorSide):
         except BaseException:
             self._close_runner()
             raise
-
-    def _open_runner(self) -> None:
-        if self.settings.private_loop and self._runner is None:
-            self._runner = LoopThread(f"fos-agent-{self.node_id}")
-            self._runner.start()
-
-    def _close_runner(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            runner.close()
-
-    async def _on_core(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the agent's own loop and await it from the caller's."""
-        runner = self._runner
-        if runner is None or runner.is_current():
-            return await coro
-        return await asyncio.wrap_future(runner.submit(coro))
-
-    def _core_soon(self, callback: Any, *args: Any) -> None:
-        """Run ``callback(*args)`` on the agent's loop soon, from any thread."""
-        if self._runner is None or self._runner.is_current():
-            callback(*args)
-        else:
-            self._runner.call_soon(callback, *args)
 
     async def _start_core(self) -> None:
         try:
@@ -261,6 +237,7 @@ class Agent(CoordinatorSide):
             await self._on_core(self._stop_core())
         finally:
             self._close_runner()
+            self.stopped.set()  # on the caller's loop: its waiters live there
 
     async def _stop_core(self) -> None:
         if not self._started:
@@ -306,7 +283,8 @@ class Agent(CoordinatorSide):
             await self._stop_step("peer channels", self.peers.close(), bound)
         if self.coordinator is not None:
             await self._stop_step("coordinator channels", self.coordinator.close(), bound)
-        self.stopped.set()
+        if self._runner is None:
+            self.stopped.set()
         self.log.info("agent stopped")
 
     async def _stop_step(self, step: str, work: Awaitable[Any], timeout: float) -> None:
@@ -442,22 +420,6 @@ class Agent(CoordinatorSide):
         assert self.outbox is not None
         (effects,) = await self.engine.step(Arrived(batch_id))
         self.outbox.send(effects.messages)
-
-    async def update_spec(self, produces: ItemReq | None = None,
-                          requires: Sequence[ItemReq] | None = None,
-                          capacity: int | None = None,
-                          expected_version: int | None = None) -> int:
-        """Change this node's spec at the coordinator (compare-and-set with
-        ``expected_version``); the agent follows it when the flow arrives."""
-        return await self._on_core(CoordinatorSide.update_spec(
-            self, produces, requires, capacity, expected_version))
-
-    async def drain(self) -> int:
-        """Ask the coordinator to drain this node (no new trades are planned with it)."""
-        return await self._on_core(CoordinatorSide.drain(self))
-
-    async def undrain(self) -> int:
-        return await self._on_core(CoordinatorSide.undrain(self))
 
     # ---- observation -----------------------------------------------------------------------
 

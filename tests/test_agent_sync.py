@@ -63,6 +63,8 @@ def test_sync_agents_trade_stop_cleanly_and_recover(cluster: LocalCluster, tmp_p
             first = _consume(consumer, 4)
             assert consumer.metrics["successful_cycles"] == 4
             assert consumer.incarnation == 1 and consumer.address
+            drained = consumer.drain()  # coordinator calls bridge like the others
+            assert consumer.undrain() > drained
             with pytest.raises(InputsAlreadyEmitted):
                 for inputs in consumer.cycles():
                     consumer.emit(inputs)

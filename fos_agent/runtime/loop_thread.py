@@ -68,3 +68,37 @@ class LoopThread:
                 self._thread.join(timeout)
         elif not self.loop.is_closed():
             self.loop.close()
+
+
+class OnPrivateLoop:
+    """The bridge an agent facade uses: with a `LoopThread` started, its public calls run
+    their coroutine there and await the result from the caller's loop; without one (or
+    from the loop thread itself) they simply await it."""
+
+    node_id: str
+    _runner: LoopThread | None
+    _private_loop_wanted: Callable[[], bool]
+
+    def _open_runner(self) -> None:
+        if self._runner is None and self._private_loop_wanted():
+            self._runner = LoopThread(f"fos-agent-{self.node_id}")
+            self._runner.start()
+
+    def _close_runner(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            runner.close()
+
+    async def _on_core(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the agent's own loop and await it from the caller's."""
+        runner = self._runner
+        if runner is None or runner.is_current():
+            return await coro
+        return await asyncio.wrap_future(runner.submit(coro))
+
+    def _core_soon(self, callback: Callable[..., Any], *args: Any) -> None:
+        """Run ``callback(*args)`` on the agent's loop soon, from any thread."""
+        if self._runner is None or self._runner.is_current():
+            callback(*args)
+        else:
+            self._runner.call_soon(callback, *args)
