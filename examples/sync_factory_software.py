@@ -92,7 +92,8 @@ if __name__ == "__main__":
     parser.add_argument("--data-dir", default="")
     parser.add_argument("--cycles", type=int, default=5, help="0: run until Ctrl-C")
     parser.add_argument("--plc-s", type=float, default=0.5, help="the PLC handshake's time")
-    parser.add_argument("--log-format", choices=("json", "console"), default="console")
+    parser.add_argument("--log-format", choices=("json", "console"), default=None,
+                        help="default: console on a terminal, json otherwise")
     parsed = parser.parse_args()
     configure_logging("press", fmt=parsed.log_format)
     raise SystemExit(main(parsed))
