@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q -e '.[test,dev,completion]'
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[test,dev,completion,sim]'
 	@touch $(STAMP)
 
 test: $(STAMP) proto-check
@@ -32,6 +32,7 @@ proto-check: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 bench: $(STAMP)
 	$(PY) -m bench.bench_planner

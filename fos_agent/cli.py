@@ -35,7 +35,7 @@ from fos_raft.model import ItemReq, ModelError
 from fos_raft.runtime.config import ConfigError, enable_completion, with_settings
 from fos_raft.runtime.health import STARTING, Readiness
 from fos_raft.runtime.http import MetricsAddressError, serve_http
-from fos_raft.runtime.logging import configure_logging
+from fos_raft.runtime.logging import add_log_format_argument, configure_logging
 from fos_raft.runtime.stop_report import wait_for_stop_signal
 from fos_raft.runtime.version import add_version_argument
 from fos_raft.security.tls import TlsError, add_tls_arguments, tls_from_args
@@ -104,6 +104,7 @@ def add_tuning(parser: argparse.ArgumentParser) -> None:
                       help="no genealogy index and no WAL compaction (the design before "
                            "lot genealogy; for comparisons)")
     tune.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING")
+    add_log_format_argument(tune)
     tune.add_argument("--start-file", default=None, metavar="PATH",
                       help="start the simulated stage's cycles only once PATH exists "
                            "(a harness starts every stage at the same moment)")
@@ -124,7 +125,8 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
         output_cap=args.output_cap, retry_s=args.retry_s,
         group_commit=not args.no_group_commit, start_file=args.start_file,
         lineage_retention_days=args.lineage_retention_days,
-        lineage_index=not args.no_lineage_index)
+        lineage_index=not args.no_lineage_index,
+        private_loop=False)  # a simulated stage runs no user code: one loop is enough
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -231,7 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         parser.error(str(exc))
     args = parser.parse_args(argv)
-    configure_logging("fos-agent", level=args.log_level, node=args.node_id)
+    configure_logging("fos-agent", level=args.log_level, fmt=args.log_format,
+                      node=args.node_id)
     try:
         agent = agent_from_args(args)
         if args.metrics:

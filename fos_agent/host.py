@@ -181,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ready-file", help="JSON {node: address} written once all serve")
     add_tuning(parser)
     args = parser.parse_args(argv)
-    configure_logging("fos-agent-host", level=args.log_level)
+    configure_logging("fos-agent-host", level=args.log_level, fmt=args.log_format)
     try:
         coordinators = [c.strip() for c in args.coordinators.split(",") if c.strip()]
         agents = agents_from_config(load_config(Path(args.config)), coordinators,

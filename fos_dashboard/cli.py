@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import structlog
 from aiohttp import web
 
 from fos_dashboard.collector import Collector
 from fos_dashboard.server import build_app
 from fos_raft.api.client import CoordinatorClient
+from fos_raft.runtime.logging import add_log_format_argument, configure_logging, get_logger
+from fos_raft.runtime.version import add_version_argument
 from fos_raft.security.tls import (
     TlsConfig,
     TlsError,
@@ -30,7 +30,7 @@ from fos_raft.security.tls import (
     tls_from_args,
 )
 
-log = structlog.get_logger("fos_dashboard")
+log = get_logger("fos_dashboard")
 
 
 class UsageError(Exception):
@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ready-file", type=Path, metavar="FILE",
                    help="write the page's URL to FILE once serving")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logs on stderr")
+    add_log_format_argument(p)
+    add_version_argument(p)
     add_tls_arguments(p, env=True)
     return p
 
@@ -101,11 +103,8 @@ async def serve(addresses: list[str], host: str, port: int, tls: TlsConfig | Non
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.DEBUG if args.verbose else logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
+    configure_logging("fos-dashboard", level="DEBUG" if args.verbose else "WARNING",
+                      fmt=args.log_format)
     try:
         addresses = [a.strip() for a in args.coordinators.split(",") if a.strip()]
         if not addresses:

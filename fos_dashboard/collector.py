@@ -21,15 +21,15 @@ from typing import Any
 
 import grpc
 import grpc.aio
-import structlog
 
 from fos_dashboard import view
 from fos_pb import agent_pb2, agent_pb2_grpc
 from fos_pb import coordinator_pb2 as pb
 from fos_raft.api.client import CoordinatorClient, CoordinatorError
+from fos_raft.runtime.logging import get_logger
 from fos_raft.security.tls import TlsConfig, aio_channel
 
-log = structlog.get_logger("fos_dashboard")
+log = get_logger("fos_dashboard.collector")
 
 STATUS_EVERY_S = 0.5
 STATS_EVERY_S = 2.0

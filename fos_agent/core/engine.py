@@ -22,8 +22,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import structlog
-
 from fos_agent.core.metrics import Metrics
 from fos_agent.protocol.machine import Node, NodeConfig
 from fos_agent.protocol.messages import (
@@ -46,6 +44,7 @@ from fos_agent.protocol.records import (
 from fos_agent.storage.group_commit import GroupCommitter
 from fos_agent.storage.wal import Wal
 from fos_raft.lineage.reader import BatchView
+from fos_raft.runtime.logging import get_logger
 
 
 class SerialCommitter:
@@ -137,7 +136,7 @@ class Engine:
         self.metrics = metrics
         self.group_commit = group_commit
         self.on_recovered = on_recovered
-        self.log = structlog.get_logger("fos_agent.core.engine").bind(node=config.node_id)
+        self.log = get_logger("fos_agent.core.engine").bind(node=config.node_id)
         self._config = config
         self.wal: Wal | None = None
         self.node: Node | None = None

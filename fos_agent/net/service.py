@@ -76,7 +76,9 @@ class PeerHost(Protocol):
     engine: Engine
     tls: TlsConfig | None
     metrics: Metrics
-    detector: Heartbeats
+
+    @property  # read-only here: the agent's FailureDetector satisfies it
+    def detector(self) -> Heartbeats: ...
 
     def loop_time(self) -> float: ...
 

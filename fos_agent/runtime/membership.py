@@ -24,7 +24,9 @@ from fos_agent.net.outbox import Outbox
 from fos_agent.protocol.machine import NodeConfig
 from fos_agent.protocol.messages import FlowChanged, Reclaim
 from fos_agent.runtime.detector import FailureDetector
+from fos_agent.runtime.errors import NotInCatalog
 from fos_agent.runtime.flowview import FlowView, save_flow, view_from_pb
+from fos_agent.runtime.loop_thread import OnPrivateLoop
 from fos_pb import coordinator_pb2 as cpb
 from fos_raft.api.client import CoordinatorClient, CoordinatorError
 from fos_raft.model import ItemReq, NodeSpec
@@ -33,7 +35,7 @@ from fos_raft.runtime.health import HealthPublisher
 if TYPE_CHECKING:
     from fos_agent.runtime.settings import AgentSettings
 
-class CoordinatorSide:
+class CoordinatorSide(OnPrivateLoop):
     """Mixin of Agent: it uses the agent's state (flow, spec, engine, detector, outbox,
     metrics, coordinator client) and is not meant to be used on its own."""
 
@@ -78,7 +80,7 @@ class CoordinatorSide:
                 raise
             hood = saved
         if not hood.known:
-            raise LookupError(f"node {self.node_id!r} is not in the catalog; give its spec "
+            raise NotInCatalog(f"node {self.node_id!r} is not in the catalog; give its spec "
                               "(produces/requires) to register it")
         return view_from_pb(self.node_id, hood).spec  # type: ignore[return-value]
 
@@ -301,6 +303,11 @@ class CoordinatorSide:
                           expected_version: int | None = None) -> int:
         """Change this node's spec at the coordinator (compare-and-set with
         ``expected_version``); the agent follows it when the flow arrives."""
+        return await self._on_core(self._update_spec(produces, requires, capacity,
+                                                     expected_version))
+
+    async def _update_spec(self, produces: ItemReq | None, requires: Sequence[ItemReq] | None,
+                           capacity: int | None, expected_version: int | None) -> int:
         assert self.coordinator is not None and self.spec is not None
         spec = replace(self.spec,
                        produces=produces or self.spec.produces,
@@ -309,13 +316,13 @@ class CoordinatorSide:
         return await self.coordinator.update_spec(spec, expected_version)
 
     async def drain(self) -> int:
+        """Ask the coordinator to drain this node (the planner routes around it)."""
         assert self.coordinator is not None
-        return await self.coordinator.drain(self.node_id)
+        return await self._on_core(self.coordinator.drain(self.node_id))
 
     async def undrain(self) -> int:
         assert self.coordinator is not None
-        return await self.coordinator.undrain(self.node_id)
-
+        return await self._on_core(self.coordinator.undrain(self.node_id))
 
 def _differs(a: NodeSpec, b: NodeSpec) -> bool:
     """Specs differ in what the stage does (the address may change freely)."""

@@ -30,12 +30,11 @@ import asyncio
 import time
 from collections.abc import Callable
 
-import structlog
-
 from fos_agent.core.engine import Engine, Signal
 from fos_agent.core.metrics import Metrics
 from fos_agent.protocol.messages import Produce
 from fos_agent.protocol.records import Batch, OutState, PutOutbound
+from fos_raft.runtime.logging import get_logger
 
 BRIEF = 0.02  # a wait this short (x cycle_s) after a cycle is bookkeeping, not a break
 
@@ -47,7 +46,7 @@ class Stage:
         self.metrics = metrics
         self.output_cap = output_cap
         self.is_sink = is_sink
-        self.log = structlog.get_logger("fos_agent.runtime.stage").bind(node=engine.config.node_id)
+        self.log = get_logger("fos_agent.runtime.stage").bind(node=engine.config.node_id)
         self._gate = asyncio.Lock()
 
     def output_full(self) -> bool:

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import asyncio
 
-import structlog
-
 from fos_pb import coordinator_pb2 as pb
 from fos_raft.model import ErrorCode, ModelError
 from fos_raft.replica.core import Replica, Unavailable
+from fos_raft.runtime.logging import get_logger
 from fos_raft.state.commands import SeedState
 from fos_raft.state.snapshot import encode
 
-log = structlog.get_logger("fos_raft.api.backup")
+log = get_logger("fos_raft.api.backup")
 
 
 def snapshot_reply(replica: Replica, replica_id: str) -> pb.SnapshotReply:

@@ -18,13 +18,13 @@ import time
 from typing import Any
 
 import grpc
-import structlog
 
 from fos_pb import agent_pb2, agent_pb2_grpc
 from fos_raft.replica.core import Replica
+from fos_raft.runtime.logging import get_logger
 from fos_raft.security.tls import TlsConfig, aio_channel
 
-log = structlog.get_logger("fos_raft.api.receipts")
+log = get_logger("fos_raft.api.receipts")
 
 
 class ReceiptWatcher:

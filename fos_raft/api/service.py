@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -34,6 +33,7 @@ from fos_raft.api.views import content_key, flow_to_pb, neighbourhood_to_pb, nod
 from fos_raft.model import ErrorCode, ModelError, check_id
 from fos_raft.replica.core import Replica, Unavailable
 from fos_raft.runtime.grpc_runtime import keep_grpc_aio_running
+from fos_raft.runtime.logging import get_logger
 from fos_raft.security.tls import (
     DEFAULT_ADMIN_NAMES,
     Authority,
@@ -53,7 +53,7 @@ from fos_raft.state.commands import (
 )
 from fos_raft.state.core import CoordinatorState
 
-log = structlog.get_logger("fos_raft.api.service")
+log = get_logger("fos_raft.api.service")
 
 STATUS_OF = {
     ErrorCode.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,

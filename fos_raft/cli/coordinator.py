@@ -24,7 +24,6 @@ import os
 import sys
 from pathlib import Path
 
-import structlog
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 
 from fos_raft.api.backup import seed_from_snapshot
@@ -44,7 +43,7 @@ from fos_raft.runtime.config import (
 )
 from fos_raft.runtime.health import HealthPublisher
 from fos_raft.runtime.http import MetricsAddressError, serve_http
-from fos_raft.runtime.logging import configure_logging
+from fos_raft.runtime.logging import add_log_format_argument, configure_logging, get_logger
 from fos_raft.runtime.stop_report import wait_for_stop_signal
 from fos_raft.runtime.version import BuildInfoCollector, add_version_argument
 from fos_raft.security.tls import (
@@ -58,7 +57,7 @@ from fos_raft.security.tls import (
 )
 from fos_raft.state.snapshot import SnapshotError, decode
 
-log = structlog.get_logger("fos_raft.cli.coordinator")
+log = get_logger("fos_raft.cli.coordinator")
 GRPC_ADDR_FILE = "grpc.addr"
 ENV_PREFIX = "FOS_COORDINATOR_"
 
@@ -106,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="seed a NEW cluster with this snapshot (fosctl snapshot save) once it has a "
         "leader; ignored, with a warning, when the cluster already has state")
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default INFO)")
+    add_log_format_argument(parser)
     timing = parser.add_argument_group("raft timing (seconds)")
     timing.add_argument("--raft-min-timeout", type=float, default=d.raft_min_timeout)
     timing.add_argument("--raft-max-timeout", type=float, default=d.raft_max_timeout)
@@ -273,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fos-coordinator: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     args = parser.parse_args(argv)
-    configure_logging("fos-coordinator", level=args.log_level, replica=args.id)
+    configure_logging("fos-coordinator", level=args.log_level, fmt=args.log_format,
+                      replica=args.id)
     try:
         tls, password = security_from_args(args)
         snapshot = read_snapshot(args.restore) if args.restore else None

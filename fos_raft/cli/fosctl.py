@@ -18,13 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-
-import structlog
 
 from fos_raft.api.client import CoordinatorClient, CoordinatorError
 from fos_raft.cli import render
@@ -51,6 +48,7 @@ from fos_raft.cli.fosctl_health import cmd_health
 from fos_raft.cli.fosctl_trace import TraceError, add_trace_parser, run_trace
 from fos_raft.model import ItemReq
 from fos_raft.runtime.config import enable_completion
+from fos_raft.runtime.logging import add_log_format_argument, configure_logging
 from fos_raft.runtime.version import add_version_argument
 from fos_raft.security.tls import TlsError, add_tls_arguments, client_kwargs, tls_from_args
 
@@ -86,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="overall deadline of each call in seconds, retries included")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("-v", "--verbose", action="store_true", help="log failovers")
+    add_log_format_argument(parser)
     # --json is accepted after the subcommand too; SUPPRESS keeps the global value otherwise.
     json_flag = argparse.ArgumentParser(add_help=False)
     json_flag.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
@@ -203,11 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     enable_completion(parser)
     args = parser.parse_args(argv)
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.DEBUG if args.verbose else logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
+    configure_logging("fosctl", level="DEBUG" if args.verbose else "WARNING",
+                      fmt=args.log_format)
     label = command_label(args)
     try:
         return asyncio.run(run(args))

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import structlog
 from pysyncobj import SyncObj, SyncObjConf, SyncObjException
 from pysyncobj.monotonic import monotonic
 from pysyncobj.utility import TcpUtility, UtilityException
@@ -32,10 +31,11 @@ from fos_raft.replica import journal as journal_mod
 from fos_raft.replica.commit import commit_with_retry
 from fos_raft.replica.machine import StateMachine
 from fos_raft.replica.mailbox import post_to_loop
+from fos_raft.runtime.logging import get_logger
 from fos_raft.state.commands import AnnounceReplica, Command, ForgetReplica, Outcome
 from fos_raft.state.core import CoordinatorState, validate, validate_static
 
-log = structlog.get_logger("fos_raft.replica.core")
+log = get_logger("fos_raft.replica.core")
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,10 +16,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
 from grpc_health.v1 import health_pb2
 
-log = structlog.get_logger("fos.health")
+from fos_raft.runtime.logging import get_logger
+
+log = get_logger("fos_raft.runtime.health")
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
