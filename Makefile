@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP) proto-check
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: $(STAMP)
