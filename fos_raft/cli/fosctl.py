@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import structlog
 
+from fos_pb import coordinator_pb2 as pb
 from fos_raft.api.client import CoordinatorClient, CoordinatorError
 from fos_raft.cli import render
 from fos_raft.cli.catalog_file import CatalogFileError
@@ -63,6 +64,9 @@ def _item_reqs(text: str) -> tuple[ItemReq, ...]:
     return tuple(_item_req(part) for part in text.split(","))
 
 
+READ_CONSISTENCY = {"linearizable": pb.LINEARIZABLE, "serializable": pb.SERIALIZABLE}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fosctl", description="Administer a factoryOS coordinator cluster."
@@ -74,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=5.0,
                         help="overall deadline of each call in seconds, retries included")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument(
+        "--consistency", choices=tuple(READ_CONSISTENCY), default="linearizable",
+        help="reads (status, nodes, flow): linearizable confirms through the leader first "
+             "(never stale); serializable answers from the replica at once (may be stale; "
+             "status --all is always serializable)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log failovers")
     # --json is accepted after the subcommand too; SUPPRESS keeps the global value otherwise.
     json_flag = argparse.ArgumentParser(add_help=False)
@@ -152,6 +161,7 @@ async def run(args: argparse.Namespace) -> int:
     out = Out(args.json)
     async with CoordinatorClient(addresses, timeout=args.timeout,
                                  **client_kwargs(tls)) as client:
+        client.read_consistency = READ_CONSISTENCY[args.consistency]
         return await COMMANDS[args.command](client, args, out)
 
 

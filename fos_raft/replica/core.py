@@ -32,6 +32,7 @@ from fos_raft.replica import journal as journal_mod
 from fos_raft.replica.commit import commit_with_retry
 from fos_raft.replica.machine import StateMachine
 from fos_raft.replica.mailbox import post_to_loop
+from fos_raft.replica.read_index import ReadIndex
 from fos_raft.state.commands import AnnounceReplica, Command, ForgetReplica, Outcome
 from fos_raft.state.core import CoordinatorState, validate, validate_static
 
@@ -87,6 +88,7 @@ class Replica:
         self._closed = threading.Event()
         self.journal: journal_mod.LmdbJournal | None = None
         self.writes = {"ok": 0, "refused": 0, "unavailable": 0}
+        self.read_index = ReadIndex(self._commit_read_barrier, self._read_unavailable)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -245,6 +247,25 @@ class Replica:
             )
 
         return await commit_with_retry(timeout, call, give_up)
+
+    # ------------------------------------------------------------------ linearizable reads
+
+    async def confirm_read(self, timeout: float) -> CoordinatorState:
+        """The applied state once a read barrier submitted now has been committed by a
+        current leader and applied here (replica.read_index); `Unavailable` otherwise."""
+        await self.read_index.confirm(timeout)
+        return self.state
+
+    async def _commit_read_barrier(self, timeout: float) -> None:
+        await commit_with_retry(
+            timeout, lambda cb: self._sm.read_barrier(callback=cb), self._read_unavailable
+        )
+
+    def _read_unavailable(self, last_error: str) -> Unavailable:
+        return Unavailable(
+            f"no leader confirmed the linearizable read in time (last error: {last_error}); "
+            f"{self.leader_hint()}"
+        )
 
     # ------------------------------------------------------------------ raft status
 
