@@ -27,6 +27,7 @@ from pysyncobj import SyncObj, SyncObjConf, SyncObjException
 from pysyncobj.monotonic import monotonic
 from pysyncobj.utility import TcpUtility, UtilityException
 
+from fos_raft.model import ModelError
 from fos_raft.replica import failstop
 from fos_raft.replica import journal as journal_mod
 from fos_raft.replica.commit import commit_with_retry
@@ -217,12 +218,21 @@ class Replica:
         Raises ModelError when refused and `Unavailable` when no leader commits it before
         ``timeout``. Refusals are decided by apply, in the committed order; this replica
         answers early only where it can be sure: stateless checks anywhere, state checks
-        only on the leader (a follower that lags would wrongly say NOT_FOUND).
+        only on the leader (a follower that lags would wrongly say NOT_FOUND), and an early
+        refusal only after a read barrier showed the leader's state is current.
         """
+        validate_static(command)
         if self.is_leader:
-            validate(self.state, command)
-        else:
-            validate_static(command)
+            try:
+                validate(self.state, command)
+            except ModelError:
+                # A deposed leader that does not know it yet would refuse from an old state
+                # (e.g. a CAS against a version a newer leader has moved past): confirm the
+                # state is current first, and refuse only from that (linearizable refusals).
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + timeout
+                validate(await self.confirm_read(timeout), command)
+                timeout = max(0.0, deadline - loop.time())
         outcome = await self._replicate(command, timeout)
         if outcome.error is not None:
             self.writes["refused"] += 1
