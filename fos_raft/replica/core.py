@@ -71,10 +71,14 @@ class Replica:
         timing: RaftTiming | None = None,
         join: bool = False,
         password: str | None = None,
+        bind_address: str | None = None,
     ) -> None:
         """``password``: encrypt Raft traffic with it (pysyncobj; every member needs the
-        same one; docs/security.md). None: plaintext Raft."""
+        same one; docs/security.md). None: plaintext Raft. ``bind_address``: listen there
+        instead of ``raft_address``, which stays this replica's name that peers dial (a
+        fault-injecting proxy in between; tests/faultproxy.py)."""
         self.raft_address = raft_address
+        self.bind_address = bind_address or raft_address
         self.grpc_address = grpc_address
         self.peers = sorted({p for p in peers if p and p != raft_address})
         self.data_dir = Path(data_dir)
@@ -103,7 +107,7 @@ class Replica:
         self.journal = journal_mod.LmdbJournal(str(self.data_dir / "raft.lmdb"), dump_file)
         t = self.timing
         conf = SyncObjConf(
-            bindAddress=self.raft_address,  # never 0.0.0.0
+            bindAddress=self.bind_address,  # never 0.0.0.0
             journalFile=self.journal,
             fullDumpFile=dump_file,
             useFork=False,  # grpc is not fork-safe
@@ -134,7 +138,7 @@ class Replica:
             await self._loop.run_in_executor(None, self._obj.waitBinded)
         except SyncObjException as exc:
             self._obj.destroy()
-            raise RuntimeError(f"cannot bind Raft address {self.raft_address}") from exc
+            raise RuntimeError(f"cannot bind Raft address {self.bind_address}") from exc
         self._tasks.append(asyncio.ensure_future(self._announce_loop()))
         if self.join:
             self._tasks.append(asyncio.ensure_future(self._join_loop()))
