@@ -91,7 +91,7 @@ def _step(state: int, op: Op, version_of: dict[int, int]) -> int | None:
 
 
 def check_key(
-    key: str, initial: tuple[int, int], history: Sequence[Op], max_states: int = 2_000_000
+    key: str, initial: tuple[int, int], history: Sequence[Op], max_states: int = 500_000
 ) -> Verdict:
     """Is this one key's history linearizable from ``initial`` = (value, version)?"""
     ops = sorted((op for op in history if op.key == key), key=lambda o: o.invoke)
@@ -122,7 +122,7 @@ def check_key(
             deepest = (done, state)
         # An op may go next only if it was invoked before every pending op's completion.
         horizon = min((complete[i] for i in range(n) if not done >> i & 1), default=INF)
-        for i in range(n):
+        for i in reversed(range(n)):  # pushed last, popped first: earliest invocation first
             if done >> i & 1 or ops[i].invoke > horizon:
                 continue
             after = _step(state, ops[i], version_of)
