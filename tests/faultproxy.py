@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import struct
 import threading
@@ -205,3 +206,126 @@ def proxied_cluster(
             cluster.stop()
         finally:
             proxy.stop()
+
+
+V4_MAPPED = "0000000000000000FFFF0000"  # ::ffff:0:0/96 as /proc/net/tcp6 prints it
+
+
+def connection_pid_is(pid: int, peer: tuple[str, int], local: tuple[str, int]) -> bool:
+    """Does process ``pid`` own the loopback socket ``peer -> local``? (/proc/net/tcp gives
+    the socket's inode; the process's fds name it.) Used to cut one process off."""
+    def hex_addr(host: str, port: int) -> str:
+        return "".join(f"{int(b):02X}" for b in reversed(host.split("."))) + f":{port:04X}"
+
+    inode = ""
+    # IPv4 sockets are in /proc/net/tcp; dual-stack ones (grpc's) in tcp6, v4-mapped.
+    for table_path, prefix in (("/proc/net/tcp", ""), ("/proc/net/tcp6", V4_MAPPED)):
+        want_local, want_remote = prefix + hex_addr(*peer), prefix + hex_addr(*local)
+        with open(table_path) as table:
+            for line in table.readlines()[1:]:
+                fields = line.split()
+                if fields[1] == want_local and fields[2] == want_remote:
+                    inode = fields[9]
+                    break
+        if inode:
+            break
+    if not inode:
+        return False
+    target = f"socket:[{inode}]"
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except FileNotFoundError:
+        return False
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                return True
+    return False
+
+
+class ProcessCutProxy:
+    """A plain TCP forwarder (``front -> back``, e.g. an agent's advertised address to its
+    real one) that can cut chosen *processes* off one front: their open connections are
+    closed and new ones are accepted but never answered (a black hole), while everybody
+    else (the coordinator's probes, other agents) still gets through. Its own loop thread."""
+
+    def __init__(self, routes: dict[str, str]) -> None:
+        self.routes = dict(routes)
+        self.cut: set[tuple[int, str]] = set()  # (pid, front)
+        self.held = 0  # connections black-holed so far
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
+                                        name="cutproxy")
+        self._servers: list[asyncio.base_events.Server] = []
+        self._conns: dict[asyncio.StreamWriter, tuple[tuple[str, int], str]] = {}
+
+    def start(self) -> None:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(timeout=10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+        self._loop.close()
+
+    def cut_off(self, pid: int, front: str) -> None:
+        asyncio.run_coroutine_threadsafe(self._cut(pid, front), self._loop).result(timeout=10)
+
+    def heal(self) -> None:
+        self._loop.call_soon_threadsafe(self.cut.clear)
+
+    async def _start(self) -> None:
+        for front in self.routes:
+            host, port = front.rsplit(":", 1)
+            self._servers.append(await asyncio.start_server(
+                lambda r, w, f=front: self._serve(r, w, f), host, int(port)))
+
+    async def _close(self) -> None:
+        for server in self._servers:
+            server.close()
+        for writer in list(self._conns):
+            writer.close()
+
+    async def _cut(self, pid: int, front: str) -> None:
+        self.cut.add((pid, front))
+        for writer, (peer, conn_front) in list(self._conns.items()):
+            if conn_front == front and self._is_cut(peer, front):
+                writer.close()
+
+    def _is_cut(self, peer: tuple[str, int], front: str) -> bool:
+        host, port = front.rsplit(":", 1)
+        return any(f == front and connection_pid_is(pid, peer, (host, int(port)))
+                   for pid, f in self.cut)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     front: str) -> None:
+        peer = writer.get_extra_info("peername")[:2]
+        self._conns[writer] = (peer, front)
+        up: asyncio.StreamWriter | None = None
+        try:
+            if self._is_cut(peer, front):
+                self.held += 1
+                while self.cut and not writer.is_closing():  # black hole until healed
+                    await asyncio.sleep(0.1)
+                return
+            host, port = self.routes[front].rsplit(":", 1)
+            up_reader, up = await asyncio.open_connection(host, int(port))
+            await asyncio.gather(_copy(reader, up), _copy(up_reader, writer))
+        except (OSError, ConnectionError):
+            pass
+        finally:
+            self._conns.pop(writer, None)
+            writer.close()
+            if up is not None:
+                up.close()
+
+
+async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(CHUNK):
+            writer.write(data)
+            await writer.drain()
+    finally:
+        writer.close()
