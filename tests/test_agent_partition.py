@@ -67,6 +67,9 @@ def test_consumer_cut_off_from_its_supplier_reroutes_and_loses_nothing(chain: Ch
 
         proxy.heal()
         chain.wait_counter("pc-1", "successful_cycles", before + 8, timeout=30)
+        # Confirmations pc-1 could not send across the cut reach the supplier once healed.
+        wait_until(lambda: all((st := chain.stats(n)) is not None and st.in_transit_outbound == 0
+                               for n in ("pa-1", "pa-2")), 30, "every delivery confirmed")
     finally:
         proxy.heal()
         chain.stop_in_order([n for n in ("pc-1", "pa-1", "pa-2") if n in chain.procs.procs])
