@@ -42,17 +42,15 @@ def fill(path: Path) -> Path:
     """Write zeros into ``path/filler`` until the filesystem is full."""
     filler = path / "filler"
     chunk = b"\0" * 65536
-    with open(filler, "wb") as out:
+    with open(filler, "wb", buffering=0) as out:  # unbuffered: close has nothing to flush
         try:
             while True:
                 out.write(chunk)
-                out.flush()
         except OSError as exc:
             assert exc.errno == errno.ENOSPC, exc
-    with contextlib.suppress(OSError), open(filler, "ab") as out:  # the last few bytes
+    with contextlib.suppress(OSError), open(filler, "ab", buffering=0) as out:  # the last bytes
         while True:
             out.write(b"\0")
-            out.flush()
     return filler
 
 
