@@ -54,7 +54,9 @@ class ReadIndex:
             if remaining <= 0:
                 raise self._give_up(last_error)
             if self._round is None or self._round.done():
-                self._round = asyncio.ensure_future(self._run_round(self._arrivals, remaining))
+                self._round = asyncio.ensure_future(self._run_round(remaining))
+                # Its readers may all have given up: never log "exception never retrieved".
+                self._round.add_done_callback(_retrieve)
             try:
                 async with asyncio.timeout(remaining):
                     # shield: a reader that gives up must not cancel the round others share
@@ -64,8 +66,15 @@ class ReadIndex:
             except Exception as exc:  # the round failed: retry while time remains
                 last_error = str(exc) or type(exc).__name__
 
-    async def _run_round(self, upto: int, timeout: float) -> None:
-        # Every ticket <= ``upto`` arrived before this barrier is submitted (same loop turn).
+    async def _run_round(self, timeout: float) -> None:
+        # Read when the round starts to run: ``commit_barrier`` submits the barrier before
+        # its first await, so every ticket <= ``upto`` arrived before the submission.
+        upto = self._arrivals
         await self._commit_barrier(timeout)
         self.rounds += 1
         self._covered = max(self._covered, upto)
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()
