@@ -116,3 +116,31 @@ def test_minority_refuses_linearizable_reads_within_deadline(cluster: LocalClust
     version = bump(cluster, lone, 7)
     reply = cluster.stub(2).ListNodes(pb.ListNodesRequest(consistency=LIN), timeout=10)
     assert reply.flow_version >= version
+
+
+def test_fosctl_consistency_flag(cluster: LocalCluster) -> None:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    fosctl = Path(sys.executable).parent / "fosctl"
+    base = [str(fosctl), "--coordinators", ",".join(cluster.grpc_addresses), "--timeout", "10"]
+    for mode in ("linearizable", "serializable"):
+        done = subprocess.run([*base, "--consistency", mode, "nodes", "--json"],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert {n["node_id"] for n in json.loads(done.stdout)["nodes"]} >= {"saw-1", "saw-2"}
+    bad = subprocess.run([*base, "--consistency", "eventual", "nodes"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
+    # With every other replica stopped the default (linearizable) refuses, fast and in one
+    # line; serializable still answers.
+    with stopped(cluster, 1, 2):
+        lone = [str(fosctl), "--coordinators", cluster.grpc_addresses[0], "--timeout", "1.5"]
+        refused = subprocess.run([*lone, "nodes"], capture_output=True, text=True, timeout=60)
+        assert refused.returncode != 0 and len(refused.stderr.strip().splitlines()) == 1
+        ok = subprocess.run([*lone, "--consistency", "serializable", "nodes"],
+                            capture_output=True, text=True, timeout=60)
+        assert ok.returncode == 0, ok.stderr
+    cluster.wait_for_leader(timeout=20)
