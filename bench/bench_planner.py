@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 
 from bench.sim.topology import generate_topology
+from bench.stats import sample_percentile
 from fos_raft.model import NodeSpec, NodeStatus, Plan
 from fos_raft.planner.plan import Planner, plan
 
@@ -43,9 +44,9 @@ def make_catalog(nodes: int, per_type: int, seed: int) -> dict[str, NodeSpec]:
 
 def summary(samples: list[tuple[float, float]]) -> tuple[float, float, float]:
     """Wall-clock median and p99, CPU-time median, in milliseconds."""
-    wall = sorted(w * 1000 for w, _ in samples)
-    p99 = wall[min(len(wall) - 1, round(0.99 * (len(wall) - 1)))]
-    return statistics.median(wall), p99, statistics.median(c * 1000 for _, c in samples)
+    wall = [w * 1000 for w, _ in samples]
+    return (statistics.median(wall), sample_percentile(wall, 99),
+            statistics.median(c * 1000 for _, c in samples))
 
 
 def timed(call: Callable[[], Plan]) -> tuple[tuple[float, float], Plan]:

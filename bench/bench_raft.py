@@ -28,6 +28,7 @@ from pathlib import Path
 
 import grpc
 
+from bench.stats import sample_percentile
 from fos_pb import coordinator_pb2 as pb
 from fos_pb import coordinator_pb2_grpc as pb_grpc
 from fos_raft.cli.launcher import LocalCluster
@@ -43,11 +44,6 @@ def _spec(i: int) -> pb.NodeSpec:
         address=f"127.0.0.1:{20000 + i}",
         produces=pb.ItemReq(item="part", qty=1),
     )
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def _write(stub: pb_grpc.CoordinatorStub, node: str, drain: bool, timeout: float) -> int:
@@ -166,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
             samples = sequential_latency(cluster, target, args.writes)
             print(
                 f"durable write latency via {name}: n={len(samples)} "
-                f"p50={_pct(samples, 0.5) * 1e3:.2f} ms p99={_pct(samples, 0.99) * 1e3:.2f} ms "
+                f"p50={sample_percentile(samples, 50) * 1e3:.2f} ms "
+                f"p99={sample_percentile(samples, 99) * 1e3:.2f} ms "
                 f"mean={statistics.mean(samples) * 1e3:.2f} ms"
             )
         done, elapsed = asyncio.run(
@@ -184,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
             diverged += 0 if converged else 1
         print(
             f"leader SIGKILL -> next committed write over {len(failovers)} kills: "
-            f"p50={_pct(failovers, 0.5):.3f} s p90={_pct(failovers, 0.9):.3f} s "
+            f"p50={sample_percentile(failovers, 50):.3f} s "
+            f"p90={sample_percentile(failovers, 90):.3f} s "
             f"max={max(failovers):.3f} s min={min(failovers):.3f} s"
         )
         print(f"rounds whose replicas did not converge to one digest: {diverged}")

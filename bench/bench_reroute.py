@@ -38,6 +38,7 @@ from pathlib import Path
 import grpc
 
 from bench.sim.procs import AgentSupervisor, free_ports
+from bench.stats import sample_percentile
 from fos_pb import agent_pb2, agent_pb2_grpc
 from fos_pb import coordinator_pb2 as cpb
 from fos_raft.cli.launcher import LocalCluster
@@ -55,13 +56,6 @@ class Rep:
     marked_down_s: float
     reflowed_s: float
     backup_stock: int
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
 
 
 def wait(cond, timeout: float, what: str, interval: float = 0.01):  # type: ignore[no-untyped-def]
@@ -213,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {}
     for name in ("reroute_s", "marked_down_s", "reflowed_s"):
         values = [getattr(r, name) for r in reps]
-        summary[name] = {"p50": percentile(values, 50), "p99": percentile(values, 99),
+        summary[name] = {"p50": sample_percentile(values, 50), "p99": sample_percentile(values, 99),
                          "max": max(values), "n": len(values)}
         ms = {k: summary[name][k] * 1000 for k in ("p50", "p99", "max")}
         print(f"{name:14s} p50 {ms['p50']:8.1f} ms   p99 {ms['p99']:8.1f} ms   "

@@ -46,6 +46,17 @@ class Result:
     name: str
     trades_per_s: float
     produced_per_s: float
+    cpu_ms_per_trade: float = 0.0  # CPU of the scenario's agent processes (less load-bound)
+
+
+def cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def agent_argv(
@@ -123,14 +134,17 @@ def run_scenario(
             time.sleep(0.05)
         supplier = addresses[f"{name}-sup"]
         time.sleep(warmup)  # a benchmark window, not synchronisation
-        c0, t0 = counters(supplier), time.monotonic()
+        pids = [p.pid for p in procs]
+        c0, t0, cpu0 = counters(supplier), time.monotonic(), cpu_s(pids)
         time.sleep(seconds)
-        c1, t1 = counters(supplier), time.monotonic()
+        c1, t1, cpu1 = counters(supplier), time.monotonic(), cpu_s(pids)
         elapsed = t1 - t0
+        trades = c1["batches_delivered"] - c0["batches_delivered"]
         return Result(
             name,
-            (c1["batches_delivered"] - c0["batches_delivered"]) / elapsed,
+            trades / elapsed,
             (c1["batches_produced"] - c0["batches_produced"]) / elapsed,
+            (cpu1 - cpu0) * 1000 / max(trades, 1),
         )
     finally:
         for proc in procs:

@@ -1,4 +1,4 @@
-"""factoryOS node agent: the library factory software imports (DESIGN.md section 5).
+"""factoryOS node agent: the library factory software imports (docs/agent.md).
 
     from fos_agent import Agent, ItemReq
 The names below are imported lazily (PEP 562), so importing a pure module such as

@@ -45,6 +45,7 @@ from fos_agent.protocol.messages import Arrived
 from fos_agent.protocol.records import Batch
 from fos_agent.runtime.detector import FailureDetector
 from fos_agent.runtime.flowview import FlowView, load_flow
+from fos_agent.runtime.health import agent_health
 from fos_agent.runtime.inputs import InputFetcher
 from fos_agent.runtime.membership import CoordinatorSide
 from fos_agent.runtime.settings import AgentSettings
@@ -54,7 +55,9 @@ from fos_agent.runtime.stop_steps import bounded_step
 from fos_agent.storage.wal import wal_path
 from fos_pb import agent_pb2, coordinator_pb2
 from fos_raft.api.client import CoordinatorClient, CoordinatorError
+from fos_raft.lineage.reader import BatchView
 from fos_raft.model import ItemReq, NodeSpec
+from fos_raft.runtime.health import HealthPublisher
 from fos_raft.security.tls import TlsConfig, client_kwargs
 
 
@@ -124,6 +127,7 @@ class Agent(CoordinatorSide):
         self._catalog_asked = (-1, 0.0)  # (flow version, loop time) of the last question
         self._last_rejoin = 0.0
         self._started = False
+        self.health: HealthPublisher | None = None  # grpc.health.v1 + /readyz, once serving
         self.stopped = asyncio.Event()
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -157,6 +161,8 @@ class Agent(CoordinatorSide):
         self.engine = Engine(wal_path(self.data_dir), config, self.metrics,
                              group_commit=self.settings.group_commit,
                              on_recovered=self._on_recovered)
+        self.engine.retention_days = self.settings.lineage_retention_days
+        self.engine.lineage_index = self.settings.lineage_index
         info = self.engine.open()  # WalError for a foreign WAL: refuse to start
         self.metrics.inc("wal_recovered_batches", info.unfinished)
         self.incarnation = info.incarnation
@@ -171,6 +177,8 @@ class Agent(CoordinatorSide):
                            is_sink=self.is_sink)
         self._server, self._service, port = await start_server(self, self.listen)
         self.address = f"{self._advertised_host()}:{port}"
+        self.health = agent_health(self, self._service.health)
+        self._spawn("health", self.health.run())
         self.spec = replace(self.spec, address=self.address)
         self.log.info("agent serving", address=self.address,
                       recovered=info.unfinished)
@@ -189,6 +197,7 @@ class Agent(CoordinatorSide):
         self._spawn("retries", self.outbox.run_retries())
         self._spawn("detector", self.detector.run())
         self._spawn("reclaim", self._reclaim_decommissioned())
+        self._spawn("compact", self._compact_forever())
         self._spawn("shares", keep_weights(self._service.fair, lambda: self.flow.consumers,
                                            lambda: self.flow.version, self.flow_changed,
                                            self._list_nodes))
@@ -348,6 +357,20 @@ class Agent(CoordinatorSide):
     async def run_simulated(self, cycle_s: float, workers: int | None = None) -> None:
         """Run the simulated stage until cancelled (see fos_agent.runtime.stage)."""
         await self.stage.run_simulated(cycle_s, workers or self.workers)
+
+    async def _compact_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.compact_s)  # a period, not a synchronisation
+            try:
+                await self.engine.compact()
+            except Exception as exc:  # e.g. a full disk: the records stay live; try later
+                self.log.error("wal compaction failed", error=repr(exc))
+
+    def lineage(self, batch_id: str) -> BatchView:
+        """What this node knows of ``batch_id``'s genealogy: ``.made`` (inputs with their
+        suppliers, made_at, delivered_to) if it made it, ``.used`` (supplier, the output
+        it went into) if it consumed it; both None if it knows nothing."""
+        return self.engine.lineage([batch_id]).get(batch_id, BatchView())
 
     async def arrived(self, batch_id: str) -> None:
         """Physical arrival of an inbound batch (only with immediate_arrival=False)."""

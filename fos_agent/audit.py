@@ -5,6 +5,8 @@
 
 Each path is a WAL directory (``wal_path(data_dir)``) or an agent data dir containing one.
 WALs are opened read-only (fos_agent.storage.wal.read_wal): nothing is written, so it works on
+compacted WALs too (the settled records are rebuilt from the genealogy index, until its
+retention prunes them), on
 stopped agents and also while agents run (each WAL is then a consistent snapshot of its
 own, but the snapshots of different agents are not taken at one instant, so run it at
 quiescence for exact figures).
@@ -90,7 +92,7 @@ def load_wals(wal_dirs: Mapping[str, str | os.PathLike[str]]
     items = (wal_dirs.items() if isinstance(wal_dirs, Mapping)
              else ((None, p) for p in wal_dirs))
     for expected, path in items:
-        state = read_wal(_resolve(path))
+        state = read_wal(_resolve(path), settled=True)  # compacted records from the index
         if expected is not None and state.node_id != expected:
             raise ValueError(f"{path} is the WAL of {state.node_id!r}, not {expected!r}")
         if state.node_id in states:

@@ -166,3 +166,67 @@ class StatsReply(_message.Message):
     in_transit_outbound: int
     in_transit_inbound: int
     def __init__(self, node_id: _Optional[str] = ..., flow_version: _Optional[int] = ..., in_flow: _Optional[bool] = ..., counters: _Optional[_Mapping[str, float]] = ..., queued_outbound: _Optional[int] = ..., queued_inbound: _Optional[int] = ..., incarnation: _Optional[int] = ..., recent_receipts: _Optional[_Iterable[_Union[Receipt, _Mapping]]] = ..., unix_time: _Optional[float] = ..., in_transit_outbound: _Optional[int] = ..., in_transit_inbound: _Optional[int] = ...) -> None: ...
+
+class LineageRequest(_message.Message):
+    __slots__ = ("batch_ids",)
+    BATCH_IDS_FIELD_NUMBER: _ClassVar[int]
+    batch_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, batch_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class LineageInput(_message.Message):
+    __slots__ = ("batch_id", "supplier")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    SUPPLIER_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    supplier: str
+    def __init__(self, batch_id: _Optional[str] = ..., supplier: _Optional[str] = ...) -> None: ...
+
+class MadeBatch(_message.Message):
+    __slots__ = ("batch_id", "item", "qty", "seq", "made_at_ms", "inputs", "delivered_to", "state", "reclaimed_from", "sent_to")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    QTY_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    MADE_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_TO_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    RECLAIMED_FROM_FIELD_NUMBER: _ClassVar[int]
+    SENT_TO_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    item: str
+    qty: int
+    seq: int
+    made_at_ms: int
+    inputs: _containers.RepeatedCompositeFieldContainer[LineageInput]
+    delivered_to: str
+    state: str
+    reclaimed_from: str
+    sent_to: str
+    def __init__(self, batch_id: _Optional[str] = ..., item: _Optional[str] = ..., qty: _Optional[int] = ..., seq: _Optional[int] = ..., made_at_ms: _Optional[int] = ..., inputs: _Optional[_Iterable[_Union[LineageInput, _Mapping]]] = ..., delivered_to: _Optional[str] = ..., state: _Optional[str] = ..., reclaimed_from: _Optional[str] = ..., sent_to: _Optional[str] = ...) -> None: ...
+
+class UsedBatch(_message.Message):
+    __slots__ = ("batch_id", "supplier", "item", "qty", "into", "used_at_ms")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    SUPPLIER_FIELD_NUMBER: _ClassVar[int]
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    QTY_FIELD_NUMBER: _ClassVar[int]
+    INTO_FIELD_NUMBER: _ClassVar[int]
+    USED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    supplier: str
+    item: str
+    qty: int
+    into: str
+    used_at_ms: int
+    def __init__(self, batch_id: _Optional[str] = ..., supplier: _Optional[str] = ..., item: _Optional[str] = ..., qty: _Optional[int] = ..., into: _Optional[str] = ..., used_at_ms: _Optional[int] = ...) -> None: ...
+
+class LineageReply(_message.Message):
+    __slots__ = ("node_id", "made", "used")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    MADE_FIELD_NUMBER: _ClassVar[int]
+    USED_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    made: _containers.RepeatedCompositeFieldContainer[MadeBatch]
+    used: _containers.RepeatedCompositeFieldContainer[UsedBatch]
+    def __init__(self, node_id: _Optional[str] = ..., made: _Optional[_Iterable[_Union[MadeBatch, _Mapping]]] = ..., used: _Optional[_Iterable[_Union[UsedBatch, _Mapping]]] = ...) -> None: ...

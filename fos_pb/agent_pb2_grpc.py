@@ -64,6 +64,11 @@ class AgentStub:
                 request_serializer=agent__pb2.StatsRequest.SerializeToString,
                 response_deserializer=agent__pb2.StatsReply.FromString,
                 _registered_method=True)
+        self.Lineage = channel.unary_unary(
+                '/fos.v1.Agent/Lineage',
+                request_serializer=agent__pb2.LineageRequest.SerializeToString,
+                response_deserializer=agent__pb2.LineageReply.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -105,6 +110,13 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Lineage(self, request, context):
+        """Read-only; with mTLS any valid certificate may read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -137,6 +149,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.Stats,
                     request_deserializer=agent__pb2.StatsRequest.FromString,
                     response_serializer=agent__pb2.StatsReply.SerializeToString,
+            ),
+            'Lineage': grpc.unary_unary_rpc_method_handler(
+                    servicer.Lineage,
+                    request_deserializer=agent__pb2.LineageRequest.FromString,
+                    response_serializer=agent__pb2.LineageReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -301,6 +318,33 @@ class Agent:
             '/fos.v1.Agent/Stats',
             agent__pb2.StatsRequest.SerializeToString,
             agent__pb2.StatsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Lineage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fos.v1.Agent/Lineage',
+            agent__pb2.LineageRequest.SerializeToString,
+            agent__pb2.LineageReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,4 +1,4 @@
-"""Agents keep trading while the whole coordinator cluster is down (DESIGN.md section 1):
+"""Agents keep trading while the whole coordinator cluster is down (docs/architecture.md):
 on the last flow they saw, and across an agent restart (the flow saved in its data dir);
 when the cluster is back, the restarted agent's new address reaches the catalog and
 the suspicion of a neighbour that died meanwhile is delivered."""

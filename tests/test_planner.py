@@ -1,4 +1,4 @@
-"""Planner properties P1-P7 (DESIGN.md section 4) and plain examples."""
+"""Planner properties P1-P7 (docs/architecture.md) and plain examples."""
 
 from __future__ import annotations
 

@@ -117,7 +117,8 @@ node = "press-2"
             "positive integer",
         ),
         ("[sim]\ncolour = 1", "unknown key 'colour'"),
-        ('[[node]]\nid = "saw-1"\nproduces = { item = "wood", qty = 3 }', "listed twice"),
+        ('[[node]]\nid = "saw-1"\nproduces = { item = "wood", qty = 3 }',
+         "duplicate node id 'saw-1'"),
         ("[[event]]\nat = ", "not valid TOML"),
         (
             '[[node]]\nid = "saw-3"\nproduces = { item = "wood", qty = 3 }\n'

@@ -14,9 +14,8 @@ from bench.sim.metrics import (
     CounterBook,
     DeathLedger,
     RerouteTracker,
-    percentile,
-    spread,
 )
+from bench.stats import percentile, spread
 
 DEEP = os.environ.get("HYPOTHESIS_PROFILE") == "deep"
 

@@ -26,6 +26,7 @@ import structlog
 from rich.console import Console
 
 from bench.sim.collect import assign_addresses
+from bench.sim.dashboard import parse_dashboard
 from bench.sim.events import Action, ScenarioError, plan_events
 from bench.sim.procs import free_ports, pack_nodes
 from bench.sim.report import print_report, summarise
@@ -34,6 +35,8 @@ from bench.sim.run import RunPlan, SimRun
 from bench.sim.scenario import load_scenario
 from bench.sim.topology import final_items, generate_topology
 from bench.sim.view import LiveView, PlainView
+from fos_raft.runtime.config import enable_completion
+from fos_raft.runtime.version import add_version_argument
 
 ONE_PROCESS_PER_AGENT_UP_TO = 50
 DEFAULTS: dict[str, Any] = {
@@ -71,6 +74,7 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         argument_default=argparse.SUPPRESS,
     )
+    add_version_argument(p)
     arg = p.add_argument
     arg("--types", type=int, metavar="N", help=f"item types in the chain [{DEFAULTS['types']}]")
     arg(
@@ -133,6 +137,12 @@ def parser() -> argparse.ArgumentParser:
         help="let kills/drains leave an item without a live supplier",
     )
     arg("--plain", action="store_true", help="plain log lines even on a terminal")
+    arg(
+        "--dashboard",
+        metavar="HOST:PORT",
+        help="also serve the fos-dashboard floor display for the run on HOST:PORT (port 0: a "
+        "free one); its URL is printed when it serves (docs/dashboard.md)",
+    )
     arg(
         "--agent-args",
         metavar="ARGS",
@@ -214,6 +224,7 @@ def build_plan(args: argparse.Namespace, root: Path) -> RunPlan:
         groups=groups,
         ready_timeout_s=60.0 + 1.0 * len(specs),
         agent_args=tuple(shlex.split(cfg["agent_args"])),
+        dashboard=parse_dashboard(args.dashboard) if hasattr(args, "dashboard") else "",
     )
 
 
@@ -268,7 +279,9 @@ async def _run(plan: RunPlan, view: LiveView | PlainView) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    cli = parser()
+    enable_completion(cli)
+    args = cli.parse_args(argv)
     console = Console()
     keep = getattr(args, "keep", None)
     try:
@@ -279,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             plan = build_plan(args, root)
-        except ScenarioError as e:
+        except (ScenarioError, ValueError) as e:
             print(f"fos-sim: error: {e}", file=sys.stderr)
             return 2
         log_to_file(root / "fos-sim.log")

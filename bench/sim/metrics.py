@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-import math
-import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -245,34 +243,3 @@ class RerouteTracker:
     def finish(self) -> None:
         self.abandoned += len(self.pending)
         self.pending = []
-
-
-def percentile(values: Iterable[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100) or None for no values."""
-    data = sorted(values)
-    if not data:
-        return None
-    rank = max(1, min(len(data), math.ceil(q / 100.0 * len(data) - 1e-9)))
-    return data[rank - 1]
-
-
-@dataclass(frozen=True, slots=True)
-class Spread:
-    min: float
-    max: float
-    mean: float
-    median: float
-    std: float  # population standard deviation across nodes
-
-
-def spread(values: Iterable[float]) -> Spread | None:
-    data = list(values)
-    if not data:
-        return None
-    return Spread(
-        min(data),
-        max(data),
-        statistics.fmean(data),
-        statistics.median(data),
-        statistics.pstdev(data),
-    )

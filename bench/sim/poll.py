@@ -4,7 +4,7 @@
 restarted agent is read again within a second) and tolerates dead agents. `ClusterView`
 holds the coordinator's latest liveness, flow and counters from ListNodes / GetFlow /
 ClusterStatus. Neither decides anything; the runner feeds their readings to the pure
-bookkeeping in sim_metrics.
+bookkeeping in bench.sim.metrics.
 """
 
 from __future__ import annotations

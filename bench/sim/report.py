@@ -15,7 +15,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench.sim.metrics import RECEIVED_FROM_PREFIX, percentile, spread
+from bench.sim.metrics import RECEIVED_FROM_PREFIX
+from bench.stats import percentile, spread
 
 # The agent's counter names (the paper's metrics); see fos_agent's Stats().
 SUCCESSFUL = "successful_cycles"

@@ -13,6 +13,9 @@ action = "kill"             # kill restart drain undrain update-spec add-node
 node = "frame-1"            # kill-leader restart-replica
 ```
 See docs/experiments.md for every key. Parsing is pure; errors name the file and the event.
+``[[node]]`` tables and the node specs of events are read by the catalog reader of
+``fosctl apply`` (fos_raft.cli.catalog_file), so their errors are the same ``FILE:LINE:
+message`` as there.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 
 from bench.sim.events import NODE_ACTIONS, Action, ScenarioError, SimEvent
 from fos_raft.cli import catalog_file
-from fos_raft.model import ItemReq, NodeSpec, find_item_cycle
+from fos_raft.model import NodeSpec
 
 # [sim] keys -> (type, check); names follow the command-line options with '-' as '_'.
 SIM_KEYS: dict[str, type] = {
@@ -43,7 +46,6 @@ SIM_KEYS: dict[str, type] = {
     "catalog": str,
 }
 EVENT_KEYS = {"at", "action", "node", "replica", "produces", "requires", "capacity", "address"}
-NODE_KEYS = {"id", "address", "produces", "requires", "capacity"}
 PLACEHOLDER_ADDRESS = "127.0.0.1:1"  # fos-sim gives every node a free loopback port
 
 
@@ -101,44 +103,13 @@ def spec_table(spec: NodeSpec) -> dict[str, Any]:
     }
 
 
-def _item_req(value: Any, where: str) -> ItemReq:
-    if not isinstance(value, Mapping) or set(value) != {"item", "qty"}:
-        raise ScenarioError(f'{where}: expected {{ item = "...", qty = N }}, got {value!r}')
-    item, qty = value["item"], value["qty"]
-    if not isinstance(item, str) or isinstance(qty, bool) or not isinstance(qty, int):
-        raise ScenarioError(f"{where}: item must be a string and qty an integer, got {value!r}")
-    return ItemReq(item, qty)
-
-
-def _requires(value: Any, where: str) -> tuple[ItemReq, ...]:
-    if not isinstance(value, list):
-        raise ScenarioError(f"{where}: requires must be a list of {{ item, qty }} tables")
-    return tuple(_item_req(v, f"{where} requires[{i}]") for i, v in enumerate(value))
-
-
 def node_from_table(table: Mapping[str, Any], where: str) -> NodeSpec:
-    """A ``[[node]]`` table of a catalog file (the format of ``fosctl apply``) as a NodeSpec."""
-    unknown = set(table) - NODE_KEYS
-    if unknown:
-        raise ScenarioError(f"{where}: unknown keys {sorted(unknown)}; allowed {sorted(NODE_KEYS)}")
-    for key in ("id", "produces"):
-        if key not in table:
-            raise ScenarioError(f"{where}: missing {key!r}")
-    capacity = table.get("capacity", 1)
-    if isinstance(capacity, bool) or not isinstance(capacity, int):
-        raise ScenarioError(f"{where}: capacity must be an integer")
-    spec = NodeSpec(
-        node_id=str(table["id"]),
-        address=str(table.get("address", PLACEHOLDER_ADDRESS)),
-        produces=_item_req(table["produces"], f"{where} produces"),
-        requires=_requires(table.get("requires", []), where),
-        capacity=capacity,
-    )
+    """The node spec of an add-node / update-spec event, read like a ``[[node]]`` table of a
+    catalog file (address optional: fos-sim assigns ports)."""
     try:
-        spec.validate()
-    except ValueError as e:
-        raise ScenarioError(f"{where}: {e}") from None
-    return spec
+        return catalog_file.spec_from_table(table, where, default_address=PLACEHOLDER_ADDRESS)
+    except catalog_file.CatalogFileError as e:
+        raise ScenarioError(str(e)) from None
 
 
 def load_catalog(path: Path) -> tuple[NodeSpec, ...]:
@@ -146,21 +117,16 @@ def load_catalog(path: Path) -> tuple[NodeSpec, ...]:
     try:
         return tuple(catalog_file.load_catalog(path))
     except catalog_file.CatalogFileError as e:
-        raise ScenarioError(f"catalog {e}") from None
+        raise ScenarioError(str(e)) from None
 
 
-def _nodes(tables: Any, where: str) -> tuple[NodeSpec, ...]:
-    if not isinstance(tables, list) or not tables:
-        raise ScenarioError(f"{where}: no [[node]] tables")
-    specs = [node_from_table(t, f"{where} node[{i}]") for i, t in enumerate(tables)]
-    ids = [s.node_id for s in specs]
-    dup = sorted({n for n in ids if ids.count(n) > 1})
-    if dup:
-        raise ScenarioError(f"{where}: node ids listed twice: {', '.join(dup)}")
-    cycle = find_item_cycle(specs)
-    if cycle is not None:
-        raise ScenarioError(f"{where}: the item graph has a cycle {' -> '.join(cycle)}")
-    return tuple(specs)
+def _nodes(tables: Any, text: str, path: Path) -> tuple[NodeSpec, ...]:
+    """The scenario's inline ``[[node]]`` tables, read by the catalog reader."""
+    try:
+        return tuple(catalog_file.specs_from_tables(tables, text, str(path),
+                                                    default_address=PLACEHOLDER_ADDRESS))
+    except catalog_file.CatalogFileError as e:
+        raise ScenarioError(str(e)) from None
 
 
 def _at(value: Any, where: str) -> tuple[float, bool]:
@@ -251,7 +217,7 @@ def parse_scenario(text: str, path: Path) -> Scenario:
     if catalog is not None:
         nodes = load_catalog(path.parent / catalog)
     elif "node" in data:
-        nodes = _nodes(data["node"], str(path))
+        nodes = _nodes(data["node"], text, path)
     if nodes is not None and ({"types", "per_type"} & set(settings)):
         raise ScenarioError(f"{path}: types/per_type generate a catalog; this one has nodes")
     raw_events = data.get("event", [])

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ from fos_agent.protocol.records import (
 )
 from fos_agent.storage.group_commit import GroupCommitter
 from fos_agent.storage.wal import Wal
+from fos_raft.lineage.reader import BatchView
 
 
 class SerialCommitter:
@@ -142,6 +144,9 @@ class Engine:
         self._committer: GroupCommitter | SerialCommitter | None = None
         self._restarting: asyncio.Lock | None = None
         self._flow: FlowChanged | None = None
+        self.commit_error = ""  # the last commit's failure; "" once a commit succeeds
+        self.retention_days: float | None = None  # genealogy retention (None: keep all)
+        self.lineage_index = True  # False: no genealogy index, no compaction (comparisons)
         self.inbound_changed = Signal()  # an inbound record changed (queued / consumed)
         self.outbound_changed = Signal()  # an outbound record changed (produced / sent)
 
@@ -151,10 +156,13 @@ class Engine:
 
     def open(self) -> RecoveryInfo:
         """Open (or create) the WAL and rebuild the Node; raises WalError for foreign WALs."""
-        self.wal = Wal.open(self.wal_dir, self._config.node_id)
+        self.wal = Wal.open(self.wal_dir, self._config.node_id, lineage=self.lineage_index)
         try:
+            # settled records leave the live state first, so recovery reads only the
+            # goods still in flight (fos_agent.protocol.compaction)
+            self.wal.compact(retention_days=self.retention_days)
             durable = self.wal.load()
-            self.node, effects = Node.recover(self._config, durable)
+            self.node, effects = Node.recover(self._config, durable, self.wal.settled)
         except BaseException:
             self.wal.close()
             self.wal = None
@@ -164,6 +172,28 @@ class Engine:
         if self._flow is not None:
             self.node.handle(self._flow)
         return RecoveryInfo(self.wal.incarnation, unfinished_records(durable), effects.messages)
+
+    async def compact(self) -> int:
+        """Compact the WAL (on its writer thread, between commit groups), then let the
+        Node forget what moved: only once it is durable, so a crash between the two steps
+        recovers either way. Returns how many records left the live state."""
+        wal, node = self.wal, self.node
+        if wal is None or node is None:
+            return 0
+        candidates = node.settled_ids()
+        if not (candidates[0] or candidates[1]):
+            return 0
+        out_ids, in_ids = await asyncio.get_running_loop().run_in_executor(
+            wal.executor, lambda: wal.compact(candidates, retention_days=self.retention_days))
+        if self.node is node:  # not replaced by a recovery meanwhile
+            node.forget(out_ids, in_ids)
+        return len(out_ids) + len(in_ids)
+
+    def lineage(self, batch_ids: list[str]) -> dict[str, BatchView]:
+        """What this node's genealogy index knows of ``batch_ids`` (read-only)."""
+        if self.wal is None:
+            raise RuntimeError("engine is not open")
+        return self.wal.lineage.lookup(batch_ids)
 
     async def close(self) -> None:
         if self._committer is not None:
@@ -215,12 +245,16 @@ class Engine:
             # earlier writes are durable cannot expose a non-durable transition; a crash
             # then is the same as a crash right after sending.
             return effects
+        started = time.perf_counter()
         try:
             await committer.commit(writes)
         except Exception as exc:
+            self.commit_error = str(exc) or type(exc).__name__  # health: WAL not writable
             await self._recover_after(exc, committer)
             raise
+        self.commit_error = ""
         if writes:
+            self.metrics.observe("wal_commit_seconds", time.perf_counter() - started)
             self._account(writes, fresh)
         return effects
 

@@ -9,7 +9,7 @@
 - WaitingForBatch: one RPC; a lost one is repaired by the supplier's re-offer.
 - OfferBatch: one RPC; the consumer's answer goes back into the protocol (OfferReply).
 
-Retries (DESIGN.md: the supplier owns them): a Tick every ``retry_s / 2`` lists the
+Retries (docs/protocol.md: the supplier owns them): a Tick every ``retry_s / 2`` lists the
 IN_TRANSIT batches; each is re-offered once it has been in transit for ``retry_s``, then
 with doubling backoff up to ``retry_cap_s``. ``kick(consumer)`` re-offers at once (the
 consumer came back).

@@ -52,6 +52,7 @@ from fos_agent.protocol.messages import (
 )
 from fos_agent.protocol.transitions import ProtocolError
 from fos_pb import agent_pb2, agent_pb2_grpc
+from fos_raft.lineage.remote import views_to_pb
 from fos_raft.runtime.grpc_runtime import keep_grpc_aio_running
 from fos_raft.security.tls import add_port, describe, peer_names
 
@@ -82,6 +83,7 @@ class PeerHost(Protocol):
     def stats_reply(self) -> agent_pb2.StatsReply: ...
 
 MAX_WAIT_MS = 10_000
+MAX_LINEAGE_IDS = 10_000
 
 
 class PeerService(agent_pb2_grpc.AgentServicer):
@@ -89,6 +91,7 @@ class PeerService(agent_pb2_grpc.AgentServicer):
         self.agent = agent
         self.closing = False  # set at stop: long-polls answer at once
         self.fair = FairShare()  # long-polls of a scarce item served round robin
+        self.health: Any = None  # the grpc.health.v1 servicer, set by start_server
 
     def close(self) -> None:
         self.closing = True
@@ -218,6 +221,14 @@ class PeerService(agent_pb2_grpc.AgentServicer):
                     context: grpc.aio.ServicerContext) -> agent_pb2.StatsReply:
         return self.agent.stats_reply()
 
+    async def Lineage(self, request: agent_pb2.LineageRequest,
+                      context: grpc.aio.ServicerContext) -> agent_pb2.LineageReply:
+        # read-only: any caller with a valid certificate may read (docs/genealogy.md)
+        if len(request.batch_ids) > MAX_LINEAGE_IDS:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"at most {MAX_LINEAGE_IDS} batch ids per call")
+        return views_to_pb(self.agent.node_id, self._engine.lineage(list(request.batch_ids)))
+
 
 async def _first_of(*tickets: asyncio.Event, timeout: float) -> None:
     """Wait until any of ``tickets`` is set, or ``timeout`` seconds."""
@@ -240,6 +251,7 @@ async def start_server(agent: PeerHost, listen: str
     agent_pb2_grpc.add_AgentServicer_to_server(service, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    service.health = health_servicer  # the agent's health task keeps it truthful
     try:
         port = add_port(server, listen, agent.tls)
     except RuntimeError as exc:  # grpc raises RuntimeError when it cannot bind

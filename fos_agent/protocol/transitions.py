@@ -1,4 +1,10 @@
-"""The legal WAL transitions (pair order, DESIGN.md section 5) and the check of durable writes.
+"""The rules of the batch protocol in one place: which record state may follow which, which
+event makes which move, and the check of durable writes (docs/protocol.md, "States").
+
+Laid out like h11's ``_state.py``: the tables first (``OUT_NEXT``, ``IN_NEXT``, the ranks,
+``OUTBOUND_MOVES``, ``INBOUND_MOVES``), the check below them. The handlers that make the moves
+live in fos_agent.protocol.supplier and fos_agent.protocol.consumer, dispatched by
+fos_agent.protocol.machine.
 
 Pure. Both stores use it before making anything durable: the LMDB WAL (fos_agent.storage.wal) inside
 its write transaction, and the in-memory store of fos_agent.testing. A write that would move
@@ -24,6 +30,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from fos_agent.protocol.messages import (
+    Arrived,
+    BatchSent,
+    DeliveryConfirmed,
+    Event,
+    OfferBatch,
+    OfferReply,
+    Produce,
+    Reclaim,
+    RequestBatch,
+)
 from fos_agent.protocol.records import (
     DurableState,
     InboundRecord,
@@ -66,6 +83,30 @@ IN_NEXT: dict[InState | None, frozenset[InState]] = {
 OUT_RANK = {OutState.QUEUED: 0, OutState.IN_TRANSIT: 1, OutState.DELIVERED: 2,
             OutState.RECLAIMED: 2}
 IN_RANK = {InState.IN_TRANSIT: 1, InState.QUEUED: 2, InState.CONSUMED: 3}
+
+# Which event makes which move (old state, None = new record -> new state); an event not
+# listed writes no record (Tick, FlowChanged, NewRequest, WaitingForBatch and the refusals
+# only send messages or change memory). tests/test_protocol_tables.py checks the handlers
+# make no other move.
+OutMove = tuple[OutState | None, OutState]
+InMove = tuple[InState | None, InState]
+
+OUTBOUND_MOVES: dict[type[Event], frozenset[OutMove]] = {
+    Produce: frozenset({(None, OutState.QUEUED)}),              # the cycle's output
+    RequestBatch: frozenset({(OutState.QUEUED, OutState.IN_TRANSIT)}),
+    DeliveryConfirmed: frozenset({(OutState.IN_TRANSIT, OutState.DELIVERED)}),
+    OfferReply: frozenset({(OutState.IN_TRANSIT, OutState.DELIVERED)}),  # QUEUED/CONSUMED
+    Reclaim: frozenset({(OutState.IN_TRANSIT, OutState.RECLAIMED),
+                        (None, OutState.QUEUED)}),              # the original and its copy
+}
+
+INBOUND_MOVES: dict[type[Event], frozenset[InMove]] = {
+    # QUEUED at once for stages with immediate arrival
+    BatchSent: frozenset({(None, InState.IN_TRANSIT), (None, InState.QUEUED)}),
+    OfferBatch: frozenset({(None, InState.IN_TRANSIT), (None, InState.QUEUED)}),
+    Arrived: frozenset({(InState.IN_TRANSIT, InState.QUEUED)}),
+    Produce: frozenset({(InState.QUEUED, InState.CONSUMED)}),   # the cycle's inputs
+}
 
 GetOutbound = Callable[[str], OutboundRecord | None]
 GetInbound = Callable[[str], InboundRecord | None]

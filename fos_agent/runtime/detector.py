@@ -1,4 +1,4 @@
-"""Neighbour-only failure detector (DESIGN.md section 5, issue 3).
+"""Neighbour-only failure detector (docs/agent.md, "Failure detector").
 
 Each agent watches only its flow neighbours that the flow says are alive. Any successful
 RPC with a neighbour, in either direction, is a heartbeat (``contact(node, True)``); a

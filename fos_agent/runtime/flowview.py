@@ -2,7 +2,7 @@
 
 Built from a coordinator ``Neighbourhood`` message (WatchFlow / GetFlow) and saved in the
 data dir, so an agent restarted while the coordinator cluster is down trades on the last
-flow it saw (DESIGN.md section 1).
+flow it saw (docs/architecture.md, "What it is").
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from fos_agent.runtime.flowview import FlowView, save_flow, view_from_pb
 from fos_pb import coordinator_pb2 as cpb
 from fos_raft.api.client import CoordinatorClient, CoordinatorError
 from fos_raft.model import ItemReq, NodeSpec
+from fos_raft.runtime.health import HealthPublisher
 
 if TYPE_CHECKING:
     from fos_agent.runtime.settings import AgentSettings
@@ -45,6 +46,7 @@ class CoordinatorSide:
     flow_changed: Signal
     settings: AgentSettings
     metrics: Metrics
+    health: HealthPublisher | None
     coordinator: CoordinatorClient | None
     engine: Engine
     detector: FailureDetector
@@ -146,6 +148,10 @@ class CoordinatorSide:
         if view.version < self.flow.version:
             return
         previous, self.flow = self.flow, view
+        if self.health is not None:  # a first flow makes the agent serving: say so now
+            self.health.poke()
+        self.metrics.suppliers_changed(
+            {item: [s.node_id for s in ranked] for item, ranked in view.suppliers.items()})
         if view.spec is not None and self.spec is not None and _differs(view.spec, self.spec):
             self.log.info("spec changed by the coordinator", spec=str(view.spec))
             self._adopt_spec(view.spec)

@@ -24,4 +24,7 @@ class AgentSettings:
     start_timeout: float = 30.0  # registering at start, when no saved flow exists
     start_file: str | None = None  # the simulated stage waits for this file to exist
     reclaim_check_s: float = 2.0  # ask about consumers owed goods that left the flow
+    compact_s: float = 5.0  # move settled records out of the WAL's live state this often
+    lineage_retention_days: float = 3650.0  # genealogy index entries older than this go
+    lineage_index: bool = True  # False: no genealogy index, no compaction (comparisons)
     stop_step_s: float = 5.0  # bound on each step of a clean stop (closing the WAL: 6x)

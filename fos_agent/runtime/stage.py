@@ -27,6 +27,7 @@ instead of skipping (the trades benchmark).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import structlog
@@ -184,6 +185,7 @@ class Stage:
         consume and produce; True if it succeeded (a failed step releases the inputs)."""
         m = self.metrics
         m.inc("total_cycles")
+        started = time.perf_counter()
         try:
             await asyncio.sleep(max(0.0, until - asyncio.get_running_loop().time()))
         except BaseException:
@@ -198,6 +200,7 @@ class Stage:
             m.inc("skipped_cycles")
             return False
         m.inc("successful_cycles")
+        m.observe("cycle_seconds", time.perf_counter() - started)
         return True
 
     async def _fast_worker(self) -> None:
@@ -205,6 +208,7 @@ class Stage:
         while True:
             inputs = await self.next_cycle()
             m.inc("total_cycles")
+            started = time.perf_counter()
             try:
                 await self.produce(inputs)
             except asyncio.CancelledError:
@@ -214,3 +218,4 @@ class Stage:
                 m.inc("skipped_cycles")
                 continue
             m.inc("successful_cycles")
+            m.observe("cycle_seconds", time.perf_counter() - started)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -50,6 +51,17 @@ from fos_agent.protocol.records import (
     split_request_key,
 )
 from fos_agent.protocol.transitions import check_writes
+from fos_agent.storage.lineage_store import (
+    WalSettled,
+    compact_txn,
+    open_index_dbs,
+    prune_txn,
+    settled_record,
+    settled_state,
+    write_index,
+)
+from fos_raft.lineage.index import DAY_MS
+from fos_raft.lineage.reader import IndexReader
 
 DEFAULT_MAP_SIZE = 256 << 20  # sparse on Linux; doubled on demand
 MAX_MAP_SIZE = 1 << 40
@@ -107,7 +119,7 @@ def _check_dir(path: Path) -> bool:
 
 def _open_env(path: Path, *, readonly: bool, map_size: int) -> lmdb.Environment:
     try:
-        return lmdb.open(str(path), map_size=map_size, subdir=True, max_dbs=len(_DBS),
+        return lmdb.open(str(path), map_size=map_size, subdir=True, max_dbs=12,
                          readonly=readonly, sync=True, metasync=True, create=not readonly,
                          max_readers=126)
     except lmdb.Error as e:
@@ -147,7 +159,9 @@ def _open_dbs(env: lmdb.Environment, path: Path, node_id: str | None,
     return dbs
 
 
-def _load(env: lmdb.Environment, dbs: dict[bytes, object]) -> DurableState:
+def _load(env: lmdb.Environment, dbs: dict[bytes, object],
+          index: dict[bytes, object] | None = None) -> DurableState:
+    """The live records; with ``index``, also the compacted ones rebuilt from it (audit)."""
     with env.begin() as txn:
         meta = dbs[b"meta"]
         state = DurableState(
@@ -161,23 +175,27 @@ def _load(env: lmdb.Environment, dbs: dict[bytes, object]) -> DurableState:
             state.inbound[key.decode()] = decode_inbound(value)
         for key, value in txn.cursor(db=dbs[b"requests"]):
             state.requests[split_request_key(key)] = value.decode()
+        if index is not None:
+            settled_state(txn, index, state)
     return state
 
 
 _OPEN_HERE: dict[Path, Wal] = {}  # LMDB allows one environment handle per file per process
 
 
-def read_wal(path: str | os.PathLike[str]) -> DurableState:
-    """Read-only snapshot of a WAL (stopped or live agent); changes nothing on disk."""
+def read_wal(path: str | os.PathLike[str], *, settled: bool = False) -> DurableState:
+    """Read-only snapshot of a WAL (stopped or live agent); changes nothing on disk.
+    ``settled``: include the records compaction moved out, rebuilt from the index."""
     path = Path(path)
     owner = _OPEN_HERE.get(path.resolve())
     if owner is not None:  # the owner is in this process: read through its environment
-        return owner.load()
+        return owner.load(settled=settled)
     if not _check_dir(path):
         raise WalError(f"{path} has no WAL")
     env = _open_env(path, readonly=True, map_size=DEFAULT_MAP_SIZE)
     try:
-        return _load(env, _open_dbs(env, path, None, create=False))
+        dbs = _open_dbs(env, path, None, create=False)
+        return _load(env, dbs, open_index_dbs(env, readonly=True) if settled else None)
     finally:
         env.close()
 
@@ -186,7 +204,7 @@ class Wal:
     """An open, exclusively owned WAL. Writes run on one dedicated thread (``executor``)."""
 
     def __init__(self, path: Path, env: lmdb.Environment, dbs: dict[bytes, object],
-                 node_id: str, lock_fd: int) -> None:
+                 node_id: str, lock_fd: int, lineage: bool = True) -> None:
         self.path = path
         self.node_id = node_id
         self.stats = WalStats()
@@ -195,10 +213,17 @@ class Wal:
         self._dbs = dbs
         self._lock_fd = lock_fd
         self.incarnation = 0
+        # lineage=False: no genealogy index and no compaction (the design before issue 10,
+        # kept for comparisons: bench/bench_lineage.py)
+        self.lineage_on = lineage
+        self._index = open_index_dbs(env, readonly=False) or {}
+        self.settled = WalSettled(env, dbs, self._index, node_id)  # Node's SettledLookup
+        self.lineage = IndexReader(env, {**self._index, b"outbound": dbs[b"outbound"]},
+                                   node_id)  # the Lineage RPC reads this
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], node_id: str, *,
-             map_size: int = DEFAULT_MAP_SIZE) -> Wal:
+             map_size: int = DEFAULT_MAP_SIZE, lineage: bool = True) -> Wal:
         """Open or create the WAL of ``node_id`` at ``path`` and bump its incarnation."""
         path = Path(path)
         _check_dir(path)
@@ -213,7 +238,7 @@ class Wal:
             env = _open_env(path, readonly=False, map_size=map_size)
             try:
                 dbs = _open_dbs(env, path, node_id, create=True)
-                wal = cls(path, env, dbs, node_id, lock_fd)
+                wal = cls(path, env, dbs, node_id, lock_fd, lineage)
                 wal.incarnation = wal._bump_incarnation()
                 _OPEN_HERE[path.resolve()] = wal
             except BaseException:
@@ -231,9 +256,27 @@ class Wal:
             txn.put(b"incarnation", str(value).encode(), db=meta)
         return value
 
-    def load(self) -> DurableState:
-        """Every durable record (what Node.recover rebuilds from)."""
-        return _load(self._env, self._dbs)
+    def load(self, *, settled: bool = False) -> DurableState:
+        """Every live durable record (what Node.recover rebuilds from); ``settled`` adds
+        the compacted ones, rebuilt from the genealogy index (for the audit)."""
+        return _load(self._env, self._dbs, self._index if settled else None)
+
+    def compact(self, candidates: tuple[list[str], list[str]] | None = None, *,
+                retention_days: float | None = None,
+                now_ms: int | None = None) -> tuple[list[str], list[str]]:
+        """One synced transaction: settled records leave the live state -- all of them, or
+        those among ``candidates`` (``Node.settled_ids()``) -- and, with
+        ``retention_days``, index entries older than that are pruned. Returns the
+        (outbound, inbound) ids compacted; the caller then lets the Node forget them."""
+        if not self.lineage_on:  # without the index, settled records are the dedup
+            return [], []
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        with self._env.begin(write=True) as txn:
+            moved = compact_txn(txn, self._dbs, self._index, candidates)
+            if retention_days is not None:
+                prune_txn(txn, self._dbs, self._index, now_ms - int(retention_days * DAY_MS))
+        self.stats.commits += 1
+        return moved
 
     def commit(self, writes: Sequence[Write]) -> None:
         """Make one group durable in one synced transaction (raises InvalidTransition)."""
@@ -261,6 +304,7 @@ class Wal:
         out_db, in_db = self._dbs[b"outbound"], self._dbs[b"inbound"]
         req_db, meta = self._dbs[b"requests"], self._dbs[b"meta"]
         written = accepted = 0
+        now_ms = int(time.time() * 1000)  # made_at / used_at of the genealogy index
         txn = self._env.begin(write=True)
         try:
             for writes in groups:
@@ -273,7 +317,8 @@ class Wal:
                         get_outbound=lambda b: _maybe(decode_outbound,
                                                       txn.get(b.encode(), db=out_db)),
                         get_inbound=lambda b: _maybe(decode_inbound,
-                                                     txn.get(b.encode(), db=in_db)),
+                                                     txn.get(b.encode(), db=in_db))
+                        or settled_record(txn, self._index, self.node_id, b),
                         get_request=lambda c, r: _maybe(bytes.decode,
                                                         txn.get(request_key(c, r), db=req_db)),
                         next_seq=int(txn.get(b"next_seq", db=meta)),
@@ -293,6 +338,8 @@ class Wal:
                                 db=req_db)
                     elif isinstance(w, SetNextSeq):
                         txn.put(b"next_seq", str(w.next_seq).encode(), db=meta)
+                if self.lineage_on:
+                    write_index(txn, self._index, self.node_id, writes, now_ms)
                 written += len(writes)
                 accepted += 1
                 results.append(None)

@@ -1,7 +1,7 @@
 """Test kit for the batch protocol: a model driver, a lossy network and hypothesis strategies.
 
 Public, for factory software too: run the same convergence properties factoryOS runs
-(DESIGN.md section 5, invariants I1-I6) against your own stage code, with no processes,
+(docs/protocol.md, invariants I1-I6) against your own stage code, with no processes,
 sockets or disks. The model is the real protocol (fos_agent.protocol.machine.Node) with real
 transition checks; only the I/O is simulated:
 
@@ -31,9 +31,9 @@ Using it from your own tests::
 or subclass ``fos_agent.testing.machine.BatchProtocolMachine`` (a hypothesis
 RuleBasedStateMachine) and set its ``topology`` / ``stage``.
 
-This module is the kit's public entry; the parts live in ``testing_topology`` (topologies,
-stage code), ``testing_network`` (LossyNetwork), ``testing_sim`` (MemoryStore, SimNode,
-Simulation) and ``testing_schedules`` (Op, run_op, the strategies).
+This module is the kit's public entry; the parts live in ``topology`` (topologies,
+stage code), ``network`` (LossyNetwork), ``sim`` (MemoryStore, SimNode, Simulation) and
+``schedules`` (Op, run_op, the strategies), all under ``fos_agent.testing``.
 """
 
 from __future__ import annotations

@@ -12,11 +12,11 @@ from fos_agent.testing.sim import Simulation
 from fos_agent.testing.topology import SimTopology
 
 OP_KINDS = ("produce", "request", "deliver", "drop", "duplicate", "flush", "arrive", "tick",
-            "crash", "move", "push_flow", "decommission", "reclaim")
+            "crash", "move", "push_flow", "decommission", "reclaim", "compact")
 # Relative frequencies: the happy path must be common enough for trades to complete.
 _WEIGHTS = {"produce": 5, "request": 5, "deliver": 10, "flush": 8, "arrive": 4, "tick": 2,
             "drop": 1, "duplicate": 1, "crash": 1, "move": 1, "push_flow": 1,
-            "decommission": 1, "reclaim": 1}
+            "decommission": 1, "reclaim": 1, "compact": 2}
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,8 @@ def run_op(sim: Simulation, op: Op, *, allow_decommission: bool = True) -> None:
             sim.decommission(node)
     elif op.kind == "reclaim":
         sim.reclaim(node)
+    elif op.kind == "compact":  # b % 4 == 0: the node keeps the records in memory
+        sim.compact(node, forget=op.b % 4 != 0)
     else:
         raise ValueError(f"unknown op {op.kind!r}")
     if settle and op.kind in ("produce", "request", "arrive", "tick"):

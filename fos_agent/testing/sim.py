@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fos_agent.audit import audit_states
+from fos_agent.protocol.compaction import inbound_settled, outbound_settled
 from fos_agent.protocol.machine import Node, NodeConfig
 from fos_agent.protocol.messages import (
     Arrived,
@@ -23,8 +24,11 @@ from fos_agent.protocol.messages import (
     Tick,
 )
 from fos_agent.protocol.records import (
+    Batch,
     DurableState,
+    InboundRecord,
     InState,
+    OutboundRecord,
     OutState,
     PutInbound,
     PutOutbound,
@@ -36,13 +40,52 @@ from fos_agent.testing.topology import SimTopology, StageCode, always_succeeds
 
 
 class MemoryStore:
-    """A node's durable records in memory, checked like the LMDB WAL (same rules)."""
+    """A node's durable records in memory, checked like the LMDB WAL (same rules).
+
+    ``durable`` is the live state (what recovery loads); ``settled_*`` model the records
+    compaction moved into the genealogy index (fos_agent.protocol.compaction). It is also
+    the node's SettledLookup."""
 
     def __init__(self, node_id: str) -> None:
         self.durable = DurableState(node_id=node_id, incarnation=1)
+        self.settled_out: dict[str, OutboundRecord] = {}
+        self.settled_in: dict[str, InboundRecord] = {}
+        self.settled_requests: dict[tuple[str, str], str] = {}
 
     def apply(self, writes: Sequence[Write]) -> None:
         apply_writes(self.durable, writes)
+
+    def compact(self) -> tuple[list[str], list[str]]:
+        """One atomic step: settled records leave the live state (their request keys with
+        them). Returns the (outbound, inbound) ids moved."""
+        d = self.durable
+        out_ids = [b for b, r in d.outbound.items() if outbound_settled(r)]
+        in_ids = [b for b, r in d.inbound.items() if inbound_settled(r)]
+        gone = set(out_ids)
+        for key, bid in list(d.requests.items()):
+            if bid in gone:
+                self.settled_requests[key] = d.requests.pop(key)
+        for bid in out_ids:
+            self.settled_out[bid] = d.outbound.pop(bid)
+        for bid in in_ids:
+            self.settled_in[bid] = d.inbound.pop(bid)
+        return out_ids, in_ids
+
+    def settled_inbound(self, batch_id: str) -> str | None:
+        rec = self.settled_in.get(batch_id)
+        return rec.supplier if rec else None
+
+    def settled_request(self, consumer: str, request_id: str) -> Batch | None:
+        bid = self.settled_requests.get((consumer, request_id))
+        return self.settled_out[bid].batch if bid is not None else None
+
+    def full(self) -> DurableState:
+        """Live and settled records together: the history the invariants are about."""
+        state = self.durable.copy()
+        state.outbound.update(self.settled_out)
+        state.inbound.update(self.settled_in)
+        state.requests.update(self.settled_requests)
+        return state
 
     def restart(self) -> DurableState:
         self.durable.incarnation += 1
@@ -77,7 +120,7 @@ class Simulation:
         self._pushed: dict[str, frozenset[str]] = {}  # the flow each node was last told
         for config in topology.configs:
             store = MemoryStore(config.node_id)
-            node, effects = Node.recover(config, store.durable.copy())
+            node, effects = Node.recover(config, store.durable.copy(), store)
             sim = SimNode(config, store, node)
             self.nodes[config.node_id] = sim
             self._ever_created[config.node_id] = set()
@@ -143,9 +186,20 @@ class Simulation:
         if sim.decommissioned:
             return
         sim.pending.clear()
-        sim.node, effects = Node.recover(sim.config, sim.store.restart())
+        sim.node, effects = Node.recover(sim.config, sim.store.restart(), sim.store)
         self._enqueue(sim, effects)
         self.push_flow(node_id)  # the agent reads the current flow when it starts
+
+    def compact(self, node_id: str, forget: bool = True) -> None:
+        """Compaction: settled records leave the store's live state (one atomic step);
+        then, unless ``forget`` is False (a crash may land between the two), the node drops
+        them from memory."""
+        sim = self.nodes[node_id]
+        if sim.decommissioned:
+            return
+        out_ids, in_ids = sim.store.compact()
+        if forget:
+            sim.node.forget(out_ids, in_ids)
 
     def produce(self, node_id: str) -> None:
         sim = self.nodes[node_id]
@@ -249,6 +303,12 @@ class Simulation:
     def _check_monotone(self, sim: SimNode, writes: Sequence[Write]) -> None:
         node_id = sim.node_id
         for w in writes:
+            if isinstance(w, PutOutbound | PutInbound):
+                settled = (sim.store.settled_out if isinstance(w, PutOutbound)
+                           else sim.store.settled_in)
+                assert w.record.batch_id not in settled, (
+                    f"I1/I4: {node_id} writes {w.record.batch_id} again after it settled "
+                    "and was compacted (dedup lost)")
             if isinstance(w, PutOutbound):
                 key, rank = (node_id, "out", w.record.batch_id), OUT_RANK[w.record.state]
                 if w.record.batch_id not in sim.store.durable.outbound:  # a creation
@@ -269,14 +329,15 @@ class Simulation:
         QUEUED/CONSUMED. (Authorisation is checked as each request is handled.)"""
         holders: dict[str, str] = {}
         consumed_into: dict[str, str] = {}
+        full = {n: s.store.full() for n, s in self.nodes.items()}
         for sim in self.nodes.values():
-            d = sim.store.durable
+            d = full[sim.node_id]
             for bid, rec in d.inbound.items():
                 assert bid not in holders, f"I1: {bid} in inbound WALs of {holders[bid]} " \
                                            f"and {sim.node_id}"
                 holders[bid] = sim.node_id
                 sup = self.nodes.get(rec.supplier)
-                sent = sup.store.durable.outbound.get(bid) if sup else None
+                sent = full[sup.node_id].outbound.get(bid) if sup else None
                 assert sent is not None and sent.state is not OutState.QUEUED \
                     and sent.to == sim.node_id, (
                         f"{sim.node_id} holds {bid} but its supplier's durable record is "
@@ -285,7 +346,7 @@ class Simulation:
             for rec in d.outbound.values():
                 assert rec.batch.seq < d.next_seq, f"I6: {rec.batch_id} >= counter"
                 if rec.state is OutState.DELIVERED:
-                    got = self.nodes[rec.to].store.durable.inbound.get(rec.batch_id)
+                    got = full[rec.to].inbound.get(rec.batch_id)
                     assert got is not None and got.state in (InState.QUEUED, InState.CONSUMED), (
                         f"{rec.batch_id} DELIVERED by {sim.node_id} while {rec.to} has {got} "
                         "(a confirmation left before its write was durable)")
@@ -308,10 +369,15 @@ class Simulation:
 
     def _check_view(self, sim: SimNode) -> None:
         """With nothing pending, the node's in-memory view is exactly its durable records."""
-        d, node = sim.store.durable, sim.node
-        assert {r.batch_id: r for r in node.outbound_records()} == d.outbound, \
+        d, node, store = sim.store.durable, sim.node, sim.store
+        mem_out = {r.batch_id: r for r in node.outbound_records()}
+        mem_in = {r.batch_id: r for r in node.inbound_records()}
+        # a node that did not forget compacted records still holds them (settled, equal)
+        assert mem_out == d.outbound | {b: store.settled_out[b] for b in mem_out
+                                        if b in store.settled_out}, \
             f"{sim.node_id}: in-memory outbound differs from its WAL"
-        assert {r.batch_id: r for r in node.inbound_records()} == d.inbound, \
+        assert mem_in == d.inbound | {b: store.settled_in[b] for b in mem_in
+                                      if b in store.settled_in}, \
             f"{sim.node_id}: in-memory inbound differs from its WAL"
         views = [
             ({b.batch_id for b in node.outbound_queued()}, OutState.QUEUED, d.outbound),
@@ -328,12 +394,13 @@ class Simulation:
         """After ``heal``: I2 (no loss) and I3 (agreement) between live nodes."""
         assert not self.network.in_flight and not any(s.pending for s in self.live()), \
             "heal did not settle"
-        report = audit_states({s.node_id: s.store.durable for s in self.live()},
+        full = {s.node_id: s.store.full() for s in self.nodes.values()}
+        report = audit_states({s.node_id: full[s.node_id] for s in self.live()},
                               quiescent=True)
         assert report.ok and not report.in_transit, report.summary()
         for sim in self.live():
             self._check_view(sim)
-            for rec in sim.store.durable.outbound.values():
+            for rec in full[sim.node_id].outbound.values():
                 if rec.state in (OutState.QUEUED, OutState.RECLAIMED):
                     continue
                 consumer = self.nodes[rec.to]
@@ -342,16 +409,16 @@ class Simulation:
                         f"{rec.batch_id} still IN_TRANSIT to decommissioned {rec.to}, "
                         "not reclaimed")
                     continue
-                inb = consumer.store.durable.inbound.get(rec.batch_id)
+                inb = full[rec.to].inbound.get(rec.batch_id)
                 assert rec.state is OutState.DELIVERED, (
                     f"I2: {rec.batch_id} still {rec.state.value} at {sim.node_id}")
                 assert inb is not None and inb.state in (InState.QUEUED, InState.CONSUMED), (
                     f"I2: {rec.batch_id} DELIVERED by {sim.node_id} but {rec.to} has {inb}")
-            for bid, inb in sim.store.durable.inbound.items():
+            for bid, inb in full[sim.node_id].inbound.items():
                 sup = self.nodes[inb.supplier]
                 if sup.decommissioned:
                     continue
-                out = sup.store.durable.outbound[bid]
+                out = full[sup.node_id].outbound[bid]
                 assert inb.state in (InState.QUEUED, InState.CONSUMED), (
                     f"I2: {bid} still {inb.state.value} at {sim.node_id}")
                 assert out.state is OutState.DELIVERED, (

@@ -26,9 +26,9 @@ applied state, which may lag a write this client made through another replica: a
 NOT_FOUND / FAILED_PRECONDITION / ALREADY_EXISTS refusal is raised only after that replica
 has caught up to the client's version (GetFlow with min_version) and refused once more.
 
-The pure policy (codes, backoff, leader hints, error types) is in ``client_policy``; the
+The pure policy (codes, backoff, leader hints, error types) is in ``fos_raft.api.policy``; the
 names are re-exported here. Channels, the version floor and the retry loop are the base class
-``client_failover.FailoverChannels``; this module adds the coordinator's calls and the watch.
+``fos_raft.api.failover.FailoverChannels``; this module adds the coordinator's calls and the watch.
 
 Return types: writes return the new flow version (int); reads return the raw fos_pb
 messages (``GetFlowReply``, ``ListNodesReply``, ``ClusterStatusReply``, ``MembersReply``).

@@ -3,7 +3,7 @@ replica, the flow-version floor and the retry loop every call goes through.
 
 `CoordinatorClient` (fos_raft.api.client) is this class plus the coordinator's calls; the failover
 rules are described there and the pure policy (codes, backoff, leader hints) is in
-``client_policy``.
+``fos_raft.api.policy``.
 """
 
 from __future__ import annotations

@@ -8,6 +8,11 @@ carry the file and the line of the offending ``[[node]]`` table or key where tom
 (tomllib reports positions only for syntax errors, so semantic errors are located by a small
 scan of the text for table headers and keys).
 
+The one reader of ``[[node]]`` tables: fos-sim's scenario files (bench.sim.scenario) call
+:func:`specs_from_tables` for their inline catalog and :func:`spec_from_table` for the node
+specs of their events, so a bad ``[[node]]`` gives the same ``FILE:LINE: message`` through
+``fosctl apply`` and ``fos-sim --scenario``.
+
 Pure: reads a file or a string, no network, no clock.
 """
 
@@ -17,7 +22,7 @@ import itertools
 import json
 import re
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,9 +32,9 @@ from fos_raft.model import ItemReq, ModelError, NodeSpec, find_item_cycle
 NODE_KEYS = ("id", "address", "produces", "requires", "capacity")
 ITEM_KEYS = ("item", "qty")
 _REQUIRED_NODE_KEYS = ("id", "address", "produces")
-_NODE_HEADER_RE = re.compile(r"^\s*\[\[\s*node\s*\]\]\s*(#.*)?$")
 _ANY_HEADER_RE = re.compile(r"^\s*\[")
 _TOML_LINE_RE = re.compile(r"at line (\d+)")
+LineOf = Callable[[str | None], int | None]  # key (None: the table itself) -> its line
 
 
 class CatalogFileError(ValueError):
@@ -44,16 +49,18 @@ class CatalogFileError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class _Locator:
-    """Finds the line of the k-th ``[[node]]`` header and of keys inside it."""
+class TableLocator:
+    """Finds the line of the k-th ``[[name]]`` header (``[[node]]`` by default) and of keys
+    inside it."""
 
     lines: tuple[str, ...]
-    headers: tuple[int, ...]  # 0-based line index of each [[node]] header, in order
+    headers: tuple[int, ...]  # 0-based line index of each [[name]] header, in order
 
     @classmethod
-    def of(cls, text: str) -> _Locator:
+    def of(cls, text: str, name: str = "node") -> TableLocator:
+        header_re = re.compile(rf"^\s*\[\[\s*{re.escape(name)}\s*\]\]\s*(#.*)?$")
         lines = tuple(text.splitlines())
-        headers = tuple(i for i, ln in enumerate(lines) if _NODE_HEADER_RE.match(ln))
+        headers = tuple(i for i, ln in enumerate(lines) if header_re.match(ln))
         return cls(lines, headers)
 
     def node_line(self, index: int) -> int | None:
@@ -72,6 +79,10 @@ class _Locator:
                 return i + 1
         return self.headers[index] + 1
 
+    def line_of(self, index: int) -> LineOf:
+        """The lines of the index-th table: of a key, or (None) of its header."""
+        return lambda key: self.key_line(index, key) if key else self.node_line(index)
+
 
 def parse_catalog(text: str, path: str = "<catalog>") -> list[NodeSpec]:
     """Parse and fully validate catalog ``text``; return its specs in file order."""
@@ -81,38 +92,49 @@ def parse_catalog(text: str, path: str = "<catalog>") -> list[NodeSpec]:
         match = _TOML_LINE_RE.search(str(exc))
         line = int(match.group(1)) if match else None
         raise CatalogFileError(path, line, f"not valid TOML: {exc}") from None
-    locator = _Locator.of(text)
-
     unknown = sorted(set(doc) - {"node"})
     if unknown:
         raise CatalogFileError(
-            path, _top_level_line(locator, unknown[0]),
+            path, _top_level_line(TableLocator.of(text), unknown[0]),
             f"unknown top-level key {unknown[0]!r}; a catalog has only [[node]] tables",
         )
-    nodes = doc.get("node", [])
+    return specs_from_tables(doc.get("node", []), text, path)
+
+
+def specs_from_tables(
+    nodes: Any, text: str, path: str, *, default_address: str | None = None
+) -> list[NodeSpec]:
+    """Validate the ``[[node]]`` tables ``nodes`` of a TOML document (parsed from ``text``,
+    which locates errors) as one catalog: each spec, duplicate ids and addresses, cycles.
+
+    ``default_address``: the address of a table that gives none (fos-sim assigns its own
+    ports); None makes ``address`` required. Only given addresses must be unique."""
     if not isinstance(nodes, list) or not all(isinstance(n, dict) for n in nodes):
         raise CatalogFileError(path, None, "'node' must be an array of tables ([[node]])")
     if not nodes:
         raise CatalogFileError(path, None, "no [[node]] tables: the catalog is empty")
+    locator = TableLocator.of(text)
 
     specs: list[NodeSpec] = []
     first_line_of_id: dict[str, int | None] = {}
     id_of_address: dict[str, str] = {}
     for index, table in enumerate(nodes):
-        spec = _node_from_table(table, index, locator, path)
+        spec = spec_from_table(table, path, locator.line_of(index),
+                               ordinal=f"node #{index + 1}", default_address=default_address)
         line = locator.node_line(index)
         if spec.node_id in first_line_of_id:
             first = first_line_of_id[spec.node_id]
             also = f" (first at line {first})" if first is not None else ""
             raise CatalogFileError(path, line, f"duplicate node id {spec.node_id!r}{also}")
-        if spec.address in id_of_address:
+        if "address" in table and spec.address in id_of_address:
             raise CatalogFileError(
                 path, locator.key_line(index, "address"),
                 f"node {spec.node_id!r}: address {spec.address!r} is already used by node "
                 f"{id_of_address[spec.address]!r}; every agent needs its own address",
             )
         first_line_of_id[spec.node_id] = line
-        id_of_address[spec.address] = spec.node_id
+        if "address" in table:
+            id_of_address[spec.address] = spec.node_id
         specs.append(spec)
 
     cycle = find_item_cycle(specs)
@@ -154,7 +176,7 @@ def cycle_message(cycle: Sequence[str], specs: Iterable[NodeSpec]) -> str:
     return f"the item graph has a cycle {' -> '.join(cycle)}: " + ", ".join(links)
 
 
-def _top_level_line(locator: _Locator, key: str) -> int | None:
+def _top_level_line(locator: TableLocator, key: str) -> int | None:
     key_re = re.compile(rf"^\s*(\[+\s*)?{re.escape(key)}\b")
     for i, ln in enumerate(locator.lines):
         if key_re.match(ln):
@@ -162,15 +184,19 @@ def _top_level_line(locator: _Locator, key: str) -> int | None:
     return None
 
 
-def _node_from_table(
-    table: dict[str, Any], index: int, locator: _Locator, path: str
+def spec_from_table(
+    table: Mapping[str, Any], path: str, line_of: LineOf | None = None, *,
+    ordinal: str = "node", default_address: str | None = None,
 ) -> NodeSpec:
-    ordinal = f"node #{index + 1}"
-
+    """One ``[[node]]`` table as a validated NodeSpec, or CatalogFileError ``path:line``
+    (``line_of`` finds the line of a key; without it errors carry ``path`` only).
+    ``ordinal`` names the table in errors while it has no valid id; ``default_address`` as
+    in :func:`specs_from_tables`."""
     def fail(key: str | None, message: str) -> CatalogFileError:
-        line = locator.key_line(index, key) if key else locator.node_line(index)
-        return CatalogFileError(path, line, message)
+        return CatalogFileError(path, line_of(key) if line_of else None, message)
 
+    if default_address is not None and "address" not in table:
+        table = {**table, "address": default_address}
     node_id = table.get("id")
     label = f"node {node_id!r}" if isinstance(node_id, str) and node_id else ordinal
     for key in table:

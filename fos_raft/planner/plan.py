@@ -1,7 +1,7 @@
 """The deterministic flow planner: catalog + liveness + previous flow -> next flow (pure).
 
 No gRPC, no LMDB, no pysyncobj, no clock, no randomness: every coordinator replica runs it on
-the same inputs and must get the same flow (DESIGN.md section 4, properties P1-P7).
+the same inputs and must get the same flow (properties P1-P7, docs/architecture.md).
 
 Interfaces
 ----------
@@ -28,7 +28,7 @@ Semantics
 * Viability (P2, P4): an item is *available* iff some viable node produces it; a node is
   *viable* iff it is eligible and every item it requires is available. This is the least
   fixpoint, computed by propagation from the source nodes (nodes requiring nothing) towards
-  the final products: the memoised search of DESIGN.md without recursion depth limits. On a
+  the final products: a memoised search without recursion depth limits. On a
   cyclic input it still terminates. ``Plan.members`` is the set of all viable nodes (P4).
 * Edges (P1): for every viable consumer C and every item X it requires there is exactly one
   primary edge (rank 0) from a viable supplier of X, plus backup edges of rank 1..k,
@@ -39,7 +39,7 @@ Semantics
   ``load / capacity``. Ratios are compared as floats: loads and capacities are at most 10**6,
   so two different fractions differ by a relative 10**-12, far above float rounding, and
   equal fractions round to the same float: the comparisons are exact.
-* Per item X, against ``previous`` (``planner_assign.assign_item``):
+* Per item X, against ``previous`` (``fos_raft.planner.assign.assign_item``):
   1. Stability (P5): a consumer keeps its previous primary while that supplier is still a
      viable supplier of X. (Malformed ``previous`` with several rank-0 edges for one
      consumer and item: the smallest supplier id is the primary, the others count as its
@@ -63,8 +63,8 @@ Semantics
   on dict insertion order or hash seeds. Re-planning a plan with itself as ``previous``
   returns it unchanged (fixpoint).
 
-Reading ``previous`` back and building edge records is ``planner_edges``; the per-item
-assignment (steps 1-4 above) is ``planner_assign``.
+Reading ``previous`` back and building edge records is ``fos_raft.planner.edges``; the
+per-item assignment (steps 1-4 above) is ``fos_raft.planner.assign``.
 """
 
 from __future__ import annotations

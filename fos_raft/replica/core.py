@@ -5,8 +5,8 @@ loop on Raft: writes pass pysyncobj a ``callback=`` that hops back into the loop
 ``loop.call_soon_threadsafe``. Readers take `Replica.state`, one immutable
 `CoordinatorState` whose reference the tick thread swaps on every apply.
 
-The replicated object is `replica_machine.StateMachine`; the commit-and-retry loop of writes
-is `replica_commit.commit_with_retry`.
+The replicated object is `fos_raft.replica.machine.StateMachine`; the commit-and-retry loop
+of writes is `fos_raft.replica.commit.commit_with_retry`.
 """
 
 from __future__ import annotations
@@ -94,6 +94,8 @@ class Replica:
         self.journal: journal_mod.LmdbJournal | None = None
         self.writes = {"ok": 0, "refused": 0, "unavailable": 0}
         self.read_index = ReadIndex(self._commit_read_barrier, self._read_unavailable)
+        # seconds from submit to the committed, applied outcome (metrics; None: not kept)
+        self.commit_observer: Callable[[float], None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -237,7 +239,10 @@ class Replica:
                 deadline = loop.time() + timeout
                 validate(await self.confirm_read(timeout), command)
                 timeout = max(0.0, deadline - loop.time())
+        started = monotonic()
         outcome = await self._replicate(command, timeout)
+        if self.commit_observer is not None:
+            self.commit_observer(monotonic() - started)
         if outcome.error is not None:
             self.writes["refused"] += 1
         else:
@@ -296,6 +301,11 @@ class Replica:
     def leader(self) -> str:
         leader = self._obj._getLeader() if self._obj is not None else None
         return leader.address if leader is not None else ""
+
+    @property
+    def has_quorum(self) -> bool:
+        """This replica is connected to a majority of the members (itself included)."""
+        return self._obj is not None and bool(self._obj.hasQuorum)
 
     @property
     def is_leader(self) -> bool:

@@ -1,0 +1,131 @@
+"""The consumer-side handlers: a node's INBOUND batches and its production cycle
+(docs/protocol.md).
+
+Pure. Each handler takes one event, changes the ledger through ``_put_in`` / ``_put_out``
+and returns the `Effects` of that one atomic step. The moves they make are listed in
+`fos_agent.protocol.transitions.INBOUND_MOVES` (and `OUTBOUND_MOVES` for the output of a
+`Produce`); `Node.handle` (fos_agent.protocol.machine) dispatches to them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from fos_agent.protocol.ledger import NodeLedger, seq_last
+from fos_agent.protocol.messages import (
+    Arrived,
+    BatchSent,
+    BatchUnavailable,
+    DeliveryConfirmed,
+    Effects,
+    Message,
+    NewRequest,
+    OfferBatch,
+    OfferReply,
+    Produce,
+    RequestBatch,
+    RequestRefused,
+    WaitingForBatch,
+)
+from fos_agent.protocol.records import (
+    Batch,
+    InboundRecord,
+    InState,
+    OutboundRecord,
+    OutState,
+    Write,
+    batch_id_of,
+)
+from fos_agent.protocol.transitions import ProtocolError
+
+
+class ConsumerSide(NodeLedger):
+    """Handlers of the events that move inbound records, and of the production cycle."""
+
+    def _on_new_request(self, event: NewRequest) -> Effects:
+        """A local wish for a batch: no durable write, one RequestBatch to send."""
+        self._request_counter += 1
+        rid = f"{self.node_id}~{self.incarnation}~{self._request_counter}"
+        qty = event.qty
+        if qty is None:
+            qty = next((r.qty for r in self.config.requires if r.item == event.item), 1)
+        return Effects(messages=(RequestBatch(event.supplier, self.node_id, rid, event.item,
+                                              qty, event.flow_version, event.wait_ms),))
+
+    def _accept(self, supplier: str, consumer: str, batch: Batch) -> tuple[
+            list[Write], InState | None, str]:
+        """Take a batch offered or sent to us (new -> IN_TRANSIT, or QUEUED with immediate
+        arrival); returns (writes, state after, note)."""
+        if consumer != self.node_id or batch.producer != supplier:
+            return [], None, f"refused batch {batch.batch_id} for {consumer} from {supplier}"
+        rec = self._in.get(batch.batch_id)
+        if rec is not None:
+            if rec.supplier != supplier or rec.batch != batch:
+                return [], None, f"batch {batch.batch_id} differs from the one recorded"
+            return [], rec.state, ""
+        if self._settled.settled_inbound(batch.batch_id) == supplier:  # consumed, compacted
+            return [], InState.CONSUMED, ""
+        state = InState.QUEUED if self.config.immediate_arrival else InState.IN_TRANSIT
+        writes: list[Write] = []
+        self._put_in(InboundRecord(batch, state, supplier), writes)
+        return writes, state, ""
+
+    def _on_batch_sent(self, msg: BatchSent) -> Effects:
+        writes, state, note = self._accept(msg.supplier, msg.consumer, msg.batch)
+        if state is None:
+            return Effects(notes=(note,))
+        answer: Message
+        if state is InState.IN_TRANSIT:
+            answer = WaitingForBatch(msg.supplier, self.node_id, msg.batch.batch_id)
+        else:
+            answer = DeliveryConfirmed(msg.supplier, self.node_id, msg.batch.batch_id)
+        return Effects(writes=tuple(writes), messages=(answer,))
+
+    def _on_offer(self, msg: OfferBatch) -> Effects:
+        writes, state, note = self._accept(msg.supplier, msg.consumer, msg.batch)
+        reply = OfferReply(msg.supplier, msg.consumer, msg.batch.batch_id, state)
+        return Effects(writes=tuple(writes), reply=reply, notes=(note,) if note else ())
+
+    def _on_no_batch(self, msg: BatchUnavailable | RequestRefused) -> Effects:
+        return Effects(notes=(f"request {msg.request_id} to {msg.supplier}: "
+                              f"{type(msg).__name__}",))
+
+    def _on_arrived(self, event: Arrived) -> Effects:
+        """Physical arrival: IN_TRANSIT -> QUEUED, and confirm (again, if a duplicate)."""
+        rec = self._in.get(event.batch_id)
+        if rec is None:
+            return Effects(notes=(f"arrival of unknown batch {event.batch_id}",))
+        confirm = DeliveryConfirmed(rec.supplier, self.node_id, rec.batch_id)
+        if rec.state is not InState.IN_TRANSIT:  # duplicate arrival: confirm again, idempotent
+            return Effects(messages=(confirm,))
+        writes: list[Write] = []
+        self._put_in(replace(rec, state=InState.QUEUED), writes)
+        return Effects(writes=tuple(writes), messages=(confirm,))
+
+    def _on_produce(self, event: Produce) -> Effects:
+        """One cycle: each input QUEUED -> CONSUMED and a new output QUEUED (lineage = the
+        inputs, fresh seq) in one step (I5, I6)."""
+        inputs = tuple(event.inputs)
+        if len(set(inputs)) != len(inputs):
+            raise ProtocolError(f"a cycle consumes each batch at most once: {inputs}")
+        items: list[str] = []
+        for bid in inputs:
+            rec = self._in.get(bid)
+            if rec is None or rec.state is not InState.QUEUED:
+                state = rec.state.value if rec else "unknown"
+                raise ProtocolError(f"input {bid} is {state}, not QUEUED")
+            items.append(rec.batch.item)
+        wanted = sorted(r.item for r in self.config.requires)
+        if sorted(items) != wanted:
+            raise ProtocolError(f"a cycle of {self.node_id} consumes one batch of each of "
+                                f"{wanted}, got {sorted(items)}")
+        writes: list[Write] = []
+        for bid in inputs:
+            self._put_in(replace(self._in[bid], state=InState.CONSUMED), writes)
+        self.release(inputs)
+        seq = self._alloc_seq(writes)
+        out = self.config.produces
+        batch = Batch(batch_id_of(self.node_id, seq), out.item, out.qty, self.node_id, seq,
+                      inputs)
+        self._put_out(OutboundRecord(batch, OutState.QUEUED), writes)
+        return Effects(writes=seq_last(writes))

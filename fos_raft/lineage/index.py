@@ -1,0 +1,155 @@
+"""The genealogy index format: what each agent records about the batches it made and used.
+
+Pure. Sub-databases of the agent's WAL environment (written in the WAL's own transactions):
+
+- ``lin_made``: batch id -> `MadeEntry` (a batch this node made: its inputs with their
+  suppliers, item, qty, made_at, the consumer it was delivered to);
+- ``lin_used``: input batch id -> `UsedEntry` (a batch this node received and consumed:
+  its supplier and the output batch it went into; a reclaim copy "uses" its original);
+- ``lin_time``: ``time_key(at_ms, kind, id)`` -> b"" (what retention prunes, oldest first);
+- ``lin_req``: (consumer, request_id) -> batch id of settled trades (request dedup after
+  compaction);
+- ``lin_sent``: batch id -> ``consumer \x00 request_id [\x00 D]`` of a batch gone
+  IN_TRANSIT (D: delivery confirmed, recorded at compaction): plain puts, so no MadeEntry
+  is re-encoded per trade; readers combine the two (fos_raft.lineage.reader.read_view).
+
+Values are compact positional JSON arrays (the C encoder, no keys to sort: a few
+microseconds each on the trade path), readable with mdb_dump and stable across Python
+versions; the field order is the one of ``encode_made`` / ``encode_used``.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+
+MADE_DB = b"lin_made"
+USED_DB = b"lin_used"
+TIME_DB = b"lin_time"
+REQ_DB = b"lin_req"
+SENT_DB = b"lin_sent"
+INDEX_DBS = (MADE_DB, USED_DB, TIME_DB, REQ_DB, SENT_DB)
+KIND_MADE = b"m"
+KIND_USED = b"u"
+DAY_MS = 86_400_000
+DEFAULT_RETENTION_DAYS = 3650
+
+
+def producer_of(batch_id: str) -> str:
+    """Batch ids are ``"<producer>:<seq>"`` (DESIGN.md section 3); node ids have no ':'
+    at the end, so the last ':' splits them."""
+    producer, sep, seq = batch_id.rpartition(":")
+    if not sep or not producer or not seq.isdigit():
+        raise ValueError(f"{batch_id!r} is not a batch id (<producer>:<seq>)")
+    return producer
+
+
+@dataclass(frozen=True, slots=True)
+class MadeEntry:
+    """A batch made at ``node``. ``inputs`` pairs each input batch id with its supplier.
+    ``to`` is the consumer it was sent to (set when it goes IN_TRANSIT); ``state`` the
+    last outbound state the index recorded; ``delivered_to`` is set once the consumer's
+    confirmation is recorded (at compaction; readers join the live WAL record before that,
+    see fos_raft.lineage.reader), so the hot path writes one update per trade."""
+
+    batch_id: str
+    node: str
+    item: str
+    qty: int
+    seq: int
+    made_at_ms: int
+    inputs: tuple[tuple[str, str], ...] = ()
+    delivered_to: str = ""
+    request_id: str = ""
+    state: str = "QUEUED"
+    reclaimed_from: str = ""
+    to: str = ""
+
+    @property
+    def input_ids(self) -> tuple[str, ...]:
+        return tuple(i for i, _ in self.inputs)
+
+
+@dataclass(frozen=True, slots=True)
+class UsedEntry:
+    """A batch ``node`` received from ``supplier`` and consumed into ``into`` at ``at_ms``.
+    ``lineage`` repeats the batch's own inputs so a compacted WAL can still be audited."""
+
+    batch_id: str
+    node: str
+    supplier: str
+    item: str
+    qty: int
+    into: str
+    at_ms: int
+    lineage: tuple[str, ...] = ()
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
+def _dump(obj: list[object]) -> bytes:
+    return _ENCODER.encode(obj).encode()
+
+
+def encode_made(e: MadeEntry) -> bytes:
+    return _dump([e.item, e.qty, e.seq, e.made_at_ms, [x for p in e.inputs for x in p],
+                  e.delivered_to, e.request_id, e.state, e.reclaimed_from, e.to])
+
+
+def decode_made(batch_id: str, node: str, data: bytes) -> MadeEntry:
+    item, qty, seq, at, flat, delivered, rid, state, rf, to = json.loads(data)
+    inputs = tuple(zip(flat[::2], flat[1::2], strict=True))
+    return MadeEntry(batch_id, node, item, qty, seq, at, inputs, delivered, rid, state, rf, to)
+
+
+def encode_used(e: UsedEntry) -> bytes:
+    return _dump([e.supplier, e.item, e.qty, e.into, e.at_ms, list(e.lineage)])
+
+
+def decode_used(batch_id: str, node: str, data: bytes) -> UsedEntry:
+    supplier, item, qty, into, at, lineage = json.loads(data)
+    return UsedEntry(batch_id, node, supplier, item, qty, into, at, tuple(lineage))
+
+
+def time_key(at_ms: int, kind: bytes, batch_id: str) -> bytes:
+    """Big-endian time first, so a cursor walks the index oldest first."""
+    return struct.pack(">Q", max(at_ms, 0)) + kind + batch_id.encode()
+
+
+def split_time_key(key: bytes) -> tuple[int, bytes, str]:
+    (at_ms,) = struct.unpack(">Q", key[:8])
+    return at_ms, key[8:9], key[9:].decode()
+
+
+def request_key(consumer: str, request_id: str) -> bytes:
+    # Node ids cannot contain '\x00', so the key splits back unambiguously.
+    return f"{consumer}\x00{request_id}".encode()
+
+
+def encode_sent(to: str, request_id: str, delivered: bool = False) -> bytes:
+    return f"{to}\x00{request_id}{chr(0) + 'D' if delivered else ''}".encode()
+
+
+def decode_sent(data: bytes) -> tuple[str, str, bool]:
+    """(consumer, request_id, delivered); node ids and request ids have no NUL."""
+    to, _, rest = data.decode().partition("\x00")
+    request_id, _, flag = rest.partition("\x00")
+    return to, request_id, flag == "D"
+
+
+def made_to_json(e: MadeEntry) -> dict[str, object]:
+    """One line of ``fos-agent export-lineage`` for a made batch."""
+    return {"kind": "made", "batch_id": e.batch_id, "node": e.node, "item": e.item,
+            "qty": e.qty, "made_at_ms": e.made_at_ms,
+            "inputs": [{"batch_id": i, "supplier": s} for i, s in e.inputs],
+            "delivered_to": e.delivered_to or None, "sent_to": e.to or None,
+            "state": e.state,
+            "reclaimed_from": e.reclaimed_from or None}
+
+
+def used_to_json(e: UsedEntry) -> dict[str, object]:
+    """One line of ``fos-agent export-lineage`` for a consumed input."""
+    return {"kind": "used", "batch_id": e.batch_id, "node": e.node, "supplier": e.supplier,
+            "item": e.item, "qty": e.qty, "into": e.into, "used_at_ms": e.at_ms}
