@@ -134,8 +134,8 @@ def test_fosctl_consistency_flag(cluster: LocalCluster) -> None:
     bad = subprocess.run([*base, "--consistency", "eventual", "nodes"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
-    # With every other replica stopped the default (linearizable) refuses, fast and in one
-    # line; serializable still answers.
+    # With every other replica stopped a linearizable read (the default for nodes) refuses,
+    # fast and in one line; serializable still answers.
     with stopped(cluster, 1, 2):
         lone = [str(fosctl), "--coordinators", cluster.grpc_addresses[0], "--timeout", "1.5"]
         refused = subprocess.run([*lone, "nodes"], capture_output=True, text=True, timeout=60)
@@ -143,4 +143,11 @@ def test_fosctl_consistency_flag(cluster: LocalCluster) -> None:
         ok = subprocess.run([*lone, "--consistency", "serializable", "nodes"],
                             capture_output=True, text=True, timeout=60)
         assert ok.returncode == 0, ok.stderr
+        # status answers without a quorum by default: it is how an operator sees this
+        status = subprocess.run([*lone, "status", "--json"], capture_output=True, text=True,
+                                timeout=60)
+        assert status.returncode == 0, status.stderr
+        strict = subprocess.run([*lone, "--consistency", "linearizable", "status"],
+                                capture_output=True, text=True, timeout=60)
+        assert strict.returncode != 0
     cluster.wait_for_leader(timeout=20)

@@ -90,10 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="overall deadline of each call in seconds, retries included")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument(
-        "--consistency", choices=tuple(READ_CONSISTENCY), default="linearizable",
-        help="reads (status, nodes, flow): linearizable confirms through the leader first "
-             "(never stale); serializable answers from the replica at once (may be stale; "
-             "status --all is always serializable)")
+        "--consistency", choices=tuple(READ_CONSISTENCY), default=None,
+        help="reads: linearizable (default for nodes, flow) confirms through the leader "
+             "first, never stale; serializable (default for status, which must work without "
+             "a quorum) answers from the replica at once, may be stale")
     parser.add_argument("-v", "--verbose", action="store_true", help="log failovers")
     # --json is accepted after the subcommand too; SUPPRESS keeps the global value otherwise.
     json_flag = argparse.ArgumentParser(add_help=False)
@@ -178,6 +178,12 @@ COMMANDS = {
 }
 
 
+def _default_mode(args: argparse.Namespace) -> str:
+    # status is what an operator runs when the cluster is broken: it must answer without a
+    # quorum (it shows has_quorum); reads that feed decisions are linearizable.
+    return "serializable" if args.command == "status" else "linearizable"
+
+
 async def run(args: argparse.Namespace) -> int:
     if args.command == "snapshot" and args.snapshot_command == "inspect":  # offline
         return inspect_snapshot(Path(args.file), Out(args.json))
@@ -205,7 +211,7 @@ async def run(args: argparse.Namespace) -> int:
         return await cmd_snapshot(addresses, args, tls, out)
     async with CoordinatorClient(addresses, timeout=args.timeout,
                                  **client_kwargs(tls)) as client:
-        client.read_consistency = READ_CONSISTENCY[args.consistency]
+        client.read_consistency = READ_CONSISTENCY[args.consistency or _default_mode(args)]
         return await COMMANDS[args.command](client, args, out)
 
 
