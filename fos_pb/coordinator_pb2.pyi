@@ -7,6 +7,15 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ReadConsistency(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    READ_CONSISTENCY_UNSPECIFIED: _ClassVar[ReadConsistency]
+    SERIALIZABLE: _ClassVar[ReadConsistency]
+    LINEARIZABLE: _ClassVar[ReadConsistency]
+READ_CONSISTENCY_UNSPECIFIED: ReadConsistency
+SERIALIZABLE: ReadConsistency
+LINEARIZABLE: ReadConsistency
+
 class ItemReq(_message.Message):
     __slots__ = ("item", "qty")
     ITEM_FIELD_NUMBER: _ClassVar[int]
@@ -168,14 +177,16 @@ class ReportSuspectReply(_message.Message):
     def __init__(self, outcome: _Optional[_Union[ReportSuspectReply.Outcome, str]] = ..., flow_version: _Optional[int] = ...) -> None: ...
 
 class GetFlowRequest(_message.Message):
-    __slots__ = ("node_id", "at_version", "min_version")
+    __slots__ = ("node_id", "at_version", "min_version", "consistency")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     AT_VERSION_FIELD_NUMBER: _ClassVar[int]
     MIN_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     at_version: int
     min_version: int
-    def __init__(self, node_id: _Optional[str] = ..., at_version: _Optional[int] = ..., min_version: _Optional[int] = ...) -> None: ...
+    consistency: ReadConsistency
+    def __init__(self, node_id: _Optional[str] = ..., at_version: _Optional[int] = ..., min_version: _Optional[int] = ..., consistency: _Optional[_Union[ReadConsistency, str]] = ...) -> None: ...
 
 class GetFlowReply(_message.Message):
     __slots__ = ("flow", "neighbourhood")
@@ -194,8 +205,10 @@ class WatchFlowRequest(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., min_version: _Optional[int] = ...) -> None: ...
 
 class ListNodesRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("consistency",)
+    CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
+    consistency: ReadConsistency
+    def __init__(self, consistency: _Optional[_Union[ReadConsistency, str]] = ...) -> None: ...
 
 class ListNodesReply(_message.Message):
     __slots__ = ("flow_version", "nodes")
@@ -206,8 +219,10 @@ class ListNodesReply(_message.Message):
     def __init__(self, flow_version: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ...) -> None: ...
 
 class ClusterStatusRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("consistency",)
+    CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
+    consistency: ReadConsistency
+    def __init__(self, consistency: _Optional[_Union[ReadConsistency, str]] = ...) -> None: ...
 
 class ReplicaStatus(_message.Message):
     __slots__ = ("raft_address", "grpc_address", "is_self", "is_leader", "connected")

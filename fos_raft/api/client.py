@@ -73,6 +73,13 @@ __all__ = [
 class CoordinatorClient(FailoverChannels):
     """The coordinator's API with replica failover (constructor: `FailoverChannels`)."""
 
+    # Consistency of get_flow/list_nodes/cluster_status when a call names none: SERIALIZABLE
+    # (agents: fast local reads); fosctl sets LINEARIZABLE (docs/coordinator.md, Guarantees).
+    read_consistency: int = pb.SERIALIZABLE
+
+    def _consistency(self, consistency: int | None) -> int:
+        return self.read_consistency if consistency is None else consistency
+
     # ------------------------------------------------------------ writes
 
     async def register(self, spec: NodeSpec, *, timeout: float | None = None) -> int:
@@ -125,12 +132,14 @@ class CoordinatorClient(FailoverChannels):
     # ------------------------------------------------------------ reads
 
     async def get_flow(
-        self, node_id: str | None = None, at_version: int = 0, *, timeout: float | None = None
+        self, node_id: str | None = None, at_version: int = 0, *, timeout: float | None = None,
+        consistency: int | None = None,
     ) -> pb.GetFlowReply:
         """The whole flow (``reply.flow``) or one node's neighbourhood
         (``reply.neighbourhood``); ``at_version`` reads a past version from the history."""
         request = pb.GetFlowRequest(
-            node_id=node_id or "", at_version=at_version, min_version=self._floor
+            node_id=node_id or "", at_version=at_version, min_version=self._floor,
+            consistency=self._consistency(consistency),
         )
         if at_version:
             # A historical read is old on purpose; min_version still makes the replica
@@ -138,24 +147,29 @@ class CoordinatorClient(FailoverChannels):
             return await self._call("GetFlow", request, timeout=timeout)
         return await self._call("GetFlow", request, version_of=reply_version, timeout=timeout)
 
-    async def list_nodes(self, *, timeout: float | None = None) -> pb.ListNodesReply:
+    async def list_nodes(
+        self, *, timeout: float | None = None, consistency: int | None = None
+    ) -> pb.ListNodesReply:
         return await self._call(
-            "ListNodes", pb.ListNodesRequest(),
+            "ListNodes", pb.ListNodesRequest(consistency=self._consistency(consistency)),
             version_of=lambda r: int(r.flow_version), timeout=timeout,
         )
 
     async def cluster_status(
-        self, address: str | None = None, *, timeout: float | None = None
+        self, address: str | None = None, *, timeout: float | None = None,
+        consistency: int | None = None,
     ) -> pb.ClusterStatusReply:
         """Status as one replica sees it. Without ``address``: any replica not behind this
         client, and the client learns the leader and the replicas' gRPC addresses. With
-        ``address``: exactly that replica, whatever its version (diagnostics)."""
+        ``address``: exactly that replica, whatever its version (diagnostics; serializable
+        unless ``consistency`` says otherwise: a cut-off replica still answers)."""
+        if address is not None and consistency is None:
+            consistency = pb.SERIALIZABLE
+        request = pb.ClusterStatusRequest(consistency=self._consistency(consistency))
         if address is not None:
-            return await self._call(
-                "ClusterStatus", pb.ClusterStatusRequest(), timeout=timeout, only=address
-            )
+            return await self._call("ClusterStatus", request, timeout=timeout, only=address)
         reply = await self._call(
-            "ClusterStatus", pb.ClusterStatusRequest(),
+            "ClusterStatus", request,
             version_of=lambda r: int(r.flow_version), timeout=timeout,
         )
         self._learn(reply.replicas, reply.leader_grpc)

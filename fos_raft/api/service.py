@@ -28,6 +28,7 @@ from fos_pb import coordinator_pb2 as pb
 from fos_pb import coordinator_pb2_grpc as pb_grpc
 from fos_raft.api.backup import snapshot_reply
 from fos_raft.api.convert import spec_from_pb
+from fos_raft.api.reads import read_state
 from fos_raft.api.suspicion import ProbeSettings, SuspicionJudge, outcome_reply
 from fos_raft.api.views import content_key, flow_to_pb, neighbourhood_to_pb, node_infos
 from fos_raft.model import ErrorCode, ModelError, check_id
@@ -124,6 +125,14 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
     ) -> CoordinatorState:
         try:
             return await self.replica.wait_for_version(version, self._timeout(context))
+        except Unavailable as exc:
+            await self._unavailable(context, str(exc))
+            raise  # unreachable: abort raises
+
+    async def _read_state(self, context: Any, consistency: int) -> CoordinatorState:
+        """The state a read answers from, per its consistency (fos_raft.api.reads)."""
+        try:
+            return await read_state(self.replica, consistency, self._timeout(context))
         except Unavailable as exc:
             await self._unavailable(context, str(exc))
             raise  # unreachable: abort raises
@@ -247,6 +256,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
     async def GetFlow(self, request: pb.GetFlowRequest, context: Any) -> pb.GetFlowReply:
         if request.node_id:
             await self._check_node_id(context, request.node_id)
+        await self._read_state(context, request.consistency)
         state = await self._wait_version(context, max(request.min_version, request.at_version))
         return await self._flow_reply(context, state, request.node_id, request.at_version)
 
@@ -292,15 +302,15 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
                     await changed.wait()
 
     async def ListNodes(self, request: pb.ListNodesRequest, context: Any) -> pb.ListNodesReply:
-        state = self.replica.state
+        state = await self._read_state(context, request.consistency)
         return pb.ListNodesReply(flow_version=state.version, nodes=node_infos(state))
 
     async def ClusterStatus(
         self, request: pb.ClusterStatusRequest, context: Any
     ) -> pb.ClusterStatusReply:
         replica = self.replica
+        state = await self._read_state(context, request.consistency)
         raft = replica.raft_status()
-        state = replica.state
         leader = replica.leader
         statuses = [entry.status for entry in state.nodes.values()]
         return pb.ClusterStatusReply(

@@ -85,7 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_version_argument(parser)
     add_config_argument(parser, ENV_PREFIX)
     parser.add_argument("--id", required=True, help="replica id (for logs and status)")
-    parser.add_argument("--raft", required=True, type=_host_port, help="Raft HOST:PORT (bound)")
+    parser.add_argument("--raft", required=True, type=_host_port,
+                        help="Raft HOST:PORT: this replica's name in the cluster, dialled by "
+                             "peers, and bound unless --raft-bind is given")
+    parser.add_argument("--raft-bind", type=_host_port, default=None, metavar="HOST:PORT",
+                        help="bind Raft here instead of --raft (peers reach --raft through a "
+                             "proxy or NAT: fault-injection tests)")
     parser.add_argument(
         "--peers",
         type=_peers,
@@ -183,7 +188,7 @@ async def run(args: argparse.Namespace, tls: TlsConfig | None = None,
     )
     replica = Replica(
         raft_address=args.raft, peers=args.peers, data_dir=data_dir, timing=timing, join=args.join,
-        password=password,
+        password=password, bind_address=args.raft_bind,
     )
     probe = ProbeSettings(
         timeout=args.probe_timeout, tries=args.probe_tries, interval=args.probe_interval,

@@ -23,6 +23,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from fos_pb import coordinator_pb2 as pb
 from fos_raft.api.client import CoordinatorClient, CoordinatorError
 from fos_raft.cli import render
 from fos_raft.cli.catalog_file import CatalogFileError
@@ -71,6 +72,9 @@ def _item_reqs(text: str) -> tuple[ItemReq, ...]:
     return tuple(_item_req(part) for part in text.split(","))
 
 
+READ_CONSISTENCY = {"linearizable": pb.LINEARIZABLE, "serializable": pb.SERIALIZABLE}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fosctl", description="Administer a factoryOS coordinator cluster."
@@ -83,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=5.0,
                         help="overall deadline of each call in seconds, retries included")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument(
+        "--consistency", choices=tuple(READ_CONSISTENCY), default=None,
+        help="reads: linearizable (default for nodes, flow) confirms through the leader "
+             "first, never stale; serializable (default for status, which must work without "
+             "a quorum) answers from the replica at once, may be stale")
     parser.add_argument("-v", "--verbose", action="store_true", help="log failovers")
     add_log_format_argument(parser)
     # --json is accepted after the subcommand too; SUPPRESS keeps the global value otherwise.
@@ -168,6 +177,12 @@ COMMANDS = {
 }
 
 
+def _default_mode(args: argparse.Namespace) -> str:
+    # status is what an operator runs when the cluster is broken: it must answer without a
+    # quorum (it shows has_quorum); reads that feed decisions are linearizable.
+    return "serializable" if args.command == "status" else "linearizable"
+
+
 async def run(args: argparse.Namespace) -> int:
     if args.command == "snapshot" and args.snapshot_command == "inspect":  # offline
         return inspect_snapshot(Path(args.file), Out(args.json))
@@ -195,6 +210,7 @@ async def run(args: argparse.Namespace) -> int:
         return await cmd_snapshot(addresses, args, tls, out)
     async with CoordinatorClient(addresses, timeout=args.timeout,
                                  **client_kwargs(tls)) as client:
+        client.read_consistency = READ_CONSISTENCY[args.consistency or _default_mode(args)]
         return await COMMANDS[args.command](client, args, out)
 
 

@@ -102,6 +102,9 @@ class LocalCluster:
                                  "--tls-ca", str(tls.ca),
                                  "--tls-coordinator-name", tls.coordinator_name]
         self.replica_flags: dict[int, list[str]] = {}
+        # Set (before start) to bind replica i's Raft at raft_bind_addresses[i] while peers
+        # still dial raft_addresses[i]: a fault-injecting proxy forwards (tests/faultproxy.py).
+        self.raft_bind_addresses: list[str] | None = None
         self.raft_addresses = [f"{HOST}:{free_port()}" for _ in range(n)]
         self.grpc_addresses: list[str] = [f"{HOST}:{free_port()}" for _ in range(n)]
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * n
@@ -130,6 +133,8 @@ class LocalCluster:
             *self.extra_flags,
             *self.replica_flags.get(i, []),
         ]
+        if self.raft_bind_addresses is not None:
+            cmd += ["--raft-bind", self.raft_bind_addresses[i]]
         return [*cmd, "--join"] if join else cmd
 
     def start(self) -> None:

@@ -26,11 +26,13 @@ from pysyncobj import SyncObj, SyncObjConf, SyncObjException
 from pysyncobj.monotonic import monotonic
 from pysyncobj.utility import TcpUtility, UtilityException
 
+from fos_raft.model import ModelError
 from fos_raft.replica import failstop
 from fos_raft.replica import journal as journal_mod
 from fos_raft.replica.commit import commit_with_retry
 from fos_raft.replica.machine import StateMachine
 from fos_raft.replica.mailbox import post_to_loop
+from fos_raft.replica.read_index import ReadIndex
 from fos_raft.runtime.logging import get_logger
 from fos_raft.state.commands import AnnounceReplica, Command, ForgetReplica, Outcome
 from fos_raft.state.core import CoordinatorState, validate, validate_static
@@ -69,10 +71,14 @@ class Replica:
         timing: RaftTiming | None = None,
         join: bool = False,
         password: str | None = None,
+        bind_address: str | None = None,
     ) -> None:
         """``password``: encrypt Raft traffic with it (pysyncobj; every member needs the
-        same one; docs/security.md). None: plaintext Raft."""
+        same one; docs/security.md). None: plaintext Raft. ``bind_address``: listen there
+        instead of ``raft_address``, which stays this replica's name that peers dial (a
+        fault-injecting proxy in between; tests/faultproxy.py)."""
         self.raft_address = raft_address
+        self.bind_address = bind_address or raft_address
         self.grpc_address = grpc_address
         self.peers = sorted({p for p in peers if p and p != raft_address})
         self.data_dir = Path(data_dir)
@@ -87,6 +93,7 @@ class Replica:
         self._closed = threading.Event()
         self.journal: journal_mod.LmdbJournal | None = None
         self.writes = {"ok": 0, "refused": 0, "unavailable": 0}
+        self.read_index = ReadIndex(self._commit_read_barrier, self._read_unavailable)
         # seconds from submit to the committed, applied outcome (metrics; None: not kept)
         self.commit_observer: Callable[[float], None] | None = None
 
@@ -102,7 +109,7 @@ class Replica:
         self.journal = journal_mod.LmdbJournal(str(self.data_dir / "raft.lmdb"), dump_file)
         t = self.timing
         conf = SyncObjConf(
-            bindAddress=self.raft_address,  # never 0.0.0.0
+            bindAddress=self.bind_address,  # never 0.0.0.0
             journalFile=self.journal,
             fullDumpFile=dump_file,
             useFork=False,  # grpc is not fork-safe
@@ -133,7 +140,7 @@ class Replica:
             await self._loop.run_in_executor(None, self._obj.waitBinded)
         except SyncObjException as exc:
             self._obj.destroy()
-            raise RuntimeError(f"cannot bind Raft address {self.raft_address}") from exc
+            raise RuntimeError(f"cannot bind Raft address {self.bind_address}") from exc
         self._tasks.append(asyncio.ensure_future(self._announce_loop()))
         if self.join:
             self._tasks.append(asyncio.ensure_future(self._join_loop()))
@@ -217,12 +224,21 @@ class Replica:
         Raises ModelError when refused and `Unavailable` when no leader commits it before
         ``timeout``. Refusals are decided by apply, in the committed order; this replica
         answers early only where it can be sure: stateless checks anywhere, state checks
-        only on the leader (a follower that lags would wrongly say NOT_FOUND).
+        only on the leader (a follower that lags would wrongly say NOT_FOUND), and an early
+        refusal only after a read barrier showed the leader's state is current.
         """
+        validate_static(command)
         if self.is_leader:
-            validate(self.state, command)
-        else:
-            validate_static(command)
+            try:
+                validate(self.state, command)
+            except ModelError:
+                # A deposed leader that does not know it yet would refuse from an old state
+                # (e.g. a CAS against a version a newer leader has moved past): confirm the
+                # state is current first, and refuse only from that (linearizable refusals).
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + timeout
+                validate(await self.confirm_read(timeout), command)
+                timeout = max(0.0, deadline - loop.time())
         started = monotonic()
         outcome = await self._replicate(command, timeout)
         if self.commit_observer is not None:
@@ -250,6 +266,25 @@ class Replica:
             )
 
         return await commit_with_retry(timeout, call, give_up)
+
+    # ------------------------------------------------------------------ linearizable reads
+
+    async def confirm_read(self, timeout: float) -> CoordinatorState:
+        """The applied state once a read barrier submitted now has been committed by a
+        current leader and applied here (replica.read_index); `Unavailable` otherwise."""
+        await self.read_index.confirm(timeout)
+        return self.state
+
+    async def _commit_read_barrier(self, timeout: float) -> None:
+        await commit_with_retry(
+            timeout, lambda cb: self._sm.read_barrier(callback=cb), self._read_unavailable
+        )
+
+    def _read_unavailable(self, last_error: str) -> Unavailable:
+        return Unavailable(
+            f"no leader confirmed the linearizable read in time (last error: {last_error}); "
+            f"{self.leader_hint()}"
+        )
 
     # ------------------------------------------------------------------ raft status
 

@@ -32,12 +32,13 @@ as ``SyncObjConf.journalFile`` (any other value goes to the original factory unc
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import lmdb
@@ -54,6 +55,12 @@ _KEY_COMMIT = b"commit_index"
 DEFAULT_MAP_SIZE = 1 << 30  # sparse; the log is compacted long before this
 
 Entry = tuple[bytes, int, int]  # (command, raft index, term), as pysyncobj stores them
+
+
+class JournalWriteError(OSError):
+    """The journal could not be written or synced (a full or failing disk). Raised on the
+    tick thread before anything about the entry is sent: the replica fail-stops
+    (fos_raft.replica.failstop) instead of acknowledging what is not durable."""
 
 
 class LmdbJournal(Journal):
@@ -119,11 +126,22 @@ class LmdbJournal(Journal):
         self.flush()
         return pos
 
+    @contextlib.contextmanager
+    def _write_txn(self, db: Any = None) -> Iterator[Any]:
+        try:
+            with self._env.begin(write=True, db=db) as txn:
+                yield txn
+        except lmdb.Error as exc:
+            raise JournalWriteError(
+                f"cannot write the Raft journal in {self._path} ({exc}): disk full or failing; "
+                "nothing unwritten is acknowledged"
+            ) from exc
+
     # --------------------------------------------------------------------- log entries
 
     def add(self, command: bytes, idx: int, term: int) -> None:
         command = bytes(command)
-        with self._env.begin(write=True, db=self._log_db) as txn:
+        with self._write_txn(self._log_db) as txn:
             txn.put(_IDX.pack(idx), _TERM.pack(term) + command)
         self._entries.append((command, idx, term))
         self._mark_log_write()
@@ -131,7 +149,7 @@ class LmdbJournal(Journal):
 
     def clear(self) -> None:
         self._sync_dump_file()
-        with self._env.begin(write=True) as txn:
+        with self._write_txn() as txn:
             txn.drop(self._log_db, delete=False)
         self._entries = []
         self._mark_log_write()
@@ -140,7 +158,7 @@ class LmdbJournal(Journal):
         doomed = self._entries[entryFrom:]
         if not doomed:
             return
-        with self._env.begin(write=True, db=self._log_db) as txn:
+        with self._write_txn(self._log_db) as txn:
             for _, idx, _ in doomed:
                 txn.delete(_IDX.pack(idx))
         del self._entries[entryFrom:]
@@ -152,7 +170,7 @@ class LmdbJournal(Journal):
             return
         # Compaction: the snapshot that replaces these entries must be durable first.
         self._sync_dump_file()
-        with self._env.begin(write=True, db=self._log_db) as txn:
+        with self._write_txn(self._log_db) as txn:
             for _, idx, _ in doomed:
                 txn.delete(_IDX.pack(idx))
         self._entries = self._entries[entryTo:]
@@ -167,7 +185,7 @@ class LmdbJournal(Journal):
     # ------------------------------------------------------------- term, vote, commit
 
     def setCurrentTerm(self, term: int, votedForNodeId: str | None) -> None:
-        with self._env.begin(write=True, db=self._meta_db) as txn:
+        with self._write_txn(self._meta_db) as txn:
             txn.put(_KEY_TERM, _IDX.pack(term))
             if votedForNodeId is None:
                 txn.delete(_KEY_VOTE)
@@ -187,7 +205,7 @@ class LmdbJournal(Journal):
     def setRaftCommitIndex(self, raftCommitIndex: int) -> None:
         if raftCommitIndex == self._commit_index:
             return  # followers call this on every heartbeat
-        with self._env.begin(write=True, db=self._meta_db) as txn:
+        with self._write_txn(self._meta_db) as txn:
             txn.put(_KEY_COMMIT, _IDX.pack(raftCommitIndex))
         self._commit_index = raftCommitIndex
         self._pending_any = True
@@ -212,7 +230,13 @@ class LmdbJournal(Journal):
             self._pending_log_writes = 0
             self._pending_any = False
         started = time.perf_counter()
-        self._env.sync(True)
+        try:
+            self._env.sync(True)
+        except lmdb.Error as exc:
+            raise JournalWriteError(
+                f"cannot sync the Raft journal in {self._path} ({exc}): disk full or failing; "
+                "nothing unsynced is acknowledged"
+            ) from exc
         self.fsyncs += 1
         if self.fsync_observer is not None:
             self.fsync_observer(time.perf_counter() - started)

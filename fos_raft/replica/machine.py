@@ -1,6 +1,7 @@
-"""The replicated object of a coordinator replica: the pysyncobj consumer whose one
-``@replicated`` method applies a command to the pure `state`. It runs on pysyncobj's tick
-thread; only its ``state`` attribute is snapshotted."""
+"""The replicated object of a coordinator replica: the pysyncobj consumer whose
+``@replicated`` ``execute`` applies a command to the pure `state` (``read_barrier`` is a
+no-op for linearizable reads). It runs on pysyncobj's tick thread; only its ``state``
+attribute is snapshotted."""
 
 from __future__ import annotations
 
@@ -34,6 +35,12 @@ class StateMachine(SyncObjConsumer):
         self.state, outcome = apply(self.state, request_id, command, self._plan)
         self._notify()
         return outcome
+
+    @replicated
+    def read_barrier(self) -> None:
+        """A no-op entry: committing it confirms a linearizable read (replica.read_index).
+        pysyncobj numbers replicated methods by sorted name: this one sorts after
+        ``execute``, so journals written before it existed replay unchanged."""
 
     def _plan(
         self,
