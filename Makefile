@@ -5,21 +5,25 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DURATION ?= 60
+# the demo's floor display (fos-dashboard); port 0 picks a free one, fos-sim prints the URL
+DASHBOARD ?= 127.0.0.1:0
 PYTEST_ARGS ?=
 
 .PHONY: test demo proto proto-check lint bench clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q -e '.[test,dev]'
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[test,dev,completion,sim]'
 	@touch $(STAMP)
 
 test: $(STAMP) proto-check
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(VENV)/bin/fos-sim --scenario examples/demo.toml --duration $(DURATION)
+	@echo "fos-sim prints the floor display's URL (fos-dashboard on $(DASHBOARD)) once it serves"
+	$(VENV)/bin/fos-sim --scenario examples/demo.toml --duration $(DURATION) --dashboard $(DASHBOARD)
 
 proto: $(STAMP)
 	$(PY) scripts/gen_proto.py
@@ -29,6 +33,7 @@ proto-check: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 bench: $(STAMP)
 	$(PY) -m bench.bench_planner

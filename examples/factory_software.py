@@ -112,5 +112,8 @@ if __name__ == "__main__":
     parser.add_argument("--listen", default="127.0.0.1:0")
     parser.add_argument("--data-dir", default="")
     parser.add_argument("--cycles", type=int, default=5, help="0: run until Ctrl-C")
-    configure_logging("press")
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument("--log-format", choices=("json", "console"), default=None,
+                        help="default: console on a terminal, json otherwise")
+    parsed = parser.parse_args()
+    configure_logging("press", fmt=parsed.log_format)
+    asyncio.run(main(parsed))

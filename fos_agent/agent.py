@@ -13,7 +13,15 @@ serves fos.v1.Agent + grpc.health.v1 (port 0 binds a free port; the bound addres
 gets registered), registers the node (or rejoins it with its current address), follows
 its neighbourhood on WatchFlow and starts input fetching, the supplier's retries and the
 failure detector. ``run_simulated(cycle_s)`` runs a simulated stage instead of cycles().
-Several Agents can share one event loop: nothing here is global.
+Several Agents can share one process: nothing here is global.
+
+Liveness does not depend on the caller's code: by default (``settings.private_loop``) the
+agent's networking and protocol run on a private event loop in a background thread
+(fos_agent.runtime.loop_thread), and the public calls (``start``, ``cycles``, ``emit``,
+``stop``, the coordinator calls) bridge to it, so a cycle that blocks the caller's loop
+for seconds is not mistaken for a dead node. ``private_loop=False`` runs everything on the
+caller's loop (the CLIs and the host, which run no user code, use it). ``SyncAgent``
+(fos_agent.sync) is the same agent for synchronous code.
 
 The coordinator is off the data path: while it is unreachable the agent keeps trading on
 the last flow it saw (also across a restart: the neighbourhood is saved in the data dir).
@@ -33,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc.aio
-import structlog
 
 from fos_agent.core.engine import Engine, RecoveryInfo, Signal
 from fos_agent.core.metrics import Metrics
@@ -44,7 +51,9 @@ from fos_agent.protocol.machine import NodeConfig
 from fos_agent.protocol.messages import Arrived
 from fos_agent.protocol.records import Batch
 from fos_agent.runtime.detector import FailureDetector
+from fos_agent.runtime.errors import InputsAlreadyEmitted, ListenError, StartTimeout
 from fos_agent.runtime.flowview import FlowView, load_flow
+from fos_agent.runtime.health import agent_health
 from fos_agent.runtime.inputs import InputFetcher
 from fos_agent.runtime.membership import CoordinatorSide
 from fos_agent.runtime.settings import AgentSettings
@@ -56,6 +65,8 @@ from fos_pb import agent_pb2, coordinator_pb2
 from fos_raft.api.client import CoordinatorClient, CoordinatorError
 from fos_raft.lineage.reader import BatchView
 from fos_raft.model import ItemReq, NodeSpec
+from fos_raft.runtime.health import HealthPublisher
+from fos_raft.runtime.logging import get_logger
 from fos_raft.security.tls import TlsConfig, client_kwargs
 
 
@@ -90,7 +101,7 @@ class Agent(CoordinatorSide):
         machine's address when listening on a wildcard). ``tls``: mutual TLS on every
         link; raises TlsError when its files are unusable or do not name ``node_id``."""
         if not coordinators:
-            raise ValueError("an agent needs at least one coordinator address")
+            raise ValueError("an agent needs at least one coordinator address")  # a bug
         if tls is not None:
             tls.load().require_name(node_id, "the node id")
         self.tls = tls
@@ -104,7 +115,7 @@ class Agent(CoordinatorSide):
         self.advertise = advertise
         self.settings = settings or AgentSettings()
         self.metrics = Metrics(node_id)
-        self.log = structlog.get_logger("fos_agent").bind(node=node_id)
+        self.log = get_logger("fos_agent").bind(node=node_id)
         self.address = ""
         self.spec: NodeSpec | None = None
         self.flow = FlowView(node_id)
@@ -125,6 +136,9 @@ class Agent(CoordinatorSide):
         self._catalog_asked = (-1, 0.0)  # (flow version, loop time) of the last question
         self._last_rejoin = 0.0
         self._started = False
+        self.health: HealthPublisher | None = None  # grpc.health.v1 + /readyz, once serving
+        self._runner = None  # the private loop thread (settings.private_loop), once started
+        self._cycle_waits: set[asyncio.Task[Any]] = set()  # callers waiting in cycles()
         self.stopped = asyncio.Event()
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -136,14 +150,26 @@ class Agent(CoordinatorSide):
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+    def _private_loop_wanted(self) -> bool:
+        return self.settings.private_loop
+
     def loop_time(self) -> float:
         return asyncio.get_running_loop().time()
 
     async def start(self) -> None:
+        """Recover, serve, register or rejoin (see the module docstring)."""
+        self._open_runner()
+        try:
+            await self._on_core(self._start_core())
+        except BaseException:
+            self._close_runner()
+            raise
+
+    async def _start_core(self) -> None:
         try:
             await self._start()
         except BaseException:
-            await self.stop()
+            await self._stop_core()
             raise
 
     async def _start(self) -> None:
@@ -172,8 +198,13 @@ class Agent(CoordinatorSide):
         self.outbox = Outbox(self.engine, self.peers, retry_s=self.settings.retry_s)
         self.stage = Stage(self.engine, self.metrics, output_cap=self.settings.output_cap,
                            is_sink=self.is_sink)
-        self._server, self._service, port = await start_server(self, self.listen)
+        try:
+            self._server, self._service, port = await start_server(self, self.listen)
+        except OSError as exc:
+            raise ListenError(str(exc)) from None
         self.address = f"{self._advertised_host()}:{port}"
+        self.health = agent_health(self, self._service.health)
+        self._spawn("health", self.health.run())
         self.spec = replace(self.spec, address=self.address)
         self.log.info("agent serving", address=self.address,
                       recovered=info.unfinished)
@@ -183,6 +214,9 @@ class Agent(CoordinatorSide):
             await self._join(1.0 if self.flow.version else self.settings.start_timeout)
         except CoordinatorError as exc:
             if self.flow.version == 0:
+                if exc.code.name in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
+                    raise StartTimeout(self.settings.start_timeout, self.coordinators,
+                                       str(exc)) from None
                 raise
             self.log.warning("coordinator unreachable at start; trading on the saved flow",
                              error=str(exc))
@@ -205,9 +239,21 @@ class Agent(CoordinatorSide):
 
         Every step is bounded: a step that overruns is logged and left behind, so a stop
         always ends (the WAL is synced at every commit, so nothing durable depends on it)."""
+        if self._runner is None:
+            await self._stop_core()
+            return
+        try:
+            await self._on_core(self._stop_core())
+        finally:
+            self._close_runner()
+            self.stopped.set()  # on the caller's loop: its waiters live there
+
+    async def _stop_core(self) -> None:
         if not self._started:
             return
         self._started = False
+        for wait in self._cycle_waits:  # a caller waiting for its next cycle: the loop ends
+            wait.cancel()
         bound = self.settings.stop_step_s
         # 0. neighbours stopping with us are not suspects
         if self.detector is not None:
@@ -246,7 +292,8 @@ class Agent(CoordinatorSide):
             await self._stop_step("peer channels", self.peers.close(), bound)
         if self.coordinator is not None:
             await self._stop_step("coordinator channels", self.coordinator.close(), bound)
-        self.stopped.set()
+        if self._runner is None:
+            self.stopped.set()
         self.log.info("agent stopped")
 
     async def _stop_step(self, step: str, work: Awaitable[Any], timeout: float) -> None:
@@ -319,25 +366,46 @@ class Agent(CoordinatorSide):
         for room in the output buffer first (backpressure), so sources are paced by their
         consumers and by their own loop."""
         while self._started:
-            ids = await self.stage.next_cycle()
-            inputs = Inputs(ids, self.stage.batches(ids))
-            self.metrics.inc("total_cycles")
+            try:
+                inputs = await self._on_core(self._next_inputs())
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if self._started or (task is not None and task.cancelling()):
+                    raise
+                return  # the agent stopped while we waited: no more cycles
             try:
                 yield inputs
             finally:
                 if not inputs.emitted:
                     inputs.emitted = True
-                    self.stage.release(ids)
-                    self.metrics.inc("skipped_cycles")
+                    self._core_soon(self._release, inputs.ids)
+
+    async def _next_inputs(self) -> Inputs:
+        task = asyncio.current_task()
+        assert task is not None
+        self._cycle_waits.add(task)
+        try:
+            ids = await self.stage.next_cycle()
+        finally:
+            self._cycle_waits.discard(task)
+        self.metrics.inc("total_cycles")
+        return Inputs(ids, self.stage.batches(ids))
+
+    def _release(self, ids: tuple[str, ...]) -> None:
+        self.stage.release(ids)
+        self.metrics.inc("skipped_cycles")
 
     async def emit(self, inputs: Inputs | None = None) -> Batch:
         """Consume ``inputs`` (from cycles(); None for a source stage outside cycles())
         and queue this stage's output, in one durable step; returns the new batch."""
         if inputs is not None:
             if inputs.emitted:
-                raise ValueError("these inputs were already emitted or released")
+                raise InputsAlreadyEmitted("these inputs were already emitted or released")
             inputs.emitted = True
-        batch = await self.stage.produce(inputs.ids if inputs is not None else ())
+        return await self._on_core(self._produce(inputs.ids if inputs is not None else ()))
+
+    async def _produce(self, ids: tuple[str, ...]) -> Batch:
+        batch = await self.stage.produce(ids)
         self.metrics.inc("successful_cycles")
         return batch
 
@@ -351,7 +419,7 @@ class Agent(CoordinatorSide):
 
     async def run_simulated(self, cycle_s: float, workers: int | None = None) -> None:
         """Run the simulated stage until cancelled (see fos_agent.runtime.stage)."""
-        await self.stage.run_simulated(cycle_s, workers or self.workers)
+        await self._on_core(self.stage.run_simulated(cycle_s, workers or self.workers))
 
     async def _compact_forever(self) -> None:
         while True:
@@ -364,11 +432,15 @@ class Agent(CoordinatorSide):
     def lineage(self, batch_id: str) -> BatchView:
         """What this node knows of ``batch_id``'s genealogy: ``.made`` (inputs with their
         suppliers, made_at, delivered_to) if it made it, ``.used`` (supplier, the output
-        it went into) if it consumed it; both None if it knows nothing."""
+        it went into) if it consumed it; both None if it knows nothing. A read-only LMDB
+        transaction: safe from any thread, including beside the agent's private loop."""
         return self.engine.lineage([batch_id]).get(batch_id, BatchView())
 
     async def arrived(self, batch_id: str) -> None:
         """Physical arrival of an inbound batch (only with immediate_arrival=False)."""
+        await self._on_core(self._arrived(batch_id))
+
+    async def _arrived(self, batch_id: str) -> None:
         assert self.outbox is not None
         (effects,) = await self.engine.step(Arrived(batch_id))
         self.outbox.send(effects.messages)

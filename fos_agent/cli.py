@@ -12,6 +12,8 @@ The bound address is logged and, once the agent serves and is registered, writte
 cleanly (exit 0). Bad arguments: one line on stderr, exit 2. Failure to start (foreign WAL,
 coordinator unreachable, port taken): one line on stderr, exit 1. With the --tls-* flags
 every link is mutual TLS; the certificate must name --node-id (docs/security.md).
+Every flag can also be set as FOS_AGENT_<FLAG> (flags win); --metrics also serves /healthz
+and /readyz (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -30,9 +32,15 @@ from fos_agent.core.metrics import registry_for
 from fos_agent.runtime.detector import DetectorSettings
 from fos_agent.runtime.inputs import FetchSettings
 from fos_raft.model import ItemReq, ModelError
-from fos_raft.runtime.logging import configure_logging
+from fos_raft.runtime.config import ConfigError, enable_completion, with_settings
+from fos_raft.runtime.health import STARTING, Readiness
+from fos_raft.runtime.http import MetricsAddressError, serve_http
+from fos_raft.runtime.logging import add_log_format_argument, configure_logging
 from fos_raft.runtime.stop_report import wait_for_stop_signal
+from fos_raft.runtime.version import add_version_argument
 from fos_raft.security.tls import TlsError, add_tls_arguments, tls_from_args
+
+ENV_PREFIX = "FOS_AGENT_"
 
 
 class UsageError(Exception):
@@ -96,6 +104,7 @@ def add_tuning(parser: argparse.ArgumentParser) -> None:
                       help="no genealogy index and no WAL compaction (the design before "
                            "lot genealogy; for comparisons)")
     tune.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING")
+    add_log_format_argument(tune)
     tune.add_argument("--start-file", default=None, metavar="PATH",
                       help="start the simulated stage's cycles only once PATH exists "
                            "(a harness starts every stage at the same moment)")
@@ -116,12 +125,16 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
         output_cap=args.output_cap, retry_s=args.retry_s,
         group_commit=not args.no_group_commit, start_file=args.start_file,
         lineage_retention_days=args.lineage_retention_days,
-        lineage_index=not args.no_lineage_index)
+        lineage_index=not args.no_lineage_index,
+        private_loop=False)  # a simulated stage runs no user code: one loop is enough
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="fos-agent", description="Run a factoryOS node agent with a simulated "
-                "stage (a cycle every --cycle-s seconds).")
+                "stage (a cycle every --cycle-s seconds).",
+                epilog="Every flag can also be set as FOS_AGENT_<FLAG> (e.g. "
+                "FOS_AGENT_DATA_DIR); flags win over the environment.")
+    add_version_argument(p)
     p.add_argument("--node-id", required=True)
     p.add_argument("--listen", required=True, help="HOST:PORT to serve on (port 0: any)")
     p.add_argument("--coordinators", required=True, help="coordinator gRPC ADDR,ADDR,...")
@@ -149,14 +162,21 @@ def write_ready(path: str | None, text: str) -> None:
     os.replace(tmp, target)
 
 
-def serve_metrics(where: str | None, sources: list[object]) -> None:
+def serve_metrics(where: str | None, agents: Sequence[Agent]) -> None:
+    """/metrics, /healthz and /readyz (ready while every agent serves; fos_raft.runtime.http).
+    Raises MetricsAddressError."""
     if not where:
         return
-    from prometheus_client import start_http_server
+    registry, _ = registry_for(agents, process=True)
 
-    host, port = parse_host_port(where, "--metrics")
-    registry, _ = registry_for(sources)
-    start_http_server(port, addr=host, registry=registry)
+    def readiness() -> Readiness:
+        for agent in agents:
+            now = agent.health.current if agent.health else STARTING
+            if not now.serving:
+                return Readiness(False, f"{agent.node_id}: {now.reason}")
+        return Readiness(True)
+
+    serve_http(where, registry, readiness)
 
 
 def agent_from_args(args: argparse.Namespace) -> Agent:
@@ -181,7 +201,11 @@ def agent_from_args(args: argparse.Namespace) -> Agent:
 
 
 async def run(agent: Agent, args: argparse.Namespace) -> int:
-    serve_metrics(args.metrics, [agent])
+    try:
+        serve_metrics(args.metrics, [agent])
+    except MetricsAddressError as exc:
+        sys.stderr.write(f"fos-agent: {exc}\n")
+        return 1
     stopper = asyncio.ensure_future(wait_for_stop_signal())
     try:
         await agent.start()
@@ -203,8 +227,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["export-lineage"]:
         return export_lineage.main(argv[1:])
     parser = build_parser()
+    enable_completion(parser)
+    try:  # every flag also as FOS_AGENT_<FLAG> (fos_raft.runtime.config); flags win
+        argv = with_settings(parser, argv, ENV_PREFIX)
+    except ConfigError as exc:
+        parser.error(str(exc))
     args = parser.parse_args(argv)
-    configure_logging("fos-agent", level=args.log_level, node=args.node_id)
+    configure_logging("fos-agent", level=args.log_level, fmt=args.log_format,
+                      node=args.node_id)
     try:
         agent = agent_from_args(args)
         if args.metrics:

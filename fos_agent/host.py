@@ -55,6 +55,7 @@ from fos_agent.cli import (
     settings_from,
     write_ready,
 )
+from fos_raft.runtime.http import MetricsAddressError
 from fos_raft.runtime.logging import configure_logging
 from fos_raft.runtime.stop_report import wait_for_stop_signal
 from fos_raft.security.tls import TlsConfig, TlsError, tls_from_mapping
@@ -149,7 +150,11 @@ def _agent_tls(table: dict[str, Any], entry: dict[str, Any], node: str,
 
 
 async def run(agents: list[Agent], args: argparse.Namespace) -> int:
-    serve_metrics(args.metrics, list(agents))
+    try:
+        serve_metrics(args.metrics, list(agents))
+    except MetricsAddressError as exc:
+        sys.stderr.write(f"fos-agent-host: {exc}\n")
+        return 1
     stopper = asyncio.ensure_future(wait_for_stop_signal())
     results = await asyncio.gather(*(a.start() for a in agents), return_exceptions=True)
     failed = [(a, r) for a, r in zip(agents, results, strict=True) if isinstance(r, Exception)]
@@ -176,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ready-file", help="JSON {node: address} written once all serve")
     add_tuning(parser)
     args = parser.parse_args(argv)
-    configure_logging("fos-agent-host", level=args.log_level)
+    configure_logging("fos-agent-host", level=args.log_level, fmt=args.log_format)
     try:
         coordinators = [c.strip() for c in args.coordinators.split(",") if c.strip()]
         agents = agents_from_config(load_config(Path(args.config)), coordinators,

@@ -278,3 +278,27 @@ class MembersReply(_message.Message):
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
     replicas: _containers.RepeatedCompositeFieldContainer[ReplicaStatus]
     def __init__(self, replicas: _Optional[_Iterable[_Union[ReplicaStatus, _Mapping]]] = ...) -> None: ...
+
+class SnapshotRequest(_message.Message):
+    __slots__ = ("min_version",)
+    MIN_VERSION_FIELD_NUMBER: _ClassVar[int]
+    min_version: int
+    def __init__(self, min_version: _Optional[int] = ...) -> None: ...
+
+class SnapshotReply(_message.Message):
+    __slots__ = ("snapshot", "flow_version", "digest", "replica_id", "from_leader", "has_quorum", "applied_index")
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    FLOW_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_LEADER_FIELD_NUMBER: _ClassVar[int]
+    HAS_QUORUM_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_INDEX_FIELD_NUMBER: _ClassVar[int]
+    snapshot: bytes
+    flow_version: int
+    digest: str
+    replica_id: str
+    from_leader: bool
+    has_quorum: bool
+    applied_index: int
+    def __init__(self, snapshot: _Optional[bytes] = ..., flow_version: _Optional[int] = ..., digest: _Optional[str] = ..., replica_id: _Optional[str] = ..., from_leader: _Optional[bool] = ..., has_quorum: _Optional[bool] = ..., applied_index: _Optional[int] = ...) -> None: ...

@@ -104,6 +104,11 @@ class CoordinatorStub:
                 request_serializer=coordinator__pb2.MemberRequest.SerializeToString,
                 response_deserializer=coordinator__pb2.MembersReply.FromString,
                 _registered_method=True)
+        self.Snapshot = channel.unary_unary(
+                '/fos.v1.Coordinator/Snapshot',
+                request_serializer=coordinator__pb2.SnapshotRequest.SerializeToString,
+                response_deserializer=coordinator__pb2.SnapshotReply.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServicer:
@@ -193,6 +198,14 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Snapshot(self, request, context):
+        """A consistent snapshot of the replicated state as this replica applied it (any replica
+        answers, with or without a quorum: the way to rescue a lone survivor's state).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -265,6 +278,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.RemoveMember,
                     request_deserializer=coordinator__pb2.MemberRequest.FromString,
                     response_serializer=coordinator__pb2.MembersReply.SerializeToString,
+            ),
+            'Snapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.Snapshot,
+                    request_deserializer=coordinator__pb2.SnapshotRequest.FromString,
+                    response_serializer=coordinator__pb2.SnapshotReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -645,6 +663,33 @@ class Coordinator:
             '/fos.v1.Coordinator/RemoveMember',
             coordinator__pb2.MemberRequest.SerializeToString,
             coordinator__pb2.MembersReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Snapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fos.v1.Coordinator/Snapshot',
+            coordinator__pb2.SnapshotRequest.SerializeToString,
+            coordinator__pb2.SnapshotReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -27,7 +27,12 @@ class ErrorCode(enum.Enum):
     FAILED_PRECONDITION = "FAILED_PRECONDITION"
 
 
-class ModelError(ValueError):
+class FosError(Exception):
+    """The base of every error factoryOS raises on purpose (exported as fos_agent.FosError):
+    ``except FosError`` catches refused commands, coordinator, TLS, WAL and agent errors."""
+
+
+class ModelError(FosError, ValueError):
     """A refused command or spec. The message says what was wrong, for a human."""
 
     def __init__(self, code: ErrorCode, message: str) -> None:

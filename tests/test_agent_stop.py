@@ -19,7 +19,8 @@ from fos_raft.cli.launcher import LocalCluster
 
 async def test_a_hung_stop_step_is_left_behind(tmp_path: Path):
     cluster = LocalCluster(3, tmp_path / "coord")
-    settings = replace(AgentSettings(), stop_step_s=0.5)
+    # the hung step below is built on this test's loop: share it (private_loop=False)
+    settings = replace(AgentSettings(), stop_step_s=0.5, private_loop=False)
     coords = cluster.grpc_addresses
     src = Agent("s-src", ItemReq("sa", 1), coordinators=coords, data_dir=tmp_path / "s-src",
                 cycle_s=0.05, settings=settings)

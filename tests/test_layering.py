@@ -6,7 +6,8 @@ behind a lazy import.
 - the pure packages import no gRPC, LMDB, pysyncobj, asyncio, threads or clock, and only
   other pure modules of factoryOS;
 - each package imports only the packages below it (`ALLOWED`); `fos_raft` never imports
-  `fos_agent` or `bench`, and `fos_agent` never imports `bench`.
+  `fos_agent`, `fos_dashboard` or `bench`; `fos_agent` never imports `fos_dashboard` or
+  `bench`; `fos_dashboard` (a coordinator client) never imports `fos_agent` or `bench`.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TOP = ("fos_raft", "fos_agent", "bench")
+TOP = ("fos_raft", "fos_agent", "fos_dashboard", "bench")
 
 PURE = ("fos_raft.model", "fos_raft.planner", "fos_raft.state", "fos_agent.protocol",
-        "fos_raft.lineage.index", "fos_raft.lineage.trace")
+        "fos_dashboard.view", "fos_raft.lineage.index", "fos_raft.lineage.trace")
 # Third-party and standard modules a pure module must not touch: I/O, concurrency, clock.
 IMPURE = ("grpc", "grpc_health", "grpc_reflection", "lmdb", "pysyncobj", "asyncio",
           "threading", "concurrent", "time", "datetime", "socket", "subprocess", "fos_pb",
@@ -33,7 +34,7 @@ ALLOWED: dict[str, set[str]] = {
     "fos_raft.planner": {"fos_raft.model"},
     "fos_raft.state": {"fos_raft.model", "fos_raft.planner"},
     "fos_raft.runtime": set(),
-    "fos_raft.security": {"fos_raft.runtime"},
+    "fos_raft.security": {"fos_raft.model", "fos_raft.runtime"},
     "fos_raft.replica": {"fos_raft.model", "fos_raft.planner", "fos_raft.state",
                          "fos_raft.runtime"},
     "fos_raft.api": {"fos_raft.model", "fos_raft.planner", "fos_raft.state",
@@ -49,15 +50,23 @@ ALLOWED: dict[str, set[str]] = {
                      "fos_raft.api", "fos_raft.lineage", "fos_raft.lineage.index",
                      "fos_raft.lineage.trace"},
     "fos_agent.protocol": {"fos_raft.model", "fos_raft.lineage.index"},
-    "fos_agent.storage": {"fos_agent.protocol", "fos_raft.lineage", "fos_raft.lineage.index"},
-    "fos_agent.core": {"fos_agent.protocol", "fos_agent.storage", "fos_raft.lineage"},
-    "fos_agent.net": {"fos_agent.protocol", "fos_agent.core", "fos_raft.runtime",
+    "fos_agent.storage": {"fos_agent.protocol", "fos_raft.model", "fos_raft.lineage",
+                          "fos_raft.lineage.index"},
+    "fos_agent.core": {"fos_agent.protocol", "fos_agent.storage", "fos_raft.lineage",
+                       "fos_raft.runtime"},
+    "fos_agent.net": {"fos_agent.protocol", "fos_agent.core", "fos_raft.model", "fos_raft.runtime",
                       "fos_raft.lineage",
                       "fos_raft.security"},
     "fos_agent.runtime": {"fos_agent.protocol", "fos_agent.storage", "fos_agent.core",
-                          "fos_agent.net", "fos_raft.model", "fos_raft.api"},
+                          "fos_agent.net", "fos_raft.model", "fos_raft.api",
+                          "fos_raft.runtime", "fos_raft.security"},
     "fos_agent.testing": {"fos_agent.protocol", "fos_agent.audit", "fos_raft.model",
                           "fos_agent.storage"},  # wal_chain: real WALs, no network
+    # the floor display: a coordinator client that reads agents' Stats through fos_pb only
+    "fos_dashboard.view": set(),
+    "fos_dashboard": {"fos_dashboard.view", "fos_raft.model", "fos_raft.api",
+                      "fos_raft.security", "fos_raft.runtime", "fos_raft.lineage",
+                      "fos_raft.lineage.trace", "fos_raft.lineage.index"},
 }
 
 
@@ -179,9 +188,11 @@ def test_dependency_direction() -> None:
         top = module.split(".")[0]
         for dep in _internal(deps):
             dep_top = dep.split(".")[0]
-            if top == "fos_raft" and dep_top in ("fos_agent", "bench"):
+            if top == "fos_raft" and dep_top in ("fos_agent", "fos_dashboard", "bench"):
                 wrong[module].add(dep)
-            if top == "fos_agent" and dep_top == "bench":
+            if top == "fos_agent" and dep_top in ("fos_dashboard", "bench"):
+                wrong[module].add(dep)
+            if top == "fos_dashboard" and dep_top in ("fos_agent", "bench"):
                 wrong[module].add(dep)
     assert dict(wrong) == {}
 

@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ from fos_raft.cli.launcher import LocalCluster
 from fos_raft.security.certs import CertAuthority
 from fos_raft.security.tls import TlsConfig, TlsError, sync_channel
 
-NAMES = ("fos-coordinator", "fosctl", "a", "b", "c")
+NAMES = ("fos-coordinator", "fosctl", "a", "b", "c", "floor-display")
 CHAIN = (("a", "wood:1", []), ("b", "frame:1", ["wood:1"]), ("c", "window:1", ["frame:1"]))
 
 
@@ -112,6 +113,33 @@ def test_chain_trades_over_mtls(setup: Setup) -> None:
     wait_until(lambda: _counter(setup, "c", "successful_cycles") >= 3, 30,
                "windows made over mTLS")
     assert _counter(setup, "b", "batches_received") >= 3
+
+
+def test_the_dashboard_reads_the_cluster_and_agents_over_mtls(setup: Setup,
+                                                              tmp_path: Path) -> None:
+    """fos-dashboard with a certificate that is neither admin nor a node: reads need none."""
+    ready = tmp_path / "url"
+    procs = Procs(tmp_path)
+    script = Path(sys.executable).parent / "fos-dashboard"
+    try:
+        procs.start("dashboard", [
+            str(script), "--coordinators", ",".join(setup.live), "--listen", "127.0.0.1:0",
+            "--ready-file", str(ready), "--tls-cert", str(setup.tls["floor-display"].cert),
+            "--tls-key", str(setup.tls["floor-display"].key),
+            "--tls-ca", str(setup.tls["floor-display"].ca)])
+        wait_until(ready.exists, 30, "the dashboard serving")
+        url = ready.read_text().strip() + "api/state"
+
+        def cycles_shown() -> bool:
+            with urllib.request.urlopen(url, timeout=10) as reply:
+                state = json.loads(reply.read())
+            rows = {r["id"]: r for r in state["nodes"]}
+            return (set(rows) >= {"a", "b", "c"} and state["cluster"]["reachable"]
+                    and rows["c"]["stats"].get("successful_cycles", 0) >= 1)
+
+        wait_until(cycles_shown, 30, "nodes and agents' Stats read over mTLS")
+    finally:
+        procs.stop_all()
 
 
 def test_replica_with_the_wrong_raft_password_never_joins(setup: Setup) -> None:

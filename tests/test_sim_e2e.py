@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -98,17 +100,24 @@ def test_short_run_with_a_kill_and_restart(tmp_path, run_dir):
 
 
 def test_sigterm_stops_everything(tmp_path, run_dir):
+    """Also with --dashboard: its fos-dashboard child serves the run and is stopped too."""
     cmd = [*FOS_SIM, "--types", "2", "--per-type", "2", "--duration", "60", "--keep",
-           str(run_dir), "--plain"]  # fmt: skip
+           str(run_dir), "--plain", "--dashboard", "127.0.0.1:0"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
         assert proc.stdout is not None
+        url = ""
         for line in proc.stdout:
+            if m := re.search(r"floor display: (http://\S+)", line):
+                url = m.group(1)
             if "agents up" in line or time.monotonic() > deadline:
                 break
+        assert url, "fos-sim printed no floor display URL"
+        with urllib.request.urlopen(url + "api/state", timeout=10) as reply:
+            assert reply.status == 200 and "graph" in json.loads(reply.read())
         started = processes_naming(str(run_dir))
-        assert len(started) >= 4 + 3  # agents and replicas running
+        assert len(started) >= 4 + 3 + 1  # agents, replicas and the dashboard running
         # each in a session of its own: a terminal's Ctrl-C (SIGINT to fos-sim's process
         # group) reaches only fos-sim, which then stops them in order
         ours = os.getsid(proc.pid)

@@ -16,6 +16,7 @@ from agent_util import wait_until
 SCRIPT = textwrap.dedent("""
     import asyncio, sys
     from pathlib import Path
+    from fos_raft.runtime.logging import configure_logging
     from fos_raft.runtime.stop_report import wait_for_stop_signal
 
     async def stuck_in_cleanup():
@@ -29,6 +30,7 @@ SCRIPT = textwrap.dedent("""
         if hang:
             await stuck_in_cleanup()
 
+    configure_logging("stop-test")  # as the CLIs do: the library itself configures nothing
     asyncio.run(main(sys.argv[2] == "hang"))
 """)
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
-import logging
 import shlex
 import shutil
 import signal
@@ -22,18 +22,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import structlog
 from rich.console import Console
 
 from bench.sim.collect import assign_addresses
+from bench.sim.dashboard import parse_dashboard
 from bench.sim.events import Action, ScenarioError, plan_events
 from bench.sim.procs import free_ports, pack_nodes
 from bench.sim.report import print_report, summarise
 from bench.sim.results import collect, snapshot_of
 from bench.sim.run import RunPlan, SimRun
 from bench.sim.scenario import load_scenario
-from bench.sim.topology import final_items, generate_topology
+from bench.sim.topology import SIM_EXTRA_MISSING, final_items, generate_topology
 from bench.sim.view import LiveView, PlainView
+from fos_raft.runtime.config import enable_completion
+from fos_raft.runtime.logging import LOG_FORMATS, configure_logging
+from fos_raft.runtime.version import add_version_argument
 
 ONE_PROCESS_PER_AGENT_UP_TO = 50
 DEFAULTS: dict[str, Any] = {
@@ -71,7 +74,10 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         argument_default=argparse.SUPPRESS,
     )
+    add_version_argument(p)
     arg = p.add_argument
+    arg("--log-format", choices=LOG_FORMATS,
+        help="lines of the run's fos-sim.log: json (default) or console")
     arg("--types", type=int, metavar="N", help=f"item types in the chain [{DEFAULTS['types']}]")
     arg(
         "--per-type",
@@ -133,6 +139,12 @@ def parser() -> argparse.ArgumentParser:
         help="let kills/drains leave an item without a live supplier",
     )
     arg("--plain", action="store_true", help="plain log lines even on a terminal")
+    arg(
+        "--dashboard",
+        metavar="HOST:PORT",
+        help="also serve the fos-dashboard floor display for the run on HOST:PORT (port 0: a "
+        "free one); its URL is printed when it serves (docs/dashboard.md)",
+    )
     arg(
         "--agent-args",
         metavar="ARGS",
@@ -214,22 +226,14 @@ def build_plan(args: argparse.Namespace, root: Path) -> RunPlan:
         groups=groups,
         ready_timeout_s=60.0 + 1.0 * len(specs),
         agent_args=tuple(shlex.split(cfg["agent_args"])),
+        dashboard=parse_dashboard(args.dashboard) if hasattr(args, "dashboard") else "",
     )
 
 
-def log_to_file(path: Path) -> None:
-    """Send this process's structlog output (harness and coordinator client) to ``path``,
-    so nothing but the view and the report reaches the terminal."""
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso"),
-            structlog.processors.JSONRenderer(),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-        logger_factory=structlog.WriteLoggerFactory(file=path.open("a")),
-        cache_logger_on_first_use=False,
-    )
+def log_to_file(path: Path, fmt: str | None = None) -> None:
+    """Send this process's log output (harness and coordinator client) to ``path``, so
+    nothing but the view and the report reaches the terminal."""
+    configure_logging("fos-sim", level="INFO", fmt=fmt or "json", stream=path.open("a"))
 
 
 def prepare_root(keep: Path | None) -> Path:
@@ -268,7 +272,12 @@ async def _run(plan: RunPlan, view: LiveView | PlainView) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    cli = parser()
+    enable_completion(cli)
+    args = cli.parse_args(argv)
+    if any(importlib.util.find_spec(m) is None for m in ("numpy", "scipy")):
+        print(f"fos-sim: error: {SIM_EXTRA_MISSING}", file=sys.stderr)
+        return 2
     console = Console()
     keep = getattr(args, "keep", None)
     try:
@@ -279,10 +288,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             plan = build_plan(args, root)
-        except ScenarioError as e:
+        except (ScenarioError, ValueError) as e:
             print(f"fos-sim: error: {e}", file=sys.stderr)
             return 2
-        log_to_file(root / "fos-sim.log")
+        log_to_file(root / "fos-sim.log", getattr(args, "log_format", None))
         plain = getattr(args, "plain", False) or not console.is_terminal
         view = PlainView(sys.stdout) if plain else LiveView(console)
         try:

@@ -50,6 +50,7 @@ def snapshot_of(run: SimRun) -> Snapshot:
         deaths_declared=run.ledger.declared,
         deaths_false=run.ledger.false,
         nodes=tuple(rows),
+        dashboard_url=run.dashboard.url if run.dashboard is not None else "",
     )
 
 

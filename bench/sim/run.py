@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 
 from bench.sim.collect import BoundCache, Segment, agent_memory, cpu_seconds, integrate_bound
+from bench.sim.dashboard import DashboardProcess
 from bench.sim.events import Action, Schedule, SimEvent, Timeline
 from bench.sim.metrics import CounterBook, DeathLedger, RerouteTracker
 from bench.sim.poll import ClusterView, StatsPoller
@@ -51,6 +52,7 @@ class RunPlan:
     groups: tuple[tuple[str, ...], ...]  # node ids per agent process
     ready_timeout_s: float = 60.0
     agent_args: tuple[str, ...] = ()  # extra fos-agent options (tuning)
+    dashboard: str = ""  # HOST:PORT for a fos-dashboard child process; empty: none
 
 
 @dataclass
@@ -85,6 +87,7 @@ class SimRun:
         self.cluster: Any = None
         self.client: CoordinatorClient | None = None
         self.agents: AgentSupervisor | None = None
+        self.dashboard: DashboardProcess | None = None
         self.ended_s = 0.0
         self.memory: dict[str, float] = {}
         self.cpu_at_start = cpu_seconds()
@@ -127,6 +130,11 @@ class SimRun:
         await asyncio.to_thread(self.cluster.wait_for_leader, 30.0)
         self.client = CoordinatorClient(list(self.cluster.grpc_addresses), timeout=10.0)
         self.event(f"coordinator cluster up: {self.plan.replicas} replicas")
+        if self.plan.dashboard:
+            self.dashboard = DashboardProcess(self.plan.dashboard, self.cluster.grpc_addresses,
+                                              self.plan.root)
+            url = await asyncio.to_thread(self.dashboard.start)
+            self.event(f"floor display: {url}")
 
     async def _apply_catalog(self) -> None:
         assert self.client is not None
@@ -168,6 +176,8 @@ class SimRun:
         self.event(f"{len(self.plan.specs)} agents up")
 
     async def _shutdown(self) -> None:
+        if self.dashboard is not None:  # first: it would only log the others' going away
+            await asyncio.to_thread(self.dashboard.stop)
         if self.agents is not None:
             await asyncio.to_thread(self.agents.stop_all, 5.0)
         if self.client is not None:

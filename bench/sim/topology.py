@@ -12,10 +12,14 @@ import random
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-from scipy.optimize import linprog
-
 from fos_raft.model import ItemReq, NodeSpec
+
+SIM_EXTRA_MISSING = ("fos-sim needs numpy and scipy for its throughput bound: "
+                     "pip install 'factoryos[sim]'")
+
+
+class SimExtraMissing(ImportError):
+    """numpy/scipy are not installed (they come with the ``sim`` extra)."""
 
 MAX_REQUIRES_PER_TYPE = 3
 MAX_BATCH_QTY = 5
@@ -193,6 +197,11 @@ def throughput_bound(
             raise ValueError(f"cycle time of {node_id} must be positive, got {c}")
         return 1.0 / c
 
+    try:  # lazily: the core install (agents, coordinators) does without numpy and scipy
+        import numpy as np
+        from scipy.optimize import linprog
+    except ImportError:
+        raise SimExtraMissing(SIM_EXTRA_MISSING) from None
     index = {s.node_id: n for n, s in enumerate(nodes)}
     items = sorted({s.produces.item for s in nodes} | {r.item for s in nodes for r in s.requires})
     row = {item: k for k, item in enumerate(items)}

@@ -46,6 +46,7 @@ class Snapshot:
     deaths_declared: int = 0
     deaths_false: int = 0
     nodes: tuple[NodeRow, ...] = field(default_factory=tuple)
+    dashboard_url: str = ""  # the run's fos-dashboard page, when --dashboard started one
 
 
 class View(Protocol):
@@ -56,6 +57,15 @@ class View(Protocol):
 
 
 STATE_STYLE = {"alive": "green", "dead": "bold red", "drained": "yellow", "down?": "magenta"}
+# What the state column's words mean, printed under the table (the terms are the harness's,
+# not the coordinator's: fos-sim knows which processes it killed, the coordinator does not).
+LEGEND = (
+    ("alive", "agent process running, and the coordinator counts it alive"),
+    ("dead", "agent process SIGKILLed by this run, not restarted yet"),
+    ("down?", "coordinator says down while the process runs: a false death, or a restart "
+              "not yet rejoined"),
+    ("drained", "out of the flow for maintenance"),
+)
 
 
 def _header(snap: Snapshot) -> RenderableType:
@@ -71,7 +81,22 @@ def _header(snap: Snapshot) -> RenderableType:
         f" (bound {snap.bound_so_far:.0f})  ",
         f"deaths declared {snap.deaths_declared}, false {snap.deaths_false}",
     )
-    return Group(first, second, ProgressBar(total=1.0, completed=share, width=60))
+    # A ProgressBar ends without a newline: in a grid row it gets a line of its own, so the
+    # table header below no longer starts on the bar's line.
+    bar = Table.grid(padding=(0, 1))
+    bar.add_row(ProgressBar(total=1.0, completed=share, width=60), Text(f"{share:4.0%}"))
+    if not snap.dashboard_url:
+        return Group(first, second, bar)
+    return Group(first, second, Text(f"floor display: {snap.dashboard_url}", style="bold"), bar)
+
+
+def _legend() -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="dim")
+    grid.add_column(style="dim")
+    for state, meaning in LEGEND:
+        grid.add_row(Text(state, style=STATE_STYLE.get(state, "")), meaning)
+    return grid
 
 
 def _node_table(snap: Snapshot) -> Table:
@@ -122,7 +147,8 @@ class LiveView:
         if self.snap is None:
             return Text("starting...")
         events = Text("\n".join(self.events) or "(no events yet)", style="dim")
-        return Group(_header(self.snap), _node_table(self.snap), Text("events:"), events)
+        return Group(_header(self.snap), _node_table(self.snap), _legend(), Text("events:"),
+                     events)
 
     def __enter__(self) -> LiveView:
         self.live.__enter__()

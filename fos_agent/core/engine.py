@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import structlog
 
 from fos_agent.core.metrics import Metrics
 from fos_agent.protocol.machine import Node, NodeConfig
@@ -45,6 +44,7 @@ from fos_agent.protocol.records import (
 from fos_agent.storage.group_commit import GroupCommitter
 from fos_agent.storage.wal import Wal
 from fos_raft.lineage.reader import BatchView
+from fos_raft.runtime.logging import get_logger
 
 
 class SerialCommitter:
@@ -136,13 +136,14 @@ class Engine:
         self.metrics = metrics
         self.group_commit = group_commit
         self.on_recovered = on_recovered
-        self.log = structlog.get_logger("fos_agent.core.engine").bind(node=config.node_id)
+        self.log = get_logger("fos_agent.core.engine").bind(node=config.node_id)
         self._config = config
         self.wal: Wal | None = None
         self.node: Node | None = None
         self._committer: GroupCommitter | SerialCommitter | None = None
         self._restarting: asyncio.Lock | None = None
         self._flow: FlowChanged | None = None
+        self.commit_error = ""  # the last commit's failure; "" once a commit succeeds
         self.retention_days: float | None = None  # genealogy retention (None: keep all)
         self.lineage_index = True  # False: no genealogy index, no compaction (comparisons)
         self.inbound_changed = Signal()  # an inbound record changed (queued / consumed)
@@ -243,12 +244,16 @@ class Engine:
             # earlier writes are durable cannot expose a non-durable transition; a crash
             # then is the same as a crash right after sending.
             return effects
+        started = time.perf_counter()
         try:
             await committer.commit(writes)
         except Exception as exc:
+            self.commit_error = str(exc) or type(exc).__name__  # health: WAL not writable
             await self._recover_after(exc, committer)
             raise
+        self.commit_error = ""
         if writes:
+            self.metrics.observe("wal_commit_seconds", time.perf_counter() - started)
             self._account(writes, fresh)
         return effects
 

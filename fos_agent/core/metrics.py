@@ -36,12 +36,20 @@ Names (readable as ``agent.metrics["successful_cycles"]`` and in the Stats RPC's
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import PlatformCollector, ProcessCollector
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 from prometheus_client.registry import Collector, CollectorRegistry
+
+from fos_raft.runtime.version import BuildInfoCollector
 
 COUNTERS = (
     "successful_cycles", "skipped_cycles", "total_cycles", "batches_produced",
@@ -55,6 +63,36 @@ RECEIVED_AT = "last_received_from_at:"
 
 
 RECEIPT_RING = 256
+
+# Histograms (seconds), exported as fos_agent_<name>{node} histograms:
+# wal_commit_seconds (a durable WAL group commit: LMDB write + fsync), cycle_seconds (a
+# successful cycle: inputs held -> output durable), rpc_seconds{kind} (a peer RPC this node
+# made, RequestBatch long-polls included), reroute_seconds (a flow change took a supplier of
+# an input away: seconds until the first batch of that input from a supplier of the new flow).
+HISTOGRAMS = ("wal_commit_seconds", "cycle_seconds", "reroute_seconds")
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                   2.5, 5.0, 10.0, float("inf"))
+
+
+class Buckets:
+    """A fixed-bucket histogram: one bisect and two additions per observation."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * len(LATENCY_BUCKETS)
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.total += seconds
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        out, running = [], 0
+        for bound, count in zip(LATENCY_BUCKETS, self.counts, strict=True):
+            running += count
+            out.append(("+Inf" if bound == float("inf") else repr(bound), float(running)))
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +112,10 @@ class Metrics(Mapping[str, float]):
         self.node_id = node_id
         self.receipts: deque[Receipt] = deque(maxlen=receipts)
         self._values: dict[str, float] = dict.fromkeys(COUNTERS, 0.0)
+        self.histograms: dict[str, Buckets] = {name: Buckets() for name in HISTOGRAMS}
+        self.rpc_seconds: dict[str, Buckets] = {}  # by message kind
+        self._suppliers: dict[str, frozenset[str]] = {}  # item -> suppliers in the flow
+        self._rerouting: dict[str, float] = {}  # item -> monotonic time a supplier left
         for kind in MESSAGE_KINDS:
             self._values[f"messages_sent.{kind}"] = 0.0
             self._values[f"messages_received.{kind}"] = 0.0
@@ -84,13 +126,38 @@ class Metrics(Mapping[str, float]):
     def set(self, name: str, value: float) -> None:
         self._values[name] = value
 
+    def observe(self, name: str, seconds: float) -> None:
+        self.histograms[name].observe(seconds)
+
+    def rpc_time(self, kind: str, seconds: float) -> None:
+        buckets = self.rpc_seconds.get(kind)
+        if buckets is None:
+            buckets = self.rpc_seconds[kind] = Buckets()
+        buckets.observe(seconds)
+
     def sent(self, kind: str) -> None:
         self.inc(f"messages_sent.{kind}")
 
     def received(self, kind: str) -> None:
         self.inc(f"messages_received.{kind}")
 
+    def suppliers_changed(self, suppliers: Mapping[str, Iterable[str]]) -> None:
+        """The flow now names these suppliers per input item (reroute_seconds starts when
+        one of an item's suppliers leaves while others remain or arrive)."""
+        now = time.monotonic()
+        for item, nodes in suppliers.items():
+            current = frozenset(nodes)
+            before = self._suppliers.get(item)
+            if before and before - current and current and item not in self._rerouting:
+                self._rerouting[item] = now
+            self._suppliers[item] = current
+        for item in set(self._suppliers) - set(suppliers):
+            del self._suppliers[item]
+            self._rerouting.pop(item, None)
+
     def receipt(self, supplier: str, item: str, batch_id: str) -> None:
+        if item in self._rerouting and supplier in self._suppliers.get(item, ()):
+            self.observe("reroute_seconds", time.monotonic() - self._rerouting.pop(item))
         now = time.time()
         self.inc("batches_received")
         self.inc(RECEIVED_FROM + supplier)
@@ -126,7 +193,8 @@ class AgentCollector(Collector):
     def add(self, source: object) -> None:
         self._sources.append(source)
 
-    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily
+                                  | HistogramMetricFamily]:
         plain = {name: CounterMetricFamily(f"fos_agent_{name}", name.replace("_", " "),
                                            labels=["node"]) for name in COUNTERS}
         sent = CounterMetricFamily("fos_agent_messages_sent", "peer RPCs sent by kind",
@@ -137,9 +205,17 @@ class AgentCollector(Collector):
                                           "batches received per supplier",
                                           labels=["node", "supplier"])
         gauges: dict[str, GaugeMetricFamily] = {}
+        histograms = {name: HistogramMetricFamily(f"fos_agent_{name}", name.replace("_", " "),
+                                                  labels=["node"]) for name in HISTOGRAMS}
+        rpc = HistogramMetricFamily("fos_agent_rpc_seconds", "peer RPCs made, by kind",
+                                    labels=["node", "kind"])
         for source in self._sources:
             metrics: Metrics = source.metrics  # type: ignore[attr-defined]
             node = metrics.node_id
+            for name, buckets in metrics.histograms.items():
+                histograms[name].add_metric([node], buckets.cumulative(), buckets.total)
+            for kind, buckets in sorted(metrics.rpc_seconds.items()):
+                rpc.add_metric([node, kind], buckets.cumulative(), buckets.total)
             for name, value in metrics.snapshot().items():
                 if name in plain:
                     plain[name].add_metric([node], value)
@@ -159,11 +235,19 @@ class AgentCollector(Collector):
         yield received
         yield by_supplier
         yield from gauges.values()
+        yield from histograms.values()
+        yield rpc
 
 
-def registry_for(sources: Iterable[object]) -> tuple[CollectorRegistry, AgentCollector]:
-    """A fresh registry (never the global one: several agents may share a process)."""
+def registry_for(sources: Iterable[object], process: bool = False
+                 ) -> tuple[CollectorRegistry, AgentCollector]:
+    """A fresh registry (never the global one: several agents may share a process);
+    ``process``: add the process, platform and build-info collectors (one per process)."""
     registry = CollectorRegistry(auto_describe=False)
     collector = AgentCollector(sources)
     registry.register(collector)
+    if process:
+        registry.register(ProcessCollector(registry=None))
+        registry.register(PlatformCollector(registry=None))
+        registry.register(BuildInfoCollector())
     return registry, collector

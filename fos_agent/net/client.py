@@ -16,6 +16,7 @@ mean to call (not its address): a process that took over a dead peer's port is n
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -136,10 +137,12 @@ class PeerClient:
             self.on_contact(node, False)
             raise PeerUnreachable(node, "address unknown")
         self.metrics.sent(kind)
+        started = time.perf_counter()
         try:
             reply = await getattr(self._stub(address, node), kind)(
                 request, timeout=timeout or self.rpc_timeout)
         except grpc.aio.AioRpcError as exc:
+            self.metrics.rpc_time(kind, time.perf_counter() - started)
             code = exc.code()
             if code in NO_ANSWER:
                 self.on_contact(node, False)
@@ -148,6 +151,7 @@ class PeerClient:
             refused = PeerRefused(node, code, exc.details() or "")
             refused.trailing = exc.trailing_metadata()  # type: ignore[attr-defined]
             raise refused from None
+        self.metrics.rpc_time(kind, time.perf_counter() - started)
         self.on_contact(node, True)
         return reply
 

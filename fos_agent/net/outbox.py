@@ -22,8 +22,6 @@ import contextlib
 from collections.abc import Coroutine, Iterable
 from typing import Any
 
-import structlog
-
 from fos_agent.core.engine import Engine
 from fos_agent.net.client import PeerClient, PeerRefused, PeerUnreachable
 from fos_agent.protocol.messages import (
@@ -33,6 +31,7 @@ from fos_agent.protocol.messages import (
     Tick,
     WaitingForBatch,
 )
+from fos_raft.runtime.logging import get_logger
 
 
 class Outbox:
@@ -43,7 +42,7 @@ class Outbox:
         self.retry_s = retry_s
         self.retry_cap_s = retry_cap_s
         self.confirm_delay_s = confirm_delay_s
-        self.log = structlog.get_logger("fos_agent.net.outbox").bind(node=client.node_id)
+        self.log = get_logger("fos_agent.net.outbox").bind(node=client.node_id)
         self._confirms: dict[str, dict[str, None]] = {}  # supplier -> batch ids
         self._flush_scheduled: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()

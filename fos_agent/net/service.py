@@ -76,7 +76,9 @@ class PeerHost(Protocol):
     engine: Engine
     tls: TlsConfig | None
     metrics: Metrics
-    detector: Heartbeats
+
+    @property  # read-only here: the agent's FailureDetector satisfies it
+    def detector(self) -> Heartbeats: ...
 
     def loop_time(self) -> float: ...
 
@@ -91,6 +93,7 @@ class PeerService(agent_pb2_grpc.AgentServicer):
         self.agent = agent
         self.closing = False  # set at stop: long-polls answer at once
         self.fair = FairShare()  # long-polls of a scarce item served round robin
+        self.health: Any = None  # the grpc.health.v1 servicer, set by start_server
 
     def close(self) -> None:
         self.closing = True
@@ -250,6 +253,7 @@ async def start_server(agent: PeerHost, listen: str
     agent_pb2_grpc.add_AgentServicer_to_server(service, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    service.health = health_servicer  # the agent's health task keeps it truthful
     try:
         port = add_port(server, listen, agent.tls)
     except RuntimeError as exc:  # grpc raises RuntimeError when it cannot bind

@@ -35,9 +35,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
-
 from fos_agent.core.metrics import Metrics
+from fos_raft.runtime.logging import get_logger
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +73,7 @@ class FailureDetector:
         self._ping = ping
         self._report = report
         self.metrics = metrics
-        self.log = structlog.get_logger("fos_agent.runtime.detector").bind(node=node_id)
+        self.log = get_logger("fos_agent.runtime.detector").bind(node=node_id)
         self._links: dict[str, _Link] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.outcomes: list[tuple[str, str]] = []  # (suspect, outcome), for tests and logs

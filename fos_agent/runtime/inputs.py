@@ -27,14 +27,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import structlog
-
 from fos_agent.core.engine import Engine, Signal
 from fos_agent.core.metrics import Metrics
 from fos_agent.net.client import PeerClient, PeerRefused, PeerUnreachable
 from fos_agent.net.outbox import Outbox
 from fos_agent.protocol.messages import BatchSent, NewRequest, RefusalReason, RequestRefused
 from fos_agent.runtime.flowview import FlowView, Supplier
+from fos_raft.runtime.logging import get_logger
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +63,7 @@ class InputFetcher:
         self.suspected = suspected
         self.others_buffered = others_buffered
         self.room = room
-        self.log = structlog.get_logger("fos_agent.runtime.inputs").bind(node=client.node_id,
+        self.log = get_logger("fos_agent.runtime.inputs").bind(node=client.node_id,
                                                                   item=item)
         self._inflight = 0
         self._failed_at: dict[str, float] = {}  # supplier -> monotonic time of no answer

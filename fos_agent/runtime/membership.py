@@ -24,15 +24,18 @@ from fos_agent.net.outbox import Outbox
 from fos_agent.protocol.machine import NodeConfig
 from fos_agent.protocol.messages import FlowChanged, Reclaim
 from fos_agent.runtime.detector import FailureDetector
+from fos_agent.runtime.errors import NotInCatalog
 from fos_agent.runtime.flowview import FlowView, save_flow, view_from_pb
+from fos_agent.runtime.loop_thread import OnPrivateLoop
 from fos_pb import coordinator_pb2 as cpb
 from fos_raft.api.client import CoordinatorClient, CoordinatorError
 from fos_raft.model import ItemReq, NodeSpec
+from fos_raft.runtime.health import HealthPublisher
 
 if TYPE_CHECKING:
     from fos_agent.runtime.settings import AgentSettings
 
-class CoordinatorSide:
+class CoordinatorSide(OnPrivateLoop):
     """Mixin of Agent: it uses the agent's state (flow, spec, engine, detector, outbox,
     metrics, coordinator client) and is not meant to be used on its own."""
 
@@ -45,6 +48,7 @@ class CoordinatorSide:
     flow_changed: Signal
     settings: AgentSettings
     metrics: Metrics
+    health: HealthPublisher | None
     coordinator: CoordinatorClient | None
     engine: Engine
     detector: FailureDetector
@@ -76,7 +80,7 @@ class CoordinatorSide:
                 raise
             hood = saved
         if not hood.known:
-            raise LookupError(f"node {self.node_id!r} is not in the catalog; give its spec "
+            raise NotInCatalog(f"node {self.node_id!r} is not in the catalog; give its spec "
                               "(produces/requires) to register it")
         return view_from_pb(self.node_id, hood).spec  # type: ignore[return-value]
 
@@ -146,6 +150,10 @@ class CoordinatorSide:
         if view.version < self.flow.version:
             return
         previous, self.flow = self.flow, view
+        if self.health is not None:  # a first flow makes the agent serving: say so now
+            self.health.poke()
+        self.metrics.suppliers_changed(
+            {item: [s.node_id for s in ranked] for item, ranked in view.suppliers.items()})
         if view.spec is not None and self.spec is not None and _differs(view.spec, self.spec):
             self.log.info("spec changed by the coordinator", spec=str(view.spec))
             self._adopt_spec(view.spec)
@@ -295,6 +303,11 @@ class CoordinatorSide:
                           expected_version: int | None = None) -> int:
         """Change this node's spec at the coordinator (compare-and-set with
         ``expected_version``); the agent follows it when the flow arrives."""
+        return await self._on_core(self._update_spec(produces, requires, capacity,
+                                                     expected_version))
+
+    async def _update_spec(self, produces: ItemReq | None, requires: Sequence[ItemReq] | None,
+                           capacity: int | None, expected_version: int | None) -> int:
         assert self.coordinator is not None and self.spec is not None
         spec = replace(self.spec,
                        produces=produces or self.spec.produces,
@@ -303,13 +316,13 @@ class CoordinatorSide:
         return await self.coordinator.update_spec(spec, expected_version)
 
     async def drain(self) -> int:
+        """Ask the coordinator to drain this node (the planner routes around it)."""
         assert self.coordinator is not None
-        return await self.coordinator.drain(self.node_id)
+        return await self._on_core(self.coordinator.drain(self.node_id))
 
     async def undrain(self) -> int:
         assert self.coordinator is not None
-        return await self.coordinator.undrain(self.node_id)
-
+        return await self._on_core(self.coordinator.undrain(self.node_id))
 
 def _differs(a: NodeSpec, b: NodeSpec) -> bool:
     """Specs differ in what the stage does (the address may change freely)."""

@@ -27,4 +27,7 @@ class AgentSettings:
     compact_s: float = 5.0  # move settled records out of the WAL's live state this often
     lineage_retention_days: float = 3650.0  # genealogy index entries older than this go
     lineage_index: bool = True  # False: no genealogy index, no compaction (comparisons)
+    # the agent's networking runs on its own loop in a background thread, so user code
+    # that blocks the caller's loop cannot silence it (False: share the caller's loop)
+    private_loop: bool = True
     stop_step_s: float = 5.0  # bound on each step of a clean stop (closing the WAL: 6x)

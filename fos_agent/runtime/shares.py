@@ -24,15 +24,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Collection, Iterable
 
-import structlog
-
 from fos_agent.core.engine import Signal
 from fos_agent.core.fairshare import FairShare
 from fos_pb import coordinator_pb2 as cpb
 from fos_raft.api.convert import spec_from_pb
 from fos_raft.model import NodeSpec
+from fos_raft.runtime.logging import get_logger
 
-log = structlog.get_logger("fos_agent.runtime.shares")
+log = get_logger("fos_agent.runtime.shares")
 
 
 def item_needs(specs: Iterable[NodeSpec]) -> dict[str, float]:

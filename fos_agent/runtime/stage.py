@@ -27,14 +27,14 @@ instead of skipping (the trades benchmark).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
-
-import structlog
 
 from fos_agent.core.engine import Engine, Signal
 from fos_agent.core.metrics import Metrics
 from fos_agent.protocol.messages import Produce
 from fos_agent.protocol.records import Batch, OutState, PutOutbound
+from fos_raft.runtime.logging import get_logger
 
 BRIEF = 0.02  # a wait this short (x cycle_s) after a cycle is bookkeeping, not a break
 
@@ -46,7 +46,7 @@ class Stage:
         self.metrics = metrics
         self.output_cap = output_cap
         self.is_sink = is_sink
-        self.log = structlog.get_logger("fos_agent.runtime.stage").bind(node=engine.config.node_id)
+        self.log = get_logger("fos_agent.runtime.stage").bind(node=engine.config.node_id)
         self._gate = asyncio.Lock()
 
     def output_full(self) -> bool:
@@ -184,6 +184,7 @@ class Stage:
         consume and produce; True if it succeeded (a failed step releases the inputs)."""
         m = self.metrics
         m.inc("total_cycles")
+        started = time.perf_counter()
         try:
             await asyncio.sleep(max(0.0, until - asyncio.get_running_loop().time()))
         except BaseException:
@@ -198,6 +199,7 @@ class Stage:
             m.inc("skipped_cycles")
             return False
         m.inc("successful_cycles")
+        m.observe("cycle_seconds", time.perf_counter() - started)
         return True
 
     async def _fast_worker(self) -> None:
@@ -205,6 +207,7 @@ class Stage:
         while True:
             inputs = await self.next_cycle()
             m.inc("total_cycles")
+            started = time.perf_counter()
             try:
                 await self.produce(inputs)
             except asyncio.CancelledError:
@@ -214,3 +217,4 @@ class Stage:
                 m.inc("skipped_cycles")
                 continue
             m.inc("successful_cycles")
+            m.observe("cycle_seconds", time.perf_counter() - started)

@@ -62,6 +62,7 @@ from fos_agent.storage.lineage_store import (
 )
 from fos_raft.lineage.index import DAY_MS
 from fos_raft.lineage.reader import IndexReader
+from fos_raft.model import FosError
 
 DEFAULT_MAP_SIZE = 256 << 20  # sparse on Linux; doubled on demand
 MAX_MAP_SIZE = 1 << 40
@@ -71,12 +72,12 @@ _LMDB_MAGIC = bytes.fromhex("dec0efbe")  # MDB_MAGIC, little-endian, at offset 1
 _DBS = (b"outbound", b"inbound", b"requests", b"meta")
 
 
-class WalError(Exception):
+class WalError(FosError):
     """The WAL cannot be used (foreign, wrong schema, another node's, in use); nothing was
     changed on disk."""
 
 
-class CommitFailed(Exception):
+class CommitFailed(FosError):
     """A group was not made durable because an earlier one failed (the in-memory protocol
     state is ahead of the WAL: recover the Node from ``Wal.load()``)."""
 

@@ -42,7 +42,6 @@ from typing import Any
 
 import grpc
 import grpc.aio
-import structlog
 
 from fos_pb import coordinator_pb2 as pb
 from fos_raft.api.convert import spec_to_pb
@@ -60,8 +59,9 @@ from fos_raft.api.policy import (
 )
 from fos_raft.model import NodeSpec
 from fos_raft.runtime.grpc_runtime import DEFAULT_CHANNEL_OPTIONS
+from fos_raft.runtime.logging import get_logger
 
-log = structlog.get_logger("fos_raft.api.client")
+log = get_logger("fos_raft.api.client")
 
 __all__ = [
     "CALLER_ERRORS", "DEFAULT_CHANNEL_OPTIONS", "LEADER_METADATA_KEY", "RETRYABLE",

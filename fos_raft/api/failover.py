@@ -15,7 +15,6 @@ from typing import Any, Self
 
 import grpc
 import grpc.aio
-import structlog
 
 from fos_pb import coordinator_pb2 as pb
 from fos_pb import coordinator_pb2_grpc as pb_grpc
@@ -31,9 +30,10 @@ from fos_raft.api.policy import (
     reply_version,
 )
 from fos_raft.runtime.grpc_runtime import DEFAULT_CHANNEL_OPTIONS, keep_grpc_aio_running
+from fos_raft.runtime.logging import get_logger
 
 # Same logger name as before the split: log consumers filter on it.
-log = structlog.get_logger("fos_raft.api.client")
+log = get_logger("fos_raft.api.client")
 
 
 class FailoverChannels:

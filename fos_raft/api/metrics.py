@@ -1,22 +1,38 @@
-"""Prometheus metrics of a replica, read from the live replica at scrape time."""
+"""Prometheus metrics of a replica, read from the live replica at scrape time.
+
+Gauges and counters are computed at scrape time from the replica (nothing on the hot
+path); the two latency histograms (`LatencyHistograms`) cost one ``observe`` per write
+and per unary RPC. Names follow Prometheus conventions: base units, ``_seconds``,
+``_total``. Per node: ``fos_node_up{node}`` from the replicated liveness and
+``fos_node_seconds_since_last_receipt{node,item}`` from `ReceiptWatcher`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+import grpc
+from prometheus_client import Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
+from prometheus_client.registry import Collector, CollectorRegistry
 
+from fos_raft.api.health import ReplicaHealth
 from fos_raft.api.suspicion import SuspicionJudge
 from fos_raft.replica.core import Replica
 
 
 class ReplicaCollector(Collector):
-    def __init__(self, replica: Replica, judge: SuspicionJudge, replica_id: str) -> None:
+    def __init__(self, replica: Replica, judge: SuspicionJudge, replica_id: str,
+                 health: ReplicaHealth | None = None,
+                 receipts: Callable[[], dict[tuple[str, str], float]] | None = None) -> None:
+        """``receipts``: (node, item) -> unix time of the node's last receipt of item."""
         self.replica = replica
         self.judge = judge
         self.replica_id = replica_id
+        self.health = health
+        self.receipts = receipts
 
     def collect(self) -> Iterator[Any]:
         replica = self.replica
@@ -46,6 +62,33 @@ class ReplicaCollector(Collector):
         yield gauge("fos_coordinator_commit_index", "Raft commit index", raft["commit_idx"])
         yield gauge("fos_coordinator_term", "Raft current term", raft["raft_term"])
         yield gauge("fos_coordinator_is_leader", "1 on the leader", 1 if replica.is_leader else 0)
+        yield gauge("fos_coordinator_has_leader", "1 while this replica knows a leader",
+                    1 if replica.leader else 0)
+        yield gauge("fos_coordinator_has_quorum", "1 while this replica reaches a majority",
+                    1 if replica.has_quorum else 0)
+        members = replica.members()
+        yield gauge("fos_coordinator_members", "Voting members, this one included", len(members))
+        yield gauge("fos_coordinator_members_connected", "Members this replica is connected to",
+                    sum(1 for _, connected in members if connected))
+        if self.health is not None:
+            yield gauge("fos_coordinator_serving", "1 while grpc.health.v1 says SERVING",
+                        1 if self.health.last.serving else 0)
+            yield counter("fos_coordinator_leader_changes",
+                          "Times a new leader became known here", self.health.leader_changes)
+        up = GaugeMetricFamily("fos_node_up", "1 while the node is alive in the catalog",
+                               labels=[*labels, "node"])
+        for node_id, entry in sorted(state.nodes.items()):
+            up.add_metric([*value, node_id], 1 if entry.status.alive else 0)
+        yield up
+        if self.receipts is not None:
+            since = GaugeMetricFamily(
+                "fos_node_seconds_since_last_receipt",
+                "Seconds since the node last received a batch of item (polled from agents)",
+                labels=[*labels, "node", "item"])
+            now = time.time()
+            for (node_id, item), at in sorted(self.receipts().items()):
+                since.add_metric([*value, node_id, item], max(0.0, now - at))
+            yield since
         yield gauge("fos_coordinator_nodes", "Registered nodes", len(state.nodes))
         yield gauge("fos_coordinator_flow_edges", "Edges in the flow", len(state.flow.edges))
         yield counter(
@@ -65,3 +108,59 @@ class ReplicaCollector(Collector):
                 "Raft messages sent while log writes were unsynced (must stay 0)",
                 stats["unsynced_sends"],
             )
+
+
+# Raft commits take ~1 ms on an idle loopback cluster and seconds during an election.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                   2.5, 5.0, 10.0)
+
+
+class LatencyHistograms:
+    """The replica's histograms, registered in ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.commit = Histogram(
+            "fos_coordinator_raft_commit_seconds",
+            "Write submitted here until committed by a quorum and applied",
+            buckets=LATENCY_BUCKETS, registry=registry)
+        self.journal_fsync = Histogram(
+            "fos_journal_fsync_seconds", "One fsync of the Raft journal (LMDB sync)",
+            buckets=LATENCY_BUCKETS, registry=registry)
+        self.rpc = Histogram(
+            "fos_coordinator_rpc_seconds", "Unary gRPC call handling time by method",
+            labelnames=["method"], buckets=LATENCY_BUCKETS, registry=registry)
+
+
+class RpcTimer(grpc.aio.ServerInterceptor):
+    """Times unary calls into ``histogram`` (streams are long-lived: not timed). The timed
+    handler is built once per method and reused: the per-call cost is one await of the
+    continuation, one dict lookup and one observe."""
+
+    def __init__(self, histogram: Histogram) -> None:
+        self.histogram = histogram
+        self._timed: dict[str, tuple[Any, Any]] = {}  # method -> (handler, timed handler)
+
+    async def intercept_service(
+        self, continuation: Callable[[Any], Awaitable[Any]], details: Any
+    ) -> Any:
+        handler = await continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        known = self._timed.get(details.method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        inner = handler.unary_unary
+        child = self.histogram.labels(details.method.rpartition("/")[2])
+
+        async def timed(request: Any, context: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return await inner(request, context)
+            finally:
+                child.observe(time.perf_counter() - started)
+
+        wrapped = grpc.unary_unary_rpc_method_handler(
+            timed, request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer)
+        self._timed[details.method] = (handler, wrapped)
+        return wrapped

@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 
 from fos_pb import coordinator_pb2 as pb
+from fos_raft.model import FosError
 
 RETRYABLE = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED}
@@ -41,7 +42,7 @@ _HINT_RES = (
 )
 
 
-class CoordinatorError(Exception):
+class CoordinatorError(FosError):
     """A coordinator call failed: the gRPC status code and the server's message."""
 
     def __init__(self, code: grpc.StatusCode, message: str, method: str = "") -> None:

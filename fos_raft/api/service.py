@@ -21,18 +21,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from fos_pb import coordinator_pb2 as pb
 from fos_pb import coordinator_pb2_grpc as pb_grpc
+from fos_raft.api.backup import snapshot_reply
 from fos_raft.api.convert import spec_from_pb
 from fos_raft.api.suspicion import ProbeSettings, SuspicionJudge, outcome_reply
 from fos_raft.api.views import content_key, flow_to_pb, neighbourhood_to_pb, node_infos
 from fos_raft.model import ErrorCode, ModelError, check_id
 from fos_raft.replica.core import Replica, Unavailable
 from fos_raft.runtime.grpc_runtime import keep_grpc_aio_running
+from fos_raft.runtime.logging import get_logger
 from fos_raft.security.tls import (
     DEFAULT_ADMIN_NAMES,
     Authority,
@@ -52,7 +53,7 @@ from fos_raft.state.commands import (
 )
 from fos_raft.state.core import CoordinatorState
 
-log = structlog.get_logger("fos_raft.api.service")
+log = get_logger("fos_raft.api.service")
 
 STATUS_OF = {
     ErrorCode.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
@@ -90,6 +91,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
                           if tls is not None else None)
         self.judge = SuspicionJudge(replica, probe, tls)
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self.health: Any = None  # the grpc.health.v1 servicer, set by start_server
 
     async def close(self) -> None:
         for channel in self._channels.values():
@@ -373,16 +375,24 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
     async def RemoveMember(self, request: pb.MemberRequest, context: Any) -> pb.MembersReply:
         return await self._member_change(request, context, add=False)
 
+    async def Snapshot(self, request: pb.SnapshotRequest, context: Any) -> pb.SnapshotReply:
+        await self._allow_admin(context, "take a snapshot")
+        await self._wait_version(context, request.min_version)
+        return snapshot_reply(self.replica, self.replica_id)  # fos_raft.api.backup
 
-async def start_server(service: CoordinatorService, address: str) -> tuple[grpc.aio.Server, int]:
+
+async def start_server(
+    service: CoordinatorService, address: str, interceptors: tuple[Any, ...] = ()
+) -> tuple[grpc.aio.Server, int]:
     """Serve Coordinator + health + reflection on ``address`` (port 0 picks one); mutual
-    TLS when the service has a TlsConfig."""
+    TLS when the service has a TlsConfig. ``interceptors``: e.g. the metrics' RpcTimer."""
     # No SO_REUSEPORT: a port another process holds must fail to bind, not be shared.
     keep_grpc_aio_running()
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)], interceptors=interceptors)
     pb_grpc.add_CoordinatorServicer_to_server(service, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    service.health = health_servicer  # fos_raft.api.health keeps it truthful once Raft runs
     names = (
         pb.DESCRIPTOR.services_by_name["Coordinator"].full_name,
         health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
@@ -393,6 +403,7 @@ async def start_server(service: CoordinatorService, address: str) -> tuple[grpc.
     if port == 0:
         raise RuntimeError(f"cannot bind gRPC address {address}")
     await server.start()
+    # NOT_SERVING until fos_raft.api.health has seen a leader and a quorum
     for name in ("", names[0]):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     return server, port

@@ -22,15 +22,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fos_pb import coordinator_pb2 as pb
 from fos_raft.replica.core import Replica
+from fos_raft.runtime.logging import get_logger
 from fos_raft.security.tls import TlsConfig, aio_channel
 from fos_raft.state.commands import MarkDown, NoteRefuted
 
-log = structlog.get_logger("fos_raft.api.suspicion")
+log = get_logger("fos_raft.api.suspicion")
 Outcome = pb.ReportSuspectReply.Outcome
 STALL_S = 0.5  # a try this much later than its deadline: the prober itself was stalled
 

@@ -5,6 +5,11 @@ JSON line on stdout ``{"event": "ready", "grpc": ..., "raft": ..., "metrics": ..
 and writes the bound gRPC address to ``DATA_DIR/grpc.addr`` (atomically) for launchers.
 SIGTERM/SIGINT stop it cleanly: gRPC drained, Raft stopped, journal synced and closed, exit 0.
 
+Operations (docs/operations.md): every flag also from ``--config FILE`` (TOML) or
+``FOS_COORDINATOR_<FLAG>`` (flags > env > file); ``--metrics`` serves /metrics, /healthz and
+/readyz; grpc.health.v1 says SERVING only with a leader and a quorum (fos_raft.api.health);
+``--restore FILE`` seeds a new cluster from a ``fosctl snapshot save`` file.
+
 Security (docs/security.md): ``--tls-cert/--tls-key/--tls-ca`` serve gRPC with mutual TLS and
 authorise writes by the caller's certificate name (``--admin-names`` may act for any node);
 ``--raft-password-file`` encrypts Raft traffic between replicas (all need the same password).
@@ -19,13 +24,28 @@ import os
 import sys
 from pathlib import Path
 
-import structlog
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 
+from fos_raft.api.backup import seed_from_snapshot
+from fos_raft.api.health import ReplicaHealth
+from fos_raft.api.metrics import LatencyHistograms, ReplicaCollector, RpcTimer
+from fos_raft.api.receipts import ReceiptWatcher
 from fos_raft.api.service import CoordinatorService, ServiceSettings, start_server
 from fos_raft.api.suspicion import ProbeSettings
 from fos_raft.replica.core import RaftTiming, Replica, data_dir_lock
-from fos_raft.runtime.logging import configure_logging
+from fos_raft.runtime.config import (
+    EXIT_BAD_CONFIG,
+    ConfigError,
+    OneLineParser,
+    add_config_argument,
+    enable_completion,
+    with_settings,
+)
+from fos_raft.runtime.health import HealthPublisher
+from fos_raft.runtime.http import MetricsAddressError, serve_http
+from fos_raft.runtime.logging import add_log_format_argument, configure_logging, get_logger
 from fos_raft.runtime.stop_report import wait_for_stop_signal
+from fos_raft.runtime.version import BuildInfoCollector, add_version_argument
 from fos_raft.security.tls import (
     DEFAULT_ADMIN_NAMES,
     TlsConfig,
@@ -35,9 +55,11 @@ from fos_raft.security.tls import (
     read_password_file,
     tls_from_args,
 )
+from fos_raft.state.snapshot import SnapshotError, decode
 
-log = structlog.get_logger("fos_raft.cli.coordinator")
+log = get_logger("fos_raft.cli.coordinator")
 GRPC_ADDR_FILE = "grpc.addr"
+ENV_PREFIX = "FOS_COORDINATOR_"
 
 
 def _host_port(value: str) -> str:
@@ -55,9 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     d = RaftTiming()
     p = ProbeSettings()
     s = ServiceSettings()
-    parser = argparse.ArgumentParser(
-        prog="fos-coordinator", description="Run one replica of the factoryOS coordinator."
+    parser = OneLineParser(
+        prog="fos-coordinator", description="Run one replica of the factoryOS coordinator.",
+        epilog=f"Every flag can also be set in the --config file (same names) or as "
+        f"{ENV_PREFIX}<FLAG> (e.g. {ENV_PREFIX}DATA_DIR); flags > environment > file.",
     )
+    add_version_argument(parser)
+    add_config_argument(parser, ENV_PREFIX)
     parser.add_argument("--id", required=True, help="replica id (for logs and status)")
     parser.add_argument("--raft", required=True, type=_host_port, help="Raft HOST:PORT (bound)")
     parser.add_argument(
@@ -74,7 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="new replica for a running cluster: ask the --peers to add it as a member",
     )
+    parser.add_argument(
+        "--restore", type=Path, metavar="FILE",
+        help="seed a NEW cluster with this snapshot (fosctl snapshot save) once it has a "
+        "leader; ignored, with a warning, when the cluster already has state")
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default INFO)")
+    add_log_format_argument(parser)
     timing = parser.add_argument_group("raft timing (seconds)")
     timing.add_argument("--raft-min-timeout", type=float, default=d.raft_min_timeout)
     timing.add_argument("--raft-max-timeout", type=float, default=d.raft_max_timeout)
@@ -123,8 +154,21 @@ def security_from_args(args: argparse.Namespace) -> tuple[TlsConfig | None, str 
     return tls, password
 
 
+def read_snapshot(path: Path) -> bytes:
+    """The --restore file, checked (checksum included) before anything starts."""
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"--restore {path}: {exc.strerror or exc}") from None
+    try:
+        decode(blob)
+    except SnapshotError as exc:
+        raise ConfigError(f"--restore {path}: {exc.message}") from None
+    return blob
+
+
 async def run(args: argparse.Namespace, tls: TlsConfig | None = None,
-              password: str | None = None) -> int:
+              password: str | None = None, snapshot: bytes | None = None) -> int:
     data_dir: Path = args.data_dir
     lock_fd = data_dir_lock(data_dir)
     timing = RaftTiming(
@@ -149,26 +193,43 @@ async def run(args: argparse.Namespace, tls: TlsConfig | None = None,
         replica, args.id, ServiceSettings(default_timeout=args.default_timeout), probe,
         tls=tls, admin_names=args.admin_names,
     )
-    server, port = await start_server(service, args.grpc)
+    health = ReplicaHealth(replica)
+    registry = histograms = httpd = None
+    metrics_address = ""
+    if args.metrics:  # bound first: a port in use fails before Raft starts
+        registry = CollectorRegistry()
+        histograms = LatencyHistograms(registry)
+        replica.commit_observer = histograms.commit.observe
+        httpd, metrics_address = serve_http(args.metrics, registry, lambda: health.last)
+    interceptors = (RpcTimer(histograms.rpc),) if histograms is not None else ()
+    # stop signals are ours before the ready line: a supervisor that reacts to it at once
+    # with SIGTERM gets a clean stop, not the default handler's death
+    stopper = asyncio.ensure_future(wait_for_stop_signal())
+    server, port = await start_server(service, args.grpc, interceptors)
     grpc_address = f"{args.grpc.rpartition(':')[0]}:{port}"
     replica.grpc_address = grpc_address
     try:
         await replica.start()
     except BaseException:
+        stopper.cancel()
         await server.stop(0)
         raise
-
-    metrics_address = ""
-    if args.metrics:
-        from prometheus_client import CollectorRegistry, start_http_server
-
-        from fos_raft.api.metrics import ReplicaCollector
-
-        registry = CollectorRegistry()
-        registry.register(ReplicaCollector(replica, service.judge, args.id))
-        host, _, mport = args.metrics.rpartition(":")
-        httpd, _thread = start_http_server(int(mport), host, registry)
-        metrics_address = f"{host}:{httpd.server_port}"
+    if histograms is not None and replica.journal is not None:
+        replica.journal.fsync_observer = histograms.journal_fsync.observe
+    publisher = HealthPublisher(service.health, ("", "fos.v1.Coordinator"), health.check)
+    await publisher.publish_once()
+    health_task = asyncio.ensure_future(publisher.run())
+    restore_task = (asyncio.ensure_future(seed_from_snapshot(replica, snapshot))
+                    if snapshot is not None else None)
+    watcher: ReceiptWatcher | None = None
+    if registry is not None:
+        watcher = ReceiptWatcher(replica, tls)
+        watcher.start()
+        for collector in (
+            ReplicaCollector(replica, service.judge, args.id, health, watcher.receipts),
+            BuildInfoCollector(), ProcessCollector(registry=None), PlatformCollector(None),
+        ):
+            registry.register(collector)
 
     tmp = data_dir / (GRPC_ADDR_FILE + ".tmp")
     tmp.write_text(grpc_address + "\n")
@@ -186,8 +247,15 @@ async def run(args: argparse.Namespace, tls: TlsConfig | None = None,
     print(json.dumps(ready), flush=True)
     log.info("coordinator ready", **{k: v for k, v in ready.items() if k != "event"})
 
-    await wait_for_stop_signal()
+    await stopper
     log.info("stopping")
+    health_task.cancel()
+    if restore_task is not None:
+        restore_task.cancel()
+    if watcher is not None:
+        await watcher.close()
+    if httpd is not None:
+        await asyncio.to_thread(httpd.shutdown)
     await server.stop(grace=1.0)
     await service.close()
     await replica.close()
@@ -197,20 +265,36 @@ async def run(args: argparse.Namespace, tls: TlsConfig | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    configure_logging("fos-coordinator", level=args.log_level, replica=args.id)
+    parser = build_parser()
+    enable_completion(parser)
+    try:
+        argv = with_settings(parser, argv, ENV_PREFIX, config_flag=True)
+    except ConfigError as exc:
+        print(f"fos-coordinator: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    args = parser.parse_args(argv)
+    configure_logging("fos-coordinator", level=args.log_level, fmt=args.log_format,
+                      replica=args.id)
     try:
         tls, password = security_from_args(args)
-    except TlsError as exc:
+        snapshot = read_snapshot(args.restore) if args.restore else None
+    except (TlsError, ConfigError) as exc:
         log.error("cannot run", error=str(exc))
         print(f"fos-coordinator: {exc}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(run(args, tls, password))
-    except RuntimeError as exc:  # bad data dir / bind failures: one line, non-zero
-        log.error("cannot run", error=str(exc))
-        print(f"fos-coordinator: {exc}", file=sys.stderr)
-        return 2
+        return asyncio.run(run(args, tls, password, snapshot))
+    except (RuntimeError, MetricsAddressError) as exc:  # data dir in use, bind failures
+        return _cannot_run(str(exc))
+    except OSError as exc:  # e.g. an unwritable data dir: one line, no traceback
+        where = f" {exc.filename}" if exc.filename else ""
+        return _cannot_run(f"{exc.strerror or exc}:{where}")
+
+
+def _cannot_run(reason: str) -> int:
+    log.error("cannot run", error=reason)
+    print(f"fos-coordinator: {reason}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -9,22 +9,25 @@ with one line on stderr, ``fosctl: <command>: <reason>``, and a non-zero exit co
 With ``--tls-cert/--tls-key/--tls-ca`` (or FOS_TLS_CERT/FOS_TLS_KEY/FOS_TLS_CA) it talks
 mutual TLS; its certificate's name must be one of the coordinator's admin names for writes
 on other nodes, decommission and membership (docs/security.md).
+
+``health`` and ``snapshot`` ask each replica directly, not through the failover client
+(fosctl_health, fosctl_backup; docs/operations.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Sequence
-
-import structlog
+from pathlib import Path
 
 from fos_raft.api.client import CoordinatorClient, CoordinatorError
 from fos_raft.cli import render
 from fos_raft.cli.catalog_file import CatalogFileError
+from fos_raft.cli.fosctl_backup import cmd_snapshot
+from fos_raft.cli.fosctl_backup import inspect as inspect_snapshot
 from fos_raft.cli.fosctl_commands import (
     EXIT_INTERRUPTED,
     EXIT_REFUSED,
@@ -41,8 +44,12 @@ from fos_raft.cli.fosctl_commands import (
     cmd_watch,
     exit_code_of,
 )
+from fos_raft.cli.fosctl_health import cmd_health
 from fos_raft.cli.fosctl_trace import TraceError, add_trace_parser, run_trace
 from fos_raft.model import ItemReq
+from fos_raft.runtime.config import enable_completion
+from fos_raft.runtime.logging import add_log_format_argument, configure_logging
+from fos_raft.runtime.version import add_version_argument
 from fos_raft.security.tls import TlsError, add_tls_arguments, client_kwargs, tls_from_args
 
 __all__ = ["CommandError", "Out", "build_parser", "command_label", "main"]
@@ -68,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fosctl", description="Administer a factoryOS coordinator cluster."
     )
+    add_version_argument(parser)
     parser.add_argument(
         "--coordinators", default=os.environ.get("FOS_COORDINATORS", ""),
         help="comma-separated gRPC addresses of the replicas (env FOS_COORDINATORS)",
@@ -76,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="overall deadline of each call in seconds, retries included")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("-v", "--verbose", action="store_true", help="log failovers")
+    add_log_format_argument(parser)
     # --json is accepted after the subcommand too; SUPPRESS keeps the global value otherwise.
     json_flag = argparse.ArgumentParser(add_help=False)
     json_flag.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
@@ -117,6 +126,19 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("raft_address", metavar="RAFT_ADDR")
         cmd.add_argument("--grpc", default="", metavar="GRPC_ADDR",
                          help="the replica's gRPC address")
+    health = sub.add_parser(
+        "health", parents=[json_flag],
+        help="exit 0 only if every endpoint serves and the cluster has a leader and quorum")
+    health.add_argument("agents", nargs="*", metavar="[NODE@]AGENT_ADDR",
+                        help="agents to check too (NODE: the name its TLS certificate carries)")
+    snap = sub.add_parser("snapshot", help="back up the replicated state (docs/operations.md)")
+    ssub = snap.add_subparsers(dest="snapshot_command", required=True, metavar="ACTION")
+    save = ssub.add_parser("save", parents=[json_flag],
+                           help="write a checksummed snapshot of the leader's state to FILE")
+    save.add_argument("file", metavar="FILE")
+    check = ssub.add_parser("inspect", parents=[json_flag],
+                            help="verify a snapshot file's checksum and summarise it")
+    check.add_argument("file", metavar="FILE")
     watch = sub.add_parser("watch", parents=[json_flag], help="print the flow on every change")
     watch.add_argument("--node", metavar="N", help="only N's neighbourhood")
     watch.add_argument("--count", type=int, default=0, help="stop after this many updates")
@@ -129,10 +151,12 @@ def command_label(args: argparse.Namespace) -> str:
     if args.command == "members":
         extra = getattr(args, "raft_address", "")
         return " ".join(filter(None, ("members", args.members_command, extra)))
+    if args.command == "snapshot":
+        return f"snapshot {args.snapshot_command} {args.file}"
     target = getattr(args, "node", None) or getattr(args, "file", None)
     if args.command == "trace":
         target = args.batch_id
-    if args.command in ("flow", "watch"):
+    if args.command in ("flow", "watch", "health"):
         target = None
     return f"{args.command} {target}" if target else args.command
 
@@ -145,6 +169,8 @@ COMMANDS = {
 
 
 async def run(args: argparse.Namespace) -> int:
+    if args.command == "snapshot" and args.snapshot_command == "inspect":  # offline
+        return inspect_snapshot(Path(args.file), Out(args.json))
     addresses = [a.strip() for a in args.coordinators.split(",") if a.strip()]
     if args.command == "trace":  # may work offline, without a coordinator
         try:
@@ -163,6 +189,10 @@ async def run(args: argparse.Namespace) -> int:
     except TlsError as exc:
         raise CommandError(str(exc), EXIT_USAGE) from None
     out = Out(args.json)
+    if args.command == "health":  # each endpoint on its own: no failover client
+        return await cmd_health(addresses, args, tls, out)
+    if args.command == "snapshot":  # leader first, a lone survivor too: no failover client
+        return await cmd_snapshot(addresses, args, tls, out)
     async with CoordinatorClient(addresses, timeout=args.timeout,
                                  **client_kwargs(tls)) as client:
         return await COMMANDS[args.command](client, args, out)
@@ -170,12 +200,10 @@ async def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    enable_completion(parser)
     args = parser.parse_args(argv)
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.DEBUG if args.verbose else logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
+    configure_logging("fosctl", level="DEBUG" if args.verbose else "WARNING",
+                      fmt=args.log_format)
     label = command_label(args)
     try:
         return asyncio.run(run(args))

@@ -11,13 +11,13 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-import structlog
 from pysyncobj import FAIL_REASON
 
 from fos_raft.replica.mailbox import post_to_loop
+from fos_raft.runtime.logging import get_logger
 
 # Same logger name as before the split: log consumers filter on it.
-log = structlog.get_logger("fos_raft.replica.core")
+log = get_logger("fos_raft.replica.core")
 
 # pysyncobj failures after which the same request (same id, so deduplicated) is retried.
 _RETRYABLE = {

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import structlog
 from pysyncobj import SyncObj, SyncObjConf, SyncObjException
 from pysyncobj.monotonic import monotonic
 from pysyncobj.utility import TcpUtility, UtilityException
@@ -32,10 +31,11 @@ from fos_raft.replica import journal as journal_mod
 from fos_raft.replica.commit import commit_with_retry
 from fos_raft.replica.machine import StateMachine
 from fos_raft.replica.mailbox import post_to_loop
+from fos_raft.runtime.logging import get_logger
 from fos_raft.state.commands import AnnounceReplica, Command, ForgetReplica, Outcome
 from fos_raft.state.core import CoordinatorState, validate, validate_static
 
-log = structlog.get_logger("fos_raft.replica.core")
+log = get_logger("fos_raft.replica.core")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +87,8 @@ class Replica:
         self._closed = threading.Event()
         self.journal: journal_mod.LmdbJournal | None = None
         self.writes = {"ok": 0, "refused": 0, "unavailable": 0}
+        # seconds from submit to the committed, applied outcome (metrics; None: not kept)
+        self.commit_observer: Callable[[float], None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -221,7 +223,10 @@ class Replica:
             validate(self.state, command)
         else:
             validate_static(command)
+        started = monotonic()
         outcome = await self._replicate(command, timeout)
+        if self.commit_observer is not None:
+            self.commit_observer(monotonic() - started)
         if outcome.error is not None:
             self.writes["refused"] += 1
         else:
@@ -261,6 +266,11 @@ class Replica:
     def leader(self) -> str:
         leader = self._obj._getLeader() if self._obj is not None else None
         return leader.address if leader is not None else ""
+
+    @property
+    def has_quorum(self) -> bool:
+        """This replica is connected to a majority of the members (itself included)."""
+        return self._obj is not None and bool(self._obj.hasQuorum)
 
     @property
     def is_leader(self) -> bool:

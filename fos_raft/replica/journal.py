@@ -36,6 +36,7 @@ import gzip
 import os
 import struct
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -78,6 +79,8 @@ class LmdbJournal(Journal):
         self._closed = False
         self.entries_added = 0
         self.fsyncs = 0
+        # seconds per log fsync, for the metrics (tick thread; None: not measured)
+        self.fsync_observer: Callable[[float], None] | None = None
         self.unsynced_sends = 0
         with self._env.begin(db=self._log_db) as txn:
             for key, value in txn.cursor():
@@ -208,8 +211,11 @@ class LmdbJournal(Journal):
                 return
             self._pending_log_writes = 0
             self._pending_any = False
+        started = time.perf_counter()
         self._env.sync(True)
         self.fsyncs += 1
+        if self.fsync_observer is not None:
+            self.fsync_observer(time.perf_counter() - started)
 
     def before_send(self) -> None:
         """Called by the transport before any message leaves: make the log durable first."""

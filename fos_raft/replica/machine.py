@@ -7,16 +7,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import structlog
 from pysyncobj import SyncObjConsumer, replicated
 
 from fos_raft.model import NodeSpec, NodeStatus, Plan
 from fos_raft.planner.plan import Planner
+from fos_raft.runtime.logging import get_logger
 from fos_raft.state.commands import Command, Outcome
 from fos_raft.state.core import CoordinatorState, apply
 
 # Same logger name as before the split: log consumers filter on it.
-log = structlog.get_logger("fos_raft.replica.core")
+log = get_logger("fos_raft.replica.core")
 
 
 class StateMachine(SyncObjConsumer):

@@ -20,11 +20,11 @@ import faulthandler
 import signal
 import sys
 
-import structlog
+from fos_raft.runtime.logging import get_logger
 
 STOP_REPORT_AFTER_S = 10.0
 
-log = structlog.get_logger("fos.stop")
+log = get_logger("fos.stop")
 
 
 async def wait_for_stop_signal(after_s: float = STOP_REPORT_AFTER_S) -> None:

@@ -31,6 +31,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from fos_raft.model import FosError
 from fos_raft.runtime.grpc_runtime import DEFAULT_CHANNEL_OPTIONS, keep_grpc_aio_running
 
 COORDINATOR_NAME = "fos-coordinator"
@@ -40,7 +41,7 @@ ENV_VARS = {"cert": "FOS_TLS_CERT", "key": "FOS_TLS_KEY", "ca": "FOS_TLS_CA",
             "coordinator_name": "FOS_TLS_COORDINATOR_NAME"}
 
 
-class TlsError(Exception):
+class TlsError(FosError):
     """Unusable TLS settings (missing or unreadable file, incomplete flags, wrong name)."""
 
 

@@ -72,6 +72,14 @@ class NoteRefuted:
     suspect: str
 
 
+@dataclass(frozen=True, slots=True)
+class SeedState:
+    """Restore: a new, empty cluster takes the state of a snapshot file (the JSON text of
+    fos_raft.state.snapshot). Refused once the cluster has any state of its own."""
+
+    snapshot: str
+
+
 Command = (
     Register
     | UpdateSpec
@@ -83,6 +91,7 @@ Command = (
     | AnnounceReplica
     | ForgetReplica
     | NoteRefuted
+    | SeedState
 )
 FLOW_COMMANDS = (Register, UpdateSpec, MarkDown, MarkUp, Drain, Undrain, Decommission)
 

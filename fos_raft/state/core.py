@@ -43,11 +43,14 @@ from fos_raft.state.commands import (
     NoteRefuted,
     Outcome,
     Register,
+    SeedState,
     Undrain,
     UpdateSpec,
 )
 from fos_raft.state.digest import outcome_data, plan_data, spec_data, status_data
 from fos_raft.state.entry import NodeEntry
+from fos_raft.state.snapshot_codec import checksum_error
+from fos_raft.state.snapshot_codec import parse as parse_snapshot
 from fos_raft.state.validate import MAX_REASON_LEN, validate, validate_static
 
 __all__ = [
@@ -230,6 +233,20 @@ def apply(
     return new_state, outcome
 
 
+def _seeded(current: CoordinatorState, snapshot: str) -> CoordinatorState:
+    """A new cluster takes a snapshot's state: all of it except the replica addresses (this
+    cluster's own) and remembered request ids (another cluster's clients)."""
+    if current.version != 0 or current.nodes:
+        raise ModelError(ErrorCode.FAILED_PRECONDITION,
+                         f"the cluster already has state (flow version {current.version}); "
+                         "a snapshot only seeds a new cluster")
+    fields, digest, _ = parse_snapshot(snapshot.encode())
+    restored = CoordinatorState(**fields)
+    if restored.digest != digest:
+        raise checksum_error(digest, restored.digest)
+    return restored._evolve(replicas=dict(current.replicas), requests={})
+
+
 def _apply_valid(
     state: CoordinatorState, command: Command, planner: PlanFn
 ) -> tuple[CoordinatorState, Outcome]:
@@ -251,6 +268,9 @@ def _apply_valid(
         return state._evolve(replicas=replicas), Outcome(state.version, True)
     if isinstance(command, NoteRefuted):
         return state._evolve(refuted=state.refuted + 1), Outcome(state.version, True)
+    if isinstance(command, SeedState):
+        seeded = _seeded(state, command.snapshot)
+        return seeded, Outcome(seeded.version, True)
 
     confirmed = state.confirmed
     new_entry: NodeEntry | None

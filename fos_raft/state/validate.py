@@ -25,6 +25,7 @@ from fos_raft.state.commands import (
     MarkUp,
     NoteRefuted,
     Register,
+    SeedState,
     Undrain,
     UpdateSpec,
 )
@@ -74,6 +75,9 @@ def validate_static(command: Command) -> None:
             )
         if isinstance(command, MarkUp) and command.address:
             _check_address("address", command.address)
+    elif isinstance(command, SeedState):
+        if not isinstance(command.snapshot, str):
+            raise ModelError(ErrorCode.INVALID_ARGUMENT, "snapshot must be text")
     elif isinstance(command, NoteRefuted):
         check_id("node id", command.suspect)
     elif isinstance(command, AnnounceReplica):
@@ -133,5 +137,10 @@ def validate(state: StateView, command: Command) -> None:
         _check_address("raft address", command.raft_address)
     elif isinstance(command, NoteRefuted):
         _entry(state, command.suspect)
+    elif isinstance(command, SeedState):  # the checksum is checked by apply
+        validate_static(command)
+        if state.nodes:
+            raise ModelError(ErrorCode.FAILED_PRECONDITION, "the cluster already has nodes; "
+                             "a snapshot only seeds a new cluster")
     else:
         raise ModelError(ErrorCode.INVALID_ARGUMENT, f"unknown command {type(command).__name__}")
