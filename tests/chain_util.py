@@ -279,7 +279,7 @@ class Chain:
         out = []
         for batch in batch_ids[:3]:
             for node in nodes:
-                wal = read_wal(wal_path(self.data_dir(node)))
+                wal = read_wal(wal_path(self.data_dir(node)), settled=True)
                 for side, records in (("out", wal.outbound), ("in", wal.inbound)):
                     if batch in records:
                         out.append(f"{node} WAL {side}: {records[batch]}")

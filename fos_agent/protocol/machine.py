@@ -15,6 +15,10 @@ API used by the I/O layer
 -------------------------
     node, effects = Node.recover(config, durable)   # durable: DurableState from Wal.load()
     effects = node.handle(event)                    # synchronous, never blocks
+    node.forget(out_ids, in_ids)                    # after a durable compaction; the
+                                                    # SettledLookup given to recover (the
+                                                    # WAL's ``settled``) answers for them
+                                                    # (fos_agent.protocol.compaction)
 
 ``Effects(writes, messages, reply, notes)``: apply ``writes`` as ONE atomic, synced
 transaction (``Wal.commit(writes)`` or ``await GroupCommitter.commit(writes)``), THEN send
