@@ -1,15 +1,25 @@
 """Neighbour-only failure detector (DESIGN.md section 5, issue 3).
 
 Each agent watches only its flow neighbours that the flow says are alive. Any successful
-RPC with a neighbour, in either direction, is a heartbeat (``contact(node, True)``); a
-Ping is sent only when the link has been idle for ``ping_interval`` (or at once, every
-tick, while contact is failing). A neighbour is suspected when at least ``failures``
-consecutive contacts failed and nothing succeeded for ``suspect_after`` seconds; the
-suspicion goes to the coordinator (``ReportSuspect``), which probes the suspect's
-grpc.health.v1 endpoint before marking it down, so a false suspicion on a loaded machine
-costs one probe, not a death. Two failures, not one: a single slow answer on a loaded
-machine is common, two in a row much less; a SIGKILLed peer on loopback refuses at once,
-so the second failure costs only one tick.
+RPC with a neighbour, in either direction, is a heartbeat (``contact(node, True)``), and
+so is a long-poll held open on the link, at either end (``hold``: a consumer's
+RequestBatch waiting at its supplier): a SIGKILLed peer's sockets are closed by its
+kernel, so the held call fails at once, and that failure is failed contact. A Ping is
+sent only when the link has been idle for ``ping_interval`` with nothing held (or at once,
+every tick, while contact is failing); a link that carried no long-poll for
+``quiet_pings_every`` x ``ping_interval`` (a backup supplier's: most links of a chain with
+several suppliers per item) is pinged only that often. Issue 14: pings were 9 of the 14
+messages per traded batch at 90 agents. The price: a dead quiet neighbour is reported up
+to 5 s later (nobody waits for it: a consumer turning to a dead backup is refused at once
+and tries the next), and a peer that hangs without dying (SIGSTOP) with a long-poll open
+is noticed when that call's deadline passes (its wait plus the RPC timeout).
+
+A neighbour is suspected when at least ``failures`` consecutive contacts failed and
+nothing succeeded for ``suspect_after`` seconds; the suspicion goes to the coordinator
+(``ReportSuspect``), which probes the suspect's grpc.health.v1 endpoint before marking it
+down, so a false suspicion on a loaded machine costs one probe, not a death. Two failures,
+not one: a single slow answer on a loaded machine is common, two in a row much less; a
+SIGKILLed peer on loopback refuses at once, so the second failure costs only one tick.
 
 Reports are retried in the background while the coordinator is unreachable and dropped
 only if the suspect is heard from again (then it was not dead). After MARKED_DOWN or
@@ -22,9 +32,9 @@ link gets a fresh window and failures of calls in flight during the stall are ig
 (at most once per ``stall_forgive_gap``: a process starved without end still reports).
 On a starved machine this is what turns a burst of refuted suspicions into none.
 
-Defaults: ping 1 s, suspect after 1.5 s and 2 failures (measured: 0 false deaths with 40
-agents on a loaded 2-core machine, see bench/RESULTS.md). A SIGKILLed neighbour is
-reported about 1.5 s after its last answer; its consumers do not wait for that (they
+Defaults: ping 1 s (5 s on quiet links), suspect after 1.5 s and 2 failures (measured: 0
+false deaths with 40 agents on a loaded 2-core machine, see bench/RESULTS.md). A SIGKILLed
+neighbour is reported about 1.5 s after its last answer; its consumers do not wait for that (they
 switch to a backup supplier at the first refused call, fos_agent.runtime.inputs).
 """
 
@@ -43,6 +53,8 @@ from fos_agent.core.metrics import Metrics
 @dataclass(frozen=True, slots=True)
 class DetectorSettings:
     ping_interval: float = 1.0  # ping a neighbour when the link was idle this long
+    quiet_pings_every: int = 5  # ... or this many ping_intervals when it carried no
+    # long-poll for that long either (a backup supplier's link): nobody waits for its death
     suspect_after: float = 1.5  # failed contact and no success for this long -> suspect
     failures: int = 2  # consecutive failed contacts needed as well
     ping_timeout: float = 1.0  # deadline of one Ping
@@ -57,6 +69,7 @@ class _Link:
     last_ok: float  # last successful contact (or when watching began)
     last_activity: float  # last contact attempt either way
     failed: int = 0  # consecutive failed contacts since last_ok
+    last_traffic: float = float("-inf")  # a long-poll last held open on this link
     pinging: bool = False
     reporting: bool = False
     reported: bool = False  # coordinator says it is down: wait for the flow
@@ -76,6 +89,7 @@ class FailureDetector:
         self.metrics = metrics
         self.log = structlog.get_logger("fos_agent.runtime.detector").bind(node=node_id)
         self._links: dict[str, _Link] = {}
+        self._held: dict[str, int] = {}  # node -> long-polls open with it (either end)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.outcomes: list[tuple[str, str]] = []  # (suspect, outcome), for tests and logs
         self._grace_until = 0.0
@@ -119,6 +133,22 @@ class FailureDetector:
         elif now >= self._grace_until:  # not a call that timed out while we were stalled
             link.failed += 1
 
+    def hold(self, node: str, held: bool) -> None:
+        """A long-poll with ``node`` opened (True) or ended (False), in either direction.
+        While one is open the link counts as in contact (no pings); its end reports its
+        own outcome through ``contact``."""
+        count = self._held.get(node, 0) + (1 if held else -1)
+        link = self._links.get(node)
+        now = self._now()
+        if link is not None:
+            link.last_traffic = now
+        if count > 0:
+            self._held[node] = count
+        else:
+            self._held.pop(node, None)
+            if link is not None and not link.failed:  # open until now: the idle clock
+                link.last_activity = link.last_ok = now  # starts at its end
+
     def forgive(self, now: float) -> None:
         """This process was not running for a while (a stalled loop, a starved or paused
         process): the silence it saw is its own. Every neighbour gets a fresh window, and
@@ -136,10 +166,17 @@ class FailureDetector:
             return
         s = self.settings
         now = self._now()
+        held = self._held
         for node, link in self._links.items():
             if link.reported:
                 continue
-            idle = now - link.last_activity >= s.ping_interval
+            if node in held and not link.failed:  # an open long-poll: in contact
+                link.last_activity = link.last_ok = link.last_traffic = now
+                continue
+            every = s.ping_interval
+            if now - link.last_traffic >= every * s.quiet_pings_every:  # a quiet link
+                every *= s.quiet_pings_every
+            idle = now - link.last_activity >= every
             if not link.pinging and (idle or link.failed):
                 link.pinging = True
                 self._spawn(self._ping_one(node, link))

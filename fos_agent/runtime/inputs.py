@@ -8,7 +8,8 @@ output buffer still has room for (a blocked stage does not buy). Otherwise it as
 item's suppliers in flow rank order:
 
 - the first supplier with a ``wait_ms`` long-poll (an empty supplier answers when it has
-  produced, instead of being polled in a storm);
+  produced, instead of being polled in a storm); a flow change ends it at once (the
+  round starts over on the new flow; a batch the supplier sent meanwhile is re-offered);
 - on BatchUnavailable, refusal, or no answer (connection refused, timeout) it switches AT
   ONCE, locally, to the next rank with a quick (``wait_ms`` 0) request. This is what makes
   a reroute fast: a SIGKILLed supplier refuses connections immediately, so its consumers
@@ -26,6 +27,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
@@ -33,7 +35,13 @@ from fos_agent.core.engine import Engine, Signal
 from fos_agent.core.metrics import Metrics
 from fos_agent.net.client import PeerClient, PeerRefused, PeerUnreachable
 from fos_agent.net.outbox import Outbox
-from fos_agent.protocol.messages import BatchSent, NewRequest, RefusalReason, RequestRefused
+from fos_agent.protocol.messages import (
+    BatchSent,
+    NewRequest,
+    RefusalReason,
+    RequestBatch,
+    RequestRefused,
+)
 from fos_agent.runtime.flowview import FlowView, Supplier
 
 
@@ -42,7 +50,8 @@ class FetchSettings:
     prefetch: int = 2  # batches of each input kept ready (queued + on the way)
     inflight: int = 1  # concurrent requests per input item
     per_request: int = 8  # batches one request may ask for (what the buffer lacks)
-    long_poll_ms: int = 1000  # wait_ms sent to the first supplier asked
+    long_poll_ms: int = 4000  # wait_ms sent to the first supplier asked (each renewal of
+    # an idle consumer's long-poll costs both ends CPU: issue 14; a flow change ends it)
     cooldown_s: float = 2.0  # a supplier that gave no answer is asked last this long
     idle_pause_s: float = 0.25  # after a round that got nothing fast (all refused/down)
 
@@ -169,6 +178,27 @@ class InputFetcher:
                 return True
         return False
 
+    async def _long_poll(self, request: RequestBatch, delivered: list[str], count: int
+                         ) -> list[Any] | None:
+        """``client.request``; for a long-poll, None when the flow changed first (the call
+        is cancelled: a batch sent meanwhile stays IN_TRANSIT at the supplier, which
+        re-offers it, so nothing is lost)."""
+        if request.wait_ms <= 0:
+            return await self.client.request(request, delivered, count)
+        flow = self.flow_changed.ticket()
+        call = asyncio.ensure_future(self.client.request(request, delivered, count))
+        changed = asyncio.ensure_future(flow.wait())
+        try:
+            await asyncio.wait((call, changed), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            changed.cancel()
+            if not call.done():
+                call.cancel()
+        if call.cancelled() or not call.done():
+            await asyncio.gather(call, return_exceptions=True)
+            return None
+        return call.result()
+
     async def _ask(self, supplier: str, flow_version: int, wait_ms: int, count: int) -> bool:
         (made,) = await self.engine.step(NewRequest(supplier, self.item,
                                                     flow_version=flow_version,
@@ -178,7 +208,9 @@ class InputFetcher:
         self.metrics.inc("batches_requested", count)
         answered = False
         try:
-            replies = await self.client.request(request, delivered, count)
+            replies = await self._long_poll(request, delivered, count)
+            if replies is None:  # the flow changed: start over on the new one
+                return False
             answered = True
         except PeerUnreachable as exc:
             self._failed_at[supplier] = time.monotonic()
