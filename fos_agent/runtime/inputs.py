@@ -14,7 +14,10 @@ item's suppliers in flow rank order:
   ONCE, locally, to the next rank with a quick (``wait_ms`` 0) request. This is what makes
   a reroute fast: a SIGKILLed supplier refuses connections immediately, so its consumers
   buy from their backup before the coordinator has even been told.
-- a supplier that gave no answer is tried last for ``cooldown_s``.
+- a supplier that gave no answer is tried last for ``cooldown_s``;
+- a backup that had nothing is skipped for ``empty_backoff_s`` (doubling up to
+  ``empty_backoff_max_s``) while the first supplier answers: an idle consumer asked every
+  backup after every long-poll, most of an idle chain's messages (issue 14).
 
 Confirmations pending for a supplier ride on the next request to it (see Outbox). Each
 request has a fresh request_id; a retried one is answered from the supplier's WAL
@@ -37,6 +40,7 @@ from fos_agent.net.client import PeerClient, PeerRefused, PeerUnreachable
 from fos_agent.net.outbox import Outbox
 from fos_agent.protocol.messages import (
     BatchSent,
+    BatchUnavailable,
     NewRequest,
     RefusalReason,
     RequestBatch,
@@ -54,6 +58,9 @@ class FetchSettings:
     # an idle consumer's long-poll costs both ends CPU: issue 14; a flow change ends it)
     cooldown_s: float = 2.0  # a supplier that gave no answer is asked last this long
     idle_pause_s: float = 0.25  # after a round that got nothing fast (all refused/down)
+    empty_backoff_s: float = 4.0  # a backup that had nothing is asked again after this,
+    empty_backoff_max_s: float = 16.0  # doubling up to this (while the first supplier
+    # answers: an idle chain's consumers asked every backup after every long-poll)
 
 
 class InputFetcher:
@@ -77,6 +84,8 @@ class InputFetcher:
                                                                   item=item)
         self._inflight = 0
         self._failed_at: dict[str, float] = {}  # supplier -> monotonic time of no answer
+        self._empty: dict[str, tuple[float, float]] = {}  # backup -> (ask after, backoff)
+        self._answered = False  # the last _ask got an answer (not refused, not down)
         self._stopping = False
         self._wake = Signal()
 
@@ -170,12 +179,25 @@ class InputFetcher:
         """One round over the suppliers for up to ``count`` batches; True when some batch
         was sent to us."""
         view = self.flow()
+        first_answered = False
+        now = time.monotonic()
         for i, supplier in enumerate(self.order(view.ranked_suppliers(self.item))):
             if self._stopping:
                 return False
+            if (i and first_answered
+                    and self._empty.get(supplier.node_id, (0.0, 0.0))[0] > now):
+                continue  # had nothing lately, and the first supplier is there: skip
             wait_ms = self.settings.long_poll_ms if i == 0 else 0
             if await self._ask(supplier.node_id, view.version, wait_ms, count):
+                self._empty.pop(supplier.node_id, None)
                 return True
+            if i == 0:
+                first_answered = self._answered
+            elif self._answered:  # a backup with nothing: ask it less often
+                backoff = self._empty.get(supplier.node_id, (0.0, 0.0))[1]
+                backoff = min(max(backoff * 2, self.settings.empty_backoff_s),
+                              self.settings.empty_backoff_max_s)
+                self._empty[supplier.node_id] = (time.monotonic() + backoff, backoff)
         return False
 
     async def _long_poll(self, request: RequestBatch, delivered: list[str], count: int
@@ -206,7 +228,7 @@ class InputFetcher:
         (request,) = made.messages
         delivered = self.outbox.take_confirms(supplier)
         self.metrics.inc("batches_requested", count)
-        answered = False
+        answered = self._answered = False
         try:
             replies = await self._long_poll(request, delivered, count)
             if replies is None:  # the flow changed: start over on the new one
@@ -227,9 +249,10 @@ class InputFetcher:
             if not answered:
                 self.outbox.give_back_confirms(supplier, delivered)
         self._failed_at.pop(supplier, None)
+        reply = replies[0]
+        self._answered = isinstance(reply, BatchUnavailable | BatchSent)
         for effects in await self.engine.step(*replies):
             self.outbox.send(effects.messages)
-        reply = replies[0]
         if isinstance(reply, RequestRefused):
             self.log.debug("request refused", supplier=supplier, reason=reply.reason.value,
                            supplier_flow=reply.flow_version, our_flow=flow_version)
