@@ -10,9 +10,11 @@ every tick, while contact is failing); a link that carried no long-poll for
 ``quiet_pings_every`` x ``ping_interval`` (a backup supplier's: most links of a chain with
 several suppliers per item) is pinged only that often. Issue 14: pings were 9 of the 14
 messages per traded batch at 90 agents. The price: a dead quiet neighbour is reported up
-to 10 s after its death (nobody waits for it: a consumer turning to a dead backup is refused at once
-and tries the next), and a peer that hangs without dying (SIGSTOP) with a long-poll open
-is noticed when that call's deadline passes (its wait plus the RPC timeout).
+to 20 s after its death (nobody waits for it: a consumer turning to a dead backup is
+refused at once and tries the next; and a supplier is mostly some consumer's first
+supplier too, whose long-poll fails at once), and a peer that hangs without dying
+(SIGSTOP) with a long-poll open is noticed when that call's deadline passes (its wait
+plus the RPC timeout).
 
 A neighbour is suspected when at least ``failures`` consecutive contacts failed and
 nothing succeeded for ``suspect_after`` seconds; the suspicion goes to the coordinator
@@ -32,12 +34,12 @@ link gets a fresh window and failures of calls in flight during the stall are ig
 (at most once per ``stall_forgive_gap``: a process starved without end still reports).
 On a starved machine this is what turns a burst of refuted suspicions into none.
 
-Defaults: ping 2 s (10 s on quiet links), a tick every 0.5 s, suspect after 1.5 s and 2
-failures (measured: 0 false deaths with 90 agents on a loaded 2-core machine, see
-bench/RESULTS.md, issue 14). A SIGKILLed neighbour with a long-poll open is reported about
-1.5 s after its death, one on an idle link up to a ping interval later; its consumers do
-not wait for that (they switch to a backup supplier at the first refused call,
-fos_agent.runtime.inputs).
+Defaults: ping 2 s (20 s on quiet links), a Ping deadline of 3 s, a tick every 0.5 s,
+suspect after 1.5 s and 2 failures (measured: 0 false deaths with 90 agents on a loaded
+2-core machine, see bench/RESULTS.md, issue 14). A SIGKILLed neighbour with a long-poll
+open is reported about 1.5 s after its death, one on an idle link up to a ping interval
+later; its consumers do not wait for that (they switch to a backup supplier at the first
+refused call, fos_agent.runtime.inputs).
 """
 
 from __future__ import annotations
@@ -57,12 +59,13 @@ class DetectorSettings:
     ping_interval: float = 2.0  # ping a neighbour when the link was idle this long (a
     # trading link's gaps are short; a primary supplier's death is seen by its consumers'
     # next call anyway, the coordinator only re-plans a little later)
-    quiet_pings_every: int = 5  # ... or this many ping_intervals when it carried no
+    quiet_pings_every: int = 10  # ... or this many ping_intervals when it carried no
     # long-poll for that long either (a backup supplier's link): nobody waits for its death
     tick_s: float = 0.5  # how often links are looked at (at most ping_interval / 2)
     suspect_after: float = 1.5  # failed contact and no success for this long -> suspect
     failures: int = 2  # consecutive failed contacts needed as well
-    ping_timeout: float = 1.0  # deadline of one Ping
+    ping_timeout: float = 3.0  # deadline of one Ping (a dead peer refuses at once: a long
+    # deadline costs only a hung peer time, and spares a starved live one a suspicion)
     report_backoff: float = 0.25  # first retry pause of an undelivered report (doubles, <= 2 s)
     stall_after: float = 1.0  # our own tick this late: we were not running; judge nobody
     stall_forgive_gap: float = 5.0  # at most one such pardon per this long (a process
