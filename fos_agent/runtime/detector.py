@@ -6,9 +6,10 @@ so is a long-poll held open on the link, at either end (``hold``: a consumer's
 RequestBatch waiting at its supplier): a SIGKILLed peer's sockets are closed by its
 kernel, so the held call fails at once, and that failure is failed contact. A Ping is
 sent only when the link has been idle for ``ping_interval`` with nothing held (or at once,
-every tick, while contact is failing); a link that carried no long-poll for
-``quiet_pings_every`` x ``ping_interval`` (a backup supplier's: most links of a chain with
-several suppliers per item) is pinged only that often. Issue 14: pings were 9 of the 14
+every tick, while contact is failing); a link that carried no long-poll for 2 x
+``ping_interval`` (a backup supplier's, or a consumer's that buys nothing for now: most
+links of a chain with several suppliers per item) only every ``quiet_pings_every`` x
+``ping_interval``. Issue 14: pings were 9 of the 14
 messages per traded batch at 90 agents. The price: a dead quiet neighbour is reported up
 to 20 s after its death (nobody waits for it: a consumer turning to a dead backup is
 refused at once and tries the next; and a supplier is mostly some consumer's first
@@ -60,7 +61,7 @@ class DetectorSettings:
     # trading link's gaps are short; a primary supplier's death is seen by its consumers'
     # next call anyway, the coordinator only re-plans a little later)
     quiet_pings_every: int = 10  # ... or this many ping_intervals when it carried no
-    # long-poll for that long either (a backup supplier's link): nobody waits for its death
+    # long-poll for 2 ping_intervals (a backup supplier's link): nobody waits for its death
     tick_s: float = 0.5  # how often links are looked at (at most ping_interval / 2)
     suspect_after: float = 1.5  # failed contact and no success for this long -> suspect
     failures: int = 2  # consecutive failed contacts needed as well
@@ -182,7 +183,7 @@ class FailureDetector:
                 link.last_activity = link.last_ok = link.last_traffic = now
                 continue
             every = s.ping_interval
-            if now - link.last_traffic >= every * s.quiet_pings_every:  # a quiet link
+            if now - link.last_traffic >= 2 * every:  # no long-poll lately: a quiet link
                 every *= s.quiet_pings_every
             idle = now - link.last_activity >= every
             if not link.pinging and (idle or link.failed):
