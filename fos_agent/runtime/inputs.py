@@ -8,9 +8,8 @@ output buffer still has room for (a blocked stage does not buy). Otherwise it as
 item's suppliers in flow rank order:
 
 - the first supplier with a ``wait_ms`` long-poll (an empty supplier answers when it has
-  produced, instead of being polled in a storm); a flow change or a stop ends it at once
-  (the round starts over on the new flow; a batch the supplier sent meanwhile is
-  re-offered);
+  produced, instead of being polled in a storm); a flow change ends it at once (the
+  round starts over on the new flow; a batch the supplier sent meanwhile is re-offered);
 - on BatchUnavailable, refusal, or no answer (connection refused, timeout) it switches AT
   ONCE, locally, to the next rank with a quick (``wait_ms`` 0) request. This is what makes
   a reroute fast: a SIGKILLed supplier refuses connections immediately, so its consumers
@@ -55,9 +54,9 @@ class FetchSettings:
     prefetch: int = 2  # batches of each input kept ready (queued + on the way)
     inflight: int = 1  # concurrent requests per input item
     per_request: int = 8  # batches one request may ask for (what the buffer lacks)
-    long_poll_ms: int = 8000  # wait_ms sent to the first supplier asked (each renewal of
-    # an idle consumer's long-poll costs both ends CPU: issue 14; a flow change or a stop
-    # ends it)
+    long_poll_ms: int = 4000  # wait_ms sent to the first supplier asked (each renewal of
+    # an idle consumer's long-poll costs both ends CPU: issue 14; a flow change ends it; a
+    # clean stop waits it out, so keep it under AgentSettings.stop_step_s)
     cooldown_s: float = 2.0  # a supplier that gave no answer is asked last this long
     idle_pause_s: float = 0.25  # after a round that got nothing fast (all refused/down)
     empty_backoff_s: float = 4.0  # a backup that had nothing is asked again after this,
@@ -127,8 +126,8 @@ class InputFetcher:
             await asyncio.gather(*workers, return_exceptions=True)
 
     def stop(self) -> None:
-        """Graceful stop: start no new request, end a long-poll waiting at a supplier;
-        ``run`` returns once the quick requests in flight are answered and recorded."""
+        """Graceful stop: start no new request; ``run`` returns once the requests in
+        flight are answered and recorded (so a clean stop leaves nothing in flight)."""
         self._stopping = True
         self._wake.notify()
 
@@ -204,22 +203,21 @@ class InputFetcher:
 
     async def _long_poll(self, request: RequestBatch, delivered: list[str], count: int
                          ) -> list[Any] | None:
-        """``client.request``; for a long-poll, None when the flow changed or ``stop`` came
-        first (the call is cancelled: a batch the supplier sent in that very moment stays
-        IN_TRANSIT there and is re-offered, so nothing is lost; a stop does not wait out
-        a long-poll of several seconds)."""
+        """``client.request``; for a long-poll, None when the flow changed first (the call
+        is cancelled: a batch the supplier sent in that very moment stays IN_TRANSIT there
+        and is re-offered to us, so nothing is lost). A stop waits the long-poll out: a
+        stopped consumer would leave such a batch in transit (the audit's quiescence
+        check saw it)."""
         if request.wait_ms <= 0:
             return await self.client.request(request, delivered, count)
         if self._stopping:
             return None
         call = asyncio.ensure_future(self.client.request(request, delivered, count))
-        changed = [asyncio.ensure_future(t.wait())
-                   for t in (self.flow_changed.ticket(), self._wake.ticket())]
+        changed = asyncio.ensure_future(self.flow_changed.ticket().wait())
         try:
-            await asyncio.wait((call, *changed), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((call, changed), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for c in changed:
-                c.cancel()
+            changed.cancel()
             if not call.done():
                 call.cancel()
         if call.cancelled() or not call.done():
