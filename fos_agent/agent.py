@@ -195,6 +195,7 @@ class Agent(CoordinatorSide):
                                 rpc_timeout=self.settings.rpc_timeout, tls=self.tls)
         self.detector = FailureDetector(self.node_id, self._ping, self._report_suspect,
                                         self.metrics, self.settings.detector)
+        self.peers.on_hold = self.detector.hold  # an open long-poll is a heartbeat
         self.outbox = Outbox(self.engine, self.peers, retry_s=self.settings.retry_s)
         self.stage = Stage(self.engine, self.metrics, output_cap=self.settings.output_cap,
                            is_sink=self.is_sink)

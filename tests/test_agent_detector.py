@@ -91,6 +91,29 @@ async def test_traffic_is_a_heartbeat_and_one_failure_is_not_a_suspicion():
         await detector.close()
 
 
+async def test_an_open_long_poll_is_a_heartbeat_and_quiet_links_are_pinged_less():
+    world = World()
+    detector, task = make(world, replace(FAST, quiet_pings_every=4))
+    try:
+        detector.watch({"held", "quiet"})
+        started = time.monotonic()
+        detector.hold("held", True)  # a long-poll open on the link
+        # "quiet" never carried a long-poll: pinged every 4 x ping_interval, not every one
+        await eventually(lambda: world.pings.get("quiet", 0) >= 3, what="pings of quiet link")
+        elapsed = time.monotonic() - started
+        assert world.pings["quiet"] <= elapsed / (4 * FAST.ping_interval) + 1
+        assert world.pings.get("held", 0) == 0
+        # the held call fails (the peer died): failed contact, pings, a report
+        world.dead.add("held")
+        detector.hold("held", False)
+        detector.contact("held", False)
+        await eventually(lambda: world.reports == ["held"], what="report of the held peer")
+        assert world.pings["held"] >= 1
+    finally:
+        task.cancel()
+        await detector.close()
+
+
 async def test_reports_wait_for_the_coordinator_and_refuted_ones_come_back():
     world = World()
     world.coordinator_up = False

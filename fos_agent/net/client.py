@@ -82,6 +82,7 @@ class PeerRefused(Exception):
 
 Resolver = Callable[[str], Awaitable[str | None]]
 ContactHook = Callable[[str, bool], None]
+HoldHook = Callable[[str, bool], None]
 
 
 class PeerClient:
@@ -93,6 +94,9 @@ class PeerClient:
         self.resolve = resolve
         self.metrics = metrics
         self.on_contact = on_contact or (lambda node, ok: None)
+        # a long-poll opened (True) / ended (False): the failure detector counts an open
+        # one as contact, so a link that carries long-polls needs no pings
+        self.on_hold: HoldHook = lambda node, held: None
         self.rpc_timeout = rpc_timeout
         # address -> (channel, stub, the node name a TLS channel expects there)
         self._channels: dict[str, tuple[grpc.aio.Channel, agent_pb2_grpc.AgentStub, str]] = {}
@@ -162,6 +166,9 @@ class PeerClient:
         batches sent, or one BatchUnavailable, or one RequestRefused. Raises
         PeerUnreachable, or PeerRefused for statuses that are not a refusal."""
         timeout = self.rpc_timeout + msg.wait_ms / 1000.0
+        holding = msg.wait_ms > 0
+        if holding:
+            self.on_hold(msg.supplier, True)
         try:
             reply = await self._call(msg.supplier, "RequestBatch",
                                      request_to_pb(msg, delivered, count), timeout)
@@ -171,6 +178,9 @@ class PeerClient:
             if refusal is None:
                 raise
             return [refusal]
+        finally:
+            if holding:
+                self.on_hold(msg.supplier, False)
         return request_reply_from_pb(msg, reply)
 
     async def waiting(self, msg: WaitingForBatch) -> None:

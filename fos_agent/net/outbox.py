@@ -141,6 +141,10 @@ class Outbox:
 
     async def retry_once(self, now: float) -> int:
         """One retry tick; returns how many offers it started."""
+        node = self.engine.node
+        if node is not None and not self._due and not node.outbound_in_transit():
+            return 0  # nothing in transit: the Tick would offer nothing (an idle agent's
+            # most frequent wake-up costs no engine step)
         (effects,) = await self.engine.step(Tick())
         started = 0
         alive: set[str] = set()

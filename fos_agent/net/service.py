@@ -14,7 +14,8 @@ reply, see fos_agent.core.engine). Supplier side:
 Consumer side: OfferBatch (a supplier's retry) is always taken, from any supplier, flow or
 no flow: goods already sent to us must never be lost.
 
-Any RPC from a watched neighbour is a heartbeat for the failure detector.
+Any RPC from a watched neighbour is a heartbeat for the failure detector, and a long-poll
+counts as one for as long as it is held open.
 
 With TLS the server requires a client certificate from the CA, and a caller acts only for
 itself: the ``consumer`` (RequestBatch, WaitingForBatch, DeliveryConfirmed), ``supplier``
@@ -66,6 +67,8 @@ class Heartbeats(Protocol):
     """The failure detector as the service sees it (fos_agent.runtime.detector)."""
 
     def contact(self, node: str, ok: bool) -> None: ...
+
+    def hold(self, node: str, held: bool) -> None: ...
 
 
 class PeerHost(Protocol):
@@ -146,6 +149,11 @@ class PeerService(agent_pb2_grpc.AgentServicer):
         deadline = loop_time() + min(msgs[0].wait_ms, MAX_WAIT_MS) / 1000.0
         fair = self.fair
         fair.enter(request.consumer)
+        # a long-poll held open by the consumer is a heartbeat for as long as it lasts
+        # (a dead consumer's connection drops and cancels this handler at once)
+        holding = msgs[0].wait_ms > 0
+        if holding:
+            self.agent.detector.hold(request.consumer, True)
         try:
             while True:
                 ticket = self._engine.outbound_changed.ticket()  # before looking: no lost wakeup
@@ -184,6 +192,8 @@ class PeerService(agent_pb2_grpc.AgentServicer):
                         unavailable=agent_pb2.BatchUnavailable(), flow_version=self._version())
         finally:
             fair.leave(request.consumer)
+            if holding:
+                self.agent.detector.hold(request.consumer, False)
 
     async def WaitingForBatch(self, request: agent_pb2.BatchRef,
                               context: grpc.aio.ServicerContext) -> agent_pb2.Ack:

@@ -1,15 +1,28 @@
 """Neighbour-only failure detector (docs/agent.md, "Failure detector").
 
 Each agent watches only its flow neighbours that the flow says are alive. Any successful
-RPC with a neighbour, in either direction, is a heartbeat (``contact(node, True)``); a
-Ping is sent only when the link has been idle for ``ping_interval`` (or at once, every
-tick, while contact is failing). A neighbour is suspected when at least ``failures``
-consecutive contacts failed and nothing succeeded for ``suspect_after`` seconds; the
-suspicion goes to the coordinator (``ReportSuspect``), which probes the suspect's
-grpc.health.v1 endpoint before marking it down, so a false suspicion on a loaded machine
-costs one probe, not a death. Two failures, not one: a single slow answer on a loaded
-machine is common, two in a row much less; a SIGKILLed peer on loopback refuses at once,
-so the second failure costs only one tick.
+RPC with a neighbour, in either direction, is a heartbeat (``contact(node, True)``), and
+so is a long-poll held open on the link, at either end (``hold``: a consumer's
+RequestBatch waiting at its supplier): a SIGKILLed peer's sockets are closed by its
+kernel, so the held call fails at once, and that failure is failed contact. A Ping is
+sent only when the link has been idle for ``ping_interval`` with nothing held (or at once,
+every tick, while contact is failing); a link that carried no long-poll for 2 x
+``ping_interval`` (a backup supplier's, or a consumer's that buys nothing for now: most
+links of a chain with several suppliers per item) only every ``quiet_pings_every`` x
+``ping_interval``. Issue 14: pings were 9 of the 14
+messages per traded batch at 90 agents. The price: a dead quiet neighbour is reported up
+to 20 s after its death (nobody waits for it: a consumer turning to a dead backup is
+refused at once and tries the next; and a supplier is mostly some consumer's first
+supplier too, whose long-poll fails at once), and a peer that hangs without dying
+(SIGSTOP) with a long-poll open is noticed when that call's deadline passes (its wait
+plus the RPC timeout).
+
+A neighbour is suspected when at least ``failures`` consecutive contacts failed and
+nothing succeeded for ``suspect_after`` seconds; the suspicion goes to the coordinator
+(``ReportSuspect``), which probes the suspect's grpc.health.v1 endpoint before marking it
+down, so a false suspicion on a loaded machine costs one probe, not a death. Two failures,
+not one: a single slow answer on a loaded machine is common, two in a row much less; a
+SIGKILLed peer on loopback refuses at once, so the second failure costs only one tick.
 
 Reports are retried in the background while the coordinator is unreachable and dropped
 only if the suspect is heard from again (then it was not dead). After MARKED_DOWN or
@@ -22,10 +35,12 @@ link gets a fresh window and failures of calls in flight during the stall are ig
 (at most once per ``stall_forgive_gap``: a process starved without end still reports).
 On a starved machine this is what turns a burst of refuted suspicions into none.
 
-Defaults: ping 1 s, suspect after 1.5 s and 2 failures (measured: 0 false deaths with 40
-agents on a loaded 2-core machine, see bench/RESULTS.md). A SIGKILLed neighbour is
-reported about 1.5 s after its last answer; its consumers do not wait for that (they
-switch to a backup supplier at the first refused call, fos_agent.runtime.inputs).
+Defaults: ping 2 s (20 s on quiet links), a Ping deadline of 3 s, a tick every 0.5 s,
+suspect after 1.5 s and 2 failures (measured: 0 false deaths with 90 agents on a loaded
+2-core machine, see bench/RESULTS.md, issue 14). A SIGKILLed neighbour with a long-poll
+open is reported about 1.5 s after its death, one on an idle link up to a ping interval
+later; its consumers do not wait for that (they switch to a backup supplier at the first
+refused call, fos_agent.runtime.inputs).
 """
 
 from __future__ import annotations
@@ -41,10 +56,16 @@ from fos_raft.runtime.logging import get_logger
 
 @dataclass(frozen=True, slots=True)
 class DetectorSettings:
-    ping_interval: float = 1.0  # ping a neighbour when the link was idle this long
+    ping_interval: float = 2.0  # ping a neighbour when the link was idle this long (a
+    # trading link's gaps are short; a primary supplier's death is seen by its consumers'
+    # next call anyway, the coordinator only re-plans a little later)
+    quiet_pings_every: int = 10  # ... or this many ping_intervals when it carried no
+    # long-poll for 2 ping_intervals (a backup supplier's link): nobody waits for its death
+    tick_s: float = 0.5  # how often links are looked at (at most ping_interval / 2)
     suspect_after: float = 1.5  # failed contact and no success for this long -> suspect
     failures: int = 2  # consecutive failed contacts needed as well
-    ping_timeout: float = 1.0  # deadline of one Ping
+    ping_timeout: float = 3.0  # deadline of one Ping (a dead peer refuses at once: a long
+    # deadline costs only a hung peer time, and spares a starved live one a suspicion)
     report_backoff: float = 0.25  # first retry pause of an undelivered report (doubles, <= 2 s)
     stall_after: float = 1.0  # our own tick this late: we were not running; judge nobody
     stall_forgive_gap: float = 5.0  # at most one such pardon per this long (a process
@@ -56,6 +77,7 @@ class _Link:
     last_ok: float  # last successful contact (or when watching began)
     last_activity: float  # last contact attempt either way
     failed: int = 0  # consecutive failed contacts since last_ok
+    last_traffic: float = float("-inf")  # a long-poll last held open on this link
     pinging: bool = False
     reporting: bool = False
     reported: bool = False  # coordinator says it is down: wait for the flow
@@ -75,6 +97,7 @@ class FailureDetector:
         self.metrics = metrics
         self.log = get_logger("fos_agent.runtime.detector").bind(node=node_id)
         self._links: dict[str, _Link] = {}
+        self._held: dict[str, int] = {}  # node -> long-polls open with it (either end)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.outcomes: list[tuple[str, str]] = []  # (suspect, outcome), for tests and logs
         self._grace_until = 0.0
@@ -118,6 +141,22 @@ class FailureDetector:
         elif now >= self._grace_until:  # not a call that timed out while we were stalled
             link.failed += 1
 
+    def hold(self, node: str, held: bool) -> None:
+        """A long-poll with ``node`` opened (True) or ended (False), in either direction.
+        While one is open the link counts as in contact (no pings); its end reports its
+        own outcome through ``contact``."""
+        count = self._held.get(node, 0) + (1 if held else -1)
+        link = self._links.get(node)
+        now = self._now()
+        if link is not None:
+            link.last_traffic = now
+        if count > 0:
+            self._held[node] = count
+        else:
+            self._held.pop(node, None)
+            if link is not None and not link.failed:  # open until now: the idle clock
+                link.last_activity = link.last_ok = now  # starts at its end
+
     def forgive(self, now: float) -> None:
         """This process was not running for a while (a stalled loop, a starved or paused
         process): the silence it saw is its own. Every neighbour gets a fresh window, and
@@ -130,15 +169,22 @@ class FailureDetector:
         self.metrics.inc("detector_stalls")
 
     def tick(self) -> None:
-        """Start the pings and reports that are due (called every ping_interval / 2)."""
+        """Start the pings and reports that are due (called every tick_s)."""
         if self._closed:
             return
         s = self.settings
         now = self._now()
+        held = self._held
         for node, link in self._links.items():
             if link.reported:
                 continue
-            idle = now - link.last_activity >= s.ping_interval
+            if node in held and not link.failed:  # an open long-poll: in contact
+                link.last_activity = link.last_ok = link.last_traffic = now
+                continue
+            every = s.ping_interval
+            if now - link.last_traffic >= 2 * every:  # no long-poll lately: a quiet link
+                every *= s.quiet_pings_every
+            idle = now - link.last_activity >= every
             if not link.pinging and (idle or link.failed):
                 link.pinging = True
                 self._spawn(self._ping_one(node, link))
@@ -149,7 +195,7 @@ class FailureDetector:
                 self._spawn(self._report_one(node, link, f"no answer for {silent:.2f} s"))
 
     async def run(self) -> None:
-        period = self.settings.ping_interval / 2
+        period = min(self.settings.tick_s, self.settings.ping_interval / 2)
         last = self._now()
         while True:
             await asyncio.sleep(period)

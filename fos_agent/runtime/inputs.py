@@ -8,12 +8,16 @@ output buffer still has room for (a blocked stage does not buy). Otherwise it as
 item's suppliers in flow rank order:
 
 - the first supplier with a ``wait_ms`` long-poll (an empty supplier answers when it has
-  produced, instead of being polled in a storm);
+  produced, instead of being polled in a storm); a flow change ends it at once (the
+  round starts over on the new flow; a batch the supplier sent meanwhile is re-offered);
 - on BatchUnavailable, refusal, or no answer (connection refused, timeout) it switches AT
   ONCE, locally, to the next rank with a quick (``wait_ms`` 0) request. This is what makes
   a reroute fast: a SIGKILLed supplier refuses connections immediately, so its consumers
   buy from their backup before the coordinator has even been told.
-- a supplier that gave no answer is tried last for ``cooldown_s``.
+- a supplier that gave no answer is tried last for ``cooldown_s``;
+- a backup that had nothing is skipped for ``empty_backoff_s`` (doubling up to
+  ``empty_backoff_max_s``) while the first supplier answers: an idle consumer asked every
+  backup after every long-poll, most of an idle chain's messages (issue 14).
 
 Confirmations pending for a supplier ride on the next request to it (see Outbox). Each
 request has a fresh request_id; a retried one is answered from the supplier's WAL
@@ -26,12 +30,20 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from fos_agent.core.engine import Engine, Signal
 from fos_agent.core.metrics import Metrics
 from fos_agent.net.client import PeerClient, PeerRefused, PeerUnreachable
 from fos_agent.net.outbox import Outbox
-from fos_agent.protocol.messages import BatchSent, NewRequest, RefusalReason, RequestRefused
+from fos_agent.protocol.messages import (
+    BatchSent,
+    BatchUnavailable,
+    NewRequest,
+    RefusalReason,
+    RequestBatch,
+    RequestRefused,
+)
 from fos_agent.runtime.flowview import FlowView, Supplier
 from fos_raft.runtime.logging import get_logger
 
@@ -41,9 +53,14 @@ class FetchSettings:
     prefetch: int = 2  # batches of each input kept ready (queued + on the way)
     inflight: int = 1  # concurrent requests per input item
     per_request: int = 8  # batches one request may ask for (what the buffer lacks)
-    long_poll_ms: int = 1000  # wait_ms sent to the first supplier asked
+    long_poll_ms: int = 4000  # wait_ms sent to the first supplier asked (each renewal of
+    # an idle consumer's long-poll costs both ends CPU: issue 14; a flow change ends it; a
+    # clean stop waits it out, so keep it under AgentSettings.stop_step_s)
     cooldown_s: float = 2.0  # a supplier that gave no answer is asked last this long
     idle_pause_s: float = 0.25  # after a round that got nothing fast (all refused/down)
+    empty_backoff_s: float = 4.0  # a backup that had nothing is asked again after this,
+    empty_backoff_max_s: float = 16.0  # doubling up to this (while the first supplier
+    # answers: an idle chain's consumers asked every backup after every long-poll)
 
 
 class InputFetcher:
@@ -67,6 +84,8 @@ class InputFetcher:
                                                                   item=item)
         self._inflight = 0
         self._failed_at: dict[str, float] = {}  # supplier -> monotonic time of no answer
+        self._empty: dict[str, tuple[float, float]] = {}  # backup -> (ask after, backoff)
+        self._answered = False  # the last _ask got an answer (not refused, not down)
         self._stopping = False
         self._wake = Signal()
 
@@ -160,13 +179,50 @@ class InputFetcher:
         """One round over the suppliers for up to ``count`` batches; True when some batch
         was sent to us."""
         view = self.flow()
+        first_answered = False
+        now = time.monotonic()
         for i, supplier in enumerate(self.order(view.ranked_suppliers(self.item))):
             if self._stopping:
                 return False
+            if (i and first_answered
+                    and self._empty.get(supplier.node_id, (0.0, 0.0))[0] > now):
+                continue  # had nothing lately, and the first supplier is there: skip
             wait_ms = self.settings.long_poll_ms if i == 0 else 0
             if await self._ask(supplier.node_id, view.version, wait_ms, count):
+                self._empty.pop(supplier.node_id, None)
                 return True
+            if i == 0:
+                first_answered = self._answered
+            elif self._answered:  # a backup with nothing: ask it less often
+                backoff = self._empty.get(supplier.node_id, (0.0, 0.0))[1]
+                backoff = min(max(backoff * 2, self.settings.empty_backoff_s),
+                              self.settings.empty_backoff_max_s)
+                self._empty[supplier.node_id] = (time.monotonic() + backoff, backoff)
         return False
+
+    async def _long_poll(self, request: RequestBatch, delivered: list[str], count: int
+                         ) -> list[Any] | None:
+        """``client.request``; for a long-poll, None when the flow changed first (the call
+        is cancelled: a batch the supplier sent in that very moment stays IN_TRANSIT there
+        and is re-offered to us, so nothing is lost). A stop waits the long-poll out: a
+        stopped consumer would leave such a batch in transit (the audit's quiescence
+        check saw it)."""
+        if request.wait_ms <= 0:
+            return await self.client.request(request, delivered, count)
+        if self._stopping:
+            return None
+        call = asyncio.ensure_future(self.client.request(request, delivered, count))
+        changed = asyncio.ensure_future(self.flow_changed.ticket().wait())
+        try:
+            await asyncio.wait((call, changed), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            changed.cancel()
+            if not call.done():
+                call.cancel()
+        if call.cancelled() or not call.done():
+            await asyncio.gather(call, return_exceptions=True)
+            return None
+        return call.result()
 
     async def _ask(self, supplier: str, flow_version: int, wait_ms: int, count: int) -> bool:
         (made,) = await self.engine.step(NewRequest(supplier, self.item,
@@ -175,9 +231,11 @@ class InputFetcher:
         (request,) = made.messages
         delivered = self.outbox.take_confirms(supplier)
         self.metrics.inc("batches_requested", count)
-        answered = False
+        answered = self._answered = False
         try:
-            replies = await self.client.request(request, delivered, count)
+            replies = await self._long_poll(request, delivered, count)
+            if replies is None:  # the flow changed: start over on the new one
+                return False
             answered = True
         except PeerUnreachable as exc:
             self._failed_at[supplier] = time.monotonic()
@@ -194,9 +252,10 @@ class InputFetcher:
             if not answered:
                 self.outbox.give_back_confirms(supplier, delivered)
         self._failed_at.pop(supplier, None)
+        reply = replies[0]
+        self._answered = isinstance(reply, BatchUnavailable | BatchSent)
         for effects in await self.engine.step(*replies):
             self.outbox.send(effects.messages)
-        reply = replies[0]
         if isinstance(reply, RequestRefused):
             self.log.debug("request refused", supplier=supplier, reason=reply.reason.value,
                            supplier_flow=reply.flow_version, our_flow=flow_version)
