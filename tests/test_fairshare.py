@@ -105,7 +105,7 @@ async def supplier(tmp_path: Path) -> AsyncIterator[PeerService]:
     await engine.step(FlowChanged(1, frozenset({"a", "b"})))
     agent = SimpleNamespace(
         node_id="wood-1", engine=engine, metrics=engine.metrics, tls=None,
-        detector=SimpleNamespace(contact=lambda node, ok: None),
+        detector=SimpleNamespace(contact=lambda node, ok: None, hold=lambda node, held: None),
         loop_time=lambda: asyncio.get_running_loop().time())
     try:
         yield PeerService(agent)  # type: ignore[arg-type]

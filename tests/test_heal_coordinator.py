@@ -125,8 +125,11 @@ def test_agents_trade_through_leader_kill_and_full_outage_and_report_after(
     chain.start(primary)  # it comes back and rejoins
     chain.wait_ready([primary])
     wait_until(lambda: chain.coord.nodes()[primary].alive, 30, f"{primary} back")
-    # what it had in transit when it was killed completes (re-offered from its WAL)
-    wait_until(lambda: (r := chain.stats(primary)) is not None and r.in_transit_outbound == 0,
-               30, f"{primary}'s batches in transit delivered")
+    # what it had in transit when it was killed completes (re-offered from its WAL), and so
+    # does what the backup sent as fb-1's long-poll was cut short by the rejoin's flow change
+    # (re-offered too): a clean stop of fb-1 before that would leave it in transit
+    for source in ("fa-1", "fa-2"):
+        wait_until(lambda s=source: (r := chain.stats(s)) is not None
+                   and r.in_transit_outbound == 0, 30, f"{source}'s batches in transit delivered")
     chain.stop_in_order(["fc-1", "fb-1", "fa-1", "fa-2"])
     chain.audit(STAGES)
