@@ -2,6 +2,7 @@
 against history, and trades/s with the genealogy index on vs off.
 
     python -m bench.bench_lineage [--trace] [--wal 10000,1000000] [--trades] [--seconds 8]
+                                [--reps 6]
 
 - ``--trace``: a 20-deep chain of real WALs (fos_agent.testing.wal_chain); the back and
   forward trace of a final product, offline (``--data-dirs``: read-only LMDB) and online
@@ -14,8 +15,9 @@ against history, and trades/s with the genealogy index on vs off.
   (open + compact + load + Node.recover, best of 3), and the same without index or
   compaction for reference. Goal: flat.
 - ``--trades``: the default pair of bench_trades (fos-agent processes, group commit,
-  <= 16 batches per call) with the index on and off (``--no-lineage-index``), alternated
-  twice so that the machine's load drift hits both alike. Goal: within 10%.
+  <= 16 batches per call) with the index on and off (``--no-lineage-index``), ``--reps``
+  runs each (default 6) in ABBA order after an uncounted warm-up pair, so that the
+  machine's drift hits both alike. Goal: within 10%.
 """
 
 from __future__ import annotations
@@ -199,7 +201,13 @@ def bench_wal(base: Path, counts: list[int], compact_every: int = 10_000,
           f"data.mdb {size / 2**20:.1f} MiB, recovery {best * 1e3:.1f} ms", flush=True)
 
 
-def bench_trades_ab(base: Path, seconds: float, warmup: float) -> None:
+def ab_order(reps: int) -> list[str]:
+    """on, off, off, on, on, off, ...: ABBA blocks, so a drift in the machine's speed hits
+    both variants alike."""
+    return [m for i in range(reps) for m in (("on", "off") if i % 2 == 0 else ("off", "on"))]
+
+
+def bench_trades_ab(base: Path, seconds: float, warmup: float, reps: int) -> None:
     from bench.bench_trades import run_scenario
     from fos_raft.cli.launcher import LocalCluster
 
@@ -207,7 +215,10 @@ def bench_trades_ab(base: Path, seconds: float, warmup: float) -> None:
     cpu: dict[str, list[float]] = {"on": [], "off": []}
     with LocalCluster(1, base / "coord") as cluster:
         cluster.wait_for_leader(timeout=30)
-        for i, mode in enumerate(["on", "off", "off", "on", "on", "off"]):
+        # not counted: the first pair of a fresh cluster runs slower (cold caches, the
+        # coordinator's first flows), which biased the variant that always went first
+        run_scenario("ab-warm", base, cluster.grpc_addresses, 1, [], 1.0, 2.0)
+        for i, mode in enumerate(ab_order(reps)):
             extra = [] if mode == "on" else ["--no-lineage-index"]
             r = run_scenario(f"ab{i}-{mode}", base, cluster.grpc_addresses, 1, extra,
                              warmup, seconds)
@@ -217,7 +228,9 @@ def bench_trades_ab(base: Path, seconds: float, warmup: float) -> None:
                   f"{r.cpu_ms_per_trade:.3f} CPU ms per trade (both agents), load "
                   f"{os.getloadavg()[0]:.1f}", flush=True)
     on, off = statistics.mean(results["on"]), statistics.mean(results["off"])
-    print(f"index on / off: {on:.0f} / {off:.0f} trades/s = {on / off:.3f}", flush=True)
+    spread = {m: f"{min(v):.0f}-{max(v):.0f}" for m, v in results.items()}
+    print(f"index on / off: {on:.0f} / {off:.0f} trades/s = {on / off:.3f} (mean of {reps} "
+          f"each; runs spread on {spread['on']}, off {spread['off']})", flush=True)
     con, coff = statistics.mean(cpu["on"]), statistics.mean(cpu["off"])
     print(f"index on / off: {con:.3f} / {coff:.3f} CPU ms per trade = {con / coff:.3f}",
           flush=True)
@@ -230,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trades", action="store_true")
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument("--warmup", type=float, default=3.0)
+    p.add_argument("--reps", type=int, default=6, help="runs of each variant (--trades)")
     args = p.parse_args(argv)
     if not (args.trace or args.wal or args.trades):
         args.trace, args.wal, args.trades = True, "10000,1000000", True
@@ -243,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.wal:
             bench_wal(base, [int(x) for x in args.wal.split(",")])
         if args.trades:
-            bench_trades_ab(base, args.seconds, args.warmup)
+            bench_trades_ab(base, args.seconds, args.warmup, args.reps)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return 0

@@ -4,6 +4,7 @@ trace walk (fos_raft.lineage.trace) over generated factories, with hypothesis.""
 from __future__ import annotations
 
 import asyncio
+import json
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,8 +18,10 @@ from fos_raft.lineage.index import (
     decode_used,
     encode_made,
     encode_used,
+    made_value,
     split_time_key,
     time_key,
+    used_value,
 )
 from fos_raft.lineage.trace import BACK, FORWARD, NodeAnswer, Unreachable, trace
 
@@ -129,3 +132,16 @@ def test_unreachable_nodes_are_reported_not_skipped(factory, data) -> None:  # t
         assert node in down and reason == "down"
     full = asyncio.run(trace(top, BACK, fetcher(made, into, set())))
     assert got.complete == (not ({b.node for b in full.batches} & down))
+
+
+@given(text, st.integers(0, 10**6), st.integers(0, 10**9), st.integers(0, 2**40),
+       st.lists(st.tuples(ids, text), max_size=4), text)
+def test_trade_path_encoders_write_the_same_bytes(item, qty, seq, at, inputs, rf) -> None:  # type: ignore[no-untyped-def]
+    """made_value / used_value format their JSON by hand (the trade path): byte for byte
+    what the general JSON encoder writes, so every reader and tool reads them alike."""
+    flat = [x for pair in inputs for x in pair]
+    e = MadeEntry("b:1", "n", item, qty, seq, at, tuple(inputs), reclaimed_from=rf)
+    assert made_value(item, qty, seq, at, flat, rf) == encode_made(e)
+    general = json.dumps([rf, item, qty, item, at, flat], separators=(",", ":"),
+                         ensure_ascii=False).encode()
+    assert used_value(rf, item, qty, item, at, tuple(flat)) == general

@@ -122,3 +122,44 @@ def test_records_written_without_the_index_keep_their_dedup_when_compacted(
     assert chain.wals["n1"].settled.settled_inbound("n0:1") == "n0"
     assert chain.wals["n0"].settled.settled_request("n1", "n1~1~1") is not None
     chain.close()
+
+
+def test_compact_recent_moves_what_a_full_scan_would(chain: WalChain) -> None:
+    """The agent's periodic compaction takes the records the WAL's own commits settled
+    from memory (no read back); it must leave nothing settled behind and lose nothing."""
+    for _ in range(5):
+        chain.final_product()
+    for node_id, wal in chain.wals.items():
+        out_ids, in_ids = wal.compact_recent()
+        node = chain.nodes[node_id]
+        assert (sorted(out_ids), sorted(in_ids)) == tuple(map(sorted, node.settled_ids()))
+        node.forget(out_ids, in_ids)
+        assert wal.compact() == ([], []), node_id  # the scan finds nothing left to move
+        live = wal.load()
+        assert not live.inbound and not live.requests, node_id
+        assert len(live.outbound) == (5 if node_id == chain.ids[-1] else 0), node_id
+    commits = chain.wals["n1"].stats.commits
+    assert chain.wals["n1"].compact_recent(retention_days=1) == ([], [])
+    assert chain.wals["n1"].compact_recent(retention_days=1) == ([], [])
+    assert chain.wals["n1"].stats.commits == commits + 1  # one prune, then no transaction
+    assert chain.wals["n1"].settled.settled_inbound("n0:3") == "n0"
+    assert chain.wals["n0"].settled.settled_request("n1", "n1~1~3") is not None
+    dirs = [chain.data_dir(n) for n in chain.ids]
+    chain.close()
+    report = audit(dirs, quiescent=True)
+    assert report.ok, report.summary()
+    assert report.produced == 20 and report.consumed == 15 and report.delivered == 15
+
+
+def test_settled_records_left_by_a_crash_are_moved_at_the_next_open(tmp_path: Path) -> None:
+    """compact_recent only knows what this WAL object committed: records settled before a
+    crash (never compacted) are moved by the full compaction the agent runs at open."""
+    chain = WalChain(tmp_path, 2)
+    chain.final_product()
+    chain.close()  # a crash before any compaction: nothing moved
+    wal = Wal.open(wal_path(chain.data_dir("n1")), "n1")
+    try:
+        assert wal.compact_recent() == ([], [])
+        assert wal.compact() == ([], ["n0:1"])
+    finally:
+        wal.close()

@@ -179,11 +179,9 @@ class Engine:
         wal, node = self.wal, self.node
         if wal is None or node is None:
             return 0
-        candidates = node.settled_ids()
-        if not (candidates[0] or candidates[1]):
-            return 0
+        # what the WAL's own commits settled, handed over from memory (Wal.compact_recent)
         out_ids, in_ids = await asyncio.get_running_loop().run_in_executor(
-            wal.executor, lambda: wal.compact(candidates, retention_days=self.retention_days))
+            wal.executor, lambda: wal.compact_recent(retention_days=self.retention_days))
         if self.node is node:  # not replaced by a recovery meanwhile
             node.forget(out_ids, in_ids)
         return len(out_ids) + len(in_ids)

@@ -18,7 +18,7 @@ in the same transaction -- so the index costs no extra fsync and is never behind
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from fos_agent.protocol.records import InState, OutState, PutInbound, PutOutbound, Write
 from fos_raft.lineage.index import (
@@ -30,68 +30,75 @@ from fos_raft.lineage.index import (
     USED_DB,
     MadeEntry,
     UsedEntry,
+    decode_made,
     encode_made,
     encode_sent,
     encode_used,
+    made_value,
     time_key,
+    used_value,
 )
 
-
-@dataclass(frozen=True, slots=True)
-class IndexPut:
-    db: bytes
-    key: bytes
-    value: bytes
-
+# (sub-database, key, value): plain tuples, because this runs on every trade's commit
+IndexPut = tuple[bytes, bytes, bytes]
 
 GetMade = Callable[[str], MadeEntry | None]
 
 
 def index_puts(node_id: str, writes: Sequence[Write], now_ms: int,
                get_made: GetMade) -> list[IndexPut]:
-    """The index puts for one legal group of writes (already checked by check_writes)."""
-    made: dict[str, MadeEntry] = {}
+    """The index puts for one legal group of writes (already checked by check_writes).
+
+    On the trade path (issue 10's goal: the index within 10% of the trades/s without it),
+    so the values are encoded straight from the records, without building the entries."""
     suppliers: dict[str, str] = {}
     into: dict[str, str] = {}
+    consumed, queued = InState.CONSUMED, OutState.QUEUED
     for w in writes:  # first pass: who supplied what, and which output each input went into
-        if isinstance(w, PutInbound) and w.record.state is InState.CONSUMED:
-            suppliers[w.record.batch_id] = w.record.supplier
-        elif isinstance(w, PutOutbound) and w.record.state is OutState.QUEUED:
+        kind = type(w)
+        if kind is PutInbound:
+            if w.record.state is consumed:
+                suppliers[w.record.batch.batch_id] = w.record.supplier
+        elif kind is PutOutbound and w.record.state is queued:
+            made_id = w.record.batch.batch_id
             for src in w.record.batch.lineage:
-                into[src] = w.record.batch_id
+                into[src] = made_id
     puts: list[IndexPut] = []
+    stamp = now_ms.to_bytes(8, "big")  # time_key's prefix
     for w in writes:
-        if isinstance(w, PutInbound) and w.record.state is InState.CONSUMED:
+        kind = type(w)
+        if kind is PutInbound:
             r = w.record
-            used = UsedEntry(r.batch_id, node_id, r.supplier, r.batch.item, r.batch.qty,
-                             into.get(r.batch_id, ""), now_ms, r.batch.lineage)
-            puts.append(IndexPut(USED_DB, r.batch_id.encode(), encode_used(used)))
-            puts.append(IndexPut(TIME_DB, time_key(now_ms, KIND_USED, r.batch_id), b""))
-        elif isinstance(w, PutOutbound):
+            if r.state is consumed:
+                b = r.batch
+                key = b.batch_id.encode()
+                puts.append((USED_DB, key, used_value(
+                    r.supplier, b.item, b.qty, into.get(b.batch_id, ""), now_ms, b.lineage)))
+                puts.append((TIME_DB, stamp + KIND_USED + key, b""))
+        elif kind is PutOutbound:
             r = w.record
             b = r.batch
-            if r.state is OutState.QUEUED:
-                sup = node_id if r.reclaimed_from else None
-                entry = MadeEntry(b.batch_id, node_id, b.item, b.qty, b.seq, now_ms,
-                                  tuple((i, sup or suppliers.get(i, "")) for i in b.lineage),
-                                  reclaimed_from=r.reclaimed_from)
-                made[b.batch_id] = entry
-                puts.append(IndexPut(MADE_DB, b.batch_id.encode(), encode_made(entry)))
-                puts.append(IndexPut(TIME_DB, time_key(now_ms, KIND_MADE, b.batch_id), b""))
+            if r.state is queued:
+                key = b.batch_id.encode()
+                if r.reclaimed_from:  # a reclaim copy: its input is its original, ours
+                    flat = [x for i in b.lineage for x in (i, node_id)]
+                else:
+                    flat = [x for i in b.lineage for x in (i, suppliers.get(i, ""))]
+                puts.append((MADE_DB, key, made_value(
+                    b.item, b.qty, b.seq, now_ms, flat, r.reclaimed_from)))
+                puts.append((TIME_DB, stamp + KIND_MADE + key, b""))
             elif r.state is OutState.IN_TRANSIT:
-                puts.append(IndexPut(SENT_DB, b.batch_id.encode(),
-                                     encode_sent(r.to, r.request_id)))
+                puts.append((SENT_DB, b.batch_id.encode(), encode_sent(r.to, r.request_id)))
             elif r.state is OutState.RECLAIMED:
-                old = made.get(b.batch_id) or get_made(b.batch_id)
+                made = [p for p in puts if p[0] == MADE_DB and p[1] == b.batch_id.encode()]
+                old = (decode_made(b.batch_id, node_id, made[-1][2]) if made
+                       else get_made(b.batch_id))
                 if old is None:  # made before the index existed: nothing to update
                     continue
                 entry = replace(old, state=r.state.value, request_id=r.request_id, to=r.to)
-                made[b.batch_id] = entry
-                puts.append(IndexPut(MADE_DB, b.batch_id.encode(), encode_made(entry)))
-                if r.state is OutState.RECLAIMED:
-                    used = UsedEntry(b.batch_id, node_id, node_id, b.item, b.qty,
-                                     into.get(b.batch_id, ""), now_ms, b.lineage)
-                    puts.append(IndexPut(USED_DB, b.batch_id.encode(), encode_used(used)))
-                    puts.append(IndexPut(TIME_DB, time_key(now_ms, KIND_USED, b.batch_id),
-                                         b""))
+                puts.append((MADE_DB, b.batch_id.encode(), encode_made(entry)))
+                used = UsedEntry(b.batch_id, node_id, node_id, b.item, b.qty,
+                                 into.get(b.batch_id, ""), now_ms, b.lineage)
+                puts.append((USED_DB, b.batch_id.encode(), encode_used(used)))
+                puts.append((TIME_DB, time_key(now_ms, KIND_USED, b.batch_id), b""))
     return puts

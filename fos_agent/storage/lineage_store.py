@@ -4,8 +4,9 @@ Called by fos_agent.storage.wal inside its own write transactions, so the index 
 records never disagree and the index costs no extra fsync:
 
 - ``write_index``: the puts fos_agent.protocol.genealogy derives from a group of writes;
-- ``compact_txn``: settled records (fos_agent.protocol.compaction) leave the live
-  sub-databases; their request keys move to ``lin_req`` for dedup;
+- ``compact_txn`` / ``compact_records_txn``: settled records (fos_agent.protocol.compaction)
+  leave the live sub-databases, read back from disk or handed over by the WAL that made
+  them durable; their request keys move to ``lin_req`` for dedup;
 - ``prune_txn``: retention -- index entries older than the cutoff go, oldest first;
 - ``settled_record``: the CONSUMED inbound record a compacted id stands for (check_writes
   then refuses to accept it again), and ``WalSettled``, the node's SettledLookup;
@@ -74,8 +75,8 @@ def _made(txn: lmdb.Transaction, dbs: Dbs, node_id: str, bid: str) -> MadeEntry 
 def write_index(txn: lmdb.Transaction, dbs: Dbs, node_id: str, writes: Sequence[Write],
                 now_ms: int) -> int:
     puts = index_puts(node_id, writes, now_ms, lambda b: _made(txn, dbs, node_id, b))
-    for p in puts:
-        txn.put(p.key, p.value, db=dbs[p.db])
+    for db, key, value in puts:
+        txn.put(key, value, db=dbs[db])
     return len(puts)
 
 
@@ -100,47 +101,61 @@ def _records(txn: lmdb.Transaction, db: object,
     return [(k, v) for k, v in found if v is not None]
 
 
+def _settle_out(txn: lmdb.Transaction, wal_dbs: Dbs, dbs: Dbs, key: bytes,
+                rec: OutboundRecord) -> None:
+    """Fold a settled outbound record into the index (its MadeEntry was written when it was
+    made, unless that was before the index existed) and drop its live request key."""
+    if txn.get(key, db=dbs[MADE_DB]) is None:  # made before the index existed
+        b = rec.batch
+        made = MadeEntry(b.batch_id, "", b.item, b.qty, b.seq, 0,
+                         tuple((i, "") for i in b.lineage), request_id=rec.request_id,
+                         reclaimed_from=rec.reclaimed_from, to=rec.to, state=rec.state.value,
+                         delivered_to=rec.to if rec.state is OutState.DELIVERED else "")
+        txn.put(key, encode_made(made), db=dbs[MADE_DB])
+    if rec.state is OutState.DELIVERED:  # the confirmation: a plain put, no decode
+        txn.put(key, encode_sent(rec.to, rec.request_id, delivered=True), db=dbs[SENT_DB])
+    if rec.request_id:
+        rkey = request_key(rec.to, rec.request_id)
+        txn.delete(rkey, db=wal_dbs[b"requests"])
+        txn.put(rkey, key, db=dbs[REQ_DB])
+
+
+def _settle_in(txn: lmdb.Transaction, dbs: Dbs, key: bytes, inb: InboundRecord) -> None:
+    if txn.get(key, db=dbs[USED_DB]) is None:  # consumed before the index existed
+        b = inb.batch
+        old = UsedEntry(b.batch_id, "", inb.supplier, b.item, b.qty, "", 0, b.lineage)
+        txn.put(key, encode_used(old), db=dbs[USED_DB])
+
+
 def compact_txn(txn: lmdb.Transaction, wal_dbs: Dbs, dbs: Dbs,
                 candidates: tuple[list[str], list[str]] | None = None,
                 ) -> tuple[list[str], list[str]]:
     """Move settled records out of the live state: every one, or only among the
-    ``candidates`` (outbound ids, inbound ids). Returns the (outbound, inbound) ids moved."""
-    out_db, in_db, req_db = wal_dbs[b"outbound"], wal_dbs[b"inbound"], wal_dbs[b"requests"]
-    out_ids: list[str] = []
-    in_ids: list[str] = []
-    for key, value in _records(txn, out_db, candidates[0] if candidates else None):
-        rec = decode_outbound(value)
-        if outbound_settled(rec):
-            out_ids.append(key.decode())
-            if txn.get(key, db=dbs[MADE_DB]) is None:  # made before the index existed
-                b = rec.batch
-                made = MadeEntry(b.batch_id, "", b.item, b.qty, b.seq, 0,
-                                 tuple((i, "") for i in b.lineage), request_id=rec.request_id,
-                                 reclaimed_from=rec.reclaimed_from, to=rec.to,
-                                 state=rec.state.value,
-                                 delivered_to=rec.to if rec.state is OutState.DELIVERED
-                                 else "")
-                txn.put(key, encode_made(made), db=dbs[MADE_DB])
-            if rec.state is OutState.DELIVERED:  # the confirmation: a plain put, no decode
-                txn.put(key, encode_sent(rec.to, rec.request_id, delivered=True),
-                        db=dbs[SENT_DB])
-            if rec.request_id:
-                rkey = request_key(rec.to, rec.request_id)
-                txn.delete(rkey, db=req_db)
-                txn.put(rkey, key, db=dbs[REQ_DB])
-    for key, value in _records(txn, in_db, candidates[1] if candidates else None):
-        inb = decode_inbound(value)
-        if inbound_settled(inb):
-            in_ids.append(key.decode())
-            if txn.get(key, db=dbs[USED_DB]) is None:  # consumed before the index existed
-                b = inb.batch
-                old = UsedEntry(b.batch_id, "", inb.supplier, b.item, b.qty, "", 0, b.lineage)
-                txn.put(key, encode_used(old), db=dbs[USED_DB])
-    for bid in out_ids:
-        txn.delete(bid.encode(), db=out_db)
-    for bid in in_ids:
-        txn.delete(bid.encode(), db=in_db)
-    return out_ids, in_ids
+    ``candidates`` (outbound ids, inbound ids), as they are on disk. Returns the
+    (outbound, inbound) ids moved."""
+    out_db, in_db = wal_dbs[b"outbound"], wal_dbs[b"inbound"]
+    outs = [(k, r) for k, v in _records(txn, out_db, candidates[0] if candidates else None)
+            if outbound_settled(r := decode_outbound(v))]
+    ins = [(k, r) for k, v in _records(txn, in_db, candidates[1] if candidates else None)
+           if inbound_settled(r := decode_inbound(v))]
+    return compact_records_txn(txn, wal_dbs, dbs, outs, ins)
+
+
+def compact_records_txn(txn: lmdb.Transaction, wal_dbs: Dbs, dbs: Dbs,
+                        outs: Sequence[tuple[bytes, OutboundRecord]],
+                        ins: Sequence[tuple[bytes, InboundRecord]],
+                        ) -> tuple[list[str], list[str]]:
+    """Move these settled records (key, record as durable on disk) out of the live state.
+    Settled states are final, so a record known durable and settled need not be read
+    back: the WAL hands over the ones its own commits settled (``Wal.compact_recent``)."""
+    out_db, in_db = wal_dbs[b"outbound"], wal_dbs[b"inbound"]
+    for key, rec in outs:
+        _settle_out(txn, wal_dbs, dbs, key, rec)
+        txn.delete(key, db=out_db)
+    for key, inb in ins:
+        _settle_in(txn, dbs, key, inb)
+        txn.delete(key, db=in_db)
+    return [k.decode() for k, _ in outs], [k.decode() for k, _ in ins]
 
 
 def prune_txn(txn: lmdb.Transaction, wal_dbs: Dbs, dbs: Dbs, cutoff_ms: int,

@@ -38,6 +38,10 @@ import lmdb
 from fos_agent.protocol.records import (
     SCHEMA_VERSION,
     DurableState,
+    InboundRecord,
+    InState,
+    OutboundRecord,
+    OutState,
     PutInbound,
     PutOutbound,
     PutRequest,
@@ -53,6 +57,7 @@ from fos_agent.protocol.records import (
 from fos_agent.protocol.transitions import check_writes
 from fos_agent.storage.lineage_store import (
     WalSettled,
+    compact_records_txn,
     compact_txn,
     open_index_dbs,
     prune_txn,
@@ -70,6 +75,8 @@ LOCK_FILE = "agent.lock"
 _LMDB_FILES = {"data.mdb", "lock.mdb"}
 _LMDB_MAGIC = bytes.fromhex("dec0efbe")  # MDB_MAGIC, little-endian, at offset 16
 _DBS = (b"outbound", b"inbound", b"requests", b"meta")
+PRUNE_EVERY_MS = 60_000  # retention is counted in days: pruning once a minute is plenty
+_FINAL_OUT = (OutState.DELIVERED, OutState.RECLAIMED)  # fos_agent.protocol.compaction
 
 
 class WalError(FosError):
@@ -221,6 +228,11 @@ class Wal:
         self.settled = WalSettled(env, dbs, self._index, node_id)  # Node's SettledLookup
         self.lineage = IndexReader(env, {**self._index, b"outbound": dbs[b"outbound"]},
                                    node_id)  # the Lineage RPC reads this
+        # records this WAL's own commits made durable in a settled (final) state, for
+        # compact_recent; touched on the writer thread only
+        self._settled_out: dict[bytes, OutboundRecord] = {}
+        self._settled_in: dict[bytes, InboundRecord] = {}
+        self._pruned_at_ms = 0
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], node_id: str, *,
@@ -279,6 +291,35 @@ class Wal:
         self.stats.commits += 1
         return moved
 
+    def compact_recent(self, *, retention_days: float | None = None,
+                       now_ms: int | None = None) -> tuple[list[str], list[str]]:
+        """``compact`` of the records this WAL's commits settled since the last call: they
+        are handed over from memory, not read back and decoded (a settled state is final,
+        so memory and disk agree), which keeps compaction's cost per trade small. Run it on
+        the writer thread (``executor``), like the commits. Records settled before this
+        WAL was opened are moved by ``compact()`` (the agent runs it at recovery)."""
+        if not self.lineage_on:
+            return [], []
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        prune = retention_days is not None and now_ms - self._pruned_at_ms >= PRUNE_EVERY_MS
+        if not (self._settled_out or self._settled_in or prune):
+            return [], []  # an idle agent: no transaction at all
+        outs, self._settled_out = self._settled_out, {}
+        ins, self._settled_in = self._settled_in, {}
+        try:
+            with self._env.begin(write=True) as txn:
+                moved = compact_records_txn(txn, self._dbs, self._index,
+                                            list(outs.items()), list(ins.items()))
+                if prune and retention_days is not None:
+                    prune_txn(txn, self._dbs, self._index,
+                              now_ms - int(retention_days * DAY_MS))
+                    self._pruned_at_ms = now_ms
+        except BaseException:  # not compacted: keep them for the next try
+            self._settled_out, self._settled_in = outs | self._settled_out, ins | self._settled_in
+            raise
+        self.stats.commits += 1
+        return moved
+
     def commit(self, writes: Sequence[Write]) -> None:
         """Make one group durable in one synced transaction (raises InvalidTransition)."""
         (error,) = self.commit_groups([writes])
@@ -306,6 +347,8 @@ class Wal:
         req_db, meta = self._dbs[b"requests"], self._dbs[b"meta"]
         written = accepted = 0
         now_ms = int(time.time() * 1000)  # made_at / used_at of the genealogy index
+        settled_out: dict[bytes, OutboundRecord] = {}
+        settled_in: dict[bytes, InboundRecord] = {}
         txn = self._env.begin(write=True)
         try:
             for writes in groups:
@@ -331,9 +374,15 @@ class Wal:
                     break
                 for w in writes:
                     if isinstance(w, PutOutbound):
-                        txn.put(w.record.batch_id.encode(), encode_outbound(w.record), db=out_db)
+                        key = w.record.batch_id.encode()
+                        txn.put(key, encode_outbound(w.record), db=out_db)
+                        if w.record.state in _FINAL_OUT:
+                            settled_out[key] = w.record
                     elif isinstance(w, PutInbound):
-                        txn.put(w.record.batch_id.encode(), encode_inbound(w.record), db=in_db)
+                        key = w.record.batch_id.encode()
+                        txn.put(key, encode_inbound(w.record), db=in_db)
+                        if w.record.state is InState.CONSUMED:
+                            settled_in[key] = w.record
                     elif isinstance(w, PutRequest):
                         txn.put(request_key(w.consumer, w.request_id), w.batch_id.encode(),
                                 db=req_db)
@@ -347,6 +396,9 @@ class Wal:
             if written:
                 txn.commit()  # synced: sync=True on the environment
                 self.stats.commits += 1
+                if self.lineage_on:
+                    self._settled_out.update(settled_out)
+                    self._settled_in.update(settled_in)
             else:
                 txn.abort()
         except BaseException:

@@ -87,6 +87,10 @@ class UsedEntry:
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+# The JSON string quoting of _ENCODER (C, ensure_ascii=False): the trade-path encoders
+# below format their arrays directly, which is 3x cheaper than JSONEncoder.encode (that
+# builds a new C encoder per call); a hypothesis test checks they equal _dump's bytes.
+_quote = json.encoder.encode_basestring
 
 
 def _dump(obj: list[object]) -> bytes:
@@ -98,6 +102,15 @@ def encode_made(e: MadeEntry) -> bytes:
                   e.delivered_to, e.request_id, e.state, e.reclaimed_from, e.to])
 
 
+def made_value(item: str, qty: int, seq: int, made_at_ms: int, flat_inputs: list[str],
+               reclaimed_from: str) -> bytes:
+    """``encode_made`` of a new (QUEUED) entry, straight from its fields: the trade path
+    (``flat_inputs``: input id, supplier, input id, supplier, ...)."""
+    inputs = ",".join(map(_quote, flat_inputs))
+    return (f'[{_quote(item)},{int(qty)},{int(seq)},{int(made_at_ms)},[{inputs}],"","",'
+            f'"QUEUED",{_quote(reclaimed_from)},""]').encode()
+
+
 def decode_made(batch_id: str, node: str, data: bytes) -> MadeEntry:
     item, qty, seq, at, flat, delivered, rid, state, rf, to = json.loads(data)
     inputs = tuple(zip(flat[::2], flat[1::2], strict=True))
@@ -105,7 +118,14 @@ def decode_made(batch_id: str, node: str, data: bytes) -> MadeEntry:
 
 
 def encode_used(e: UsedEntry) -> bytes:
-    return _dump([e.supplier, e.item, e.qty, e.into, e.at_ms, list(e.lineage)])
+    return used_value(e.supplier, e.item, e.qty, e.into, e.at_ms, e.lineage)
+
+
+def used_value(supplier: str, item: str, qty: int, into: str, at_ms: int,
+               lineage: tuple[str, ...]) -> bytes:
+    """``encode_used`` straight from the fields (the trade path)."""
+    return (f"[{_quote(supplier)},{_quote(item)},{int(qty)},{_quote(into)},{int(at_ms)},"
+            f"[{','.join(map(_quote, lineage))}]]").encode()
 
 
 def decode_used(batch_id: str, node: str, data: bytes) -> UsedEntry:
@@ -115,7 +135,7 @@ def decode_used(batch_id: str, node: str, data: bytes) -> UsedEntry:
 
 def time_key(at_ms: int, kind: bytes, batch_id: str) -> bytes:
     """Big-endian time first, so a cursor walks the index oldest first."""
-    return struct.pack(">Q", max(at_ms, 0)) + kind + batch_id.encode()
+    return max(at_ms, 0).to_bytes(8, "big") + kind + batch_id.encode()
 
 
 def split_time_key(key: bytes) -> tuple[int, bytes, str]:
