@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from fos_agent.audit import audit
+from fos_agent.protocol.messages import NewRequest, Produce
 from fos_agent.storage.wal import Wal, read_wal, wal_path
 from fos_agent.testing.wal_chain import WalChain
 from fos_raft.lineage.remote import IndexSources
@@ -163,3 +164,15 @@ def test_settled_records_left_by_a_crash_are_moved_at_the_next_open(tmp_path: Pa
         assert wal.compact() == ([], ["n0:1"])
     finally:
         wal.close()
+
+
+def test_a_batch_in_transit_shows_where_it_went_before_any_compaction(
+        chain: WalChain) -> None:
+    """Sending writes nothing to the index: the reader joins the live outbound record."""
+    chain._handle("n0", Produce(()))
+    (request,) = chain._handle("n1", NewRequest("n0", "i0", flow_version=1))
+    chain._handle("n0", request)  # the supplier's IN_TRANSIT is durable; no reply handled
+    made = chain.wals["n0"].lineage.lookup(["n0:1"])["n0:1"].made
+    assert made is not None and (made.state, made.to, made.delivered_to) == (
+        "IN_TRANSIT", "n1", "")
+    assert made.request_id == request.request_id

@@ -9,10 +9,11 @@ in the same transaction -- so the index costs no extra fsync and is never behind
   supplied by this node;
 - an inbound record going CONSUMED -> its UsedEntry: supplier and the output it went into;
   a reclaimed original likewise "goes into" its copy;
-- an outbound record going IN_TRANSIT -> the consumer it was sent to, in ``lin_sent`` (a
-  plain put; compaction folds it into the MadeEntry); RECLAIMED -> the final state.
-  DELIVERED is recorded by compaction (fos_agent.storage.lineage_store), off the hot
-  path: no entry is re-encoded per trade.
+- an outbound record going RECLAIMED -> the final state.
+  IN_TRANSIT and DELIVERED add nothing on the trade path: the live outbound record says
+  where the batch went (readers join it, fos_raft.lineage.reader), and compaction
+  (fos_agent.storage.lineage_store) records the delivery in ``lin_sent`` when the record
+  leaves the live state. No entry is re-encoded per trade.
 """
 
 from __future__ import annotations
@@ -25,14 +26,12 @@ from fos_raft.lineage.index import (
     KIND_MADE,
     KIND_USED,
     MADE_DB,
-    SENT_DB,
     TIME_DB,
     USED_DB,
     MadeEntry,
     UsedEntry,
     decode_made,
     encode_made,
-    encode_sent,
     encode_used,
     made_value,
     time_key,
@@ -87,8 +86,6 @@ def index_puts(node_id: str, writes: Sequence[Write], now_ms: int,
                 puts.append((MADE_DB, key, made_value(
                     b.item, b.qty, b.seq, now_ms, flat, r.reclaimed_from)))
                 puts.append((TIME_DB, stamp + KIND_MADE + key, b""))
-            elif r.state is OutState.IN_TRANSIT:
-                puts.append((SENT_DB, b.batch_id.encode(), encode_sent(r.to, r.request_id)))
             elif r.state is OutState.RECLAIMED:
                 made = [p for p in puts if p[0] == MADE_DB and p[1] == b.batch_id.encode()]
                 old = (decode_made(b.batch_id, node_id, made[-1][2]) if made

@@ -9,9 +9,10 @@ Pure. Sub-databases of the agent's WAL environment (written in the WAL's own tra
 - ``lin_time``: ``time_key(at_ms, kind, id)`` -> b"" (what retention prunes, oldest first);
 - ``lin_req``: (consumer, request_id) -> batch id of settled trades (request dedup after
   compaction);
-- ``lin_sent``: batch id -> ``consumer \x00 request_id [\x00 D]`` of a batch gone
-  IN_TRANSIT (D: delivery confirmed, recorded at compaction): plain puts, so no MadeEntry
-  is re-encoded per trade; readers combine the two (fos_raft.lineage.reader.read_view).
+- ``lin_sent``: batch id -> ``consumer \x00 request_id [\x00 D]`` of a delivered batch
+  (D: confirmed), written by compaction, so no MadeEntry is re-encoded per trade; until
+  then readers join the live outbound record (fos_raft.lineage.reader.read_view). Older
+  agents also wrote it (without D) when a batch went IN_TRANSIT.
 
 Values are compact positional JSON arrays (the C encoder, no keys to sort: a few
 microseconds each on the trade path), readable with mdb_dump and stable across Python

@@ -86,17 +86,31 @@ def read_view(txn: lmdb.Transaction, dbs: dict[bytes, object], node_id: str,
     made = decode_made(batch_id, node_id, data) if data is not None else None
     if made is not None and made.state == "QUEUED":
         sent = txn.get(batch_id.encode(), db=dbs[SENT_DB])
-        if sent is not None:
+        if sent is not None:  # settled (compacted), or written by an older agent
             to, request_id, delivered = decode_sent(sent)
             made = replace(made, state="DELIVERED" if delivered else "IN_TRANSIT", to=to,
                            request_id=request_id, delivered_to=to if delivered else "")
+        elif OUTBOUND_DB in dbs:  # live: the WAL's record says where it went
+            made = _join_live(made, txn.get(batch_id.encode(), db=dbs[OUTBOUND_DB]))
     if made is not None and made.state == "IN_TRANSIT" and OUTBOUND_DB in dbs:
-        # a confirmation is recorded in the index at compaction; until then the live
-        # outbound record (JSON with a "state" field, fos_agent.protocol.records) says
-        live = txn.get(batch_id.encode(), db=dbs[OUTBOUND_DB])
-        if live is not None and json.loads(live).get("state") == "DELIVERED":
-            made = replace(made, state="DELIVERED", delivered_to=made.to)
+        # an older agent's lin_sent key; the confirmation is in the live record
+        made = _join_live(made, txn.get(batch_id.encode(), db=dbs[OUTBOUND_DB]))
     return BatchView(made, decode_used(batch_id, node_id, used) if used is not None else None)
+
+
+def _join_live(made: MadeEntry, live: bytes | None) -> MadeEntry:
+    """The live outbound record's say (JSON with "state", "to" and "request_id" fields,
+    fos_agent.protocol.records) on a batch the index knows as made: the trade path writes
+    nothing to the index when a batch is sent or confirmed, compaction folds it in."""
+    if live is None:
+        return made
+    record = json.loads(live)
+    state = record.get("state")
+    if state not in ("IN_TRANSIT", "DELIVERED"):
+        return made
+    to = record.get("to", "")
+    return replace(made, state=state, to=to, request_id=record.get("request_id", ""),
+                   delivered_to=to if state == "DELIVERED" else "")
 
 
 def find_wal(path: str | os.PathLike[str]) -> Path:
