@@ -33,6 +33,7 @@ from fos_agent.protocol.records import (
     decode_outbound,
     split_request_key,
 )
+from fos_agent.storage.settled_marks import MARKS_KEY, SettledMarks
 from fos_raft.lineage.index import (
     INDEX_DBS,
     KIND_MADE,
@@ -129,7 +130,7 @@ def _settle_in(txn: lmdb.Transaction, dbs: Dbs, key: bytes, inb: InboundRecord) 
 
 def compact_txn(txn: lmdb.Transaction, wal_dbs: Dbs, dbs: Dbs,
                 candidates: tuple[list[str], list[str]] | None = None,
-                ) -> tuple[list[str], list[str]]:
+                marks: SettledMarks | None = None) -> tuple[list[str], list[str]]:
     """Move settled records out of the live state: every one, or only among the
     ``candidates`` (outbound ids, inbound ids), as they are on disk. Returns the
     (outbound, inbound) ids moved."""
@@ -138,16 +139,18 @@ def compact_txn(txn: lmdb.Transaction, wal_dbs: Dbs, dbs: Dbs,
             if outbound_settled(r := decode_outbound(v))]
     ins = [(k, r) for k, v in _records(txn, in_db, candidates[1] if candidates else None)
            if inbound_settled(r := decode_inbound(v))]
-    return compact_records_txn(txn, wal_dbs, dbs, outs, ins)
+    return compact_records_txn(txn, wal_dbs, dbs, outs, ins, marks)
 
 
 def compact_records_txn(txn: lmdb.Transaction, wal_dbs: Dbs, dbs: Dbs,
                         outs: Sequence[tuple[bytes, OutboundRecord]],
                         ins: Sequence[tuple[bytes, InboundRecord]],
-                        ) -> tuple[list[str], list[str]]:
+                        marks: SettledMarks | None = None) -> tuple[list[str], list[str]]:
     """Move these settled records (key, record as durable on disk) out of the live state.
     Settled states are final, so a record known durable and settled need not be read
-    back: the WAL hands over the ones its own commits settled (``Wal.compact_recent``)."""
+    back: the WAL hands over the ones its own commits settled (``Wal.compact_recent``).
+    ``marks`` (fos_agent.storage.settled_marks) are raised in memory first, then written
+    in this transaction: in memory they are never below what is on disk."""
     out_db, in_db = wal_dbs[b"outbound"], wal_dbs[b"inbound"]
     for key, rec in outs:
         _settle_out(txn, wal_dbs, dbs, key, rec)
@@ -155,7 +158,10 @@ def compact_records_txn(txn: lmdb.Transaction, wal_dbs: Dbs, dbs: Dbs,
     for key, inb in ins:
         _settle_in(txn, dbs, key, inb)
         txn.delete(key, db=in_db)
-    return [k.decode() for k, _ in outs], [k.decode() for k, _ in ins]
+    in_ids = [k.decode() for k, _ in ins]
+    if marks is not None and marks.raise_to(in_ids, (r.request_id for _, r in outs)):
+        txn.put(MARKS_KEY, marks.encode(), db=wal_dbs[b"meta"])
+    return [k.decode() for k, _ in outs], in_ids
 
 
 def prune_txn(txn: lmdb.Transaction, wal_dbs: Dbs, dbs: Dbs, cutoff_ms: int,
@@ -212,18 +218,25 @@ def settled_state(txn: lmdb.Transaction, dbs: Dbs, state: DurableState) -> None:
 
 
 class WalSettled:
-    """The node's SettledLookup over the index (read transactions; safe on any thread)."""
+    """The node's SettledLookup over the index (read transactions; safe on any thread).
+    Ids above the compaction's high-water ``marks`` are answered without a transaction."""
 
-    def __init__(self, env: lmdb.Environment, wal_dbs: Dbs, dbs: Dbs, node_id: str) -> None:
+    def __init__(self, env: lmdb.Environment, wal_dbs: Dbs, dbs: Dbs, node_id: str,
+                 marks: SettledMarks) -> None:
         self._env, self._wal_dbs, self._dbs, self._node_id = env, wal_dbs, dbs, node_id
+        self.marks = marks
 
     def settled_inbound(self, batch_id: str) -> str | None:
         # the node asks only about ids it does not hold, i.e. not live
+        if not self.marks.may_hold_inbound(batch_id):
+            return None
         with self._env.begin() as txn:
             rec = settled_record(txn, self._dbs, self._node_id, batch_id)
         return rec.supplier if rec else None
 
     def settled_request(self, consumer: str, request_id: str) -> Batch | None:
+        if not self.marks.may_hold_request(request_id):
+            return None
         with self._env.begin() as txn:
             bid = txn.get(request_key(consumer, request_id), db=self._dbs[REQ_DB])
             if bid is None:

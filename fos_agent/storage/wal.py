@@ -65,7 +65,8 @@ from fos_agent.storage.lineage_store import (
     settled_state,
     write_index,
 )
-from fos_raft.lineage.index import DAY_MS
+from fos_agent.storage.settled_marks import SettledMarks
+from fos_raft.lineage.index import DAY_MS, REQ_DB, USED_DB
 from fos_raft.lineage.reader import IndexReader
 from fos_raft.model import FosError
 
@@ -225,7 +226,12 @@ class Wal:
         # kept for comparisons: bench/bench_lineage.py)
         self.lineage_on = lineage
         self._index = open_index_dbs(env, readonly=False) or {}
-        self.settled = WalSettled(env, dbs, self._index, node_id)  # Node's SettledLookup
+        with env.begin() as txn:
+            index_empty = all(txn.stat(self._index[db])["entries"] == 0
+                              for db in (USED_DB, REQ_DB))
+            self._marks = SettledMarks.load(txn, dbs[b"meta"], index_empty)
+        self.settled = WalSettled(env, dbs, self._index, node_id,
+                                  self._marks)  # the Node's SettledLookup
         self.lineage = IndexReader(env, {**self._index, b"outbound": dbs[b"outbound"]},
                                    node_id)  # the Lineage RPC reads this
         # records this WAL's own commits made durable in a settled (final) state, for
@@ -285,7 +291,7 @@ class Wal:
             return [], []
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         with self._env.begin(write=True) as txn:
-            moved = compact_txn(txn, self._dbs, self._index, candidates)
+            moved = compact_txn(txn, self._dbs, self._index, candidates, self._marks)
             if retention_days is not None:
                 prune_txn(txn, self._dbs, self._index, now_ms - int(retention_days * DAY_MS))
         self.stats.commits += 1
@@ -309,7 +315,7 @@ class Wal:
         try:
             with self._env.begin(write=True) as txn:
                 moved = compact_records_txn(txn, self._dbs, self._index,
-                                            list(outs.items()), list(ins.items()))
+                                            list(outs.items()), list(ins.items()), self._marks)
                 if prune and retention_days is not None:
                     prune_txn(txn, self._dbs, self._index,
                               now_ms - int(retention_days * DAY_MS))
@@ -362,7 +368,8 @@ class Wal:
                                                       txn.get(b.encode(), db=out_db)),
                         get_inbound=lambda b: _maybe(decode_inbound,
                                                      txn.get(b.encode(), db=in_db))
-                        or settled_record(txn, self._index, self.node_id, b),
+                        or (settled_record(txn, self._index, self.node_id, b)
+                            if self._marks.may_hold_inbound(b) else None),
                         get_request=lambda c, r: _maybe(bytes.decode,
                                                         txn.get(request_key(c, r), db=req_db)),
                         next_seq=int(txn.get(b"next_seq", db=meta)),
