@@ -173,3 +173,49 @@ async def test_only_one_stall_per_gap_is_pardoned():
     finally:
         task.cancel()
         await detector.close()
+
+
+async def test_an_idle_detector_sleeps_until_a_ping_is_due_and_a_failure_wakes_it():
+    # issue 14: a tick every tick_s was an idle agent's most frequent wake-up
+    world = World()
+    settings = DetectorSettings(ping_interval=0.2, quiet_pings_every=10, tick_s=0.02,
+                                max_sleep_s=1.0, suspect_after=0.15, ping_timeout=0.1)
+    detector, task = make(world, settings)
+    ticks: list[float] = []
+    plain_tick = detector.tick
+    detector.tick = lambda: (ticks.append(time.monotonic()), plain_tick())[1]  # type: ignore[method-assign]
+    try:
+        detector.watch({"quiet"})  # never carried a long-poll: pinged every 2 s
+        await eventually(lambda: world.pings.get("quiet", 0) >= 1, what="first ping")
+        ticks.clear()
+        await asyncio.sleep(1.5)  # a window to count ticks in, not a synchronisation
+        # a tick every 0.02 s would be 75; sleeping until due (at most 1 s) a handful
+        assert len(ticks) <= 6, ticks
+        assert world.reports == []
+        # a failed contact wakes it at once: pings every tick and a report follow soon
+        world.dead.add("quiet")
+        failed_at = time.monotonic()
+        detector.contact("quiet", False)
+        await eventually(lambda: world.reports == ["quiet"], what="report")
+        assert time.monotonic() - failed_at < 0.9  # not after the 1 s sleep planned
+    finally:
+        task.cancel()
+        await detector.close()
+
+
+async def test_a_link_failing_at_once_is_pinged_once_a_tick_not_in_a_loop():
+    world = World()
+    settings = DetectorSettings(ping_interval=0.2, tick_s=0.1, suspect_after=60.0,
+                                ping_timeout=0.1)
+    detector, task = make(world, settings)
+    try:
+        world.dead.add("gone")  # every ping fails at once (refused, address unknown)
+        detector.watch({"gone"})
+        await eventually(lambda: world.pings.get("gone", 0) >= 1, what="first ping")
+        started, pings = time.monotonic(), world.pings["gone"]
+        await asyncio.sleep(1.0)  # a window to count pings in, not a synchronisation
+        ticks = (time.monotonic() - started) / settings.tick_s
+        assert world.pings["gone"] - pings <= ticks + 2
+    finally:
+        task.cancel()
+        await detector.close()

@@ -68,6 +68,9 @@ async def test_two_agents_trade_and_report_stats(cluster: LocalCluster, tmp_path
         assert stats.recent_receipts[-1].supplier == "t1-wood"
         assert stats.recent_receipts[-1].item == "t1wood"
         assert t0 * 1000 <= stats.recent_receipts[-1].unix_ms <= time.time() * 1000
+        # the first output's own wall time (fos-sim's precise first product), set once
+        assert t0 <= stats.counters["first_output_at"] <= time.time()
+        assert frame.metrics["first_output_at"] == stats.counters["first_output_at"]
         assert wood.metrics["batches_produced"] >= 5
         assert frame.metrics["batches_consumed"] == frame.metrics["batches_produced"]
         keep_grpc_aio_running()  # see fos_raft.runtime.grpc_runtime

@@ -9,11 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.sim.metrics import (
+    FIRST_OUTPUT_AT,
     RECEIVED_AT_PREFIX,
     RECEIVED_FROM_PREFIX,
     CounterBook,
     DeathLedger,
     RerouteTracker,
+    StatsSchedule,
+    first_output_s,
 )
 from bench.stats import percentile, spread
 
@@ -120,3 +123,26 @@ def test_percentiles_and_spread():
     assert (s.min, s.max, s.mean, s.median) == (1.0, 10.0, 4.0, 2.5)
     assert s.std == pytest.approx(3.5355, abs=1e-3)
     assert spread([]) is None
+
+
+def test_final_producers_are_read_every_second_between_full_reads():
+    # the first product was measured up to 5 s late: a full read pushed the final
+    # producers' next read to the next full read (issue 14)
+    schedule = StatsSchedule(full_every_s=5.0, final_every_s=1.0)
+    reads = {t / 10: schedule.due(t / 10) for t in range(0, 121)}  # every 0.1 s for 12 s
+    full = [t for t, (everyone, _) in reads.items() if everyone]
+    final = [t for t, (_, finals) in reads.items() if finals]
+    assert full == [0.0, 5.0, 10.0]
+    assert final == [float(t) for t in range(0, 13)]
+    assert all(reads[t][1] for t in full)  # a full read reads the final producers too
+
+
+def test_first_output_is_the_agents_own_stamp_and_never_summed():
+    assert first_output_s({}, 1000.0) is None
+    assert first_output_s({FIRST_OUTPUT_AT: 0.0}, 1000.0) is None
+    assert first_output_s({FIRST_OUTPUT_AT: 1010.25}, 1000.0) == pytest.approx(10.25)
+    book = CounterBook()
+    book.record("a", 1, 1, {FIRST_OUTPUT_AT: 1010.0, "cycles": 2}, 1.0)
+    book.record("a", 2, 2, {FIRST_OUTPUT_AT: 1030.0, "cycles": 1}, 2.0)  # a restart
+    assert FIRST_OUTPUT_AT not in book.totals("a")
+    assert book.totals("a")["cycles"] == 3

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 # how many batches this node received from <supplier>, and the wall time of the last one.
 RECEIVED_FROM_PREFIX = "batches_received_from:"
 RECEIVED_AT_PREFIX = "last_received_from_at:"
+# Wall time (unix s) of an agent incarnation's first output: a time, never summed.
+FIRST_OUTPUT_AT = "first_output_at"
 # A restarted agent may take this long to rejoin; a death declared in that window is true.
 REJOIN_GRACE_S = 3.0
 
@@ -39,7 +41,7 @@ class NodeRecord:
         out: dict[str, float] = {}
         for counters in self.by_incarnation.values():
             for name, value in counters.items():
-                if not name.startswith(RECEIVED_AT_PREFIX):
+                if not name.startswith(RECEIVED_AT_PREFIX) and name != FIRST_OUTPUT_AT:
                     out[name] = out.get(name, 0.0) + value
         return out
 
@@ -100,6 +102,38 @@ class CounterBook:
     def metric_names(self) -> list[str]:
         names = {n for rec in self.nodes.values() for n in rec.totals()}
         return sorted(names)
+
+
+def first_output_s(counters: Mapping[str, float], t0_unix: float) -> float | None:
+    """Seconds from the run's start (``t0_unix``, wall clock) to the first output an agent
+    stamped in ``counters`` (None if none yet). Stamped by the agent itself, so precise
+    whatever the polling period (polls every second made the first product up to a second
+    late, every 5 s up to 5 s)."""
+    at = counters.get(FIRST_OUTPUT_AT, 0.0)
+    return at - t0_unix if at > 0 else None
+
+
+@dataclass
+class StatsSchedule:
+    """Which agents' Stats() the harness reads at ``now``: everyone every ``full_every_s``,
+    the final items' producers (products, reroutes) every ``final_every_s`` in between; a
+    full read counts as a final read too."""
+
+    full_every_s: float
+    final_every_s: float
+    next_full_s: float = 0.0
+    next_final_s: float = 0.0
+
+    def due(self, now: float) -> tuple[bool, bool]:
+        """(read everyone, read the final producers) at ``now``; records the reads."""
+        if now >= self.next_full_s:
+            self.next_full_s = now + self.full_every_s
+            self.next_final_s = now + self.final_every_s
+            return True, True
+        if now >= self.next_final_s:
+            self.next_final_s = now + self.final_every_s
+            return False, True
+        return False, False
 
 
 @dataclass(frozen=True, slots=True)

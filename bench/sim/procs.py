@@ -32,6 +32,12 @@ from fos_raft.model import NodeSpec
 
 log = structlog.get_logger("fos-sim")
 
+# gRPC's EventEngine client and listener (its default) hand every RPC event between a pool
+# of threads that spin-wait with backoff before sleeping; the older poller costs an idle
+# agent about a quarter less CPU on 2 cores (bench/RESULTS.md, issue 14, second round).
+# Set for every agent host the run starts; a GRPC_EXPERIMENTS in the environment wins.
+LEAN_GRPC_EXPERIMENTS = "-event_engine_client,-event_engine_listener"
+
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     """``count`` distinct ports the OS reports free now (all bound at once, then released)."""
@@ -182,7 +188,8 @@ class AgentSupervisor:
             stdout=host.log_file,
             stderr=host.log_file,
             start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1",
+                 "GRPC_EXPERIMENTS": os.environ.get("GRPC_EXPERIMENTS", LEAN_GRPC_EXPERIMENTS)},
         )
         log.debug("agent started", host=host.host_id, pid=host.popen.pid, starts=host.starts)
         return host.popen.pid

@@ -20,7 +20,13 @@ import structlog
 from bench.sim.collect import BoundCache, Segment, agent_memory, cpu_seconds, integrate_bound
 from bench.sim.dashboard import DashboardProcess
 from bench.sim.events import Action, Schedule, SimEvent, Timeline
-from bench.sim.metrics import CounterBook, DeathLedger, RerouteTracker
+from bench.sim.metrics import (
+    CounterBook,
+    DeathLedger,
+    RerouteTracker,
+    StatsSchedule,
+    first_output_s,
+)
 from bench.sim.poll import ClusterView, StatsPoller
 from bench.sim.procs import AgentSupervisor, tail
 from bench.sim.report import SUCCESSFUL, RunData
@@ -85,6 +91,7 @@ class SimRun:
         self.final_series: list[tuple[float, int]] = []  # (t, final products) per poll
         self.start_file = self.plan.root / "start"  # the agents' signal to start cycling
         self.t0 = 0.0
+        self.t0_unix = 0.0  # the same moment on the wall clock (the agents' stamps)
         self.cluster: Any = None
         self.client: CoordinatorClient | None = None
         self.agents: AgentSupervisor | None = None
@@ -318,10 +325,15 @@ class SimRun:
         replies = await self.poller.stats_many(targets)
         t = self.now()
         suppliers = self._suppliers_of_item()
+        finals = {n for n, s in self.timeline.specs.items()
+                  if s.produces.item in self.plan.final_items}
         for node, reply in replies.items():
             if reply is None:
                 continue
             counters = dict(reply.counters)
+            first = first_output_s(counters, self.t0_unix) if self.t0 else None
+            if node in finals and first is not None and first >= 0:
+                self.first_final_s = min(first, self.first_final_s or first)
             self.book.record(
                 node, self.agents.starts(node), int(reply.incarnation), counters, t,
                 in_flow=reply.in_flow, flow_version=int(reply.flow_version),
@@ -337,7 +349,7 @@ class SimRun:
             return  # before the clock starts (counters are baselined next)
         products = self.final_products()
         self.final_series.append((t, products))
-        if self.first_final_s is None and products > 0:
+        if self.first_final_s is None and products > 0:  # an agent without the stamp
             self.first_final_s = t
 
     def final_products(self) -> int:
@@ -349,16 +361,14 @@ class SimRun:
 
     async def _stats_loop(self) -> None:
         assert self.agents is not None
-        next_full = next_final = 0.0
+        schedule = StatsSchedule(STATS_EVERY_S, FINAL_STATS_EVERY_S)
         while not self.stop.is_set():
-            now = self.now()
-            if now >= next_full:
-                next_full = next_final = now + STATS_EVERY_S
+            everyone, finals = schedule.due(self.now())
+            if everyone:
                 await self._poll_stats(list(self.agents.specs))
             else:
                 hot = {p.consumer for p in self.reroutes.pending}
-                if now >= next_final:
-                    next_final = now + FINAL_STATS_EVERY_S
+                if finals:
                     hot.update(n for n, s in self.timeline.specs.items()
                                if s.produces.item in self.plan.final_items
                                and n in self.agents.specs)
@@ -402,7 +412,7 @@ class SimRun:
             await self._poll_stats(list(self.agents.specs))
             self.book.mark_baseline()
             self.start_file.touch()
-            self.t0 = time.monotonic()
+            self.t0, self.t0_unix = time.monotonic(), time.time()
             self._segment()
             await self._poll_cluster()
             tasks = [

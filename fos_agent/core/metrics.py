@@ -29,6 +29,9 @@ Names (readable as ``agent.metrics["successful_cycles"]`` and in the Stats RPC's
   a while and gave every neighbour a fresh window instead of suspecting it.
 - ``batches_reclaimed``: IN_TRANSIT batches taken back because their consumer was
   decommissioned (each re-queued as a new batch whose lineage is the old id).
+- ``first_output_at`` (unix seconds; absent until then): when this incarnation's stage queued
+  its first output; a time, not a count (fos-sim's first product, precise to the
+  millisecond whatever its polling period).
 - ``batches_received_from:<supplier>`` and ``last_received_from_at:<supplier>`` (unix
   seconds): per-supplier receipts, for the harness's reroute times.
 """
@@ -60,6 +63,7 @@ COUNTERS = (
 MESSAGE_KINDS = ("RequestBatch", "WaitingForBatch", "DeliveryConfirmed", "OfferBatch", "Ping")
 RECEIVED_FROM = "batches_received_from:"
 RECEIVED_AT = "last_received_from_at:"
+FIRST_OUTPUT_AT = "first_output_at"
 
 
 RECEIPT_RING = 256

@@ -9,10 +9,11 @@
 - WaitingForBatch: one RPC; a lost one is repaired by the supplier's re-offer.
 - OfferBatch: one RPC; the consumer's answer goes back into the protocol (OfferReply).
 
-Retries (docs/protocol.md: the supplier owns them): a Tick every ``retry_s / 2`` lists the
-IN_TRANSIT batches; each is re-offered once it has been in transit for ``retry_s``, then
-with doubling backoff up to ``retry_cap_s``. ``kick(consumer)`` re-offers at once (the
-consumer came back).
+Retries (docs/protocol.md: the supplier owns them): a Tick every ``retry_s / 2`` while
+anything is in transit (none while nothing is: the loop waits for the outbound queue to
+change) lists the IN_TRANSIT batches; each is re-offered once it has been in transit for
+``retry_s``, then with doubling backoff up to ``retry_cap_s``. ``kick(consumer)`` re-offers
+at once (the consumer came back).
 """
 
 from __future__ import annotations
@@ -168,6 +169,13 @@ class Outbox:
     async def run_retries(self) -> None:
         loop = asyncio.get_running_loop()
         while not self._closed:
+            changed = self.engine.outbound_changed.ticket()  # before looking: no lost wake-up
+            node = self.engine.node
+            if node is not None and not self._due and not node.outbound_in_transit():
+                # nothing in transit: sleep until something goes out (an idle agent's tick
+                # every retry_s / 2 was one of its most frequent wake-ups, issue 14); a
+                # batch sent starts the clock here, offered after retry_s as before
+                await changed.wait()
             await asyncio.sleep(self.retry_s / 2)
             try:
                 await self.retry_once(loop.time())

@@ -35,8 +35,10 @@ link gets a fresh window and failures of calls in flight during the stall are ig
 (at most once per ``stall_forgive_gap``: a process starved without end still reports).
 On a starved machine this is what turns a burst of refuted suspicions into none.
 
-Defaults: ping 2 s (20 s on quiet links), a Ping deadline of 3 s, a tick every 0.5 s,
-suspect after 1.5 s and 2 failures (measured: 0 false deaths with 90 agents on a loaded
+Defaults: ping 2 s (20 s on quiet links), a Ping deadline of 3 s, a tick every 0.5 s
+while a link is failing or a ping is in flight, else a sleep until the next ping falls due
+(at most 2 s; a failed contact wakes it at once: issue 14), suspect after 1.5 s and 2
+failures (measured: 0 false deaths with 90 agents on a loaded
 2-core machine, see bench/RESULTS.md, issue 14). A SIGKILLed neighbour with a long-poll
 open is reported about 1.5 s after its death, one on an idle link up to a ping interval
 later; its consumers do not wait for that (they switch to a backup supplier at the first
@@ -46,6 +48,7 @@ refused call, fos_agent.runtime.inputs).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -61,7 +64,11 @@ class DetectorSettings:
     # next call anyway, the coordinator only re-plans a little later)
     quiet_pings_every: int = 10  # ... or this many ping_intervals when it carried no
     # long-poll for 2 ping_intervals (a backup supplier's link): nobody waits for its death
-    tick_s: float = 0.5  # how often links are looked at (at most ping_interval / 2)
+    tick_s: float = 0.5  # how often links are looked at while something is due or failing
+    # (at most ping_interval / 2); otherwise the detector sleeps until the next ping is due
+    max_sleep_s: float = 2.0  # ... but at most this long (an idle agent's tick every
+    # 0.5 s was one of its most frequent wake-ups, issue 14; at most ping_interval, a
+    # long-poll's end needs no wake-up of its own)
     suspect_after: float = 1.5  # failed contact and no success for this long -> suspect
     failures: int = 2  # consecutive failed contacts needed as well
     ping_timeout: float = 3.0  # deadline of one Ping (a dead peer refuses at once: a long
@@ -103,6 +110,8 @@ class FailureDetector:
         self._grace_until = 0.0
         self._forgiven_at = float("-inf")
         self._closed = False
+        self._poke = asyncio.Event()  # something may be due sooner than the sleep planned
+        self._wake_at = 0.0  # loop time of the planned wake-up
 
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
@@ -127,6 +136,7 @@ class FailureDetector:
             link = self._links.get(node)
             if link is None or link.reported:  # new, or back alive after a mark-down
                 self._links[node] = _Link(last_ok=now, last_activity=now)
+        self._poke.set()
 
     def contact(self, node: str, ok: bool) -> None:
         """An RPC with ``node`` succeeded (ok) or got no answer."""
@@ -134,12 +144,16 @@ class FailureDetector:
         if link is None:
             return
         now = self._now()
+        if not ok:
+            self._check_stall(now)
         link.last_activity = now
         if ok:
             link.last_ok = now
             link.failed = 0
         elif now >= self._grace_until:  # not a call that timed out while we were stalled
             link.failed += 1
+            if link.failed == 1:  # failing from now: tick (ping, judge) every period; a
+                self._poke.set()  # poke per failure made a failing ping its own loop
 
     def hold(self, node: str, held: bool) -> None:
         """A long-poll with ``node`` opened (True) or ended (False), in either direction.
@@ -156,6 +170,8 @@ class FailureDetector:
             self._held.pop(node, None)
             if link is not None and not link.failed:  # open until now: the idle clock
                 link.last_activity = link.last_ok = now  # starts at its end
+            if now + self.settings.ping_interval < self._wake_at:
+                self._poke.set()  # its next ping falls due before the planned wake-up
 
     def forgive(self, now: float) -> None:
         """This process was not running for a while (a stalled loop, a starved or paused
@@ -194,19 +210,50 @@ class FailureDetector:
                 silent = now - link.last_ok
                 self._spawn(self._report_one(node, link, f"no answer for {silent:.2f} s"))
 
+    def next_tick_in(self, period: float) -> float:
+        """Seconds until ``tick`` may have something to start: ``period`` while a link is
+        failing, pinging or being reported, else until the earliest ping falls due (a
+        link with a long-poll open has none: its end pokes the detector), at least
+        ``period`` and at most ``max_sleep_s``."""
+        s = self.settings
+        now = self._now()
+        due = now + s.max_sleep_s
+        for node, link in self._links.items():
+            if link.reported:
+                continue
+            if link.failed or link.pinging or link.reporting:
+                return period
+            if node in self._held:
+                continue
+            at = link.last_activity + s.ping_interval
+            if at >= link.last_traffic + 2 * s.ping_interval:  # quiet by then (see tick)
+                at = link.last_activity + s.ping_interval * s.quiet_pings_every
+            due = min(due, at)
+        return min(max(period, due - now), s.max_sleep_s)
+
     async def run(self) -> None:
         period = min(self.settings.tick_s, self.settings.ping_interval / 2)
-        last = self._now()
         while True:
-            await asyncio.sleep(period)
-            now = self._now()
-            if (now - last > period + self.settings.stall_after
-                    and now - self._forgiven_at >= self.settings.stall_forgive_gap):
-                self.log.info("this agent was stalled; neighbours get a fresh window",
-                              late_s=round(now - last - period, 2))
-                self.forgive(now)
-            last = now
+            self._poke.clear()
+            planned = self.next_tick_in(period)
+            self._wake_at = self._now() + planned
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(planned):
+                    await self._poke.wait()
+            self._check_stall(self._now())
             self.tick()
+
+    def _check_stall(self, now: float) -> None:
+        """Our planned wake-up is more than ``stall_after`` overdue: this process was not
+        running (a timer is late only when the loop is); forgive, once per gap. Checked
+        when the detector wakes and before counting a failed contact, whose call may have
+        timed out during the stall while the detector slept."""
+        late = now - self._wake_at
+        if (self._wake_at and late > self.settings.stall_after
+                and now - self._forgiven_at >= self.settings.stall_forgive_gap):
+            self.log.info("this agent was stalled; neighbours get a fresh window",
+                          late_s=round(late, 2))
+            self.forgive(now)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

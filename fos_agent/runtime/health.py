@@ -29,7 +29,8 @@ def agent_readiness(agent: Any) -> Readiness:
 
 
 def agent_health(agent: Any, servicer: Any) -> HealthPublisher:
-    # 0.5 s: well inside the coordinator's probe patience (5 s), and cheap with hundreds of
-    # agents in one fos-agent-host process
+    # 2 s: inside the coordinator's probe patience (5 s); a new flow pokes it at once
+    # (membership), so only a WAL turning unwritable waits for the poll. Every check was
+    # an idle agent's wake-up (0.5 s before issue 14)
     return HealthPublisher(servicer, ("", "fos.v1.Agent"), lambda: agent_readiness(agent),
-                           interval=0.5)
+                           interval=2.0)

@@ -262,6 +262,10 @@ class CoordinatorSide(OnPrivateLoop):
         old id). A consumer that is merely down keeps its goods: it may return."""
         every = self.settings.reclaim_check_s
         while True:
+            changed = self.engine.outbound_changed.ticket()
+            node = self.engine.node
+            if node is not None and not node.outbound_in_transit():
+                await changed.wait()  # nothing owed to anyone: no periodic wake-up (issue 14)
             await asyncio.sleep(every)
             node = self.engine.node
             if node is None or self.coordinator is None:

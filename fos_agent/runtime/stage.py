@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 
 from fos_agent.core.engine import Engine, Signal
-from fos_agent.core.metrics import Metrics
+from fos_agent.core.metrics import FIRST_OUTPUT_AT, Metrics
 from fos_agent.protocol.messages import Produce
 from fos_agent.protocol.records import Batch, OutState, PutOutbound
 from fos_raft.runtime.logging import get_logger
@@ -108,6 +108,8 @@ class Stage:
         except BaseException:
             self.release(inputs)
             raise
+        if not self.metrics.get(FIRST_OUTPUT_AT):  # the harness's precise first product
+            self.metrics.set(FIRST_OUTPUT_AT, time.time())
         for write in effects.writes:
             if isinstance(write, PutOutbound) and write.record.state is OutState.QUEUED:
                 return write.record.batch
