@@ -319,3 +319,26 @@ async def test_physical_transit_waits_for_arrival(cluster: LocalCluster, tmp_pat
         assert inputs.ids == (made.batch_id,)
         out = await con.emit(inputs)
         assert out.lineage == (made.batch_id,)
+
+
+async def test_a_new_flow_ends_a_held_long_poll_with_an_answer(cluster: LocalCluster,
+                                                               tmp_path: Path):
+    """The supplier answers (BatchUnavailable, its new flow version) as soon as its flow
+    changes, so the consumer, which sees the same change, need not cancel the call: a
+    cancelled call can leave a batch sent in that very moment in transit."""
+    supplier = make(cluster, tmp_path, "t9-sup", ItemReq("t9x", 1))  # no stage: emit()
+    async with supplier:
+        await _consumer_of(cluster, "t9-con", "t9x")
+        await eventually(lambda: "t9-con" in supplier.flow.consumers, what="flow consumer")
+        before = supplier.flow.version
+        async with peer_stub(supplier.address) as stub:
+            started = time.monotonic()
+            task = asyncio.ensure_future(stub.RequestBatch(
+                _request("t9-con", "r1", "t9x", wait_ms=8000), timeout=20))
+            done, _ = await asyncio.wait({task}, timeout=0.3)
+            assert not done, "an empty supplier must hold the long-poll"
+            await _consumer_of(cluster, "t9-con2", "t9x")  # a new flow
+            reply = await task
+            assert reply.WhichOneof("result") == "unavailable"
+            assert reply.flow_version > before
+            assert time.monotonic() - started < 6.0, "held until its wait ran out"

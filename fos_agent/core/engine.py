@@ -235,6 +235,8 @@ class Engine:
             if isinstance(e, FlowChanged) and (self._flow is None
                                                or e.version >= self._flow.version):
                 self._flow = e
+                # held long-polls (fos_agent.net.service) end on a new flow: wake them
+                self.outbound_changed.notify()
         writes = [w for eff in effects for w in eff.writes]
         if not writes and all(isinstance(e, NewRequest) for e in events):
             # The one exception to the barrier: a RequestBatch reflects no durable state

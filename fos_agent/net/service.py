@@ -8,7 +8,7 @@ reply, see fos_agent.core.engine). Supplier side:
   (the requester's flow is newer than ours: it should wait for the watch) or
   INVALID_ARGUMENT, with our flow version in the ``fos-flow-version`` trailing metadata.
   Long-poll: when nothing is QUEUED, wait up to ``wait_ms`` (capped) for the outbound queue
-  to change, then handle the same request again.
+  to change, then handle the same request again; a new flow ends the wait (answered).
 - WaitingForBatch / DeliveryConfirmed: Ack with our flow version.
 
 Consumer side: OfferBatch (a supplier's retry) is always taken, from any supplier, flow or
@@ -152,6 +152,7 @@ class PeerService(agent_pb2_grpc.AgentServicer):
         # a long-poll held open by the consumer is a heartbeat for as long as it lasts
         # (a dead consumer's connection drops and cancels this handler at once)
         holding = msgs[0].wait_ms > 0
+        flow_version = self._version()
         if holding:
             self.agent.detector.hold(request.consumer, True)
         try:
@@ -186,7 +187,10 @@ class PeerService(agent_pb2_grpc.AgentServicer):
                         flow_version=self._version())
                 assert isinstance(reply, BatchUnavailable)
                 remaining = deadline - loop_time()
-                if (remaining <= 0 or self.closing
+                # a new flow ends the long-poll here, answered: the consumer, which sees
+                # the same flow, waits for this answer rather than cancelling the call
+                # (a cancelled call can leave a batch sent that very moment in transit)
+                if (remaining <= 0 or self.closing or self._version() != flow_version
                         or not await Signal.wait_ticket(ticket, remaining)):
                     return agent_pb2.RequestBatchReply(
                         unavailable=agent_pb2.BatchUnavailable(), flow_version=self._version())

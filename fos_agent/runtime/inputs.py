@@ -8,8 +8,9 @@ output buffer still has room for (a blocked stage does not buy). Otherwise it as
 item's suppliers in flow rank order:
 
 - the first supplier with a ``wait_ms`` long-poll (an empty supplier answers when it has
-  produced, instead of being polled in a storm); a flow change ends it at once (the
-  round starts over on the new flow; a batch the supplier sent meanwhile is re-offered);
+  produced, instead of being polled in a storm); a flow change ends it (the supplier
+  answers at once, a batch it sent is recorded, and the round starts over on the new
+  flow);
 - on BatchUnavailable, refusal, or no answer (connection refused, timeout) it switches AT
   ONCE, locally, to the next rank with a quick (``wait_ms`` 0) request. This is what makes
   a reroute fast: a SIGKILLed supplier refuses connections immediately, so its consumers
@@ -47,6 +48,9 @@ from fos_agent.protocol.messages import (
 from fos_agent.runtime.flowview import FlowView, Supplier
 from fos_raft.runtime.logging import get_logger
 
+# How long a long-poll cut by a flow change waits for the supplier's answer (it ends its
+# held calls on the same flow change, within milliseconds unless it is hung).
+FLOW_CHANGE_GRACE_S = 0.5
 
 @dataclass(frozen=True, slots=True)
 class FetchSettings:
@@ -202,19 +206,25 @@ class InputFetcher:
 
     async def _long_poll(self, request: RequestBatch, delivered: list[str], count: int
                          ) -> list[Any] | None:
-        """``client.request``; for a long-poll, None when the flow changed first (the call
-        is cancelled: a batch the supplier sent in that very moment stays IN_TRANSIT there
-        and is re-offered to us, so nothing is lost). A stop waits the long-poll out: a
-        stopped consumer would leave such a batch in transit (the audit's quiescence
-        check saw it)."""
+        """``client.request``. When the flow changes during a long-poll, the supplier
+        (which follows the same flow) ends its held call at once and answers; we wait
+        ``FLOW_CHANGE_GRACE_S`` for that answer, so a batch it sent in that very moment is
+        recorded, then cancel (None): a cancelled call leaves such a batch IN_TRANSIT at
+        the supplier until it is re-offered (nothing is lost, but a consumer stopping
+        meanwhile left it in transit: the audit's quiescence check saw it). A stop waits
+        the long-poll out for the same reason."""
         if request.wait_ms <= 0:
             return await self.client.request(request, delivered, count)
         if self._stopping:
             return None
         call = asyncio.ensure_future(self.client.request(request, delivered, count))
         changed = asyncio.ensure_future(self.flow_changed.ticket().wait())
+        flow_moved = False
         try:
             await asyncio.wait((call, changed), return_when=asyncio.FIRST_COMPLETED)
+            flow_moved = changed.done()
+            if not call.done():  # the flow changed: the supplier's answer is on its way
+                await asyncio.wait((call,), timeout=FLOW_CHANGE_GRACE_S)
         finally:
             changed.cancel()
             if not call.done():
@@ -222,7 +232,10 @@ class InputFetcher:
         if call.cancelled() or not call.done():
             await asyncio.gather(call, return_exceptions=True)
             return None
-        return call.result()
+        replies = call.result()
+        if flow_moved and not any(isinstance(r, BatchSent) for r in replies):
+            return None  # nothing to record: start over on the new flow
+        return replies
 
     async def _ask(self, supplier: str, flow_version: int, wait_ms: int, count: int) -> bool:
         (made,) = await self.engine.step(NewRequest(supplier, self.item,
