@@ -52,6 +52,7 @@ def run_data(**overrides) -> RunData:
         deaths_declared=3,
         deaths_false=1,
         deaths_unobserved=1,
+        deaths_before_start=2,
         refuted_suspicions=4,
         reroutes_s=[0.5, 1.0, 2.0],
         reroute_counters_seen=True,
@@ -100,7 +101,9 @@ def test_summary_has_the_issue_shape_and_honest_figures():
     assert s["cycles"]["consumer_ratio"] == pytest.approx(140 / 200)
     assert (s["cycles"]["successful"], s["cycles"]["total"]) == (240, 340)
     assert s["messages"] == {"sent": 200, "received": 7, "per_successful_cycle": 200 / 240}
-    assert s["deaths"] == {"declared": 4, "false": 1, "refuted_suspicions": 4, "unclassified": 1}
+    # marked down before the clock started (agents still starting): shown, counted apart
+    assert s["deaths"] == {"declared": 4, "false": 1, "refuted_suspicions": 4, "unclassified": 1,
+                           "before_start": 2}
     assert s["reroute_s"]["count"] == 3
     assert (s["reroute_s"]["p50"], s["reroute_s"]["p99"]) == (1.0, 2.0)
     assert s["audit"]["lost"] == 0 and s["audit"]["nodes"] == 4
@@ -150,7 +153,8 @@ def test_printed_report_shows_the_table_and_every_figure():
     assert "2 s pipeline fill (2 stages)" in text and "whole run 0.750" in text
     assert "second half 0.900" in text and "first product after 3.5 s" in text
     assert "140/200 successful = 0.700" in text
-    assert "deaths declared: 4, false: 1, unclassified: 1; refuted suspicions: 4" in text
+    assert ("deaths declared: 4, false: 1, unclassified: 1; refuted suspicions: 4; before the "
+            "start (agents still starting): 2 marked down") in text
     assert "p50 1 s, p99 2 s" in text
     assert "lost 0, duplicated 0" in text
     assert "50 CPU s in 100 s = 0.50 of 2 cores" in text and "30.5 MiB mean" in text

@@ -63,6 +63,9 @@ class RunData:
     deaths_declared: int = 0
     deaths_false: int = 0
     deaths_unobserved: int = 0  # confirmed suspicions whose down/up flip no poll saw
+    # suspicions confirmed before the clock started: agents not listening or not joined
+    # yet while their neighbours already traded (not the run's deaths; shown apart)
+    deaths_before_start: int = 0
     refuted_suspicions: int = 0
     reroutes_s: Sequence[float] = ()
     reroutes_abandoned: int = 0
@@ -155,6 +158,7 @@ def summarise(data: RunData) -> dict[str, Any]:
             "false": data.deaths_false,
             "refuted_suspicions": data.refuted_suspicions,
             "unclassified": data.deaths_unobserved,
+            "before_start": data.deaths_before_start,
         },
         "reroute_s": {
             "count": len(reroutes),
@@ -223,7 +227,9 @@ def print_report(summary: Mapping[str, Any], console: Console) -> None:
         f"messages: {msg['sent']} sent, {msg['per_successful_cycle']:.2f} per successful cycle",
         f"deaths declared: {deaths['declared']}, false: {deaths['false']}"
         + (f", unclassified: {deaths['unclassified']}" if deaths["unclassified"] else "")
-        + f"; refuted suspicions: {deaths['refuted_suspicions']}",
+        + f"; refuted suspicions: {deaths['refuted_suspicions']}"
+        + (f"; before the start (agents still starting): {deaths['before_start']} marked "
+           "down" if deaths["before_start"] else ""),
         "reroute: "
         + (
             f"{rr['count']} measured, p50 {_num(rr['p50'])} s, p99 {_num(rr['p99'])} s"

@@ -59,7 +59,8 @@ def collect(run: SimRun) -> RunData:
     assert run.agents is not None
     audit, audit_error = run_audit(run.agents.wal_dirs())
     run.reroutes.finish()
-    unobserved = max(0, run.cluster_view.confirmed_suspicions - run.ledger.declared)
+    confirmed = run.cluster_view.confirmed_suspicions - run.confirmed_before_start
+    unobserved = max(0, confirmed - run.ledger.declared)
     # Which node an unobserved death hit is unknown; with no agent ever killed, every
     # confirmed suspicion was of a live node, so those deaths are false.
     unobserved_false = unobserved if not run.ledger.dead_intervals else 0
@@ -116,6 +117,7 @@ def collect(run: SimRun) -> RunData:
         deaths_declared=run.ledger.declared,
         deaths_false=run.ledger.false + unobserved_false,
         deaths_unobserved=unobserved,
+        deaths_before_start=run.confirmed_before_start,
         refuted_suspicions=run.cluster_view.refuted_suspicions,
         reroutes_s=list(run.reroutes.durations_s),
         reroutes_abandoned=run.reroutes.abandoned,

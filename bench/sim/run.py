@@ -97,6 +97,7 @@ class SimRun:
         self.agents: AgentSupervisor | None = None
         self.dashboard: DashboardProcess | None = None
         self.ended_s = 0.0
+        self.confirmed_before_start = 0  # suspicions confirmed before the clock started
         self.memory: dict[str, float] = {}
         self.cpu_at_start = cpu_seconds()
         self.wall_at_start = time.monotonic()
@@ -167,7 +168,9 @@ class SimRun:
         while waiting and time.monotonic() < deadline and not self.stop.is_set():
             replies = await self.poller.stats_many(waiting.items())
             for node, reply in replies.items():
-                if reply is not None:
+                # up = joined: a flow from the coordinator (before that its health says
+                # NOT_SERVING and a neighbour's suspicion of it is confirmed)
+                if reply is not None and reply.flow_version > 0:
                     del waiting[node]
             self._check_exits()
             gone = sorted(n for n in waiting if not self.agents.running(n))
@@ -178,7 +181,7 @@ class SimRun:
                 await asyncio.sleep(0.2)
         if waiting:
             raise RuntimeError(
-                f"{len(waiting)} agents did not answer Stats within "
+                f"{len(waiting)} agents did not answer Stats with a flow within "
                 f"{self.plan.ready_timeout_s:g} s: {', '.join(sorted(waiting)[:10])}"
             )
         self.event(f"{len(self.plan.specs)} agents up")
@@ -383,16 +386,17 @@ class SimRun:
             await self._poll_cluster()
             await asyncio.sleep(CLUSTER_EVERY_S)
 
-    async def _poll_cluster(self) -> None:
+    async def _poll_cluster(self) -> bool:
         assert self.client is not None
         if not await self.cluster_view.poll(self.client):
-            return
+            return False
         t = self.now()
         for node, alive in sorted(self.cluster_view.alive.items()):
             decl = self.ledger.observe(node, alive, t)
             if decl is not None:
                 kind = "true" if decl.true_death else "FALSE"
                 self.event(f"coordinator declared {node} dead ({kind})")
+        return True
 
     async def _view_loop(self) -> None:
         while not self.stop.is_set():
@@ -414,7 +418,12 @@ class SimRun:
             self.start_file.touch()
             self.t0, self.t0_unix = time.monotonic(), time.time()
             self._segment()
-            await self._poll_cluster()
+            for _ in range(10):  # the baseline below needs one answer
+                if await self._poll_cluster():
+                    break
+            # suspicions confirmed while agents were still starting (a neighbour asked one
+            # that did not listen yet): reported apart, not as the run's deaths
+            self.confirmed_before_start = self.cluster_view.confirmed_suspicions
             tasks = [
                 asyncio.create_task(coro)
                 for coro in (

@@ -54,6 +54,7 @@ async def probe_health(address: str, settings: ProbeSettings, tls: TlsConfig | N
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.patience
     refused = failed = 0
+    last_error = ""
     while True:
         if failed:
             await asyncio.sleep(settings.interval)
@@ -67,17 +68,21 @@ async def probe_health(address: str, settings: ProbeSettings, tls: TlsConfig | N
                 )
             except grpc.aio.AioRpcError as exc:
                 refused = refused + 1 if exc.code() == grpc.StatusCode.UNAVAILABLE else 0
+                last_error = f"{exc.code().name}: {exc.details()}"
             else:
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     return True
                 refused = 0
+                status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+                last_error = f"health {status}"
         failed += 1
         late = loop.time() - started - settings.timeout - STALL_S
         if late > 0:  # this replica did not run meanwhile: its silence is not the suspect's
             deadline += late
-        if refused >= settings.tries:
-            return False
-        if failed >= settings.tries and loop.time() >= deadline:
+        if refused >= settings.tries or (failed >= settings.tries and loop.time() >= deadline):
+            log.info("probe found no live suspect", address=address, tries=failed,
+                     refused_in_a_row=refused, last_error=last_error,
+                     spent_s=round(loop.time() - deadline + settings.patience, 3))
             return False
 
 
