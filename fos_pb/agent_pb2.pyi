@@ -86,6 +86,14 @@ class Ack(_message.Message):
     flow_version: int
     def __init__(self, flow_version: _Optional[int] = ...) -> None: ...
 
+class EndWaitRequest(_message.Message):
+    __slots__ = ("consumer", "request_ids")
+    CONSUMER_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_IDS_FIELD_NUMBER: _ClassVar[int]
+    consumer: str
+    request_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, consumer: _Optional[str] = ..., request_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class OfferBatchRequest(_message.Message):
     __slots__ = ("batch", "supplier", "consumer")
     BATCH_FIELD_NUMBER: _ClassVar[int]

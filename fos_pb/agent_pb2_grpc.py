@@ -59,6 +59,11 @@ class AgentStub:
                 request_serializer=agent__pb2.PingRequest.SerializeToString,
                 response_deserializer=agent__pb2.PingReply.FromString,
                 _registered_method=True)
+        self.EndWait = channel.unary_unary(
+                '/fos.v1.Agent/EndWait',
+                request_serializer=agent__pb2.EndWaitRequest.SerializeToString,
+                response_deserializer=agent__pb2.Ack.FromString,
+                _registered_method=True)
         self.Stats = channel.unary_unary(
                 '/fos.v1.Agent/Stats',
                 request_serializer=agent__pb2.StatsRequest.SerializeToString,
@@ -104,6 +109,12 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EndWait(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Stats(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -144,6 +155,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.Ping,
                     request_deserializer=agent__pb2.PingRequest.FromString,
                     response_serializer=agent__pb2.PingReply.SerializeToString,
+            ),
+            'EndWait': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndWait,
+                    request_deserializer=agent__pb2.EndWaitRequest.FromString,
+                    response_serializer=agent__pb2.Ack.SerializeToString,
             ),
             'Stats': grpc.unary_unary_rpc_method_handler(
                     servicer.Stats,
@@ -291,6 +307,33 @@ class Agent:
             '/fos.v1.Agent/Ping',
             agent__pb2.PingRequest.SerializeToString,
             agent__pb2.PingReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndWait(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fos.v1.Agent/EndWait',
+            agent__pb2.EndWaitRequest.SerializeToString,
+            agent__pb2.Ack.FromString,
             options,
             channel_credentials,
             insecure,

@@ -20,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from fos_agent import Agent, AgentSettings, ItemReq, WalError
 from fos_agent.audit import audit
 from fos_agent.protocol.records import InState, OutState
+from fos_agent.runtime.inputs import FetchSettings
 from fos_agent.storage.wal import read_wal, wal_path
 from fos_pb import agent_pb2
 from fos_raft.api.client import CoordinatorClient, CoordinatorError
@@ -342,3 +343,54 @@ async def test_a_new_flow_ends_a_held_long_poll_with_an_answer(cluster: LocalClu
             assert reply.WhichOneof("result") == "unavailable"
             assert reply.flow_version > before
             assert time.monotonic() - started < 6.0, "held until its wait ran out"
+
+
+async def test_end_wait_answers_a_held_long_poll_now_and_a_late_one_at_once(
+        cluster: LocalCluster, tmp_path: Path):
+    """A stopping consumer asks its supplier to answer its long-poll (EndWait) rather than
+    cancel it; a request with an ended id that arrives later is not held."""
+    supplier = make(cluster, tmp_path, "t10-sup", ItemReq("t10x", 1))  # no stage: emit()
+    async with supplier:
+        await _consumer_of(cluster, "t10-con", "t10x")
+        await eventually(lambda: "t10-con" in supplier.flow.consumers, what="flow consumer")
+        async with peer_stub(supplier.address) as stub:
+            started = time.monotonic()
+            held = asyncio.ensure_future(stub.RequestBatch(
+                _request("t10-con", "r1", "t10x", wait_ms=30000), timeout=40))
+            done, _ = await asyncio.wait({held}, timeout=0.3)
+            assert not done, "an empty supplier must hold the long-poll"
+            await stub.EndWait(agent_pb2.EndWaitRequest(consumer="t10-con",
+                                                        request_ids=["r1", "r2"]), timeout=5)
+            reply = await held
+            assert reply.WhichOneof("result") == "unavailable"
+            late = await stub.RequestBatch(_request("t10-con", "r2", "t10x", wait_ms=30000),
+                                           timeout=40)
+            assert late.WhichOneof("result") == "unavailable"
+            assert time.monotonic() - started < 5.0, "held until its wait ran out"
+            # other request ids still wait (and get the batch made meanwhile)
+            other = asyncio.ensure_future(stub.RequestBatch(
+                _request("t10-con", "r3", "t10x", wait_ms=30000), timeout=40))
+            done, _ = await asyncio.wait({other}, timeout=0.3)
+            assert not done
+            made = await supplier.emit(None)
+            assert (await other).sent.batch_id == made.batch_id
+
+
+async def test_a_consumer_stops_at_once_and_quiescent_with_a_long_poll_open(
+        cluster: LocalCluster, tmp_path: Path):
+    """A 30 s long-poll does not hold up a clean stop, and nothing is left in transit."""
+    fetch = FetchSettings(long_poll_ms=30000)
+    supplier = make(cluster, tmp_path, "t11-sup", ItemReq("t11x", 1))  # no stage: emit()
+    consumer = make(cluster, tmp_path, "t11-con", ItemReq("t11y", 1), (ItemReq("t11x", 1),),
+                    cycle_s=0.05, settings=AgentSettings(fetch=fetch))
+    async with supplier:
+        async with consumer:
+            await eventually(
+                lambda: supplier.metrics["messages_received.RequestBatch"] >= 1
+                and "t11-con" in supplier.flow.consumers, what="a long-poll held")
+            started = time.monotonic()
+        stopped_in = time.monotonic() - started
+        assert stopped_in < 5.0, f"the stop waited {stopped_in:.1f} s for the long-poll"
+        assert supplier.metrics["messages_received.EndWait"] == 1
+        assert supplier.stats_reply().in_transit_outbound == 0
+    pair_audit([tmp_path / "t11-sup"], [tmp_path / "t11-con"])

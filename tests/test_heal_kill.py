@@ -160,3 +160,29 @@ def test_goods_owed_to_a_decommissioned_consumer_are_reclaimed_with_lineage(chai
     used = {b for r in consumer.outbound.values() for b in r.batch.lineage}
     consumed = {b for b, r in consumer.inbound.items() if r.state.value == "CONSUMED"}
     assert consumed <= used  # whatever ry-1 consumed is in the lineage of its output
+
+
+def test_a_hung_supplier_holding_a_long_poll_is_left_within_seconds(chain: Chain):
+    """A SIGSTOPped supplier answers nothing but its kernel keeps the connection open, so a
+    long-poll held there (20 s) would hang until its deadline. The connection's keepalive
+    pings (4 s, 2 s to answer: fos_agent.net.client) fail the call in ~6 s and the consumer
+    turns to its backup. Before them the consumer waited the long-poll's 20 s + 2 s."""
+    for node in ("kh-1", "kh-2"):
+        chain.start(node, "kh:1", cycle_s=1.5)  # slow: the consumer always waits on one
+    chain.start("kj-1", "kj:1", "kh:1", cycle_s=0.1)
+    chain.wait_ready()
+    chain.wait_counter("kj-1", "successful_cycles", 3)
+    primary, backup = suppliers_of(chain.coord.edges(), "kj-1", "kh")
+    key = f"batches_received_from:{backup}"
+    before = chain.counter("kj-1", key)
+    chain.pause(primary)
+    paused_at = time.monotonic()
+    try:
+        wait_until(lambda: chain.counter("kj-1", key) > before, 30, f"a batch from {backup}")
+        left_after = time.monotonic() - paused_at
+    finally:
+        chain.resume(primary)
+    assert left_after < 12.0, f"the consumer waited {left_after:.1f} s on a hung supplier"
+    chain.stop_in_order(["kj-1", "kh-1", "kh-2"])
+    report = chain.audit(["kh-1", "kh-2", "kj-1"])
+    assert report.consumed > 0

@@ -45,6 +45,8 @@ from fos_agent.protocol.messages import (
 from fos_pb import agent_pb2, agent_pb2_grpc
 from fos_raft.security.tls import TlsConfig, aio_channel
 
+KEEPALIVE_MS = 4000
+KEEPALIVE_TIMEOUT_MS = 2000
 CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
@@ -53,6 +55,19 @@ CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
     # Channels must not share subchannels (the default global pool would): a fresh channel
     # to a restarted peer would otherwise inherit the dead connection's reconnect backoff.
     ("grpc.use_local_subchannel_pool", 1),
+    # A held long-poll carries no data for up to its wait (20 s): HTTP/2 keepalive pings
+    # on a connection with calls open notice a hung peer (SIGSTOPped, a frozen machine)
+    # after about KEEPALIVE_MS + KEEPALIVE_TIMEOUT_MS, the call fails UNAVAILABLE and the
+    # consumer turns to a backup. A ping is handled in gRPC's core, no Python wakes up:
+    # far cheaper than renewing the long-poll that often (issue 14). The server must allow
+    # pings this frequent (SERVER_OPTIONS in fos_agent.net.service).
+    ("grpc.keepalive_time_ms", KEEPALIVE_MS),
+    ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+    # gRPC core >= 1.5x times unanswered pings out by this one (default 1 min), not by
+    # keepalive_timeout: without it a SIGSTOPped peer's call waited for its deadline
+    ("grpc.http2.ping_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+    ("grpc.keepalive_permit_without_calls", 0),
+    ("grpc.http2.max_pings_without_data", 0),
 )
 RETIRED_CHANNEL_GRACE_S = 10.0  # calls in flight on a replaced channel finish meanwhile
 # Codes that mean "the peer did not answer" (failed contact); anything else is an answer.
@@ -199,6 +214,12 @@ class PeerClient:
         reply = await self._call(node, "Ping", agent_pb2.PingRequest(
             from_node=self.node_id, flow_version=flow_version), timeout)
         return int(reply.flow_version)
+
+    async def end_wait(self, supplier: str, request_ids: list[str]) -> None:
+        """Ask ``supplier`` to answer our long-polls ``request_ids`` now (we are stopping).
+        Raises PeerUnreachable, or PeerRefused (UNIMPLEMENTED: an older agent)."""
+        await self._call(supplier, "EndWait", agent_pb2.EndWaitRequest(
+            consumer=self.node_id, request_ids=request_ids))
 
     async def close(self) -> None:
         self._closed = True

@@ -27,6 +27,7 @@ request is not even a heartbeat). Stats and health need only a valid certificate
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
@@ -35,6 +36,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from fos_agent.core.engine import Signal
 from fos_agent.core.fairshare import FairShare
+from fos_agent.net.client import KEEPALIVE_MS
 from fos_agent.net.pbconv import (
     FLOW_VERSION_KEY,
     REFUSAL_STATUS,
@@ -87,7 +89,16 @@ class PeerHost(Protocol):
 
     def stats_reply(self) -> agent_pb2.StatsReply: ...
 
-MAX_WAIT_MS = 10_000
+MAX_WAIT_MS = 60_000
+# Neighbours ping a connection with a long-poll open every KEEPALIVE_MS (client.py); a
+# server refuses pings more frequent than 5 min by default (GOAWAY "too many pings").
+SERVER_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("grpc.so_reuseport", 0),
+    ("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_MS // 2),
+    ("grpc.http2.max_ping_strikes", 0),
+)
+ENDED_WAITS_KEPT = 1024  # request ids a stopping consumer ended (one that arrives late is
+# answered at once); a consumer ends at most one per input item, so this spans hundreds
 MAX_LINEAGE_IDS = 10_000
 
 
@@ -96,6 +107,9 @@ class PeerService(agent_pb2_grpc.AgentServicer):
         self.agent = agent
         self.closing = False  # set at stop: long-polls answer at once
         self.fair = FairShare()  # long-polls of a scarce item served round robin
+        # (consumer, request id) of long-polls their consumer ended (EndWait): keyed by the
+        # consumer too, so one consumer can never end another's wait
+        self._ended: OrderedDict[tuple[str, str], None] = OrderedDict()
         self.health: Any = None  # the grpc.health.v1 servicer, set by start_server
 
     def close(self) -> None:
@@ -162,6 +176,8 @@ class PeerService(agent_pb2_grpc.AgentServicer):
                 node = self._engine.node
                 available = node.queued_outbound_count if node is not None else 0
                 remaining = deadline - loop_time()
+                if (request.consumer, request.request_id) in self._ended:  # consumer stopping
+                    remaining = 0.0
                 if (available and remaining > 0 and not self.closing
                         and not fair.turn(request.consumer, available)):
                     # consumers served longer ago are waiting: they take it first
@@ -191,6 +207,7 @@ class PeerService(agent_pb2_grpc.AgentServicer):
                 # the same flow, waits for this answer rather than cancelling the call
                 # (a cancelled call can leave a batch sent that very moment in transit)
                 if (remaining <= 0 or self.closing or self._version() != flow_version
+                        or (request.consumer, request.request_id) in self._ended
                         or not await Signal.wait_ticket(ticket, remaining)):
                     return agent_pb2.RequestBatchReply(
                         unavailable=agent_pb2.BatchUnavailable(), flow_version=self._version())
@@ -233,6 +250,17 @@ class PeerService(agent_pb2_grpc.AgentServicer):
         self._heard(request.from_node, "Ping")
         return agent_pb2.PingReply(node_id=self.agent.node_id, flow_version=self._version())
 
+    async def EndWait(self, request: agent_pb2.EndWaitRequest,
+                      context: grpc.aio.ServicerContext) -> agent_pb2.Ack:
+        await self._allow(context, request.consumer, "consumer")
+        self._heard(request.consumer, "EndWait")
+        for request_id in request.request_ids:
+            self._ended[(request.consumer, request_id)] = None
+        while len(self._ended) > ENDED_WAITS_KEPT:
+            self._ended.popitem(last=False)
+        self._engine.outbound_changed.notify()  # held long-polls look again, and answer
+        return agent_pb2.Ack(flow_version=self._version())
+
     async def Stats(self, request: agent_pb2.StatsRequest,
                     context: grpc.aio.ServicerContext) -> agent_pb2.StatsReply:
         return self.agent.stats_reply()
@@ -262,7 +290,7 @@ async def start_server(agent: PeerHost, listen: str
     mutual TLS when ``agent.tls`` is set); returns the started server, the service and the
     bound port."""
     keep_grpc_aio_running()
-    server = grpc.aio.server(options=(("grpc.so_reuseport", 0),))
+    server = grpc.aio.server(options=SERVER_OPTIONS)
     service = PeerService(agent)
     agent_pb2_grpc.add_AgentServicer_to_server(service, server)
     health_servicer = health.aio.HealthServicer()

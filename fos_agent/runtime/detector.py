@@ -14,8 +14,9 @@ messages per traded batch at 90 agents. The price: a dead quiet neighbour is rep
 to 20 s after its death (nobody waits for it: a consumer turning to a dead backup is
 refused at once and tries the next; and a supplier is mostly some consumer's first
 supplier too, whose long-poll fails at once), and a peer that hangs without dying
-(SIGSTOP) with a long-poll open is noticed when that call's deadline passes (its wait
-plus the RPC timeout).
+(SIGSTOP) with a long-poll open is noticed when the channel's HTTP/2 keepalive ping goes
+unanswered (fos_agent.net.client: a ping every 4 s while a call is open, failed after 2 s),
+not at the end of the long-poll's 20 s wait.
 
 A neighbour is suspected when at least ``failures`` consecutive contacts failed and
 nothing succeeded for ``suspect_after`` seconds; the suspicion goes to the coordinator

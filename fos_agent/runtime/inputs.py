@@ -51,15 +51,19 @@ from fos_raft.runtime.logging import get_logger
 # How long a long-poll cut by a flow change waits for the supplier's answer (it ends its
 # held calls on the same flow change, within milliseconds unless it is hung).
 FLOW_CHANGE_GRACE_S = 0.5
+# How long a stopping consumer waits for the answer to a long-poll it asked its supplier
+# to end (EndWait; the answer comes within milliseconds unless the supplier is hung).
+STOP_GRACE_S = 2.0
 
 @dataclass(frozen=True, slots=True)
 class FetchSettings:
     prefetch: int = 2  # batches of each input kept ready (queued + on the way)
     inflight: int = 1  # concurrent requests per input item
     per_request: int = 8  # batches one request may ask for (what the buffer lacks)
-    long_poll_ms: int = 4000  # wait_ms sent to the first supplier asked (each renewal of
-    # an idle consumer's long-poll costs both ends CPU: issue 14; a flow change ends it; a
-    # clean stop waits it out, so keep it under AgentSettings.stop_step_s)
+    long_poll_ms: int = 20000  # wait_ms sent to the first supplier asked (each renewal
+    # of an idle consumer's long-poll costs both ends CPU: issue 14; a flow change or a
+    # stop ends it at once, answered; a hung supplier is noticed by the connection's
+    # keepalive, fos_agent.net.client, not by this deadline)
     cooldown_s: float = 2.0  # a supplier that gave no answer is asked last this long
     idle_pause_s: float = 0.25  # after a round that got nothing fast (all refused/down)
     empty_backoff_s: float = 4.0  # a backup that had nothing is asked again after this,
@@ -206,27 +210,39 @@ class InputFetcher:
 
     async def _long_poll(self, request: RequestBatch, delivered: list[str], count: int
                          ) -> list[Any] | None:
-        """``client.request``. When the flow changes during a long-poll, the supplier
-        (which follows the same flow) ends its held call at once and answers; we wait
-        ``FLOW_CHANGE_GRACE_S`` for that answer, so a batch it sent in that very moment is
-        recorded, then cancel (None): a cancelled call leaves such a batch IN_TRANSIT at
-        the supplier until it is re-offered (nothing is lost, but a consumer stopping
-        meanwhile left it in transit: the audit's quiescence check saw it). A stop waits
-        the long-poll out for the same reason."""
+        """``client.request``, ended early by a flow change or a stop, but always by the
+        supplier's answer where it can be had. A cancelled call can leave a batch the
+        supplier sent in that very moment IN_TRANSIT until it is re-offered (nothing is
+        lost, but a consumer stopped meanwhile leaves it in transit: the audit's
+        quiescence check saw it). So:
+
+        - the flow changed: the supplier, which follows the same flow, ends its held call
+          at once and answers; we wait ``FLOW_CHANGE_GRACE_S`` for that answer;
+        - we are stopping: we ask the supplier to answer now (``EndWait``) and wait
+          ``STOP_GRACE_S`` for the answer (an older supplier that does not know EndWait:
+          the call's own deadline).
+
+        Only then is the call cancelled (None). None also when the flow changed and no
+        batch came: start over on the new flow."""
         if request.wait_ms <= 0:
             return await self.client.request(request, delivered, count)
         if self._stopping:
             return None
         call = asyncio.ensure_future(self.client.request(request, delivered, count))
         changed = asyncio.ensure_future(self.flow_changed.ticket().wait())
+        stopping = asyncio.ensure_future(self._wake.ticket().wait())  # only stop() wakes it
         flow_moved = False
         try:
-            await asyncio.wait((call, changed), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((call, changed, stopping), return_when=asyncio.FIRST_COMPLETED)
             flow_moved = changed.done()
-            if not call.done():  # the flow changed: the supplier's answer is on its way
+            if not call.done() and self._stopping:
+                grace = await self._end_wait(request)
+                await asyncio.wait((call,), timeout=grace)
+            elif not call.done():  # the flow changed: the supplier's answer is on its way
                 await asyncio.wait((call,), timeout=FLOW_CHANGE_GRACE_S)
         finally:
             changed.cancel()
+            stopping.cancel()
             if not call.done():
                 call.cancel()
         if call.cancelled() or not call.done():
@@ -236,6 +252,16 @@ class InputFetcher:
         if flow_moved and not any(isinstance(r, BatchSent) for r in replies):
             return None  # nothing to record: start over on the new flow
         return replies
+
+    async def _end_wait(self, request: RequestBatch) -> float:
+        """Ask the supplier to answer ``request`` now; how long to wait for that answer."""
+        try:
+            await self.client.end_wait(request.supplier, [request.request_id])
+        except PeerRefused:  # an older agent: it answers when the long-poll is over
+            return request.wait_ms / 1000.0 + self.client.rpc_timeout
+        except PeerUnreachable:
+            return STOP_GRACE_S
+        return STOP_GRACE_S
 
     async def _ask(self, supplier: str, flow_version: int, wait_ms: int, count: int) -> bool:
         (made,) = await self.engine.step(NewRequest(supplier, self.item,
