@@ -69,6 +69,8 @@ from fos_raft.runtime.health import HealthPublisher
 from fos_raft.runtime.logging import get_logger
 from fos_raft.security.tls import TlsConfig, client_kwargs
 
+# an agent that wrote nothing still compacts this often (genealogy retention is in days)
+IDLE_COMPACT_S = 60.0
 
 @dataclass(slots=True)
 class Inputs:
@@ -205,6 +207,7 @@ class Agent(CoordinatorSide):
             raise ListenError(str(exc)) from None
         self.address = f"{self._advertised_host()}:{port}"
         self.health = agent_health(self, self._service.health)
+        self.engine.health_changed = self.health.poke
         self._spawn("health", self.health.run())
         self.spec = replace(self.spec, address=self.address)
         self.log.info("agent serving", address=self.address,
@@ -423,8 +426,14 @@ class Agent(CoordinatorSide):
         await self._on_core(self.stage.run_simulated(cycle_s, workers or self.workers))
 
     async def _compact_forever(self) -> None:
+        # Only a commit settles records, so an idle agent (nothing written) does not wake
+        # every compact_s; it still compacts every IDLE_COMPACT_S (genealogy retention)
+        written = self.engine.written
+        ticket = written.ticket()
         while True:
+            await Signal.wait_ticket(ticket, max(IDLE_COMPACT_S, self.settings.compact_s))
             await asyncio.sleep(self.settings.compact_s)  # a period, not a synchronisation
+            ticket = written.ticket()  # before compacting: a write meanwhile is seen next
             try:
                 await self.engine.compact()
             except Exception as exc:  # e.g. a full disk: the records stay live; try later

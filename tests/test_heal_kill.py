@@ -165,8 +165,9 @@ def test_goods_owed_to_a_decommissioned_consumer_are_reclaimed_with_lineage(chai
 def test_a_hung_supplier_holding_a_long_poll_is_left_within_seconds(chain: Chain):
     """A SIGSTOPped supplier answers nothing but its kernel keeps the connection open, so a
     long-poll held there (20 s) would hang until its deadline. The connection's keepalive
-    pings (4 s, 2 s to answer: fos_agent.net.client) fail the call in ~6 s and the consumer
-    turns to its backup. Before them the consumer waited the long-poll's 20 s + 2 s."""
+    pings (every 10 s, 2 s to answer: fos_agent.net.client) fail the call within ~12 s and
+    the consumer turns to its backup. Before them the consumer waited the long-poll's 20 s
+    + 2 s (measured 21.9 s to the backup's first batch)."""
     for node in ("kh-1", "kh-2"):
         chain.start(node, "kh:1", cycle_s=1.5)  # slow: the consumer always waits on one
     chain.start("kj-1", "kj:1", "kh:1", cycle_s=0.1)
@@ -182,7 +183,7 @@ def test_a_hung_supplier_holding_a_long_poll_is_left_within_seconds(chain: Chain
         left_after = time.monotonic() - paused_at
     finally:
         chain.resume(primary)
-    assert left_after < 12.0, f"the consumer waited {left_after:.1f} s on a hung supplier"
+    assert left_after < 18.0, f"the consumer waited {left_after:.1f} s on a hung supplier"
     chain.stop_in_order(["kj-1", "kh-1", "kh-2"])
     report = chain.audit(["kh-1", "kh-2", "kj-1"])
     assert report.consumed > 0

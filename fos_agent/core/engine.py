@@ -148,6 +148,10 @@ class Engine:
         self.lineage_index = True  # False: no genealogy index, no compaction (comparisons)
         self.inbound_changed = Signal()  # an inbound record changed (queued / consumed)
         self.outbound_changed = Signal()  # an outbound record changed (produced / sent)
+        self.written = Signal()  # a commit with writes is durable (compaction waits for one)
+        # commit_error changed or the WAL closed: the agent re-checks its health now rather
+        # than at its next poll (fos_agent.runtime.health)
+        self.health_changed: Callable[[], None] = lambda: None
 
     @property
     def config(self) -> NodeConfig:
@@ -197,6 +201,7 @@ class Engine:
             await self._committer.aclose()
         if self.wal is not None:
             wal, self.wal = self.wal, None
+            self.health_changed()
             await asyncio.get_running_loop().run_in_executor(None, wal.close)
 
     def set_config(self, config: NodeConfig) -> None:
@@ -249,10 +254,14 @@ class Engine:
             await committer.commit(writes)
         except Exception as exc:
             self.commit_error = str(exc) or type(exc).__name__  # health: WAL not writable
+            self.health_changed()
             await self._recover_after(exc, committer)
             raise
-        self.commit_error = ""
+        if self.commit_error:
+            self.commit_error = ""
+            self.health_changed()
         if writes:
+            self.written.notify()
             self.metrics.observe("wal_commit_seconds", time.perf_counter() - started)
             self._account(writes, fresh)
         return effects

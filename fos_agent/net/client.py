@@ -45,7 +45,7 @@ from fos_agent.protocol.messages import (
 from fos_pb import agent_pb2, agent_pb2_grpc
 from fos_raft.security.tls import TlsConfig, aio_channel
 
-KEEPALIVE_MS = 4000
+KEEPALIVE_MS = 10000
 KEEPALIVE_TIMEOUT_MS = 2000
 CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.initial_reconnect_backoff_ms", 100),

@@ -29,8 +29,10 @@ def agent_readiness(agent: Any) -> Readiness:
 
 
 def agent_health(agent: Any, servicer: Any) -> HealthPublisher:
-    # 2 s: inside the coordinator's probe patience (5 s); a new flow pokes it at once
-    # (membership), so only a WAL turning unwritable waits for the poll. Every check was
-    # an idle agent's wake-up (0.5 s before issue 14)
+    # Event-driven: a new flow (membership), a failed or recovered commit and the WAL
+    # closing (engine.health_changed) poke it at once, so the poll only catches a WAL
+    # directory that lost its write permission while nothing commits (its next commit
+    # fails and pokes anyway). Every poll was an idle agent's wake-up: every 0.5 s before
+    # issue 14, every 2 s after its first round, now every 10 s.
     return HealthPublisher(servicer, ("", "fos.v1.Agent"), lambda: agent_readiness(agent),
-                           interval=2.0)
+                           interval=10.0)
