@@ -88,7 +88,12 @@ def add_tuning(parser: argparse.ArgumentParser) -> None:
                       help="concurrent requests per input item (default %(default)s)")
     tune.add_argument("--per-request", type=int, default=_FETCH.per_request,
                       help="batches one request may ask for (default %(default)s)")
-    tune.add_argument("--long-poll-ms", type=int, default=_FETCH.long_poll_ms)
+    tune.add_argument("--long-poll-ms", type=int, default=_FETCH.long_poll_ms,
+                      help="longest wait of a long-poll at the first supplier "
+                           "(default %(default)s)")
+    tune.add_argument("--long-poll-min-ms", type=int, default=_FETCH.long_poll_min_ms,
+                      help="shortest one: a long-poll ends when a backup supplier is due "
+                           "to be asked again, but not before this (default %(default)s)")
     tune.add_argument("--output-cap", type=int, default=_AGENT.output_cap,
                       help="unsold outputs before a non-final stage pauses")
     tune.add_argument("--ping-interval", type=float, default=_DETECT.ping_interval)
@@ -111,6 +116,9 @@ def add_tuning(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from(args: argparse.Namespace) -> AgentSettings:
+    for name in ("long_poll_ms", "long_poll_min_ms"):
+        if getattr(args, name) < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 0")
     for name in ("prefetch", "inflight", "per_request", "output_cap"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
@@ -119,7 +127,8 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
             raise UsageError(f"--{name.replace('_', '-')} must be > 0")
     return AgentSettings(
         fetch=FetchSettings(prefetch=args.prefetch, inflight=args.inflight,
-                            per_request=args.per_request, long_poll_ms=args.long_poll_ms),
+                            per_request=args.per_request, long_poll_ms=args.long_poll_ms,
+                            long_poll_min_ms=args.long_poll_min_ms),
         detector=DetectorSettings(ping_interval=args.ping_interval,
                                   suspect_after=args.suspect_after),
         output_cap=args.output_cap, retry_s=args.retry_s,

@@ -60,15 +60,34 @@ class FetchSettings:
     prefetch: int = 2  # batches of each input kept ready (queued + on the way)
     inflight: int = 1  # concurrent requests per input item
     per_request: int = 8  # batches one request may ask for (what the buffer lacks)
-    long_poll_ms: int = 20000  # wait_ms sent to the first supplier asked (each renewal
-    # of an idle consumer's long-poll costs both ends CPU: issue 14; a flow change or a
-    # stop ends it at once, answered; a hung supplier is noticed by the connection's
-    # keepalive, fos_agent.net.client, not by this deadline)
+    long_poll_ms: int = 20000  # longest wait_ms sent to the first supplier asked (each
+    # renewal of an idle consumer's long-poll costs both ends CPU: issue 14; a flow change
+    # or a stop ends it at once, answered; a hung supplier is noticed by the connection's
+    # keepalive, fos_agent.net.client, not by this deadline) ...
+    long_poll_min_ms: int = 4000  # ... but it ends when a backup is due to be asked
+    # again, and lasts at least this: see long_poll_wait_ms
     cooldown_s: float = 2.0  # a supplier that gave no answer is asked last this long
     idle_pause_s: float = 0.25  # after a round that got nothing fast (all refused/down)
     empty_backoff_s: float = 4.0  # a backup that had nothing is asked again after this,
     empty_backoff_max_s: float = 16.0  # doubling up to this (while the first supplier
     # answers: an idle chain's consumers asked every backup after every long-poll)
+
+
+def long_poll_wait_ms(settings: FetchSettings, backups_due: list[float], now: float) -> int:
+    """The first supplier's long-poll wait, given when each backup is next due to be asked
+    (``now`` or earlier: it may have goods; later: it had nothing and is backing off).
+
+    While the first supplier holds our long-poll no backup is asked, so a wait longer than
+    a backup's due time would leave that backup's goods unsold for up to the whole wait
+    (its stage pauses on its output cap meanwhile). So the wait ends when the earliest
+    backup is due, but lasts at least
+    ``long_poll_min_ms`` (no poll storm) and at most ``long_poll_ms``; with no backup, or
+    every backup backing off after having nothing (an idle chain), it is long."""
+    floor = min(settings.long_poll_min_ms, settings.long_poll_ms)
+    if not backups_due:
+        return settings.long_poll_ms
+    until_ms = int((min(backups_due) - now) * 1000)
+    return max(floor, min(settings.long_poll_ms, until_ms))
 
 
 class InputFetcher:
@@ -189,13 +208,17 @@ class InputFetcher:
         view = self.flow()
         first_answered = False
         now = time.monotonic()
-        for i, supplier in enumerate(self.order(view.ranked_suppliers(self.item))):
+        suppliers = self.order(view.ranked_suppliers(self.item))
+        first_wait_ms = long_poll_wait_ms(
+            self.settings, [self._empty.get(s.node_id, (now, 0.0))[0] for s in suppliers[1:]],
+            now)
+        for i, supplier in enumerate(suppliers):
             if self._stopping:
                 return False
             if (i and first_answered
                     and self._empty.get(supplier.node_id, (0.0, 0.0))[0] > now):
                 continue  # had nothing lately, and the first supplier is there: skip
-            wait_ms = self.settings.long_poll_ms if i == 0 else 0
+            wait_ms = first_wait_ms if i == 0 else 0
             if await self._ask(supplier.node_id, view.version, wait_ms, count):
                 self._empty.pop(supplier.node_id, None)
                 return True
