@@ -20,7 +20,13 @@ from fos_agent.core.metrics import Metrics
 from fos_agent.net.service import PeerService
 from fos_agent.protocol.machine import NodeConfig
 from fos_agent.protocol.messages import FlowChanged, Produce
-from fos_agent.runtime.shares import consumer_weights, item_needs, keep_weights
+from fos_agent.runtime.shares import (
+    consumer_priorities,
+    consumer_weights,
+    item_heights,
+    item_needs,
+    keep_weights,
+)
 from fos_pb import agent_pb2
 from fos_pb import coordinator_pb2 as cpb
 from fos_raft.api.convert import spec_to_pb
@@ -83,6 +89,45 @@ def test_consumers_that_always_wait_get_equal_shares(n, picks):
         fair.served(winner)
         got[winner] += 1
     assert max(got.values()) - min(got.values()) <= 1
+
+
+def test_equal_start_tags_go_to_the_highest_priority_then_by_name():
+    fair = FairShare()
+    fair.set_weights({}, {"c": 9.0, "b": 2.0})
+    for c in "abcd":
+        fair.enter(c)
+    order = []
+    for _ in range(8):
+        winner = next(c for c in "abcd" if fair.turn(c, 1))
+        fair.served(winner)
+        order.append(winner)
+    # the first round by priority (a and d: 0, by name), then round robin in that order
+    assert order == ["c", "b", "a", "d"] * 2
+    fair.set_weights({"a": 2.0})  # weights alone leave the priorities as they were
+    assert fair.priority("c") == 9.0
+
+
+@given(st.lists(st.tuples(st.integers(1, 4), st.integers(0, 3)), min_size=2, max_size=6),
+       st.integers(1, 120))
+def test_priorities_do_not_change_the_fair_queueing_bound(consumers, services):
+    # start-time fair queueing's guarantee, for any two consumers waiting all along:
+    # |served_i / w_i - served_j / w_j| <= 1 / w_i + 1 / w_j, at every point; the
+    # priorities only reorder equal start tags, so they cannot break it
+    names = [f"c{i}" for i in range(len(consumers))]
+    weight = {n: float(w) for n, (w, _) in zip(names, consumers, strict=True)}
+    fair = FairShare()
+    fair.set_weights(weight, {n: float(p) for n, (_, p) in zip(names, consumers, strict=True)})
+    for n in names:
+        fair.enter(n)
+    got = dict.fromkeys(names, 0)
+    for _ in range(services):
+        winner = next(n for n in names if fair.turn(n, 1))
+        fair.served(winner)
+        got[winner] += 1
+        for i in names:
+            for j in names:
+                lag = got[i] / weight[i] - got[j] / weight[j]
+                assert lag <= 1 / weight[i] + 1 / weight[j] + 1e-9
 
 
 # ---- the RequestBatch handler over a real WAL (no network): who gets a scarce batch ----
@@ -162,6 +207,31 @@ def test_needs_count_batches_per_final_product_and_weights_split_them_over_produ
     assert consumer_weights(specs, everyone - {"p2"}, ["p1", "w1"]) == {"p1": 2.0, "w1": 1.0}
 
 
+def test_heights_count_stages_to_the_final_product_and_rank_consumers():
+    specs = [_spec("g1", "glass"), _spec("p1", "pane", "glass"), _spec("p2", "pane", "glass"),
+             _spec("f1", "frame", "pane"), _spec("w1", "window", "pane", "frame", "glass")]
+    # glass -> pane -> frame -> window is the longest way: 3 stages
+    assert item_heights(specs) == {"window": 0, "frame": 1, "pane": 2, "glass": 3}
+    everyone = {s.node_id for s in specs}
+    assert consumer_priorities(specs, everyone, ["p1", "w1", "x"]) == {"p1": 2.0, "w1": 0.0}
+    # without the frame maker, panes go straight into windows
+    assert consumer_priorities(specs, everyone - {"f1"}, ["p1"]) == {"p1": 1.0}
+
+
+@given(st.integers(2, 30), st.integers(0, 10_000))
+def test_heights_of_generated_chains_are_the_layers_seen_from_the_end(types, seed):
+    # every item feeds the final product; an item's height plus the depth of the chain
+    # below it never exceeds the final product's layer
+    topo = generate_topology(types, 1, seed)
+    height = item_heights(topo.specs)
+    final_layer = topo.layer_of[topo.final_item]
+    assert height[topo.final_item] == 0
+    for item in topo.items:
+        assert topo.layer_of[item] + height[item] <= final_layer
+        for x in topo.requires_of[item]:
+            assert height[x] >= height[item] + 1
+
+
 @given(st.integers(2, 14), st.integers(1, 3), st.integers(0, 10_000))
 def test_needs_give_the_throughput_bound_of_generated_chains(types, per_type, seed):
     # one recipe per item: the bound is the item whose producers cover its need least
@@ -214,6 +284,7 @@ async def test_weights_follow_the_flow_from_the_catalog():
     try:
         await eventually(lambda: calls, what="the catalog asked")
         assert (fair.weight("p1"), fair.weight("w1")) == (1.0, 1.0)  # pane: 2 over 2
+        assert (fair.priority("p1"), fair.priority("w1")) == (2.0, 0.0)  # pane: 2 to go
         reply.nodes[2].alive = False  # p2 is down: p1 carries the panes' whole need
         view["version"] = 2
         changed.notify()

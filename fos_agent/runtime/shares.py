@@ -17,6 +17,12 @@ than waiting consumers (fos_agent.core.fairshare); backpressure still stops a co
 cannot use its share. ``consumer_weights`` is pure; ``keep_weights`` refreshes them from
 the coordinator's ListNodes when the flow changes (off the data path: without an answer
 the last weights, or equal ones, stay).
+
+Priorities break the ties between equal start tags (fos_agent.core.fairshare): a
+consumer's priority is its item's height, the most stages a batch of it still passes
+through before it is part of a final product (a final item: 0). In a filling chain a
+stage of height h must produce by ``fill - h`` cycles for the first final product to come
+at the fill, so the highest consumers are the ones to serve first.
 """
 
 from __future__ import annotations
@@ -61,6 +67,41 @@ def item_needs(specs: Iterable[NodeSpec]) -> dict[str, float]:
     return need
 
 
+def item_heights(specs: Iterable[NodeSpec]) -> dict[str, int]:
+    """Stages on the longest way from each item to a final product (items nobody
+    requires: 0)."""
+    users: dict[str, set[str]] = {}  # item -> the item types that require it
+    items: set[str] = set()
+    for s in specs:
+        items.add(s.produces.item)
+        for r in s.requires:
+            users.setdefault(r.item, set()).add(s.produces.item)
+    height: dict[str, int] = {}
+
+    def height_of(item: str, path: frozenset[str]) -> int:
+        if item in height:
+            return height[item]
+        if item in path:  # a cycle (the catalog refuses them): stop there
+            return 0
+        value = max((1 + height_of(u, path | {item}) for u in users.get(item, ())), default=0)
+        height[item] = value
+        return value
+
+    for item in items:
+        height_of(item, frozenset())
+    return height
+
+
+def consumer_priorities(specs: Iterable[NodeSpec], active: Collection[str],
+                        consumers: Iterable[str]) -> dict[str, float]:
+    """Priority of each of ``consumers``: its item's height over the ``active`` nodes'
+    specs. Unknown consumers are left out (priority 0)."""
+    live = [s for s in specs if s.node_id in active]
+    height = item_heights(live)
+    item_of = {s.node_id: s.produces.item for s in live}
+    return {c: float(height[item_of[c]]) for c in consumers if c in item_of}
+
+
 def consumer_weights(specs: Iterable[NodeSpec], active: Collection[str],
                      consumers: Iterable[str]) -> dict[str, float]:
     """Weight of each of ``consumers``: need(its item) / active producers of its item, over
@@ -83,9 +124,9 @@ async def keep_weights(fair: FairShare, consumers: Callable[[], frozenset[str]],
                        version: Callable[[], int], flow_changed: Signal,
                        list_nodes: Callable[[], Awaitable[cpb.ListNodesReply]],
                        retry_s: float = 5.0) -> None:
-    """Refresh ``fair``'s weights whenever the flow version moves and we have two or more
-    consumers (one consumer needs no weights). ``list_nodes`` is the coordinator's
-    ListNodes call (a ``ListNodesReply``). Runs until cancelled."""
+    """Refresh ``fair``'s weights and priorities whenever the flow version moves and we
+    have two or more consumers (one consumer needs no weights). ``list_nodes`` is the
+    coordinator's ListNodes call (a ``ListNodesReply``). Runs until cancelled."""
     done_for = -1
     while True:
         ticket = flow_changed.ticket()
@@ -96,9 +137,11 @@ async def keep_weights(fair: FairShare, consumers: Callable[[], frozenset[str]],
                 specs = [spec_from_pb(n.spec) for n in reply.nodes]
                 active = {n.spec.node_id for n in reply.nodes if n.alive and not n.drained}
                 weights = consumer_weights(specs, active, mine)
-                fair.set_weights(weights)
+                priorities = consumer_priorities(specs, active, mine)
+                fair.set_weights(weights, priorities)
                 done_for = current
-                log.debug("consumer weights", version=current, weights=weights)
+                log.debug("consumer weights", version=current, weights=weights,
+                          priorities=priorities)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # coordinator unreachable: keep the last weights
