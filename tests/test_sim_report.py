@@ -158,6 +158,28 @@ def test_printed_report_shows_the_table_and_every_figure():
     assert "p50 1 s, p99 2 s" in text
     assert "lost 0, duplicated 0" in text
     assert "50 CPU s in 100 s = 0.50 of 2 cores" in text and "30.5 MiB mean" in text
+    assert "capacity allows" not in text  # no bound given: nothing said about it
+
+
+def test_report_splits_the_cpu_and_names_the_earliest_first_product():
+    from bench.sim.results import cpu_phases
+
+    resources = {"cpu_s": 50.0, "wall_s": 100.0, "cpu_cores": 0.5, "cpus_on_machine": 2,
+                 **cpu_phases(at_start=1.0, at_clock=11.0, at_end=47.0, total=50.0, ran_s=90.0)}
+    assert resources["cpu_s_starting"] == 10.0 and resources["cpu_s_stopping"] == 4.0
+    assert resources["cpu_cores_running"] == pytest.approx(0.4)
+    assert cpu_phases(1.0, None, None, 50.0, 90.0) == {}  # the clock never ran
+    s = summarise(run_data(resources=resources, earliest_first_s=2.0,
+                           earliest_first_lane_s=3.0))
+    assert s["throughput"]["earliest_first_product_s"] == 2.0
+    assert s["throughput"]["earliest_first_product_lane_s"] == 3.0
+    out = io.StringIO()
+    print_report(s, Console(file=out, width=200))
+    text = out.getvalue()
+    assert ("first product after 3.5 s (the suppliers' capacity allows 2 s; 3 s when each "
+            "stage buys from one supplier per input)") in text
+    assert ("0.50 of 2 cores (all processes: 10 CPU s starting, 0.40 cores while running, "
+            "4 CPU s stopping)") in text
 
 
 def snapshot(n_nodes: int) -> Snapshot:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import resource
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -120,3 +122,34 @@ def cpu_seconds() -> float:
     me = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _proc_stat(pid: str) -> tuple[int, float] | None:
+    """(parent pid, CPU seconds) of a live process from /proc, None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()  # the name may hold spaces and parens
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def tree_cpu_seconds() -> float:
+    """``cpu_seconds`` plus the CPU time of the live descendants (from /proc; without
+    /proc only ``cpu_seconds``): the whole run's CPU so far, at any moment."""
+    total = cpu_seconds()
+    procs: dict[int, tuple[int, float]] = {}
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and (st := _proc_stat(entry)) is not None:
+                procs[int(entry)] = st
+    tree, frontier = set(), [os.getpid()]
+    while frontier:  # descendants, breadth first
+        parent = frontier.pop()
+        kids = [pid for pid, (ppid, _) in procs.items() if ppid == parent and pid not in tree]
+        tree.update(kids)
+        frontier += kids
+    return total + sum(procs[pid][1] for pid in tree)

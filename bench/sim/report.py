@@ -55,6 +55,10 @@ class RunData:
     first_final_s: float | None  # when the first final product appeared (measured)
     nodes: Sequence[NodeData]
     depth: int = 0  # stages on the way to the first final product
+    # the earliest first final product the suppliers' capacity allows (bench.sim.firstbound):
+    # any allocation, and each stage buying from one supplier per input (None: not modelled)
+    earliest_first_s: float | None = None
+    earliest_first_lane_s: float | None = None
     # steady state: final products made after ``steady_from_s`` (the last poll at or before
     # half the run) and the bound integrated over the same span
     steady_from_s: float = 0.0
@@ -129,6 +133,8 @@ def summarise(data: RunData) -> dict[str, Any]:
             "fill_s": data.fill_s,
             "depth": data.depth,
             "first_product_s": data.first_final_s,
+            "earliest_first_product_s": data.earliest_first_s,
+            "earliest_first_product_lane_s": data.earliest_first_lane_s,
             "ratio_whole_run": _ratio(final_products, data.bound_products_whole_run),
             "bound_products_whole_run": data.bound_products_whole_run,
             "ratio_second_half": _ratio(data.steady_products, data.steady_bound_products),
@@ -220,7 +226,8 @@ def print_report(summary: Mapping[str, Any], console: Console) -> None:
         f"sets after the {tp['fill_s']:g} s pipeline fill ({tp['depth']} stages) -> ratio "
         f"{tp['ratio']:.3f}; whole run {tp['ratio_whole_run']:.3f}, second half "
         f"{tp['ratio_second_half']:.3f}; first product after "
-        + (f"{first:.1f} s" if first is not None else "- (none)"),
+        + (f"{first:.1f} s" if first is not None else "- (none)")
+        + _earliest(tp),
         f"consumer cycles: {cy['consumer_successful']}/{cy['consumer_total']} successful = "
         f"{cy['consumer_ratio']:.3f} over {cy['consumer_nodes']} nodes in the flow that need "
         f"inputs (all nodes: {cy['successful']}/{cy['total']})",
@@ -260,11 +267,29 @@ def print_report(summary: Mapping[str, Any], console: Console) -> None:
             if "pss_mib_mean" in res
             else ""
         )
+        phases = (
+            f": {res['cpu_s_starting']:.0f} CPU s starting, {res['cpu_cores_running']:.2f} "
+            f"cores while running, {res['cpu_s_stopping']:.0f} CPU s stopping"
+            if "cpu_cores_running" in res
+            else ""
+        )
         lines.append(
             f"resources: {res['cpu_s']:.0f} CPU s in {res['wall_s']:.0f} s = "
-            f"{res['cpu_cores']:.2f} of {res['cpus_on_machine']} cores (all processes){mem}"
+            f"{res['cpu_cores']:.2f} of {res['cpus_on_machine']} cores (all processes"
+            f"{phases}){mem}"
         )
     for line in lines:
         console.print(line, highlight=False, soft_wrap=True)
     for note in summary.get("notes", []):
         console.print(f"note: {note}", style="yellow", highlight=False, soft_wrap=True)
+
+
+def _earliest(tp: Mapping[str, Any]) -> str:
+    """What the suppliers' capacity allows for the first product, where it is not the fill."""
+    pooled = tp.get("earliest_first_product_s")
+    lane = tp.get("earliest_first_product_lane_s")
+    if pooled is None or lane is None or (pooled == lane == tp["fill_s"]):
+        return ""
+    return (f" (the suppliers' capacity allows {pooled:g} s; {lane:g} s when each stage "
+            "buys from one supplier per input)")
+

@@ -7,6 +7,7 @@ import time
 from typing import TYPE_CHECKING
 
 from bench.sim.collect import cpu_seconds, integrate_bound, run_audit
+from bench.sim.firstbound import first_product_bound
 from bench.sim.metrics import RECEIVED_FROM_PREFIX
 from bench.sim.report import SUCCESSFUL, TOTAL, NodeData, RunData
 from bench.sim.topology import chain_depth
@@ -87,6 +88,7 @@ def collect(run: SimRun) -> RunData:
     cycle_s = run.plan.cycle_s
     depth = chain_depth(run.plan.specs, run.plan.final_items)
     fill = min(depth * cycle_s, run.ended_s)
+    earliest = first_product_bound(run.plan.specs, run.plan.final_items)
     steady_from, steady_base = 0.0, 0
     for t, products in run.final_series:  # the last poll at or before half the run
         if t <= run.ended_s / 2:
@@ -98,6 +100,7 @@ def collect(run: SimRun) -> RunData:
         "wall_s": round(wall, 2),
         "cpu_cores": round(cpu / wall, 3) if wall > 0 else 0.0,
         "cpus_on_machine": os.cpu_count(),
+        **cpu_phases(run.cpu_at_start, run.cpu_at_clock, run.cpu_at_end, cpu, run.ended_s),
         **{k: round(v, 2) for k, v in run.memory.items()},
     }
     return RunData(
@@ -109,6 +112,8 @@ def collect(run: SimRun) -> RunData:
         bound_products_whole_run=integrate_bound(run.segments, run.ended_s, cycle_s),
         fill_s=fill,
         depth=depth,
+        earliest_first_s=None if earliest is None else earliest.pooled * cycle_s,
+        earliest_first_lane_s=None if earliest is None else earliest.lane * cycle_s,
         first_final_s=run.first_final_s,
         steady_from_s=steady_from,
         steady_products=run.final_products() - steady_base,
@@ -135,3 +140,18 @@ def collect(run: SimRun) -> RunData:
         ]
         * bool(run.plan.schedule.skipped_kills),
     )
+
+
+def cpu_phases(at_start: float, at_clock: float | None, at_end: float | None, total: float,
+               ran_s: float) -> dict[str, float]:
+    """The run's CPU split at the clock's start and end: starting (cluster, agents up,
+    flows), running (per second of the clock: the steady cost) and stopping (stops,
+    audit). Empty when the clock never ran."""
+    if at_clock is None or at_end is None or ran_s <= 0:
+        return {}
+    return {
+        "cpu_s_starting": round(at_clock - at_start, 2),
+        "cpu_cores_running": round((at_end - at_clock) / ran_s, 3),
+        "cpu_s_stopping": round(at_start + total - at_end, 2),
+    }
+

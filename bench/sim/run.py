@@ -17,7 +17,14 @@ from typing import Any
 
 import structlog
 
-from bench.sim.collect import BoundCache, Segment, agent_memory, cpu_seconds, integrate_bound
+from bench.sim.collect import (
+    BoundCache,
+    Segment,
+    agent_memory,
+    cpu_seconds,
+    integrate_bound,
+    tree_cpu_seconds,
+)
 from bench.sim.dashboard import DashboardProcess
 from bench.sim.events import Action, Schedule, SimEvent, Timeline
 from bench.sim.metrics import (
@@ -101,6 +108,10 @@ class SimRun:
         self.memory: dict[str, float] = {}
         self.cpu_at_start = cpu_seconds()
         self.wall_at_start = time.monotonic()
+        # the whole run's CPU when the clock started and when it ended (live processes
+        # included): starting, running and stopping are reported apart
+        self.cpu_at_clock: float | None = None
+        self.cpu_at_end: float | None = None
 
     # ------------------------------------------------------------ helpers
 
@@ -415,6 +426,7 @@ class SimRun:
             await self._start_agents()
             await self._poll_stats(list(self.agents.specs))
             self.book.mark_baseline()
+            self.cpu_at_clock = tree_cpu_seconds()
             self.start_file.touch()
             self.t0, self.t0_unix = time.monotonic(), time.time()
             self._segment()
@@ -438,6 +450,7 @@ class SimRun:
             except TimeoutError:
                 pass
             self.ended_s = min(self.now(), p.duration_s)
+            self.cpu_at_end = tree_cpu_seconds()
             self.stop.set()
             for task in tasks + self.followups:
                 task.cancel()
