@@ -280,7 +280,8 @@ async def test_weights_follow_the_flow_from_the_catalog():
     fair, changed = FairShare(), Signal()
     view = {"version": 1, "consumers": frozenset({"p1", "w1"})}
     task = asyncio.ensure_future(keep_weights(fair, lambda: view["consumers"],
-                                              lambda: view["version"], changed, list_nodes))
+                                              lambda: view["version"], changed, list_nodes,
+                                              settle_s=0.05))
     try:
         await eventually(lambda: calls, what="the catalog asked")
         assert (fair.weight("p1"), fair.weight("w1")) == (1.0, 1.0)  # pane: 2 over 2
@@ -296,3 +297,46 @@ async def test_weights_follow_the_flow_from_the_catalog():
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_flow_that_keeps_moving_is_asked_about_once_it_settles():
+    specs = [_spec("g1", "glass"), _spec("p1", "pane", "glass"), _spec("w1", "window", "glass")]
+    reply = cpb.ListNodesReply(nodes=[cpb.NodeInfo(spec=spec_to_pb(s), alive=True)
+                                      for s in specs])
+    asked: list[int] = []
+    view = {"version": 1}
+
+    async def list_nodes() -> cpb.ListNodesReply:
+        asked.append(view["version"])
+        return reply
+
+    changed = Signal()
+    task = asyncio.ensure_future(keep_weights(
+        FairShare(), lambda: frozenset({"p1", "w1"}), lambda: view["version"], changed,
+        list_nodes, settle_s=0.2, max_delay_s=10.0))
+    try:
+        for version in range(2, 12):  # a chain coming up: the flow moves every 50 ms
+            await asyncio.sleep(0.05)
+            view["version"] = version
+            changed.notify()
+        await eventually(lambda: asked, what="the catalog asked")
+        await asyncio.sleep(0.3)  # a second ask would have come by now
+        assert asked == [11]  # once, for the settled flow
+        # a flow that never settles is still asked about after max_delay_s
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        asked.clear()
+        task = asyncio.ensure_future(keep_weights(
+            FairShare(), lambda: frozenset({"p1", "w1"}), lambda: view["version"], changed,
+            list_nodes, settle_s=0.2, max_delay_s=0.3))
+        for version in range(12, 40):
+            await asyncio.sleep(0.05)
+            view["version"] = version
+            changed.notify()
+            if asked:
+                break
+        assert asked and asked[0] < 39
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+

@@ -39,6 +39,9 @@ from fos_raft.runtime.logging import get_logger
 
 log = get_logger("fos_agent.runtime.shares")
 
+SETTLE_S = 1.0  # a moved flow is asked about once it has been quiet this long ...
+MAX_DELAY_S = 5.0  # ... or this long after it first moved
+
 
 def item_needs(specs: Iterable[NodeSpec]) -> dict[str, float]:
     """Batches of each item one final product takes (items nobody requires: 1 each)."""
@@ -123,29 +126,49 @@ def consumer_weights(specs: Iterable[NodeSpec], active: Collection[str],
 async def keep_weights(fair: FairShare, consumers: Callable[[], frozenset[str]],
                        version: Callable[[], int], flow_changed: Signal,
                        list_nodes: Callable[[], Awaitable[cpb.ListNodesReply]],
-                       retry_s: float = 5.0) -> None:
+                       retry_s: float = 5.0, settle_s: float = SETTLE_S,
+                       max_delay_s: float = MAX_DELAY_S) -> None:
     """Refresh ``fair``'s weights and priorities whenever the flow version moves and we
     have two or more consumers (one consumer needs no weights). ``list_nodes`` is the
-    coordinator's ListNodes call (a ``ListNodesReply``). Runs until cancelled."""
+    coordinator's ListNodes call (a ``ListNodesReply``). Runs until cancelled.
+
+    A moved flow is asked about once it has been quiet for ``settle_s``, and at most
+    ``max_delay_s`` after it first moved: a chain of 300 agents coming up moves every
+    agent's flow about ten times in 15 s, and asking each time (the whole catalog, parsed
+    and weighed) was a third of the run's start-up CPU (issue 14). Weights only order
+    waiting consumers, so a late answer costs nothing but that order."""
     done_for = -1
     while True:
         ticket = flow_changed.ticket()
+        if version() == done_for or len(consumers()) < 2:
+            await ticket.wait()
+            continue
+        await _settled(flow_changed, settle_s, max_delay_s)
         current, mine = version(), consumers()
-        if current != done_for and len(mine) >= 2:
-            try:
-                reply = await list_nodes()
-                specs = [spec_from_pb(n.spec) for n in reply.nodes]
-                active = {n.spec.node_id for n in reply.nodes if n.alive and not n.drained}
-                weights = consumer_weights(specs, active, mine)
-                priorities = consumer_priorities(specs, active, mine)
-                fair.set_weights(weights, priorities)
-                done_for = current
-                log.debug("consumer weights", version=current, weights=weights,
-                          priorities=priorities)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # coordinator unreachable: keep the last weights
-                log.info("consumer weights not refreshed", error=str(exc))
-                await Signal.wait_ticket(ticket, retry_s)
-                continue
-        await ticket.wait()
+        if len(mine) < 2:
+            continue
+        ticket = flow_changed.ticket()
+        try:
+            reply = await list_nodes()
+            specs = [spec_from_pb(n.spec) for n in reply.nodes]
+            active = {n.spec.node_id for n in reply.nodes if n.alive and not n.drained}
+            weights = consumer_weights(specs, active, mine)
+            priorities = consumer_priorities(specs, active, mine)
+            fair.set_weights(weights, priorities)
+            done_for = current
+            log.debug("consumer weights", version=current, weights=weights,
+                      priorities=priorities)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # coordinator unreachable: keep the last weights
+            log.info("consumer weights not refreshed", error=str(exc))
+            await Signal.wait_ticket(ticket, retry_s)
+
+
+async def _settled(changed: Signal, settle_s: float, max_delay_s: float) -> None:
+    """Return once ``changed`` has not fired for ``settle_s``, or after ``max_delay_s``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max_delay_s
+    while (left := deadline - loop.time()) > 0:
+        if not await changed.wait(min(settle_s, left)):
+            return
