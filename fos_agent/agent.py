@@ -59,6 +59,7 @@ from fos_agent.runtime.membership import CoordinatorSide
 from fos_agent.runtime.settings import AgentSettings
 from fos_agent.runtime.shares import keep_weights
 from fos_agent.runtime.stage import Stage
+from fos_agent.runtime.start_gate import wait_for_start_file
 from fos_agent.runtime.stop_steps import bounded_step
 from fos_agent.storage.wal import wal_path
 from fos_pb import agent_pb2, coordinator_pb2
@@ -416,9 +417,8 @@ class Agent(CoordinatorSide):
     async def _simulate(self, cycle_s: float) -> None:
         """The simulated stage, once ``settings.start_file`` exists (a harness's start
         signal, so every stage of an experiment starts its cycles at the same moment)."""
-        gate = self.settings.start_file
-        while gate is not None and not Path(gate).exists():
-            await asyncio.sleep(0.05)
+        if self.settings.start_file is not None:
+            await wait_for_start_file(self.settings.start_file)
         await self.stage.run_simulated(cycle_s, self.workers)
 
     async def run_simulated(self, cycle_s: float, workers: int | None = None) -> None:
