@@ -91,6 +91,11 @@ def test_short_run_with_a_kill_and_restart(tmp_path, run_dir):
     assert audit["ok"] and audit["inconsistent"] == 0, audit["problems"]
     assert audit["produced"] > 0 and audit["nodes"] == 6
     assert s["deaths"]["false"] == 0, s["events"]
+    assert not any("coordinators' view" in n for n in s["notes"]), s["notes"]  # it was read
+    res = s["resources"]
+    assert res["cpu_s_starting"] > 0 and res["cpu_cores_running"] > 0, res
+    assert res["cpu_s_starting"] + res["cpu_s_stopping"] < res["cpu_s"]
+    assert s["throughput"]["earliest_first_product_s"] >= s["throughput"]["fill_s"]
     events = [e["event"] for e in s["events"]]
     assert any(e.startswith("SIGKILL t01-s1") for e in events), events
     assert any(e.startswith("restart t01-s1") for e in events), events

@@ -244,3 +244,14 @@ def test_cli_help_and_choices(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "--failure-rate" in capsys.readouterr().out
+
+
+def test_gaps_in_the_cluster_view_are_reported():
+    from bench.sim.poll import cluster_view_notes
+
+    assert cluster_view_notes(polls=240, errors=0) == []
+    (gaps,) = cluster_view_notes(polls=200, errors=7)
+    assert "7 of fos-sim's coordinator calls" in gaps and "200 polls answered" in gaps
+    (never,) = cluster_view_notes(polls=0, errors=240)
+    assert "never read" in never and "unverified" in never
+
