@@ -43,7 +43,7 @@ from typing import Any
 import grpc.aio
 
 from fos_agent.core.engine import Engine, RecoveryInfo, Signal
-from fos_agent.core.metrics import Metrics
+from fos_agent.core.metrics import PLAN_TAKEN_AT, Metrics
 from fos_agent.net.client import PeerClient
 from fos_agent.net.outbox import Outbox
 from fos_agent.net.service import PeerService, start_server
@@ -52,9 +52,10 @@ from fos_agent.protocol.messages import Arrived
 from fos_agent.protocol.records import Batch
 from fos_agent.runtime.detector import FailureDetector
 from fos_agent.runtime.errors import InputsAlreadyEmitted, ListenError, StartTimeout
+from fos_agent.runtime.fillplan import Duties, first_article_plan
 from fos_agent.runtime.flowview import FlowView, load_flow
 from fos_agent.runtime.health import agent_health
-from fos_agent.runtime.inputs import InputFetcher
+from fos_agent.runtime.inputs import FillState, InputFetcher
 from fos_agent.runtime.membership import CoordinatorSide
 from fos_agent.runtime.settings import AgentSettings
 from fos_agent.runtime.shares import keep_weights
@@ -123,6 +124,7 @@ class Agent(CoordinatorSide):
         self.spec: NodeSpec | None = None
         self.flow = FlowView(node_id)
         self.flow_changed = Signal()
+        self.fill = FillState()  # the first-article plan's consumer side
         self.incarnation = 0
         self.coordinator: CoordinatorClient | None = None
         self.engine: Engine = None  # type: ignore[assignment]  # set by start()
@@ -232,9 +234,10 @@ class Agent(CoordinatorSide):
         self._spawn("detector", self.detector.run())
         self._spawn("reclaim", self._reclaim_decommissioned())
         self._spawn("compact", self._compact_forever())
-        self._spawn("shares", keep_weights(self._service.fair, lambda: self.flow.consumers,
-                                           lambda: self.flow.version, self.flow_changed,
-                                           self._list_nodes))
+        self._spawn("shares", keep_weights(
+            self._service.fair, lambda: self.flow.consumers, lambda: self.flow.version,
+            self.flow_changed, self._list_nodes,
+            want_catalog=lambda: not self.fill.planned, on_catalog=self._plan_fill))
         self._sync_fetchers()
         if self.cycle_s is not None:
             self._spawn("stage", self._simulate(self.cycle_s))
@@ -330,6 +333,20 @@ class Agent(CoordinatorSide):
         if self.outbox is not None:
             self.outbox.send(info.messages)
 
+    def _plan_fill(self, specs: list[NodeSpec], active: set[str]) -> None:
+        """Take this node's part of the first-article plan (fos_agent.runtime.fillplan) from
+        the first catalog read: once, and only on a fresh start (a restarted node's chain
+        has filled already; its neighbours' plans are spent)."""
+        if self.fill.planned:
+            return
+        plan = first_article_plan(specs, active) if self.incarnation == 1 else None
+        duties = plan.duties(self.node_id) if plan is not None else Duties()
+        assert self._service is not None
+        self._service.fair.set_plan(c for c in duties.serve if c in self.flow.consumers)
+        self.fill.set_plan(duties.buy)
+        self.metrics.set(PLAN_TAKEN_AT, time.time())
+        self.log.debug("first-article plan", serve=duties.serve, buy=duties.buy)
+
     def _sync_fetchers(self) -> None:
         """One fetcher per required item (requirements may change with the spec)."""
         if not self._started or self.outbox is None or self.peers is None:
@@ -342,7 +359,8 @@ class Agent(CoordinatorSide):
             fetcher = InputFetcher(item, self.engine, self.peers, self.outbox,
                                    lambda: self.flow, self.flow_changed, self.metrics,
                                    self.settings.fetch, self.detector.suspected,
-                                   self._others_buffered, self.stage.input_room)
+                                   self._others_buffered, self.stage.input_room,
+                                   self.fill)
             self._fetchers[item] = (fetcher, asyncio.ensure_future(fetcher.run()))
 
     async def _list_nodes(self) -> coordinator_pb2.ListNodesReply:
@@ -389,6 +407,7 @@ class Agent(CoordinatorSide):
         task = asyncio.current_task()
         assert task is not None
         self._cycle_waits.add(task)
+        self.fill.start()
         try:
             ids = await self.stage.next_cycle()
         finally:
@@ -419,11 +438,15 @@ class Agent(CoordinatorSide):
         signal, so every stage of an experiment starts its cycles at the same moment)."""
         if self.settings.start_file is not None:
             await wait_for_start_file(self.settings.start_file)
-        await self.stage.run_simulated(cycle_s, self.workers)
+        await self._run_stage(cycle_s, self.workers)
 
     async def run_simulated(self, cycle_s: float, workers: int | None = None) -> None:
         """Run the simulated stage until cancelled (see fos_agent.runtime.stage)."""
-        await self._on_core(self.stage.run_simulated(cycle_s, workers or self.workers))
+        await self._on_core(self._run_stage(cycle_s, workers or self.workers))
+
+    async def _run_stage(self, cycle_s: float, workers: int) -> None:
+        self.fill.start()  # the stage starts filling: the fill hedge may begin
+        await self.stage.run_simulated(cycle_s, workers)
 
     async def _compact_forever(self) -> None:
         # Only a commit settles records, so an idle agent (nothing written) does not wake

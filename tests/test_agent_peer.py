@@ -394,3 +394,63 @@ async def test_a_consumer_stops_at_once_and_quiescent_with_a_long_poll_open(
         assert supplier.metrics["messages_received.EndWait"] == 1
         assert supplier.stats_reply().in_transit_outbound == 0
     pair_audit([tmp_path / "t11-sup"], [tmp_path / "t11-con"])
+
+
+HOLD_FIRST = AgentSettings(fetch=FetchSettings(long_poll_ms=60000, long_poll_min_ms=60000))
+
+
+async def test_agents_follow_the_plan_across_lanes_then_fair_shares(cluster: LocalCluster,
+                                                                     tmp_path: Path):
+    """The first-article plan (fos_agent.runtime.fillplan) followed across lanes, then fair shares.
+
+    The chain: ``sa`` and ``sb`` make ``w`` (only when the test says: ``emit``), ``m1`` makes
+    ``m`` from ``w``, ``c`` makes ``f`` from ``w`` and ``m``. The first ``f`` takes two ``w``:
+    one two stages deep (through ``m``, due first: the plan gives it to ``sa``) and one for
+    ``c`` itself (``sb``). ``c`` registers first and takes ``sa``, the first supplier by id,
+    as its first supplier, and ``m1`` then takes ``sb``: both planned deliveries cross the
+    flow's lanes, so each consumer must ask its backup, and each supplier must serve a backup
+    consumer before its own. The consumers long-poll their first supplier for a minute, so
+    whatever they get from the other one came through the plan.
+    """
+    def agent(node: str, produces: str, *requires: str, **kw: object) -> Agent:
+        return Agent(f"fp-{node}", ItemReq(produces, 1), [ItemReq(r, 1) for r in requires],
+                     coordinators=cluster.grpc_addresses, data_dir=tmp_path / node,
+                     **kw)  # type: ignore[arg-type]
+
+    sa, sb = agent("sa", "fpw"), agent("sb", "fpw")  # no stage: they make batches on emit()
+    m1 = agent("m1", "fpm", "fpw", cycle_s=0.05, settings=HOLD_FIRST)
+    c = agent("c", "fpf", "fpw", "fpm", cycle_s=0.05, settings=HOLD_FIRST)
+    async with sa, sb, c, m1:
+        fair_a, fair_b = sa._service.fair, sb._service.fair  # type: ignore[union-attr]
+
+        def first(agent: Agent) -> str:
+            ranked = agent.flow.ranked_suppliers("fpw")
+            return ranked[0].node_id if len(ranked) == 2 else ""
+
+        await eventually(lambda: (first(c), first(m1)) == ("fp-sa", "fp-sb"),
+                         what="the flow's lanes")
+        await eventually(lambda: (fair_a.plan(), fair_b.plan()) == (("fp-m1",), ("fp-c",)),
+                         what="the suppliers' plans")
+        assert list(c.fill.buy["fpw"]) == ["fp-sb"] and list(m1.fill.buy["fpw"]) == ["fp-sa"]
+        # each consumer waits at both suppliers: its first one, and the planned one
+        await eventually(lambda: {"fp-c", "fp-m1"} <= fair_a.waiting().keys()
+                         and {"fp-c", "fp-m1"} <= fair_b.waiting().keys(),
+                         what="long-polls at both suppliers")
+        # sb's own consumer m1 ranks first there by fair share (its product is further
+        # from the final one), but the plan gives sb's first batch to c
+        assert fair_b.priority("fp-m1") > fair_b.priority("fp-c")
+        made_b = await sb.emit(None)
+        await eventually(lambda: c.engine.node.inbound(made_b.batch_id), what="sb -> c")
+        made_a = await sa.emit(None)
+        await eventually(lambda: m1.engine.node.inbound(made_a.batch_id), what="sa -> m1")
+        assert (fair_a.plan(), fair_b.plan()) == ((), ())
+        assert not c.fill.buy["fpw"] and not m1.fill.buy["fpw"]
+        assert c.metrics["planned_requests"] >= 1 and m1.metrics["planned_requests"] >= 1
+        await eventually(lambda: c.metrics.get("successful_cycles", 0) >= 1,
+                         what="the first product")
+        # the plan is spent: sa's next batch goes to its own consumer by fair share
+        made = await sa.emit(None)
+        await eventually(lambda: c.engine.node.inbound(made.batch_id), what="sa -> c")
+    report = audit([tmp_path / n for n in ("sa", "sb", "m1", "c")])
+    assert report.ok, report.summary()
+    assert report.unverified == [], report.summary()

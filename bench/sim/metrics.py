@@ -20,6 +20,9 @@ RECEIVED_FROM_PREFIX = "batches_received_from:"
 RECEIVED_AT_PREFIX = "last_received_from_at:"
 # Wall time (unix s) of an agent incarnation's first output: a time, never summed.
 FIRST_OUTPUT_AT = "first_output_at"
+# Wall time (unix s) an agent took its part of the first-article plan: a time, never summed.
+PLAN_TAKEN_AT = "plan_taken_at"
+TIMES = (FIRST_OUTPUT_AT, PLAN_TAKEN_AT)
 # A restarted agent may take this long to rejoin; a death declared in that window is true.
 REJOIN_GRACE_S = 3.0
 
@@ -41,7 +44,7 @@ class NodeRecord:
         out: dict[str, float] = {}
         for counters in self.by_incarnation.values():
             for name, value in counters.items():
-                if not name.startswith(RECEIVED_AT_PREFIX) and name != FIRST_OUTPUT_AT:
+                if not name.startswith(RECEIVED_AT_PREFIX) and name not in TIMES:
                     out[name] = out.get(name, 0.0) + value
         return out
 

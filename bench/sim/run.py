@@ -28,6 +28,7 @@ from bench.sim.collect import (
 from bench.sim.dashboard import DashboardProcess
 from bench.sim.events import Action, Schedule, SimEvent, Timeline
 from bench.sim.metrics import (
+    PLAN_TAKEN_AT,
     CounterBook,
     DeathLedger,
     RerouteTracker,
@@ -49,6 +50,7 @@ FINAL_STATS_EVERY_S = 1.0  # the final items' producers: products, first product
 HOT_STATS_EVERY_S = 0.2  # consumers waiting for a reroute are read this often
 CLUSTER_EVERY_S = 0.5
 VIEW_EVERY_S = 0.5
+PLAN_WAIT_S = 15.0  # the longest the clock waits for the agents' first-article plans
 LEADER_KILL_WINDOW_S = 5.0  # production is reported over this window after a leader kill
 
 
@@ -196,6 +198,27 @@ class SimRun:
                 f"{self.plan.ready_timeout_s:g} s: {', '.join(sorted(waiting)[:10])}"
             )
         self.event(f"{len(self.plan.specs)} agents up")
+        await self._wait_for_plans()
+
+    async def _wait_for_plans(self) -> None:
+        """Each agent takes its part of the first-article plan from the catalog once its
+        flow has settled (fos_agent.runtime.fillplan); a clock started before that fills the
+        chain by fair shares alone. Wait for every plan, at most ``PLAN_WAIT_S``."""
+        assert self.agents is not None
+        deadline = time.monotonic() + PLAN_WAIT_S
+        waiting = {s.node_id: s.address for s in self.plan.specs}
+        while waiting and not self.stop.is_set():
+            replies = await self.poller.stats_many(waiting.items())
+            for node, reply in replies.items():
+                if reply is not None and dict(reply.counters).get(PLAN_TAKEN_AT, 0.0) > 0:
+                    del waiting[node]
+            if not waiting or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.5)
+        if waiting:
+            self.event(f"{len(waiting)} agents start without their first-article plan")
+        else:
+            self.event("first-article plans taken")
 
     async def _shutdown(self) -> None:
         if self.dashboard is not None:  # first: it would only log the others' going away

@@ -24,15 +24,26 @@ chain made its first product 7 cycles after the pipeline fill when a scarce sour
 batches went out by name, issue 14). Only ties are reordered, so the fairness bound holds
 whatever the priorities: two consumers waiting all along have had services within one
 batch each of their weights' proportion (tested).
+A first-article plan (fos_agent.runtime.fillplan) goes before all of this: while the
+consumer its next planned batch is for is waiting, that consumer is served first, and a
+batch served to a consumer takes its earliest planned batch off the plan. A planned
+consumer that is not waiting when ``PLAN_SKIPS`` batches in a row go to others is
+dropped from the plan (it is down, full, or sees another flow): a plan is advice for
+the fill, never a reason to hold goods back. Planned services count in the virtual
+times like any other, so fair shares resume from where the fill left them.
+
 Pure bookkeeping, no I/O; the RequestBatch handler asks ``turn`` before taking a batch and
 reports ``served``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Iterable, Mapping
 
 from fos_agent.core.engine import Signal
+
+PLAN_SKIPS = 3  # batches in a row served to others before a planned consumer is dropped
 
 
 class FairShare:
@@ -42,6 +53,8 @@ class FairShare:
         self._weights: dict[str, float] = {}  # consumer -> weight (default 1)
         self._priority: dict[str, float] = {}  # consumer -> tie-break, highest first (0)
         self._waiting: dict[str, int] = {}  # consumer -> its requests waiting now
+        self._plan: deque[str] = deque()  # first-article plan: consumers of our next batches
+        self._skips = 0  # batches in a row served to others while the plan's head waited not
         self.changed = Signal()  # a waiter left, was served, or weights moved: look again
 
     def set_weights(self, weights: Mapping[str, float],
@@ -52,6 +65,22 @@ class FairShare:
         if priorities is not None:
             self._priority = dict(priorities)
         self.changed.notify()
+
+    def set_plan(self, consumers: Iterable[str]) -> None:
+        """The consumers of this supplier's next batches in the first-article plan, in
+        order (replaces any plan left)."""
+        self._plan = deque(consumers)
+        self._skips = 0
+        self.changed.notify()
+
+    def plan(self) -> tuple[str, ...]:
+        return tuple(self._plan)
+
+    def _planned(self) -> str | None:
+        """The plan's next consumer if it is waiting now."""
+        if self._plan and self._plan[0] in self._waiting:
+            return self._plan[0]
+        return None
 
     def priority(self, consumer: str) -> float:
         return self._priority.get(consumer, 0.0)
@@ -74,6 +103,17 @@ class FairShare:
         return max(self._finish.get(consumer, 0.0), self._vtime)
 
     def served(self, consumer: str) -> None:
+        if self._plan:
+            head = self._plan[0]
+            if head != consumer and head not in self._waiting:
+                self._skips += 1
+            if consumer in self._plan:  # its earliest planned batch is this one
+                self._plan.remove(consumer)
+            if head == consumer:
+                self._skips = 0
+            elif self._skips >= PLAN_SKIPS:
+                self._plan.popleft()  # not asking: the plan moves on without it
+                self._skips = 0
         start = self._start(consumer)
         self._vtime = start
         self._finish[consumer] = start + 1.0 / self.weight(consumer)
@@ -81,9 +121,15 @@ class FairShare:
 
     def ahead_of(self, consumer: str) -> int:
         """Waiting consumers to serve before ``consumer`` (smallest start tag first; ties
-        by highest priority, then by name, for determinism)."""
+        by highest priority, then by name, for determinism); the plan's next consumer,
+        when it is waiting, before all of them."""
+        planned = self._planned()
+        if consumer == planned:
+            return 0
         mine = self._order(consumer)
-        return sum(1 for c in self._waiting if c != consumer and self._order(c) < mine)
+        return (planned is not None) + sum(
+            1 for c in self._waiting
+            if c != consumer and c != planned and self._order(c) < mine)
 
     def _order(self, consumer: str) -> tuple[float, float, str]:
         return (self._start(consumer), -self.priority(consumer), consumer)

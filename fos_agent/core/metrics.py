@@ -13,6 +13,8 @@ Names (readable as ``agent.metrics["successful_cycles"]`` and in the Stats RPC's
 - ``batches_delivered``: outbound batches that went DELIVERED (the consumer confirmed).
 - ``batches_received``: inbound batches recorded here (first time only).
 - ``batches_requested``: RequestBatch calls this node made as a consumer.
+- ``planned_requests``: RequestBatch calls this node made to a supplier other than its
+  first one because the first-article plan said so (fos_agent.runtime.fillplan).
 - ``messages_sent.<Kind>``, ``messages_received.<Kind>``: peer RPCs by kind (RequestBatch,
   WaitingForBatch, DeliveryConfirmed, OfferBatch, Ping); ``sent`` counts attempts.
 - ``heartbeats``: explicit Pings this node sent to idle neighbours (successful RPCs of any
@@ -29,6 +31,9 @@ Names (readable as ``agent.metrics["successful_cycles"]`` and in the Stats RPC's
   a while and gave every neighbour a fresh window instead of suspecting it.
 - ``batches_reclaimed``: IN_TRANSIT batches taken back because their consumer was
   decommissioned (each re-queued as a new batch whose lineage is the old id).
+- ``plan_taken_at`` (unix seconds; absent until then): when this agent took its part of
+  the first-article plan (fos_agent.runtime.fillplan) from the catalog; a harness that starts
+  every stage at once waits for it.
 - ``first_output_at`` (unix seconds; absent until then): when this incarnation's stage queued
   its first output; a time, not a count (fos-sim's first product, precise to the
   millisecond whatever its polling period).
@@ -58,12 +63,13 @@ COUNTERS = (
     "successful_cycles", "skipped_cycles", "total_cycles", "batches_produced",
     "batches_consumed", "batches_delivered", "batches_received", "batches_requested",
     "heartbeats", "wal_recovered_batches", "wal_ghost_batches", "flow_queries",
-    "suspicions_reported", "batches_reclaimed", "detector_stalls",
+    "suspicions_reported", "batches_reclaimed", "detector_stalls", "planned_requests",
 )
 MESSAGE_KINDS = ("RequestBatch", "WaitingForBatch", "DeliveryConfirmed", "OfferBatch", "Ping")
 RECEIVED_FROM = "batches_received_from:"
 RECEIVED_AT = "last_received_from_at:"
 FIRST_OUTPUT_AT = "first_output_at"
+PLAN_TAKEN_AT = "plan_taken_at"
 
 
 RECEIPT_RING = 256

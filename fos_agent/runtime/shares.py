@@ -127,10 +127,16 @@ async def keep_weights(fair: FairShare, consumers: Callable[[], frozenset[str]],
                        version: Callable[[], int], flow_changed: Signal,
                        list_nodes: Callable[[], Awaitable[cpb.ListNodesReply]],
                        retry_s: float = 5.0, settle_s: float = SETTLE_S,
-                       max_delay_s: float = MAX_DELAY_S) -> None:
+                       max_delay_s: float = MAX_DELAY_S, *,
+                       want_catalog: Callable[[], bool] = lambda: False,
+                       on_catalog: Callable[[list[NodeSpec], set[str]], None]
+                       = lambda specs, active: None) -> None:
     """Refresh ``fair``'s weights and priorities whenever the flow version moves and we
-    have two or more consumers (one consumer needs no weights). ``list_nodes`` is the
-    coordinator's ListNodes call (a ``ListNodesReply``). Runs until cancelled.
+    have two or more consumers (one consumer needs no weights), and hand the catalog's
+    specs and active nodes to ``on_catalog`` on each read (also read, even for fewer
+    consumers, while ``want_catalog()``: the agent's first-article plan,
+    fos_agent.runtime.fillplan). ``list_nodes`` is the coordinator's ListNodes call (a
+    ``ListNodesReply``). Runs until cancelled.
 
     A moved flow is asked about once it has been quiet for ``settle_s``, and at most
     ``max_delay_s`` after it first moved: a chain of 300 agents coming up moves every
@@ -138,26 +144,32 @@ async def keep_weights(fair: FairShare, consumers: Callable[[], frozenset[str]],
     and weighed) was a third of the run's start-up CPU (issue 14). Weights only order
     waiting consumers, so a late answer costs nothing but that order."""
     done_for = -1
+
+    def wanted() -> bool:
+        return len(consumers()) >= 2 or want_catalog()
+
     while True:
         ticket = flow_changed.ticket()
-        if version() == done_for or len(consumers()) < 2:
+        if version() == done_for or not wanted():
             await ticket.wait()
             continue
         await _settled(flow_changed, settle_s, max_delay_s)
         current, mine = version(), consumers()
-        if len(mine) < 2:
+        if not wanted():
             continue
         ticket = flow_changed.ticket()
         try:
             reply = await list_nodes()
             specs = [spec_from_pb(n.spec) for n in reply.nodes]
             active = {n.spec.node_id for n in reply.nodes if n.alive and not n.drained}
-            weights = consumer_weights(specs, active, mine)
-            priorities = consumer_priorities(specs, active, mine)
-            fair.set_weights(weights, priorities)
+            if len(mine) >= 2:
+                weights = consumer_weights(specs, active, mine)
+                priorities = consumer_priorities(specs, active, mine)
+                fair.set_weights(weights, priorities)
+                log.debug("consumer weights", version=current, weights=weights,
+                          priorities=priorities)
+            on_catalog(specs, active)
             done_for = current
-            log.debug("consumer weights", version=current, weights=weights,
-                      priorities=priorities)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # coordinator unreachable: keep the last weights
