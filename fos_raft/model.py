@@ -202,32 +202,6 @@ def find_item_cycle(specs: Iterable[NodeSpec]) -> list[str] | None:
     return None
 
 
-def item_needs(specs: Iterable[NodeSpec]) -> dict[str, float]:
-    """Batches of each item one final product takes: 1 for an item nobody requires, else
-    the sum of the needs of the item types that require it (a consumer takes one batch of
-    each input per cycle). Iterative, consumers before their inputs; an item on a cycle
-    (catalogs refuse them) counts only the users outside it."""
-    requires: dict[str, set[str]] = {}  # item -> the items its producers require
-    for s in specs:
-        requires.setdefault(s.produces.item, set()).update(r.item for r in s.requires)
-    users_left: dict[str, int] = dict.fromkeys(requires, 0)
-    for inputs in requires.values():
-        for x in inputs:
-            users_left[x] = users_left.get(x, 0) + 1
-    need: dict[str, float] = {item: 0.0 for item in users_left}
-    ready = sorted(item for item, n in users_left.items() if n == 0)
-    for item in ready:
-        need[item] = 1.0
-    while ready:
-        item = ready.pop()
-        for x in requires.get(item, ()):
-            need[x] += need[item]
-            users_left[x] -= 1
-            if users_left[x] == 0:
-                ready.append(x)
-    return {item: need[item] for item in requires}
-
-
 def check_catalog_with(catalog: Mapping[str, NodeSpec], spec: NodeSpec) -> None:
     """Validate ``spec`` and that adding/replacing it keeps the item graph acyclic."""
     spec.validate()

@@ -34,16 +34,40 @@ from fos_agent.core.engine import Signal
 from fos_agent.core.fairshare import FairShare
 from fos_pb import coordinator_pb2 as cpb
 from fos_raft.api.convert import spec_from_pb
-from fos_raft.model import NodeSpec, item_needs
+from fos_raft.model import NodeSpec
 from fos_raft.runtime.logging import get_logger
-
-__all__ = ["consumer_priorities", "consumer_weights", "item_heights", "item_needs",
-           "keep_weights"]
 
 log = get_logger("fos_agent.runtime.shares")
 
 SETTLE_S = 1.0  # a moved flow is asked about once it has been quiet this long ...
 MAX_DELAY_S = 5.0  # ... or this long after it first moved
+
+
+def item_needs(specs: Iterable[NodeSpec]) -> dict[str, float]:
+    """Batches of each item one final product takes (items nobody requires: 1 each)."""
+    specs = list(specs)
+    requires: dict[str, set[str]] = {}  # item -> the items its producers require
+    for s in specs:
+        requires.setdefault(s.produces.item, set()).update(r.item for r in s.requires)
+    users: dict[str, set[str]] = {}  # item -> the item types that require it
+    for item, inputs in requires.items():
+        for x in inputs:
+            users.setdefault(x, set()).add(item)
+    need: dict[str, float] = {}
+
+    def need_of(item: str, path: frozenset[str]) -> float:
+        if item in need:
+            return need[item]
+        if item in path:  # a cycle (the catalog refuses them): count it once
+            return 0.0
+        mine = users.get(item)
+        value = (sum(need_of(u, path | {item}) for u in mine) if mine else 1.0)
+        need[item] = value
+        return value
+
+    for item in requires:
+        need_of(item, frozenset())
+    return need
 
 
 def item_heights(specs: Iterable[NodeSpec]) -> dict[str, int]:

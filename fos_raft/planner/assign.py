@@ -48,15 +48,12 @@ def assign_item(
     capacity: Mapping[str, int],
     consumers: Sequence[str],
     previous: Mapping[str, Links],
-    rate: Mapping[str, float] | None = None,
 ) -> dict[str, Links]:
     """Links of every consumer of one item.
 
     ``suppliers`` and ``consumers`` are the item's viable suppliers and consumers, sorted,
     ``suppliers`` non-empty; ``capacity`` maps each supplier to its capacity; ``previous``
-    maps consumers to their links for this item in the previous flow (absent: none);
-    ``rate`` maps consumers to how much of the item they take (absent: all alike), which
-    only decides which consumers a balance step moves (step 3).
+    maps consumers to their links for this item in the previous flow (absent: none).
     """
     if len(suppliers) == 1:
         only = Links(suppliers[0])
@@ -81,7 +78,7 @@ def assign_item(
 
     ratio = {s: load[s] / capacity[s] for s in suppliers}
     if max(ratio.values()) > min(after_add.values()):
-        _balance(suppliers, capacity, primary, load, ratio, after_add, rate or {})
+        _balance(suppliers, capacity, primary, load, ratio, after_add)
 
     return _with_backups(suppliers, capacity, consumers, previous, primary, load)
 
@@ -147,21 +144,12 @@ def _balance(
     load: dict[str, int],
     ratio: dict[str, float],
     after_add: dict[str, float],
-    rate: Mapping[str, float],
 ) -> None:
-    """3. the most over-loaded supplier (max load/cap; a heap of negated ratios) gives one
-    consumer to the most under-loaded one (min (load+1)/cap) while that helps. The one
-    whose rate best evens the two suppliers' rates per capacity, largest id on ties (all
-    rates alike: the largest id): counted in consumers the flow is balanced either way,
-    but a supplier that came back and took only the lightest consumers of a scarce item
-    left one lane's light branch over-served and the chain's rate down by a quarter
-    (issue 14)."""
+    """3. the most over-loaded supplier (max load/cap; a heap of negated ratios) gives its
+    largest consumer id to the most under-loaded one (min (load+1)/cap) while that helps."""
     served: dict[str, list[str]] = {s: [] for s in suppliers}
     for consumer in sorted(primary):
         served[primary[consumer]].append(consumer)
-    flow = dict.fromkeys(suppliers, 0.0)  # supplier -> the rates of its consumers
-    for consumer, supplier in primary.items():
-        flow[supplier] += rate.get(consumer, 1.0)
     neg_ratio = {s: -r for s, r in ratio.items()}
     over = [(neg_ratio[s], s) for s in suppliers]
     under = [(after_add[s], s) for s in suppliers]
@@ -172,34 +160,15 @@ def _balance(
         min_after, target = _valid_top(under, after_add)
         if not -neg_max > min_after:
             return
-        consumer = _evening(served[source], rate, flow, capacity, source, target)
-        if served[source][-1] == consumer:
-            served[source].pop()
-        else:
-            served[source].remove(consumer)
+        consumer = served[source].pop()
         insort(served[target], consumer)
         primary[consumer] = target
-        moved = rate.get(consumer, 1.0)
-        flow[source] -= moved
-        flow[target] += moved
         for s, delta in ((source, -1), (target, 1)):
             load[s] += delta
             neg_ratio[s] = -load[s] / capacity[s]
             after_add[s] = (load[s] + 1) / capacity[s]
             heapq.heappush(over, (neg_ratio[s], s))
             heapq.heappush(under, (after_add[s], s))
-
-
-def _evening(candidates: list[str], rate: Mapping[str, float], flow: Mapping[str, float],
-             capacity: Mapping[str, int], source: str, target: str) -> str:
-    """Of ``candidates`` (sorted), the one whose move from ``source`` to ``target`` leaves
-    their rates per capacity closest; the largest id on ties."""
-    if not rate:
-        return candidates[-1]
-    gap = flow[source] / capacity[source] - flow[target] / capacity[target]
-    shift = 1.0 / capacity[source] + 1.0 / capacity[target]
-    return min(reversed(candidates),
-               key=lambda c: abs(gap - rate.get(c, 1.0) * shift))
 
 
 def _with_backups(

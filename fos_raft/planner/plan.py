@@ -39,9 +39,6 @@ Semantics
   ``load / capacity``. Ratios are compared as floats: loads and capacities are at most 10**6,
   so two different fractions differ by a relative 10**-12, far above float rounding, and
   equal fractions round to the same float: the comparisons are exact.
-* Rate: a node's share of what one final product takes of its item: its item's need
-  (batches per final product over the whole catalog, ``fos_raft.model.item_needs``) over
-  the item's catalog producers. It decides only which consumer a balance step moves.
 * Per item X, against ``previous`` (``fos_raft.planner.assign.assign_item``):
   1. Stability (P5): a consumer keeps its previous primary while that supplier is still a
      viable supplier of X. (Malformed ``previous`` with several rank-0 edges for one
@@ -53,8 +50,7 @@ Semantics
   3. Balance (P6): while ``max load/cap > min (load+1)/cap`` move one consumer from the most
      over-loaded supplier (highest ``load/cap``, smallest id on ties) to the most
      under-loaded one (lowest ``(load+1)/cap``, smallest id on ties); the consumer moved is
-     the one whose rate best evens the two suppliers' summed rates per capacity,
-     the largest id on ties. Each step strictly lowers the sorted vector of ratios, so
+     the one with the largest id. Each step strictly lowers the sorted vector of ratios, so
      it terminates. From a balanced flow, a change that adds capacity (a supplier joins,
      rejoins, is undrained, becomes viable or grows) moves consumers only into the new
      capacity and only as many as balance needs; a consumer leaving moves at most one other
@@ -80,7 +76,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from itertools import chain
 
-from fos_raft.model import Edge, NodeSpec, NodeStatus, Plan, item_needs
+from fos_raft.model import Edge, NodeSpec, NodeStatus, Plan
 from fos_raft.planner.assign import BACKUPS, Links, assign_item
 from fos_raft.planner.edges import link_edges, previous_links
 
@@ -141,7 +137,6 @@ class Planner:
         self._links: dict[str, dict[str, Links]] = {}  # item -> consumer -> Links
         self._edges_of: dict[str, tuple[Edge, ...]] = {}  # supplier -> its edges, sorted
         self._order: list[str] = []  # sorted keys of _edges_of
-        self._rate: dict[str, float] = {}  # node -> its share of a final product's needs
 
     # ---- full plan ----------------------------------------------------------------------
 
@@ -183,8 +178,7 @@ class Planner:
             item_suppliers = suppliers[item]
             capacity = {s: self._spec[s].capacity for s in item_suppliers}
             previous_of_item = before.get(item, no_links)
-            links = assign_item(item_suppliers, capacity, item_consumers, previous_of_item,
-                                self._rate)
+            links = assign_item(item_suppliers, capacity, item_consumers, previous_of_item)
             self._links[item] = links
             self._edges_of.update(self._item_edges(item, links, qty[item]))
         self._order = sorted(self._edges_of)
@@ -199,16 +193,6 @@ class Planner:
             self._producers.setdefault(spec.produces.item, set()).add(node_id)
             for req in spec.requires:
                 self._requirers.setdefault(req.item, set()).add(node_id)
-        self._compute_rates()
-
-    def _compute_rates(self) -> None:
-        """Each node's rate: its item's need (batches per final product, over the whole
-        catalog, liveness aside) over the item's catalog producers. Only a spec change moves
-        it, and it only chooses which consumer a balance step moves."""
-        need = item_needs(self._spec.values())
-        self._rate = {n: need.get(spec.produces.item, 0.0)
-                      / len(self._producers[spec.produces.item])
-                      for n, spec in self._spec.items()}
 
     def _compute_viability(self) -> None:
         """Least fixpoint by propagation from the sources (see the module docstring)."""
@@ -291,8 +275,6 @@ class Planner:
             if spec is not None:
                 touched.add(spec.produces.item)
                 touched.update(r.item for r in spec.requires)
-        if old_spec != new_spec:
-            self._compute_rates()
         for item in sorted(touched):
             self._replan_item(item)
         return self._emit(members_changed=bool(flipped))
@@ -360,8 +342,7 @@ class Planner:
         if item_consumers:
             item_suppliers = sorted(n for n in self._producers.get(item, ()) if n in viable)
             capacity = {s: self._spec[s].capacity for s in item_suppliers}
-            links = assign_item(item_suppliers, capacity, item_consumers, old_links,
-                                self._rate)
+            links = assign_item(item_suppliers, capacity, item_consumers, old_links)
             self._links[item] = links
             new_edges = self._item_edges(item, links, self._required_qty(item_consumers, item))
         old_suppliers = {x for link in old_links.values() for x in (link.primary, *link.backups)}
