@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 
 MAX_ID_LEN = 128
 MAX_ADDRESS_LEN = 256
+# A batch quantity bound far below int64 (the wire type), so sums over a whole run of batches
+# cannot overflow a counter and a typo of many digits is caught at the catalog, not on the wire.
+MAX_QTY = 1_000_000_000
 MAX_REQUIRES = 32
 # ':' is excluded because batch ids are "<producer>:<seq>".
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -66,10 +69,14 @@ class ItemReq:
 
     def validate(self, where: str) -> None:
         check_id(f"{where} item", self.item)
-        if isinstance(self.qty, bool) or not isinstance(self.qty, int) or self.qty <= 0:
+        if (
+            isinstance(self.qty, bool) or not isinstance(self.qty, int)
+            or not 1 <= self.qty <= MAX_QTY
+        ):
             raise ModelError(
                 ErrorCode.INVALID_ARGUMENT,
-                f"{where} quantity of {self.item!r} must be a positive integer, got {self.qty!r}",
+                f"{where} quantity of {self.item!r} must be a positive integer <= {MAX_QTY}, "
+                f"got {self.qty!r}",
             )
 
     def __str__(self) -> str:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fos_raft.model import ItemReq, ModelError, NodeSpec, find_item_cycle
+from fos_raft.model import MAX_QTY, ItemReq, ModelError, NodeSpec, find_item_cycle
 
 NODE_KEYS = ("id", "address", "produces", "requires", "capacity")
 ITEM_KEYS = ("item", "qty")
@@ -271,6 +271,8 @@ def _item_req(value: Any, where: str, fail: Any) -> ItemReq:
         raise fail(f"{where}: 'item' must be a string, got {_type_name(item)}")
     if isinstance(qty, bool) or not isinstance(qty, int):
         raise fail(f"{where}: 'qty' must be an integer, got {_type_name(qty)}")
+    if qty > MAX_QTY:  # before the wire's int64 would overflow
+        raise fail(f"{where}: 'qty' must be at most {MAX_QTY}, got {qty}")
     return ItemReq(item, qty)
 
 
