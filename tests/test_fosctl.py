@@ -371,6 +371,32 @@ def test_e2e_update_spec_and_apply_detect_conflicts_and_cycles(ctl, tmp_path):
     assert "recycler" not in {n["node_id"] for n in ok_json(ctl("nodes", "--json"))["nodes"]}
 
 
+def test_e2e_apply_needs_force_to_change_what_a_live_stage_makes(ctl, tmp_path):
+    ok_json(ctl("apply", str(EXAMPLE), "--json"))
+    typo = tmp_path / "typo.toml"
+    typo.write_text(EXAMPLE.read_text().replace(
+        'id = "saw-1"\naddress = "127.0.0.1:7201"\nproduces = { item = "wood"',
+        'id = "saw-1"\naddress = "127.0.0.1:7201"\nproduces = { item = "glass"', 1))
+    assert typo.read_text() != EXAMPLE.read_text()
+    version = ok_json(ctl("nodes", "--json"))["flow_version"]
+
+    refused = ctl("apply", str(typo))
+    assert refused.returncode == 2
+    error = one_line_error(refused)
+    assert "saw-1: produces 3xwood -> 3xglass" in error and "--force" in error
+    assert ok_json(ctl("nodes", "--json"))["flow_version"] == version
+
+    dry = ok_json(ctl("apply", str(typo), "--dry-run", "--json"))
+    saw = {r["node_id"]: r for r in dry["results"]}["saw-1"]
+    assert saw["action"] == "would update" and "3xglass" in saw["stage_change"]
+
+    forced = ok_json(ctl("apply", str(typo), "--force", "--json"))
+    assert {r["node_id"]: r["action"] for r in forced["results"]}["saw-1"] == "updated"
+    nodes = {n["node_id"]: n for n in ok_json(ctl("nodes", "--json"))["nodes"]}
+    assert nodes["saw-1"]["produces"]["item"] == "glass"
+    ok_json(ctl("apply", str(EXAMPLE), "--force", "--json"))  # leave the chain as it was
+
+
 def test_e2e_status_members_watch_and_svg(ctl, cluster):
     status = ok_json(ctl("status", "--json"))
     assert status["has_quorum"] is True

@@ -113,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     apply = sub.add_parser("apply", parents=[json_flag], help="register/update from TOML")
     apply.add_argument("file")
     apply.add_argument("--dry-run", action="store_true", help="validate and show, send nothing")
+    apply.add_argument("--force", action="store_true",
+                       help="also change the product or inputs of stages that are alive")
     for name, text in (("drain", "move consumers off a node for maintenance"),
                        ("undrain", "bring a drained node back"),
                        ("decommission", "remove a node from the catalog")):

@@ -16,7 +16,7 @@ from fos_raft.api.client import CoordinatorClient, CoordinatorError, Coordinator
 from fos_raft.api.convert import edge_from_pb
 from fos_raft.cli import render
 from fos_raft.cli.catalog_file import cycle_message, dump_catalog, load_catalog
-from fos_raft.model import ModelError, find_item_cycle
+from fos_raft.model import ModelError, NodeSpec, find_item_cycle
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 1, 2, 3, 130
 
@@ -192,6 +192,12 @@ async def cmd_apply(client: CoordinatorClient, args: argparse.Namespace, out: Ou
     if cycle is not None:
         raise CommandError("INVALID_ARGUMENT: with the nodes already registered, "
                            + cycle_message(cycle, merged.values()), EXIT_USAGE)
+    changes = _stage_changes(specs, current)
+    if changes and not (args.force or args.dry_run):
+        raise CommandError(
+            "would change what running stages make or take ("
+            + "; ".join(f"{n}: {what}" for n, what in changes.items())
+            + "); check the catalog, or apply with --force", EXIT_USAGE)
     results: list[dict] = []
     for spec in specs:
         view = current.get(spec.node_id)
@@ -209,13 +215,38 @@ async def cmd_apply(client: CoordinatorClient, args: argparse.Namespace, out: Ou
             except CoordinatorError as exc:
                 _report_apply(results, out)
                 raise CommandError(f"node {spec.node_id!r}: {exc}", exit_code_of(exc)) from None
-        results.append({"node_id": spec.node_id, "action": action, "flow_version": version})
+        result = {"node_id": spec.node_id, "action": action, "flow_version": version}
+        if spec.node_id in changes:
+            result["stage_change"] = changes[spec.node_id]
+        results.append(result)
         if not out.as_json:
             at = f" (flow version {version})" if action in ("registered", "updated") else ""
-            out.line(f"{action:<15} {spec.node_id}{at}")
+            what = f": {changes[spec.node_id]}" if spec.node_id in changes else ""
+            out.line(f"{action:<15} {spec.node_id}{at}{what}")
     _report_apply(results, out, final=True, version=client.flow_version,
                   dry_run=args.dry_run)
     return 0
+
+
+def _stage_changes(specs: list[NodeSpec], current: dict[str, render.NodeView]) -> dict[str, str]:
+    """What the catalog would change in the product or inputs of stages that are alive: such a
+    change switches a running machine to other work, so a typo must not do it silently."""
+    changes: dict[str, str] = {}
+    for spec in specs:
+        view = current.get(spec.node_id)
+        if view is None or not view.alive:
+            continue
+        old = view.spec
+        parts = []
+        if old.produces != spec.produces:
+            parts.append(f"produces {old.produces} -> {spec.produces}")
+        if sorted(old.requires) != sorted(spec.requires):
+            was = ", ".join(map(str, old.requires)) or "nothing"
+            now = ", ".join(map(str, spec.requires)) or "nothing"
+            parts.append(f"requires {was} -> {now}")
+        if parts:
+            changes[spec.node_id] = ", ".join(parts)
+    return changes
 
 
 def _report_apply(
