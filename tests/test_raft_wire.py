@@ -219,3 +219,42 @@ def test_readonly_peer_is_refused(cluster: LocalCluster):
         assert _closed_by_peer(sock, 10)
     wait_until(lambda: _rejected(cluster, leader).get("readonly_refused", 0) > before, 10,
                "the readonly peer to be counted")
+
+
+# ---------------------------------------------------------------------- with a password
+
+
+def test_with_a_password_nothing_is_decoded_before_auth_and_join_still_works(tmp_path: Path):
+    (tmp_path / "raft.pw").write_text("correct horse\n")
+    c = LocalCluster(3, tmp_path / "coord", raft_password_file=tmp_path / "raft.pw")
+    metrics = [f"127.0.0.1:{free_port()}" for _ in range(3)]
+    for i in range(3):
+        c.replica_flags[i] = ["--metrics", metrics[i]]
+    c.metrics_addresses = metrics  # type: ignore[attr-defined]
+    marker = tmp_path / "MARKER"
+    try:
+        c.start()
+        leader, term = _leader_and_term(c)
+        target = next(i for i in range(3) if i != leader)
+        before = _rejected(c, target).get("bad_auth", 0)
+        for message in (_Touch(marker), ["remove", c.raft_addresses[leader]]):
+            with _raft_socket(c, target) as sock:  # unencrypted: not a Fernet token
+                sock.sendall(_frame(message))
+                assert _closed_by_peer(sock, 10)
+        assert not marker.exists()
+        wait_until(lambda: _rejected(c, target).get("bad_auth", 0) >= before + 2, 10,
+                   "both unauthenticated frames to be counted as bad_auth")
+        assert _leader_and_term(c) == (leader, term)
+        # --join asks over the authenticated channel: it still adds the replica by itself
+        new = c.add_replica()
+        raft_new = c.raft_addresses[new]
+        wait_until(
+            lambda: raft_new in {
+                r.raft_address
+                for r in c.stub(leader).ListMembers(pb.ClusterStatusRequest(), timeout=5).replicas
+            },
+            30, "the joining replica to be a member",
+        )
+        c.wait_converged(timeout=30)
+    finally:
+        c.stop()
