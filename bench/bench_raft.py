@@ -1,6 +1,7 @@
 """Coordinator cluster benchmark: durable write latency and throughput, and leader failover.
 
     python -m bench.bench_raft [--writes 500] [--concurrency 16] [--seconds 5] [--kills 12]
+        [--compare-password]
 
 Real processes: a 3-replica LocalCluster on loopback (fsynced LMDB journals in a temp dir).
 
@@ -13,6 +14,9 @@ Real processes: a 3-replica LocalCluster on loopback (fsynced LMDB journals in a
    is compared (a divergence would show here). At the end the journals are compared entry by
    entry (Raft log matching) and replicas' stderr is searched for pysyncobj's
    "truncating already-applied log entries" message.
+
+``--compare-password`` runs all of it twice, plaintext Raft then with a Raft password
+(Fernet-authenticated frames), and prints the password/plaintext ratio of each figure.
 """
 
 from __future__ import annotations
@@ -139,20 +143,13 @@ def compare_journals(cluster: LocalCluster) -> tuple[int, int]:
     return len(common), mismatches
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--writes", type=int, default=500)
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--kills", type=int, default=12)
-    args = parser.parse_args(argv)
-    print(
-        f"machine: {platform.machine()}, {platform.python_implementation()} "
-        f"{platform.python_version()}, date {time.strftime('%Y-%m-%d %H:%M:%S %Z')}"
-    )
+def run(args: argparse.Namespace, password_file: Path | None) -> dict[str, float]:
+    """One cluster's figures (seconds, writes/s); ``password_file``: authenticated Raft."""
+    figures: dict[str, float] = {}
+    extra = {"raft_password_file": password_file} if password_file is not None else {}
     with (
         tempfile.TemporaryDirectory(prefix="bench-raft-") as tmp,
-        LocalCluster(3, Path(tmp)) as cluster,
+        LocalCluster(3, Path(tmp), **extra) as cluster,
     ):
         leader = cluster.wait_ready()
         for i in range(NODES):
@@ -160,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         follower = next(i for i in range(3) if i != leader)
         for name, target in (("leader", leader), ("follower", follower)):
             samples = sequential_latency(cluster, target, args.writes)
+            figures[f"write_p50_{name}"] = sample_percentile(samples, 50)
             print(
                 f"durable write latency via {name}: n={len(samples)} "
                 f"p50={sample_percentile(samples, 50) * 1e3:.2f} ms "
@@ -169,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         done, elapsed = asyncio.run(
             _throughput(cluster.grpc_addresses[leader], args.concurrency, args.seconds)
         )
+        figures["throughput"] = done / elapsed
         print(
             f"throughput: {done / elapsed:.0f} writes/s "
             f"({done} writes, {args.concurrency} concurrent clients, {elapsed:.1f} s)"
@@ -179,12 +178,14 @@ def main(argv: list[str] | None = None) -> int:
             seconds, converged = leader_kill_round(cluster)
             failovers.append(seconds)
             diverged += 0 if converged else 1
-        print(
-            f"leader SIGKILL -> next committed write over {len(failovers)} kills: "
-            f"p50={sample_percentile(failovers, 50):.3f} s "
-            f"p90={sample_percentile(failovers, 90):.3f} s "
-            f"max={max(failovers):.3f} s min={min(failovers):.3f} s"
-        )
+        if failovers:
+            figures["failover_p50"] = sample_percentile(failovers, 50)
+            print(
+                f"leader SIGKILL -> next committed write over {len(failovers)} kills: "
+                f"p50={sample_percentile(failovers, 50):.3f} s "
+                f"p90={sample_percentile(failovers, 90):.3f} s "
+                f"max={max(failovers):.3f} s min={min(failovers):.3f} s"
+            )
         print(f"rounds whose replicas did not converge to one digest: {diverged}")
         cluster.stop()
         compared, mismatches = compare_journals(cluster)
@@ -196,6 +197,38 @@ def main(argv: list[str] | None = None) -> int:
             f"journals: {compared} common indices compared, {mismatches} mismatching; "
             f"pysyncobj 'truncating already-applied' messages: {truncations}"
         )
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--writes", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--kills", type=int, default=12)
+    parser.add_argument("--compare-password", action="store_true",
+                        help="run twice, plaintext then with --raft-password-file "
+                        "(authenticated Raft), and print the ratios")
+    args = parser.parse_args(argv)
+    print(
+        f"machine: {platform.machine()}, {platform.python_implementation()} "
+        f"{platform.python_version()}, date {time.strftime('%Y-%m-%d %H:%M:%S %Z')}"
+    )
+    if not args.compare_password:
+        run(args, None)
+        return 0
+    print("== plaintext Raft")
+    plain = run(args, None)
+    with tempfile.TemporaryDirectory(prefix="bench-raft-pw-") as tmp:
+        password_file = Path(tmp) / "raft.pw"
+        password_file.write_text("bench password\n")
+        password_file.chmod(0o600)
+        print("== password (authenticated Raft)")
+        secure = run(args, password_file)
+    for key in sorted(plain):
+        if key in secure and plain[key] > 0:
+            print(f"password/plaintext {key}: {secure[key] / plain[key]:.2f}x "
+                  f"({plain[key]:.4g} -> {secure[key]:.4g})")
     return 0
 
 

@@ -116,6 +116,10 @@ def test_replace_a_replica_whose_disk_is_gone(tmp_path: Path):
                          indices=[0, 1])
         assert removed.returncode == 0, removed.stderr
         new = cluster.add_replica()  # empty data dir, --join
+        # plaintext Raft refuses the join request from the network: add it with fosctl
+        added = fosctl(cluster, "members", "add", cluster.raft_addresses[new], "--grpc",
+                       cluster.grpc_addresses[new], indices=[0, 1])
+        assert added.returncode == 0, added.stderr
         cluster.wait_converged([0, 1, new], timeout=30)
         assert catalog(cluster, new) == before
         members = fosctl(cluster, "members", "list", "--json", indices=[new])

@@ -98,6 +98,14 @@ class ReplicaCollector(Collector):
             "fos_coordinator_suspicions_confirmed", "Suspicions confirmed", state.confirmed
         )
         yield counter("fos_coordinator_probes", "Health probes started here", self.judge.probes)
+        rejected = CounterMetricFamily(
+            "fos_raft_rejected_frames",
+            "Frames refused on the Raft port (connection closed), by reason",
+            labels=[*labels, "reason"],
+        )
+        for reason, count in sorted(replica.wire_guard.snapshot().items()):
+            rejected.add_metric([*value, reason], count)
+        yield rejected
         journal = replica.journal
         if journal is not None:
             stats = journal.stats()

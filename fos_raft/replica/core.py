@@ -27,7 +27,7 @@ from pysyncobj.monotonic import monotonic
 from pysyncobj.utility import TcpUtility, UtilityException
 
 from fos_raft.model import ModelError
-from fos_raft.replica import failstop
+from fos_raft.replica import failstop, wire
 from fos_raft.replica import journal as journal_mod
 from fos_raft.replica.commit import commit_with_retry
 from fos_raft.replica.machine import StateMachine
@@ -93,6 +93,8 @@ class Replica:
         self._closed = threading.Event()
         self.journal: journal_mod.LmdbJournal | None = None
         self.writes = {"ok": 0, "refused": 0, "unavailable": 0}
+        # frames refused on the Raft port, by reason (metrics: fos_raft_rejected_frames_total)
+        self.wire_guard = wire.FrameGuard()
         self.read_index = ReadIndex(self._commit_read_barrier, self._read_unavailable)
         # seconds from submit to the committed, applied outcome (metrics; None: not kept)
         self.commit_observer: Callable[[float], None] | None = None
@@ -104,6 +106,7 @@ class Replica:
         self._loop = asyncio.get_running_loop()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         journal_mod.install()
+        wire.install()  # log entries and snapshots from peers: restricted unpickling
         failstop.install()  # a pysyncobj error that leaves state unknown ends the process
         dump_file = str(self.data_dir / "raft.dump")
         self.journal = journal_mod.LmdbJournal(str(self.data_dir / "raft.lmdb"), dump_file)
@@ -134,7 +137,9 @@ class Replica:
             self.peers,
             conf,
             consumers=[self._sm],
-            transportClass=journal_mod.transport_class(self.journal, self._on_node_lost),
+            transportClass=journal_mod.transport_class(
+                self.journal, self._on_node_lost, self.wire_guard
+            ),
         )
         try:
             await self._loop.run_in_executor(None, self._obj.waitBinded)
@@ -362,11 +367,21 @@ class Replica:
                 await asyncio.sleep(0.5)
 
     async def _join_loop(self) -> None:
-        """--join: ask the current members to add this replica until a leader talks to us."""
+        """--join: ask the current members to add this replica until a leader talks to us.
+        The request travels over the password-authenticated channel; members refuse it
+        without a password (the Raft port has no other way to tell who asks), so a
+        plaintext replica waits to be added with AddMember (``fosctl members add``)."""
         loop = asyncio.get_running_loop()
+        if self._password is None:
+            log.warning("plaintext Raft: --join cannot ask the members; add this replica with "
+                        "fosctl members add", raft=self.raft_address, grpc=self.grpc_address)
+        while not self.leader and self._password is None:
+            await asyncio.sleep(0.2)
         while not self.leader:
             for peer in self.peers:
-                result = await loop.run_in_executor(None, _utility_add, peer, self.raft_address)
+                result = await loop.run_in_executor(
+                    None, _utility_add, peer, self.raft_address, self._password
+                )
                 log.info("join request", peer=peer, result=result)
                 if self.leader or result.startswith("SUCCESS"):
                     break
@@ -377,9 +392,10 @@ class Replica:
         log.info("joined", leader=self.leader)
 
 
-def _utility_add(peer: str, self_address: str) -> str:
+def _utility_add(peer: str, self_address: str, password: str | None) -> str:
     try:
-        return str(TcpUtility(timeout=3.0).executeCommand(peer, ["add", self_address]))
+        utility = TcpUtility(password=password, timeout=3.0)
+        return str(utility.executeCommand(peer, ["add", self_address]))
     except (UtilityException, OSError) as exc:
         return f"error {exc}"
 

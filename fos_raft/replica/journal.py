@@ -42,10 +42,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import lmdb
-import pysyncobj.pickle as _raft_pickle
 import pysyncobj.syncobj as _syncobj_module
 from pysyncobj.journal import Journal
 from pysyncobj.transport import TCPTransport
+
+from fos_raft.replica import wire
 
 _IDX = struct.Struct(">Q")
 _TERM = struct.Struct(">Q")
@@ -113,7 +114,7 @@ class LmdbJournal(Journal):
             return 0
         try:
             with gzip.open(self._dump_file) as f:
-                _, last_entry, before_last, _ = _raft_pickle.load(f)
+                _, last_entry, before_last, _ = wire.restricted_load(f)
         except Exception:
             return 0  # unreadable here: pysyncobj reports it when it loads the dump
         first = self._entries[0][1]
@@ -298,10 +299,17 @@ class DurableTCPTransport(TCPTransport):
     the end of every tick. Pass `transport_class(journal)` as ``SyncObj(transportClass=...)``.
 
     ``on_node_lost(node)`` (optional) is called in the tick thread when a connection to a
-    member closes, so the replica can call an election early when it was the leader's."""
+    member closes, so the replica can call an election early when it was the leader's.
+
+    Every connection is a `fos_raft.replica.wire.WireConnection` (bounded frames, restricted
+    unpickling; rejections counted in ``guard``). The first message of an incoming connection
+    must name a member: pysyncobj's utility commands are refused, except ``add`` (``--join``)
+    over the password-authenticated channel, and ``readonly`` peers are refused (factoryOS
+    has none; they would receive the whole state and could submit commands)."""
 
     journal: LmdbJournal
     on_node_lost: Callable[[Any], None] | None = None
+    guard: wire.FrameGuard | None = None
 
     def send(self, node: Any, message: Any) -> bool:
         self.journal.before_send()
@@ -317,15 +325,60 @@ class DurableTCPTransport(TCPTransport):
         if node is not None and self.on_node_lost is not None:
             self.on_node_lost(node)
 
+    def addNode(self, node: Any) -> None:
+        super().addNode(node)
+        conn = self._connections.get(node)
+        if conn is not None and not isinstance(conn, wire.WireConnection):
+            wire.WireConnection.adopt(conn, self.guard, wire.MAX_FRAME)
+
+    def _onNewIncomingConnection(self, conn: Any) -> None:
+        wire.WireConnection.adopt(conn, self.guard, wire.HANDSHAKE_MAX_FRAME)
+        super()._onNewIncomingConnection(conn)
+
+    def _onIncomingMessageReceived(self, conn: Any, message: Any) -> None:
+        if self._syncObj.encryptor and not conn.sendRandKey:
+            super()._onIncomingMessageReceived(conn, message)  # key exchange
+            return
+        if isinstance(message, list):
+            self._utility(conn, message)
+            return
+        if message == "readonly":
+            self._refuse(conn, "readonly_refused", "readonly peer")
+            return
+        if not isinstance(message, str) or message not in self._nodeAddrToNode:
+            self._refuse(conn, "unknown_peer", f"first message {message!r:.80}")
+            return
+        super()._onIncomingMessageReceived(conn, message)
+        if isinstance(conn, wire.WireConnection):
+            conn.max_frame = wire.MAX_FRAME  # a member now: log batches and snapshots
+
+    def _utility(self, conn: Any, message: list[Any]) -> None:
+        command = message[0] if message else None
+        if self._syncObj.encryptor is not None and command == "add":
+            # Past the key exchange, so the peer knows the password: a replica's --join.
+            self._onUtilityMessage(conn, message)
+            return
+        self._refuse(conn, "utility_refused", f"utility command {command!r:.40}")
+
+    def _refuse(self, conn: Any, reason: str, detail: str) -> None:
+        if isinstance(conn, wire.WireConnection):
+            conn.reject(reason, detail)
+        else:
+            conn.disconnect()
+        self._unknownConnections.discard(conn)
+
 
 def transport_class(
-    journal: LmdbJournal, on_node_lost: Callable[[Any], None] | None = None
+    journal: LmdbJournal,
+    on_node_lost: Callable[[Any], None] | None = None,
+    guard: wire.FrameGuard | None = None,
 ) -> Callable[..., DurableTCPTransport]:
     def make(sync_obj: Any, self_node: Any, other_nodes: Any) -> DurableTCPTransport:
         # The journal must be set before TCPTransport.__init__ can send anything.
         transport = DurableTCPTransport.__new__(DurableTCPTransport)
         transport.journal = journal
         transport.on_node_lost = on_node_lost
+        transport.guard = guard
         DurableTCPTransport.__init__(transport, sync_obj, self_node, other_nodes)
         return transport
 
