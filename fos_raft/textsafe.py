@@ -12,11 +12,12 @@ prints unchanged.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["UNSAFE", "escape", "escape_data", "is_clean"]
+__all__ = ["UNSAFE", "escape", "escape_data", "is_clean", "page_json"]
 
 # C0 and DEL, C1, the Arabic letter mark, LRM/RLM, line and paragraph separators, the
 # bidi embeddings/overrides/isolates, and lone surrogates (they cannot even be encoded).
@@ -62,3 +63,14 @@ def escape_data(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [escape_data(v) for v in value]
     return value
+
+
+_HTML_IN_JSON = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"}
+
+
+def page_json(value: Any) -> str:
+    """Compact JSON for a page: strings escaped (`escape_data`), ASCII only, and ``<``,
+    ``>``, ``&`` as ``\\u003c``-style escapes, so the document holds no markup a
+    browser could pick up even if it sniffed it as HTML. Decodes to the escaped data."""
+    text = json.dumps(escape_data(value), separators=(",", ":"), ensure_ascii=True)
+    return re.sub("[<>&]", lambda m: _HTML_IN_JSON[m.group()], text)
