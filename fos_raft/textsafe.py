@@ -66,11 +66,17 @@ def escape_data(value: Any) -> Any:
 
 
 _HTML_IN_JSON = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"}
+# How json.dumps (ensure_ascii) spells an UNSAFE character; a match may also be a false
+# alarm (an escaped backslash before "n", a non-BMP character), which only costs time.
+_UNSAFE_IN_JSON = re.compile(
+    r"\\(?:[bfnrt]|u(?:00[01]|007f|00[89]|061c|200[ef]|202[89a-e]|206[6-9]|d[89a-f]))")
 
 
 def page_json(value: Any) -> str:
     """Compact JSON for a page: strings escaped (`escape_data`), ASCII only, and ``<``,
     ``>``, ``&`` as ``\\u003c``-style escapes, so the document holds no markup a
     browser could pick up even if it sniffed it as HTML. Decodes to the escaped data."""
-    text = json.dumps(escape_data(value), separators=(",", ":"), ensure_ascii=True)
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=True)
+    if _UNSAFE_IN_JSON.search(text):  # the common, clean document skips the walk
+        text = json.dumps(escape_data(value), separators=(",", ":"), ensure_ascii=True)
     return re.sub("[<>&]", lambda m: _HTML_IN_JSON[m.group()], text)
