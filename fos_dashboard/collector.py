@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -28,6 +27,7 @@ from fos_pb import coordinator_pb2 as pb
 from fos_raft.api.client import CoordinatorClient, CoordinatorError
 from fos_raft.runtime.logging import get_logger
 from fos_raft.security.tls import TlsConfig, aio_channel
+from fos_raft.textsafe import page_json
 
 log = get_logger("fos_dashboard.collector")
 
@@ -103,7 +103,9 @@ class Collector:
             "events": list(self.events),
         }
         self.generation += 1
-        self.document = json.dumps(doc, separators=(",", ":"))
+        # Every string in it came from the cluster or an agent: escaped once, here, so the
+        # page and the API show control characters as \x1b and never carry markup.
+        self.document = page_json(doc)
         self.changed.set()
         self.changed = asyncio.Event()
 

@@ -19,6 +19,7 @@ from fos_dashboard.collector import Collector
 from fos_raft.lineage.remote import IndexSources
 from fos_raft.lineage.trace import UnknownBatch, trace_to_json
 from fos_raft.lineage.trace import trace as trace_walk
+from fos_raft.textsafe import page_json
 
 COLLECTOR = web.AppKey("collector", Collector)
 TRACE_RPC_TIMEOUT_S = 3.0  # one agent's Lineage answer; past it the node is "unreachable"
@@ -81,6 +82,11 @@ async def events(request: web.Request) -> web.StreamResponse:
     return response
 
 
+def _json(body: Any, status: int = 200) -> web.Response:
+    """JSON the page shows: strings escaped, no raw markup (`textsafe.page_json`)."""
+    return web.Response(text=page_json(body), status=status, content_type="application/json")
+
+
 def made_at(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
 
@@ -95,13 +101,13 @@ async def trace(request: web.Request) -> web.Response:
     direction = request.query.get("direction", "back")
     depth_text = request.query.get("depth", "").strip()
     if not batch_id or ":" not in batch_id:
-        return web.json_response({"error": "give ?batch=<producer>:<seq>"}, status=400)
+        return _json({"error": "give ?batch=<producer>:<seq>"}, status=400)
     if direction not in ("back", "forward"):
-        return web.json_response({"error": "direction is back or forward"}, status=400)
+        return _json({"error": "direction is back or forward"}, status=400)
     depth: int | None = None
     if depth_text:
         if not depth_text.isdigit():
-            return web.json_response({"error": "depth is a whole number >= 0"}, status=400)
+            return _json({"error": "depth is a whole number >= 0"}, status=400)
         depth = int(depth_text)
     addresses = {n.node_id: n.address for n in collector.snapshot.nodes if n.address}
     sources = IndexSources(addresses, tls=collector.tls, timeout=TRACE_RPC_TIMEOUT_S,
@@ -109,12 +115,12 @@ async def trace(request: web.Request) -> web.Response:
     try:
         result = await trace_walk(batch_id, direction, sources.fetch, depth)
     except UnknownBatch as exc:
-        return web.json_response({"error": f"unknown batch: {exc}"}, status=404)
+        return _json({"error": f"unknown batch: {exc}"}, status=404)
     finally:
         await sources.aclose()
     body = trace_to_json(result, made_at)
     body["complete"] = result.complete
-    return web.json_response(body)
+    return _json(body)
 
 
 def build_app(collector: Collector) -> web.Application:

@@ -7,6 +7,7 @@ and the gRPC layer converts them to and from fos_pb messages at the edge.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -16,9 +17,14 @@ MAX_ADDRESS_LEN = 256
 # A batch quantity bound far below int64 (the wire type), so sums over a whole run of batches
 # cannot overflow a counter and a typo of many digits is caught at the catalog, not on the wire.
 MAX_QTY = 1_000_000_000
+MAX_HOSTNAME_LEN = 253
 MAX_REQUIRES = 32
-# ':' is excluded because batch ids are "<producer>:<seq>".
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+# ':' is excluded because batch ids are "<producer>:<seq>". Used with fullmatch: "$" would
+# also match before a trailing newline.
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+_LABEL_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_PORT_RE = re.compile(r"[0-9]{1,5}")
+_OCTET_RE = re.compile(r"0|[1-9][0-9]{0,2}")
 
 
 class ErrorCode(enum.Enum):
@@ -52,12 +58,71 @@ def check_id(kind: str, value: str) -> None:
             ErrorCode.INVALID_ARGUMENT,
             f"{kind} {value[:20]!r}... is {len(value)} characters long; the limit is {MAX_ID_LEN}",
         )
-    if not _ID_RE.match(value):
+    if not _ID_RE.fullmatch(value):
         raise ModelError(
             ErrorCode.INVALID_ARGUMENT,
             f"{kind} {value!r} may only contain letters, digits, '_', '.', '-' "
             "and must start with a letter or digit",
         )
+
+
+def _host_problem(host: str) -> str:
+    """Why ``host`` is not a hostname, IPv4 dotted quad or bracketed IPv6 literal ("" when
+    it is one)."""
+    if host.startswith("["):
+        inner = host[1:-1] if host.endswith("]") else ""
+        if "%" in inner:
+            return "an IPv6 zone id is not supported"
+        try:
+            ipaddress.IPv6Address(inner)
+        except ValueError:
+            return "the brackets hold no IPv6 address"
+        return ""
+    if not host:
+        return "the host is empty"
+    if len(host) > MAX_HOSTNAME_LEN:
+        return f"the host is longer than {MAX_HOSTNAME_LEN} characters"
+    labels = host.split(".")
+    if all(label.isascii() and label.isdigit() for label in labels):
+        # All-numeric: only a dotted quad (RFC 1123 2.1); no octal-looking leading zeros.
+        if len(labels) != 4 or not all(
+            _OCTET_RE.fullmatch(o) and int(o) <= 255 for o in labels
+        ):
+            return "it is not an IPv4 address (four numbers 0..255)"
+        return ""
+    if not all(_LABEL_RE.fullmatch(label) for label in labels):
+        return ("a hostname is dot-separated labels of 1..63 letters, digits and '-', "
+                "not starting or ending with '-' (IPv6: [addr]:port)")
+    return ""
+
+
+def address_problem(address: object, allow_port_zero: bool = False) -> str:
+    """Why ``address`` is not ``HOST:PORT`` ("" when it is). HOST: a hostname (RFC 1123),
+    an IPv4 dotted quad or a bracketed IPv6 literal; PORT: 1..65535 (0 too with
+    ``allow_port_zero``, for addresses to bind, where 0 asks for any free port)."""
+    if not isinstance(address, str):
+        return "it is not a string"
+    if not address or len(address) > MAX_ADDRESS_LEN:
+        return f"it must be 1..{MAX_ADDRESS_LEN} characters"
+    host, sep, port = address.rpartition(":")
+    if not sep:
+        return "it has no ':PORT'"
+    if not _PORT_RE.fullmatch(port) or int(port) > 65535:
+        return "the port is not a number 0..65535"
+    if int(port) == 0 and not allow_port_zero:
+        return "port 0 cannot be dialled"
+    return _host_problem(host)
+
+
+def check_address(kind: str, address: object, allow_port_zero: bool = False) -> None:
+    """Raise ModelError(INVALID_ARGUMENT) unless ``address`` is ``HOST:PORT`` (see
+    `address_problem`); ``kind`` names it in the message."""
+    problem = address_problem(address, allow_port_zero)
+    if problem:
+        shown = repr(address) if not isinstance(address, str) or len(address) <= 80 \
+            else repr(address[:80]) + "..."
+        raise ModelError(ErrorCode.INVALID_ARGUMENT,
+                         f"{kind} {shown} is not host:port: {problem}")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -100,17 +165,7 @@ class NodeSpec:
     def validate(self) -> None:
         """Check the spec on its own (catalog-wide checks live in `check_catalog`)."""
         check_id("node id", self.node_id)
-        if not self.address or len(self.address) > MAX_ADDRESS_LEN:
-            raise ModelError(
-                ErrorCode.INVALID_ARGUMENT,
-                f"node {self.node_id!r}: address must be host:port, 1..{MAX_ADDRESS_LEN} chars",
-            )
-        host, sep, port = self.address.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ModelError(
-                ErrorCode.INVALID_ARGUMENT,
-                f"node {self.node_id!r}: address {self.address!r} is not host:port",
-            )
+        check_address(f"node {self.node_id!r}: address", self.address)
         self.produces.validate(f"node {self.node_id!r} produces")
         if len(self.requires) > MAX_REQUIRES:
             raise ModelError(

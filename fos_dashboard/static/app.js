@@ -1,12 +1,25 @@
 // factoryOS floor display: draws the state the server pushes over server-sent events.
-// Plain JS, no build step. Every server string goes through esc() before it meets HTML.
+// Plain JS, no build step. Every server value goes through esc() before it meets HTML, and
+// through clean() before it is set as textContent. The server escapes control characters
+// already; doing it here too keeps an older server's document from reordering the page.
 "use strict";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 window.fosRender = { count: 0, lastMs: 0, firstAtMs: 0, generation: -1 };
 
+// C0, DEL, C1, ALM, LRM/RLM, line/paragraph separators, bidi embeddings and isolates.
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+function clean(value) {
+  return String(value).replace(UNSAFE, (c) => {
+    const code = c.charCodeAt(0);
+    return code < 0x100 ? `\\x${code.toString(16).padStart(2, "0")}`
+      : `\\u${code.toString(16).padStart(4, "0")}`;
+  });
+}
+
 function esc(value) {
-  return String(value).replace(/[&<>"']/g, (c) => ({
+  return clean(value).replace(/[&<>"']/g, (c) => ({
     "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;",
   })[c]);
 }
@@ -38,10 +51,10 @@ function renderGraph(graph) {
     const bend = Math.max(40, Math.abs(x2 - x1) / 2);
     const cls = e.rank === 0 ? "edge primary" : "edge backup";
     const marker = e.rank === 0 ? "arrow" : "arrow-backup";
-    parts.push(`<path class="${cls}" data-supplier="${esc(e.supplier)}" data-consumer="${esc(e.consumer)}" data-rank="${e.rank}" d="M${x1},${y1} C${x1 + bend},${y1} ${x2 - bend},${y2} ${x2},${y2}" marker-end="url(#${marker})"><title>${esc(e.supplier)} → ${esc(e.consumer)}: ${e.qty} x ${esc(e.item)}${e.rank ? ` (backup ${e.rank})` : ""}</title></path>`);
+    parts.push(`<path class="${cls}" data-supplier="${esc(e.supplier)}" data-consumer="${esc(e.consumer)}" data-rank="${esc(e.rank)}" d="M${x1},${y1} C${x1 + bend},${y1} ${x2 - bend},${y2} ${x2},${y2}" marker-end="url(#${marker})"><title>${esc(e.supplier)} → ${esc(e.consumer)}: ${esc(e.qty)} x ${esc(e.item)}${e.rank ? ` (backup ${esc(e.rank)})` : ""}</title></path>`);
   }
   for (const n of graph.nodes) {
-    parts.push(`<g class="node ${esc(n.state)}" data-node-id="${esc(n.id)}" data-state="${esc(n.state)}" transform="translate(${n.x},${n.y})">
+    parts.push(`<g class="node ${esc(n.state)}" data-node-id="${esc(n.id)}" data-state="${esc(n.state)}" transform="translate(${esc(n.x)},${esc(n.y)})">
       <title>${esc(n.id)}: ${esc(n.reason)}</title>
       <rect width="${w}" height="${h}" rx="7"/>
       <text x="10" y="14" class="id">${esc(n.id)}</text>
@@ -71,7 +84,7 @@ function renderNodes(rows) {
       ? `<span title="${esc(st.last_receipt.batch_id)}">${esc(st.last_receipt.item)} from ${esc(st.last_receipt.supplier)}</span><br><span class="ago muted" data-unix="${st.last_receipt.unix_ms / 1000}">${ago(st.last_receipt.unix_ms / 1000)}</span>`
       : '<span class="muted">—</span>';
     const cycles = st.total_cycles === undefined ? '<span class="muted">no stats</span>'
-      : `${st.successful_cycles} / ${st.skipped_cycles} / ${st.total_cycles}`;
+      : `${esc(st.successful_cycles)} / ${esc(st.skipped_cycles)} / ${esc(st.total_cycles)}`;
     return `<tr data-node-id="${esc(r.id)}"><td><b>${esc(r.id)}</b><br><span class="muted">${esc(r.address)}</span></td>
       <td><span class="badge ${esc(r.state)}">${esc(r.state)}</span></td><td class="why">${esc(r.reason)}</td>
       <td>${esc(r.produces)}${r.requires ? `<br><span class="muted">from ${esc(r.requires)}</span>` : ""}</td>
@@ -101,7 +114,7 @@ function renderCluster(c) {
   box.innerHTML = `<dl class="facts">
       <dt>leader</dt><dd>${c.leader ? esc(c.leader) : '<span class="badge down">none: election</span>'}</dd>
       <dt>quorum</dt><dd>${c.has_quorum ? '<span class="badge in-flow">yes</span>' : '<span class="badge down">no</span>'}</dd>
-      <dt>term</dt><dd>${c.term}</dd><dt>flow version</dt><dd>${c.flow_version}</dd></dl>
+      <dt>term</dt><dd>${esc(c.term)}</dd><dt>flow version</dt><dd>${esc(c.flow_version)}</dd></dl>
     <table class="replicas"><thead><tr><th>raft</th><th>gRPC</th><th>role</th><th>link</th></tr></thead><tbody>${replicas}</tbody></table>`;
 }
 
@@ -112,7 +125,7 @@ function renderSummary(state) {
     .filter((k) => counts[k]).map((k) => `<span class="badge ${k}">${counts[k]} ${k}</span>`).join(" ");
   const banner = document.getElementById("banner");
   banner.hidden = !state.coordinator_error;
-  banner.textContent = state.coordinator_error || "";
+  banner.textContent = clean(state.coordinator_error || "");
 }
 
 function render(state) {
@@ -140,7 +153,7 @@ function connect() {
 
 function traceCell(text) {
   const td = document.createElement("td");
-  td.textContent = text;
+  td.textContent = clean(text);
   return td;
 }
 
@@ -150,10 +163,10 @@ function showTrace(body) {
   const rows = table.querySelector("tbody");
   rows.replaceChildren();
   table.hidden = !body.batches;
-  if (!body.batches) { out.textContent = body.error || "no answer"; return; }
+  if (!body.batches) { out.textContent = clean(body.error || "no answer"); return; }
   const missing = body.unreachable.map((u) => `${u.node} (${u.reason})`).join(", ");
-  out.textContent = `${body.batches.length} batches, ${body.direction} from ${body.batch}` +
-    (body.complete ? "" : ` — partial: unreachable ${missing}`);
+  out.textContent = clean(`${body.batches.length} batches, ${body.direction} from ${body.batch}` +
+    (body.complete ? "" : ` — partial: unreachable ${missing}`));
   for (const b of body.batches) {
     const tr = document.createElement("tr");
     tr.dataset.batchId = b.batch_id;

@@ -52,6 +52,7 @@ from fos_raft.runtime.config import enable_completion
 from fos_raft.runtime.logging import add_log_format_argument, configure_logging
 from fos_raft.runtime.version import add_version_argument
 from fos_raft.security.tls import TlsError, add_tls_arguments, client_kwargs, tls_from_args
+from fos_raft.textsafe import escape
 
 __all__ = ["CommandError", "Out", "build_parser", "command_label", "main"]
 
@@ -238,7 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Output piped into e.g. `head`: not an error; silence the flush at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    print(f"fosctl: {label}: {reason}", file=sys.stderr)
+    # The reason may quote what the coordinator or a file said: one escaped line.
+    print(escape(f"fosctl: {label}: {reason}"), file=sys.stderr)
     return code
 
 

@@ -17,6 +17,7 @@ from fos_raft.api.convert import edge_from_pb
 from fos_raft.cli import render
 from fos_raft.cli.catalog_file import cycle_message, dump_catalog, load_catalog
 from fos_raft.model import ModelError, NodeSpec, find_item_cycle
+from fos_raft.textsafe import escape
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 1, 2, 3, 130
 
@@ -33,27 +34,39 @@ class CommandError(Exception):
 
 
 class Out:
-    """Prints JSON, rich tables on a terminal, plain aligned columns otherwise."""
+    """Prints JSON, rich tables on a terminal, plain aligned columns otherwise.
+
+    Every string shown passes `textsafe.escape` here, the one place output leaves fosctl:
+    values come from the cluster (an agent picks its own address, an old journal may hold
+    anything) and must not drive the terminal. JSON is ASCII-only (``ensure_ascii``), so
+    no control or bidi character reaches the terminal raw there either; a consumer that
+    decodes it gets the values exactly."""
 
     def __init__(self, as_json: bool) -> None:
         self.as_json = as_json
         self.tty = sys.stdout.isatty()
 
     def json(self, data: object, compact: bool = False) -> None:
-        text = json.dumps(data, separators=(",", ":")) if compact else json.dumps(data, indent=2)
+        text = (json.dumps(data, separators=(",", ":"), ensure_ascii=True) if compact
+                else json.dumps(data, indent=2, ensure_ascii=True))
         print(text, flush=True)
 
     def line(self, text: str = "") -> None:
-        print(text, flush=True)
+        print(escape(text, keep="\n"), flush=True)
 
     def table(self, headers: Sequence[str], rows: Sequence[Sequence[str]], title: str = "") -> None:
+        rows = [[escape(c) for c in row] for row in rows]
+        title = escape(title)
         if self.tty:
             from rich.console import Console
             from rich.table import Table
+            from rich.text import Text
 
-            table = Table(*headers, title=title or None, title_justify="left")
+            # Text cells: rich would read "[...]" in a value as markup.
+            table = Table(*headers, title=Text(title) if title else None,
+                          title_justify="left")
             for row in rows:
-                table.add_row(*row)
+                table.add_row(*(Text(c) for c in row))
             Console().print(table)
             return
         if title:
@@ -120,8 +133,10 @@ async def cmd_nodes(client: CoordinatorClient, args: argparse.Namespace, out: Ou
     reply = await client.list_nodes()
     views = render.nodes_from_pb(reply)
     if args.toml:
-        out.line(dump_catalog([v.spec for v in views],
-                              header=f"exported by fosctl at flow version {reply.flow_version}"))
+        toml = dump_catalog([v.spec for v in views],
+                            header=f"exported by fosctl at flow version {reply.flow_version}")
+        # Unsafe characters only occur inside its strings; \uNNNN reads back the same.
+        print(escape(toml, keep="\n", unicode_style=True), flush=True)
     elif out.as_json:
         out.json(render.nodes_json(int(reply.flow_version), views))
     else:
@@ -355,5 +370,5 @@ async def cmd_watch(client: CoordinatorClient, args: argparse.Namespace, out: Ou
 
 def _print_edges(edges) -> None:
     for item, supplier, consumer, qty, rank in render.flow_rows(edges):
-        print(f"  {item}: {supplier} -> {consumer} x{qty} {rank}")
+        print(escape(f"  {item}: {supplier} -> {consumer} x{qty} {rank}"))
     sys.stdout.flush()

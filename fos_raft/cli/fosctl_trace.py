@@ -18,6 +18,7 @@ from fos_raft.lineage.reader import LineageIndexError
 from fos_raft.lineage.remote import IndexSources
 from fos_raft.lineage.trace import BACK, FORWARD, Trace, UnknownBatch, trace, trace_to_json
 from fos_raft.security.tls import TlsConfig, client_kwargs
+from fos_raft.textsafe import escape
 
 EXIT_PARTIAL = 4
 _EXIT_REFUSED, _EXIT_USAGE, _EXIT_UNAVAILABLE = 1, 2, 3
@@ -91,7 +92,8 @@ async def run_trace(args: argparse.Namespace, coordinators: list[str],
     finally:
         await sources.aclose()
     fmt = "json" if getattr(args, "json", False) else args.format
-    print(render_trace(result, fmt), flush=True)
+    # Batch ids, nodes and reasons come from agents: escaped (JSON is ASCII-only already).
+    print(escape(render_trace(result, fmt), keep="\n"), flush=True)
     return 0 if result.complete else EXIT_PARTIAL
 
 

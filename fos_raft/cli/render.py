@@ -1,7 +1,9 @@
 """Rendering of catalog, flow and cluster status: table rows, JSON-ready dicts, Graphviz DOT.
 
 Pure except :func:`dot_to_svg`, which runs the ``dot`` binary. fosctl turns the rows into
-rich tables and the dicts into JSON; tests check the structures directly.
+rich tables and the dicts into JSON; tests check the structures directly. Table rows and
+DOT text are display text: every cluster string in them is escaped (`fos_raft.textsafe`),
+the dicts keep the values exact (JSON output is ASCII-only).
 
 DOT conventions (also printed as the graph's legend):
 - active flow edge, rank 0 (primary supplier): solid black, bold, labelled ``qty x item``;
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from fos_pb import coordinator_pb2 as pb
 from fos_raft.api.convert import edge_from_pb, spec_from_pb
 from fos_raft.model import Edge, NodeSpec
+from fos_raft.textsafe import escape
 
 
 class RenderError(RuntimeError):
@@ -184,9 +187,13 @@ def _reqs(reqs: Iterable) -> str:
     return ", ".join(str(r) for r in reqs) or "-"
 
 
+def _cells(*values: str) -> tuple[str, ...]:
+    return tuple(escape(v) for v in values)
+
+
 def node_rows(nodes: Sequence[NodeView]) -> list[tuple[str, ...]]:
     return [
-        (
+        _cells(
             n.spec.node_id, n.spec.address, str(n.spec.produces), _reqs(n.spec.requires),
             str(n.spec.capacity), n.state, str(n.spec_version), n.down_reason,
         )
@@ -200,7 +207,7 @@ def _rank(rank: int) -> str:
 
 def flow_rows(edges: Iterable[Edge]) -> list[tuple[str, ...]]:
     ordered = sorted(edges, key=lambda e: (e.item, e.consumer, e.rank, e.supplier))
-    return [(e.item, e.supplier, e.consumer, str(e.qty), _rank(e.rank)) for e in ordered]
+    return [_cells(e.item, e.supplier, e.consumer, str(e.qty), _rank(e.rank)) for e in ordered]
 
 
 def replica_rows(replicas: Iterable[pb.ReplicaStatus]) -> list[tuple[str, ...]]:
@@ -209,7 +216,8 @@ def replica_rows(replicas: Iterable[pb.ReplicaStatus]) -> list[tuple[str, ...]]:
         role = "leader" if r.is_leader else "follower"
         if r.is_self:
             role += " (answered)"
-        rows.append((r.raft_address, r.grpc_address or "?", role, "yes" if r.connected else "no"))
+        rows.append(_cells(r.raft_address, r.grpc_address or "?", role,
+                           "yes" if r.connected else "no"))
     return rows
 
 
@@ -238,14 +246,19 @@ def possible_links(specs: Iterable[NodeSpec]) -> list[tuple[str, str, str]]:
     return sorted(links)
 
 
+def _dot_text(text: str) -> str:
+    # Escaped first: a control character in a label would reach the SVG and the terminal.
+    return escape(text).replace("\\", "\\\\").replace('"', '\\"')
+
+
 def _q(text: str) -> str:
     """A DOT double-quoted string."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return '"' + _dot_text(text) + '"'
 
 
 def _label(*lines: str) -> str:
     """A DOT label of several lines (each escaped, joined with DOT's \\n)."""
-    return '"' + "\\n".join(ln.replace("\\", "\\\\").replace('"', '\\"') for ln in lines) + '"'
+    return '"' + "\\n".join(_dot_text(ln) for ln in lines) + '"'
 
 
 _NODE_STYLE = {

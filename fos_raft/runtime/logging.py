@@ -21,7 +21,22 @@ from typing import Any, TextIO
 
 import structlog
 
+from fos_raft.textsafe import escape
+
 LOG_FORMATS = ("json", "console")
+_MULTILINE = frozenset({"exception", "stack"})  # tracebacks keep their line breaks
+
+
+def escape_strings(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """A structlog processor: every string value (and key) with control and bidi characters
+    spelt out (`fos_raft.textsafe`). Console lines need it: a logged address or reason
+    comes from the cluster and must not drive the terminal reading the log. (JSON lines are
+    ASCII-only already; other values the console renderer shows by repr, which escapes.)"""
+    return {
+        escape(key): (escape(value, keep="\n" if key in _MULTILINE else "")
+                      if isinstance(value, str) else value)
+        for key, value in event_dict.items()
+    }
 
 
 def get_logger(name: str) -> Any:
@@ -52,10 +67,12 @@ def configure_logging(component: str, level: str | None = None, fmt: str | None 
     if fmt is None:
         fmt = "console" if stream.isatty() else "json"
     renderer: Any
+    escaping: list[Any] = []
     if fmt == "console":
         renderer = structlog.dev.ConsoleRenderer(colors=False)
+        escaping = [escape_strings]
     elif fmt == "json":
-        renderer = structlog.processors.JSONRenderer()
+        renderer = structlog.processors.JSONRenderer()  # ensure_ascii: no raw control char
     else:
         raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, not {fmt!r}")
     structlog.configure(  # apps' own structlog.get_logger() goes the same way as the libs'
@@ -77,6 +94,7 @@ def configure_logging(component: str, level: str | None = None, fmt: str | None 
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            *escaping,
             renderer,
         ]))
     root = logging.getLogger()

@@ -1,6 +1,10 @@
 """Validation of coordinator commands: the stateless checks any replica may run before
 submitting (`validate_static`) and the checks against a state (`validate`), which `apply`
-runs on the committed order. Pure; raises ModelError."""
+runs on the committed order. Pure; raises ModelError.
+
+Every address the state holds (node specs, rejoin addresses, replica addresses) passes the
+one grammar of `fos_raft.model.check_address`: all of them are dialled by someone, and all
+of them end up on an operator's screen."""
 
 from __future__ import annotations
 
@@ -8,10 +12,10 @@ from dataclasses import replace
 from typing import Any
 
 from fos_raft.model import (
-    MAX_ADDRESS_LEN,
     ErrorCode,
     ModelError,
     NodeSpec,
+    check_address,
     check_catalog_with,
     check_id,
 )
@@ -50,14 +54,6 @@ def _check_spec_type(spec: Any) -> NodeSpec:
     return spec
 
 
-def _check_address(kind: str, address: Any) -> None:
-    if not isinstance(address, str) or not address or len(address) > MAX_ADDRESS_LEN:
-        raise ModelError(ErrorCode.INVALID_ARGUMENT, f"{kind} must be host:port")
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ModelError(ErrorCode.INVALID_ARGUMENT, f"{kind} {address!r} is not host:port")
-
-
 def validate_static(command: Command) -> None:
     """The checks that need no state (ids, specs, addresses, lengths). Any replica can run
     them before submitting; a lagging follower must not judge existence or versions."""
@@ -74,17 +70,17 @@ def validate_static(command: Command) -> None:
                 ErrorCode.INVALID_ARGUMENT, f"reason must be a string of <= {MAX_REASON_LEN}"
             )
         if isinstance(command, MarkUp) and command.address:
-            _check_address("address", command.address)
+            check_address("address", command.address)
     elif isinstance(command, SeedState):
         if not isinstance(command.snapshot, str):
             raise ModelError(ErrorCode.INVALID_ARGUMENT, "snapshot must be text")
     elif isinstance(command, NoteRefuted):
         check_id("node id", command.suspect)
     elif isinstance(command, AnnounceReplica):
-        _check_address("raft address", command.raft_address)
-        _check_address("gRPC address", command.grpc_address)
+        check_address("raft address", command.raft_address)
+        check_address("gRPC address", command.grpc_address)
     elif isinstance(command, ForgetReplica):
-        _check_address("raft address", command.raft_address)
+        check_address("raft address", command.raft_address)
     else:
         raise ModelError(ErrorCode.INVALID_ARGUMENT, f"unknown command {type(command).__name__}")
 
@@ -131,10 +127,10 @@ def validate(state: StateView, command: Command) -> None:
     elif isinstance(command, Drain | Undrain | Decommission):
         _entry(state, command.node_id)
     elif isinstance(command, AnnounceReplica):
-        _check_address("raft address", command.raft_address)
-        _check_address("gRPC address", command.grpc_address)
+        check_address("raft address", command.raft_address)
+        check_address("gRPC address", command.grpc_address)
     elif isinstance(command, ForgetReplica):
-        _check_address("raft address", command.raft_address)
+        check_address("raft address", command.raft_address)
     elif isinstance(command, NoteRefuted):
         _entry(state, command.suspect)
     elif isinstance(command, SeedState):  # the checksum is checked by apply
