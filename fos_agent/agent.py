@@ -201,6 +201,7 @@ class Agent(CoordinatorSide):
         self.detector = FailureDetector(self.node_id, self._ping, self._report_suspect,
                                         self.metrics, self.settings.detector)
         self.peers.on_hold = self.detector.hold  # an open long-poll is a heartbeat
+        self.peers.on_proven = self.detector.proven  # whose Pings to believe
         self.outbox = Outbox(self.engine, self.peers, retry_s=self.settings.retry_s)
         self.stage = Stage(self.engine, self.metrics, output_cap=self.settings.output_cap,
                            is_sink=self.is_sink)
@@ -375,7 +376,7 @@ class Agent(CoordinatorSide):
 
     async def _ping(self, node: str, timeout: float) -> None:
         assert self.peers is not None
-        await self.peers.ping(node, self.flow.version, timeout)
+        await self.peers.ping(node, self.flow.version, timeout, self.incarnation)
 
     def _contact(self, node: str, ok: bool) -> None:
         if self.detector is not None:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0b\x61gent.proto\x12\x06\x66os.v1\"d\n\x05\x42\x61tch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x0c\n\x04item\x18\x02 \x01(\t\x12\x0b\n\x03qty\x18\x03 \x01(\x03\x12\x0f\n\x07lineage\x18\x04 \x03(\t\x12\x10\n\x08producer\x18\x05 \x01(\t\x12\x0b\n\x03seq\x18\x06 \x01(\x04\"\x9f\x01\n\x13RequestBatchRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08\x63onsumer\x18\x02 \x01(\t\x12\x0c\n\x04item\x18\x03 \x01(\t\x12\x0b\n\x03qty\x18\x04 \x01(\x03\x12\x14\n\x0c\x66low_version\x18\x05 \x01(\x04\x12\x0f\n\x07wait_ms\x18\x06 \x01(\r\x12\x11\n\tdelivered\x18\x07 \x03(\t\x12\r\n\x05\x63ount\x18\x08 \x01(\r\"\x12\n\x10\x42\x61tchUnavailable\"\xa5\x01\n\x11RequestBatchReply\x12\x1d\n\x04sent\x18\x01 \x01(\x0b\x32\r.fos.v1.BatchH\x00\x12/\n\x0bunavailable\x18\x02 \x01(\x0b\x32\x18.fos.v1.BatchUnavailableH\x00\x12\x14\n\x0c\x66low_version\x18\x03 \x01(\x04\x12 \n\talso_sent\x18\x04 \x03(\x0b\x32\r.fos.v1.BatchB\x08\n\x06result\"@\n\x08\x42\x61tchRef\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x10\n\x08supplier\x18\x02 \x01(\t\x12\x10\n\x08\x63onsumer\x18\x03 \x01(\t\"\x1b\n\x03\x41\x63k\x12\x14\n\x0c\x66low_version\x18\x01 \x01(\x04\"7\n\x0e\x45ndWaitRequest\x12\x10\n\x08\x63onsumer\x18\x01 \x01(\t\x12\x13\n\x0brequest_ids\x18\x02 \x03(\t\"U\n\x11OfferBatchRequest\x12\x1c\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\r.fos.v1.Batch\x12\x10\n\x08supplier\x18\x02 \x01(\t\x12\x10\n\x08\x63onsumer\x18\x03 \x01(\t\"6\n\x0fOfferBatchReply\x12#\n\x05state\x18\x01 \x01(\x0e\x32\x14.fos.v1.InboundState\"6\n\x0bPingRequest\x12\x11\n\tfrom_node\x18\x01 \x01(\t\x12\x14\n\x0c\x66low_version\x18\x02 \x01(\x04\"2\n\tPingReply\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66low_version\x18\x02 \x01(\x04\"\x0e\n\x0cStatsRequest\"L\n\x07Receipt\x12\x10\n\x08supplier\x18\x01 \x01(\t\x12\x0c\n\x04item\x18\x02 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x03 \x01(\t\x12\x0f\n\x07unix_ms\x18\x04 \x01(\x04\"\xe5\x02\n\nStatsReply\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66low_version\x18\x02 \x01(\x04\x12\x0f\n\x07in_flow\x18\x03 \x01(\x08\x12\x32\n\x08\x63ounters\x18\x04 \x03(\x0b\x32 .fos.v1.StatsReply.CountersEntry\x12\x17\n\x0fqueued_outbound\x18\x05 \x01(\r\x12\x16\n\x0equeued_inbound\x18\x06 \x01(\r\x12\x13\n\x0bincarnation\x18\x07 \x01(\x04\x12(\n\x0frecent_receipts\x18\x08 \x03(\x0b\x32\x0f.fos.v1.Receipt\x12\x11\n\tunix_time\x18\t \x01(\x01\x12\x1b\n\x13in_transit_outbound\x18\n \x01(\r\x12\x1a\n\x12in_transit_inbound\x18\x0b \x01(\r\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"#\n\x0eLineageRequest\x12\x11\n\tbatch_ids\x18\x01 \x03(\t\"2\n\x0cLineageInput\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x10\n\x08supplier\x18\x02 \x01(\t\"\xcd\x01\n\tMadeBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x0c\n\x04item\x18\x02 \x01(\t\x12\x0b\n\x03qty\x18\x03 \x01(\x03\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x12\x12\n\nmade_at_ms\x18\x05 \x01(\x03\x12$\n\x06inputs\x18\x06 \x03(\x0b\x32\x14.fos.v1.LineageInput\x12\x14\n\x0c\x64\x65livered_to\x18\x07 \x01(\t\x12\r\n\x05state\x18\x08 \x01(\t\x12\x16\n\x0ereclaimed_from\x18\t \x01(\t\x12\x0f\n\x07sent_to\x18\n \x01(\t\"l\n\tUsedBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x10\n\x08supplier\x18\x02 \x01(\t\x12\x0c\n\x04item\x18\x03 \x01(\t\x12\x0b\n\x03qty\x18\x04 \x01(\x03\x12\x0c\n\x04into\x18\x05 \x01(\t\x12\x12\n\nused_at_ms\x18\x06 \x01(\x03\"a\n\x0cLineageReply\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x1f\n\x04made\x18\x02 \x03(\x0b\x32\x11.fos.v1.MadeBatch\x12\x1f\n\x04used\x18\x03 \x03(\x0b\x32\x11.fos.v1.UsedBatch*e\n\x0cInboundState\x12\x13\n\x0fINBOUND_UNKNOWN\x10\x00\x12\x16\n\x12INBOUND_IN_TRANSIT\x10\x01\x12\x12\n\x0eINBOUND_QUEUED\x10\x02\x12\x14\n\x10INBOUND_CONSUMED\x10\x03\x32\xc3\x03\n\x05\x41gent\x12\x46\n\x0cRequestBatch\x12\x1b.fos.v1.RequestBatchRequest\x1a\x19.fos.v1.RequestBatchReply\x12\x30\n\x0fWaitingForBatch\x12\x10.fos.v1.BatchRef\x1a\x0b.fos.v1.Ack\x12\x32\n\x11\x44\x65liveryConfirmed\x12\x10.fos.v1.BatchRef\x1a\x0b.fos.v1.Ack\x12@\n\nOfferBatch\x12\x19.fos.v1.OfferBatchRequest\x1a\x17.fos.v1.OfferBatchReply\x12.\n\x04Ping\x12\x13.fos.v1.PingRequest\x1a\x11.fos.v1.PingReply\x12.\n\x07\x45ndWait\x12\x16.fos.v1.EndWaitRequest\x1a\x0b.fos.v1.Ack\x12\x31\n\x05Stats\x12\x14.fos.v1.StatsRequest\x1a\x12.fos.v1.StatsReply\x12\x37\n\x07Lineage\x12\x16.fos.v1.LineageRequest\x1a\x14.fos.v1.LineageReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0b\x61gent.proto\x12\x06\x66os.v1\"d\n\x05\x42\x61tch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x0c\n\x04item\x18\x02 \x01(\t\x12\x0b\n\x03qty\x18\x03 \x01(\x03\x12\x0f\n\x07lineage\x18\x04 \x03(\t\x12\x10\n\x08producer\x18\x05 \x01(\t\x12\x0b\n\x03seq\x18\x06 \x01(\x04\"\x9f\x01\n\x13RequestBatchRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08\x63onsumer\x18\x02 \x01(\t\x12\x0c\n\x04item\x18\x03 \x01(\t\x12\x0b\n\x03qty\x18\x04 \x01(\x03\x12\x14\n\x0c\x66low_version\x18\x05 \x01(\x04\x12\x0f\n\x07wait_ms\x18\x06 \x01(\r\x12\x11\n\tdelivered\x18\x07 \x03(\t\x12\r\n\x05\x63ount\x18\x08 \x01(\r\"\x12\n\x10\x42\x61tchUnavailable\"\xa5\x01\n\x11RequestBatchReply\x12\x1d\n\x04sent\x18\x01 \x01(\x0b\x32\r.fos.v1.BatchH\x00\x12/\n\x0bunavailable\x18\x02 \x01(\x0b\x32\x18.fos.v1.BatchUnavailableH\x00\x12\x14\n\x0c\x66low_version\x18\x03 \x01(\x04\x12 \n\talso_sent\x18\x04 \x03(\x0b\x32\r.fos.v1.BatchB\x08\n\x06result\"@\n\x08\x42\x61tchRef\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x10\n\x08supplier\x18\x02 \x01(\t\x12\x10\n\x08\x63onsumer\x18\x03 \x01(\t\"\x1b\n\x03\x41\x63k\x12\x14\n\x0c\x66low_version\x18\x01 \x01(\x04\"7\n\x0e\x45ndWaitRequest\x12\x10\n\x08\x63onsumer\x18\x01 \x01(\t\x12\x13\n\x0brequest_ids\x18\x02 \x03(\t\"U\n\x11OfferBatchRequest\x12\x1c\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\r.fos.v1.Batch\x12\x10\n\x08supplier\x18\x02 \x01(\t\x12\x10\n\x08\x63onsumer\x18\x03 \x01(\t\"6\n\x0fOfferBatchReply\x12#\n\x05state\x18\x01 \x01(\x0e\x32\x14.fos.v1.InboundState\"P\n\x0bPingRequest\x12\x11\n\tfrom_node\x18\x01 \x01(\t\x12\x14\n\x0c\x66low_version\x18\x02 \x01(\x04\x12\x18\n\x10\x66rom_incarnation\x18\x03 \x01(\x04\"G\n\tPingReply\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66low_version\x18\x02 \x01(\x04\x12\x13\n\x0bincarnation\x18\x03 \x01(\x04\"\x0e\n\x0cStatsRequest\"L\n\x07Receipt\x12\x10\n\x08supplier\x18\x01 \x01(\t\x12\x0c\n\x04item\x18\x02 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x03 \x01(\t\x12\x0f\n\x07unix_ms\x18\x04 \x01(\x04\"\xe5\x02\n\nStatsReply\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66low_version\x18\x02 \x01(\x04\x12\x0f\n\x07in_flow\x18\x03 \x01(\x08\x12\x32\n\x08\x63ounters\x18\x04 \x03(\x0b\x32 .fos.v1.StatsReply.CountersEntry\x12\x17\n\x0fqueued_outbound\x18\x05 \x01(\r\x12\x16\n\x0equeued_inbound\x18\x06 \x01(\r\x12\x13\n\x0bincarnation\x18\x07 \x01(\x04\x12(\n\x0frecent_receipts\x18\x08 \x03(\x0b\x32\x0f.fos.v1.Receipt\x12\x11\n\tunix_time\x18\t \x01(\x01\x12\x1b\n\x13in_transit_outbound\x18\n \x01(\r\x12\x1a\n\x12in_transit_inbound\x18\x0b \x01(\r\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"#\n\x0eLineageRequest\x12\x11\n\tbatch_ids\x18\x01 \x03(\t\"2\n\x0cLineageInput\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x10\n\x08supplier\x18\x02 \x01(\t\"\xcd\x01\n\tMadeBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x0c\n\x04item\x18\x02 \x01(\t\x12\x0b\n\x03qty\x18\x03 \x01(\x03\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x12\x12\n\nmade_at_ms\x18\x05 \x01(\x03\x12$\n\x06inputs\x18\x06 \x03(\x0b\x32\x14.fos.v1.LineageInput\x12\x14\n\x0c\x64\x65livered_to\x18\x07 \x01(\t\x12\r\n\x05state\x18\x08 \x01(\t\x12\x16\n\x0ereclaimed_from\x18\t \x01(\t\x12\x0f\n\x07sent_to\x18\n \x01(\t\"l\n\tUsedBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x10\n\x08supplier\x18\x02 \x01(\t\x12\x0c\n\x04item\x18\x03 \x01(\t\x12\x0b\n\x03qty\x18\x04 \x01(\x03\x12\x0c\n\x04into\x18\x05 \x01(\t\x12\x12\n\nused_at_ms\x18\x06 \x01(\x03\"a\n\x0cLineageReply\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x1f\n\x04made\x18\x02 \x03(\x0b\x32\x11.fos.v1.MadeBatch\x12\x1f\n\x04used\x18\x03 \x03(\x0b\x32\x11.fos.v1.UsedBatch*e\n\x0cInboundState\x12\x13\n\x0fINBOUND_UNKNOWN\x10\x00\x12\x16\n\x12INBOUND_IN_TRANSIT\x10\x01\x12\x12\n\x0eINBOUND_QUEUED\x10\x02\x12\x14\n\x10INBOUND_CONSUMED\x10\x03\x32\xc3\x03\n\x05\x41gent\x12\x46\n\x0cRequestBatch\x12\x1b.fos.v1.RequestBatchRequest\x1a\x19.fos.v1.RequestBatchReply\x12\x30\n\x0fWaitingForBatch\x12\x10.fos.v1.BatchRef\x1a\x0b.fos.v1.Ack\x12\x32\n\x11\x44\x65liveryConfirmed\x12\x10.fos.v1.BatchRef\x1a\x0b.fos.v1.Ack\x12@\n\nOfferBatch\x12\x19.fos.v1.OfferBatchRequest\x1a\x17.fos.v1.OfferBatchReply\x12.\n\x04Ping\x12\x13.fos.v1.PingRequest\x1a\x11.fos.v1.PingReply\x12.\n\x07\x45ndWait\x12\x16.fos.v1.EndWaitRequest\x1a\x0b.fos.v1.Ack\x12\x31\n\x05Stats\x12\x14.fos.v1.StatsRequest\x1a\x12.fos.v1.StatsReply\x12\x37\n\x07Lineage\x12\x16.fos.v1.LineageRequest\x1a\x14.fos.v1.LineageReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,8 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_STATSREPLY_COUNTERSENTRY']._loaded_options = None
   _globals['_STATSREPLY_COUNTERSENTRY']._serialized_options = b'8\001'
-  _globals['_INBOUNDSTATE']._serialized_start=1838
-  _globals['_INBOUNDSTATE']._serialized_end=1939
+  _globals['_INBOUNDSTATE']._serialized_start=1885
+  _globals['_INBOUNDSTATE']._serialized_end=1986
   _globals['_BATCH']._serialized_start=23
   _globals['_BATCH']._serialized_end=123
   _globals['_REQUESTBATCHREQUEST']._serialized_start=126
@@ -54,27 +54,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_OFFERBATCHREPLY']._serialized_start=714
   _globals['_OFFERBATCHREPLY']._serialized_end=768
   _globals['_PINGREQUEST']._serialized_start=770
-  _globals['_PINGREQUEST']._serialized_end=824
-  _globals['_PINGREPLY']._serialized_start=826
-  _globals['_PINGREPLY']._serialized_end=876
-  _globals['_STATSREQUEST']._serialized_start=878
-  _globals['_STATSREQUEST']._serialized_end=892
-  _globals['_RECEIPT']._serialized_start=894
-  _globals['_RECEIPT']._serialized_end=970
-  _globals['_STATSREPLY']._serialized_start=973
-  _globals['_STATSREPLY']._serialized_end=1330
-  _globals['_STATSREPLY_COUNTERSENTRY']._serialized_start=1283
-  _globals['_STATSREPLY_COUNTERSENTRY']._serialized_end=1330
-  _globals['_LINEAGEREQUEST']._serialized_start=1332
-  _globals['_LINEAGEREQUEST']._serialized_end=1367
-  _globals['_LINEAGEINPUT']._serialized_start=1369
-  _globals['_LINEAGEINPUT']._serialized_end=1419
-  _globals['_MADEBATCH']._serialized_start=1422
-  _globals['_MADEBATCH']._serialized_end=1627
-  _globals['_USEDBATCH']._serialized_start=1629
-  _globals['_USEDBATCH']._serialized_end=1737
-  _globals['_LINEAGEREPLY']._serialized_start=1739
-  _globals['_LINEAGEREPLY']._serialized_end=1836
-  _globals['_AGENT']._serialized_start=1942
-  _globals['_AGENT']._serialized_end=2393
+  _globals['_PINGREQUEST']._serialized_end=850
+  _globals['_PINGREPLY']._serialized_start=852
+  _globals['_PINGREPLY']._serialized_end=923
+  _globals['_STATSREQUEST']._serialized_start=925
+  _globals['_STATSREQUEST']._serialized_end=939
+  _globals['_RECEIPT']._serialized_start=941
+  _globals['_RECEIPT']._serialized_end=1017
+  _globals['_STATSREPLY']._serialized_start=1020
+  _globals['_STATSREPLY']._serialized_end=1377
+  _globals['_STATSREPLY_COUNTERSENTRY']._serialized_start=1330
+  _globals['_STATSREPLY_COUNTERSENTRY']._serialized_end=1377
+  _globals['_LINEAGEREQUEST']._serialized_start=1379
+  _globals['_LINEAGEREQUEST']._serialized_end=1414
+  _globals['_LINEAGEINPUT']._serialized_start=1416
+  _globals['_LINEAGEINPUT']._serialized_end=1466
+  _globals['_MADEBATCH']._serialized_start=1469
+  _globals['_MADEBATCH']._serialized_end=1674
+  _globals['_USEDBATCH']._serialized_start=1676
+  _globals['_USEDBATCH']._serialized_end=1784
+  _globals['_LINEAGEREPLY']._serialized_start=1786
+  _globals['_LINEAGEREPLY']._serialized_end=1883
+  _globals['_AGENT']._serialized_start=1989
+  _globals['_AGENT']._serialized_end=2440
 # @@protoc_insertion_point(module_scope)

@@ -111,20 +111,24 @@ class OfferBatchReply(_message.Message):
     def __init__(self, state: _Optional[_Union[InboundState, str]] = ...) -> None: ...
 
 class PingRequest(_message.Message):
-    __slots__ = ("from_node", "flow_version")
+    __slots__ = ("from_node", "flow_version", "from_incarnation")
     FROM_NODE_FIELD_NUMBER: _ClassVar[int]
     FLOW_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FROM_INCARNATION_FIELD_NUMBER: _ClassVar[int]
     from_node: str
     flow_version: int
-    def __init__(self, from_node: _Optional[str] = ..., flow_version: _Optional[int] = ...) -> None: ...
+    from_incarnation: int
+    def __init__(self, from_node: _Optional[str] = ..., flow_version: _Optional[int] = ..., from_incarnation: _Optional[int] = ...) -> None: ...
 
 class PingReply(_message.Message):
-    __slots__ = ("node_id", "flow_version")
+    __slots__ = ("node_id", "flow_version", "incarnation")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     FLOW_VERSION_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     flow_version: int
-    def __init__(self, node_id: _Optional[str] = ..., flow_version: _Optional[int] = ...) -> None: ...
+    incarnation: int
+    def __init__(self, node_id: _Optional[str] = ..., flow_version: _Optional[int] = ..., incarnation: _Optional[int] = ...) -> None: ...
 
 class StatsRequest(_message.Message):
     __slots__ = ()

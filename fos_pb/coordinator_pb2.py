@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11\x63oordinator.proto\x12\x06\x66os.v1\"$\n\x07ItemReq\x12\x0c\n\x04item\x18\x01 \x01(\t\x12\x0b\n\x03qty\x18\x02 \x01(\x03\"\x84\x01\n\x08NodeSpec\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12!\n\x08produces\x18\x03 \x01(\x0b\x32\x0f.fos.v1.ItemReq\x12!\n\x08requires\x18\x04 \x03(\x0b\x32\x0f.fos.v1.ItemReq\x12\x10\n\x08\x63\x61pacity\x18\x05 \x01(\x05\"\x9f\x01\n\x08NodeInfo\x12\x1e\n\x04spec\x18\x01 \x01(\x0b\x32\x10.fos.v1.NodeSpec\x12\r\n\x05\x61live\x18\x02 \x01(\x08\x12\x0f\n\x07\x64rained\x18\x03 \x01(\x08\x12\x0f\n\x07in_flow\x18\x04 \x01(\x08\x12\x13\n\x0b\x64own_reason\x18\x05 \x01(\t\x12\x14\n\x0cspec_version\x18\x06 \x01(\x04\x12\x17\n\x0f\x63hanged_version\x18\x07 \x01(\x04\"S\n\x04\x45\x64ge\x12\x10\n\x08supplier\x18\x01 \x01(\t\x12\x10\n\x08\x63onsumer\x18\x02 \x01(\t\x12\x0c\n\x04item\x18\x03 \x01(\t\x12\x0b\n\x03qty\x18\x04 \x01(\x03\x12\x0c\n\x04rank\x18\x05 \x01(\x05\"E\n\x04\x46low\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x1b\n\x05\x65\x64ges\x18\x02 \x03(\x0b\x32\x0c.fos.v1.Edge\x12\x0f\n\x07members\x18\x03 \x03(\t\"<\n\tNeighbour\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05\x61live\x18\x03 \x01(\x08\"\xd5\x01\n\rNeighbourhood\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\r\n\x05known\x18\x03 \x01(\x08\x12\x0f\n\x07in_flow\x18\x04 \x01(\x08\x12\r\n\x05\x61live\x18\x05 \x01(\x08\x12\x0f\n\x07\x64rained\x18\x06 \x01(\x08\x12\x1b\n\x05\x65\x64ges\x18\x07 \x03(\x0b\x32\x0c.fos.v1.Edge\x12%\n\nneighbours\x18\x08 \x03(\x0b\x32\x11.fos.v1.Neighbour\x12\x1e\n\x04spec\x18\t \x01(\x0b\x32\x10.fos.v1.NodeSpec\"1\n\x0fRegisterRequest\x12\x1e\n\x04spec\x18\x01 \x01(\x0b\x32\x10.fos.v1.NodeSpec\"g\n\x11UpdateSpecRequest\x12\x1e\n\x04spec\x18\x01 \x01(\x0b\x32\x10.fos.v1.NodeSpec\x12\x1d\n\x10\x65xpected_version\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\x13\n\x11_expected_version\"\x1e\n\x0bNodeRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"1\n\rRejoinRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\"2\n\nWriteReply\x12\x14\n\x0c\x66low_version\x18\x01 \x01(\x04\x12\x0e\n\x06leader\x18\x02 \x01(\t\"I\n\x14ReportSuspectRequest\x12\x10\n\x08reporter\x18\x01 \x01(\t\x12\x0f\n\x07suspect\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xb3\x01\n\x12ReportSuspectReply\x12\x33\n\x07outcome\x18\x01 \x01(\x0e\x32\".fos.v1.ReportSuspectReply.Outcome\x12\x14\n\x0c\x66low_version\x18\x02 \x01(\x04\"R\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0f\n\x0bMARKED_DOWN\x10\x01\x12\x0b\n\x07REFUTED\x10\x02\x12\x10\n\x0c\x41LREADY_DOWN\x10\x03\"x\n\x0eGetFlowRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x12\n\nat_version\x18\x02 \x01(\x04\x12\x13\n\x0bmin_version\x18\x03 \x01(\x04\x12,\n\x0b\x63onsistency\x18+ \x01(\x0e\x32\x17.fos.v1.ReadConsistency\"X\n\x0cGetFlowReply\x12\x1a\n\x04\x66low\x18\x01 \x01(\x0b\x32\x0c.fos.v1.Flow\x12,\n\rneighbourhood\x18\x02 \x01(\x0b\x32\x15.fos.v1.Neighbourhood\"8\n\x10WatchFlowRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x13\n\x0bmin_version\x18\x02 \x01(\x04\"@\n\x10ListNodesRequest\x12,\n\x0b\x63onsistency\x18) \x01(\x0e\x32\x17.fos.v1.ReadConsistency\"G\n\x0eListNodesReply\x12\x14\n\x0c\x66low_version\x18\x01 \x01(\x04\x12\x1f\n\x05nodes\x18\x02 \x03(\x0b\x32\x10.fos.v1.NodeInfo\"D\n\x14\x43lusterStatusRequest\x12,\n\x0b\x63onsistency\x18) \x01(\x0e\x32\x17.fos.v1.ReadConsistency\"r\n\rReplicaStatus\x12\x14\n\x0craft_address\x18\x01 \x01(\t\x12\x14\n\x0cgrpc_address\x18\x02 \x01(\t\x12\x0f\n\x07is_self\x18\x03 \x01(\x08\x12\x11\n\tis_leader\x18\x04 \x01(\x08\x12\x11\n\tconnected\x18\x05 \x01(\x08\"\xbe\x03\n\x12\x43lusterStatusReply\x12\x12\n\nreplica_id\x18\x01 \x01(\t\x12\x14\n\x0craft_address\x18\x02 \x01(\t\x12\x14\n\x0cgrpc_address\x18\x03 \x01(\t\x12\x0e\n\x06leader\x18\x04 \x01(\t\x12\x13\n\x0bleader_grpc\x18\x05 \x01(\t\x12\x0c\n\x04term\x18\x06 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x07 \x01(\x04\x12\x15\n\rapplied_index\x18\x08 \x01(\x04\x12\x14\n\x0c\x66low_version\x18\t \x01(\x04\x12\x13\n\x0bnodes_total\x18\n \x01(\r\x12\x13\n\x0bnodes_alive\x18\x0b \x01(\r\x12\x15\n\rnodes_in_flow\x18\x0c \x01(\r\x12\x15\n\rnodes_drained\x18\r \x01(\r\x12\r\n\x05\x65\x64ges\x18\x0e \x01(\r\x12\x1a\n\x12refuted_suspicions\x18\x0f \x01(\x04\x12\x1c\n\x14\x63onfirmed_suspicions\x18\x10 \x01(\x04\x12\x14\n\x0cstate_digest\x18\x11 \x01(\t\x12\'\n\x08replicas\x18\x12 \x03(\x0b\x32\x15.fos.v1.ReplicaStatus\x12\x12\n\nhas_quorum\x18\x13 \x01(\x08\";\n\rMemberRequest\x12\x14\n\x0craft_address\x18\x01 \x01(\t\x12\x14\n\x0cgrpc_address\x18\x02 \x01(\t\"7\n\x0cMembersReply\x12\'\n\x08replicas\x18\x01 \x03(\x0b\x32\x15.fos.v1.ReplicaStatus\"&\n\x0fSnapshotRequest\x12\x13\n\x0bmin_version\x18\x01 \x01(\x04\"\x9b\x01\n\rSnapshotReply\x12\x10\n\x08snapshot\x18\x01 \x01(\x0c\x12\x14\n\x0c\x66low_version\x18\x02 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\x12\n\nreplica_id\x18\x04 \x01(\t\x12\x13\n\x0b\x66rom_leader\x18\x05 \x01(\x08\x12\x12\n\nhas_quorum\x18\x06 \x01(\x08\x12\x15\n\rapplied_index\x18\x07 \x01(\x04*W\n\x0fReadConsistency\x12 \n\x1cREAD_CONSISTENCY_UNSPECIFIED\x10\x00\x12\x10\n\x0cSERIALIZABLE\x10\x01\x12\x10\n\x0cLINEARIZABLE\x10\x02\x32\x9a\x07\n\x0b\x43oordinator\x12\x37\n\x08Register\x12\x17.fos.v1.RegisterRequest\x1a\x12.fos.v1.WriteReply\x12;\n\nUpdateSpec\x12\x19.fos.v1.UpdateSpecRequest\x1a\x12.fos.v1.WriteReply\x12I\n\rReportSuspect\x12\x1c.fos.v1.ReportSuspectRequest\x1a\x1a.fos.v1.ReportSuspectReply\x12\x33\n\x06Rejoin\x12\x15.fos.v1.RejoinRequest\x1a\x12.fos.v1.WriteReply\x12\x30\n\x05\x44rain\x12\x13.fos.v1.NodeRequest\x1a\x12.fos.v1.WriteReply\x12\x32\n\x07Undrain\x12\x13.fos.v1.NodeRequest\x1a\x12.fos.v1.WriteReply\x12\x37\n\x0c\x44\x65\x63ommission\x12\x13.fos.v1.NodeRequest\x1a\x12.fos.v1.WriteReply\x12\x37\n\x07GetFlow\x12\x16.fos.v1.GetFlowRequest\x1a\x14.fos.v1.GetFlowReply\x12=\n\tWatchFlow\x12\x18.fos.v1.WatchFlowRequest\x1a\x14.fos.v1.GetFlowReply0\x01\x12=\n\tListNodes\x12\x18.fos.v1.ListNodesRequest\x1a\x16.fos.v1.ListNodesReply\x12I\n\rClusterStatus\x12\x1c.fos.v1.ClusterStatusRequest\x1a\x1a.fos.v1.ClusterStatusReply\x12\x41\n\x0bListMembers\x12\x1c.fos.v1.ClusterStatusRequest\x1a\x14.fos.v1.MembersReply\x12\x38\n\tAddMember\x12\x15.fos.v1.MemberRequest\x1a\x14.fos.v1.MembersReply\x12;\n\x0cRemoveMember\x12\x15.fos.v1.MemberRequest\x1a\x14.fos.v1.MembersReply\x12:\n\x08Snapshot\x12\x17.fos.v1.SnapshotRequest\x1a\x15.fos.v1.SnapshotReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11\x63oordinator.proto\x12\x06\x66os.v1\"$\n\x07ItemReq\x12\x0c\n\x04item\x18\x01 \x01(\t\x12\x0b\n\x03qty\x18\x02 \x01(\x03\"\x84\x01\n\x08NodeSpec\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12!\n\x08produces\x18\x03 \x01(\x0b\x32\x0f.fos.v1.ItemReq\x12!\n\x08requires\x18\x04 \x03(\x0b\x32\x0f.fos.v1.ItemReq\x12\x10\n\x08\x63\x61pacity\x18\x05 \x01(\x05\"\x9f\x01\n\x08NodeInfo\x12\x1e\n\x04spec\x18\x01 \x01(\x0b\x32\x10.fos.v1.NodeSpec\x12\r\n\x05\x61live\x18\x02 \x01(\x08\x12\x0f\n\x07\x64rained\x18\x03 \x01(\x08\x12\x0f\n\x07in_flow\x18\x04 \x01(\x08\x12\x13\n\x0b\x64own_reason\x18\x05 \x01(\t\x12\x14\n\x0cspec_version\x18\x06 \x01(\x04\x12\x17\n\x0f\x63hanged_version\x18\x07 \x01(\x04\"S\n\x04\x45\x64ge\x12\x10\n\x08supplier\x18\x01 \x01(\t\x12\x10\n\x08\x63onsumer\x18\x02 \x01(\t\x12\x0c\n\x04item\x18\x03 \x01(\t\x12\x0b\n\x03qty\x18\x04 \x01(\x03\x12\x0c\n\x04rank\x18\x05 \x01(\x05\"E\n\x04\x46low\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x1b\n\x05\x65\x64ges\x18\x02 \x03(\x0b\x32\x0c.fos.v1.Edge\x12\x0f\n\x07members\x18\x03 \x03(\t\"<\n\tNeighbour\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05\x61live\x18\x03 \x01(\x08\"\xd5\x01\n\rNeighbourhood\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\r\n\x05known\x18\x03 \x01(\x08\x12\x0f\n\x07in_flow\x18\x04 \x01(\x08\x12\r\n\x05\x61live\x18\x05 \x01(\x08\x12\x0f\n\x07\x64rained\x18\x06 \x01(\x08\x12\x1b\n\x05\x65\x64ges\x18\x07 \x03(\x0b\x32\x0c.fos.v1.Edge\x12%\n\nneighbours\x18\x08 \x03(\x0b\x32\x11.fos.v1.Neighbour\x12\x1e\n\x04spec\x18\t \x01(\x0b\x32\x10.fos.v1.NodeSpec\"F\n\x0fRegisterRequest\x12\x1e\n\x04spec\x18\x01 \x01(\x0b\x32\x10.fos.v1.NodeSpec\x12\x13\n\x0bincarnation\x18\x02 \x01(\x04\"g\n\x11UpdateSpecRequest\x12\x1e\n\x04spec\x18\x01 \x01(\x0b\x32\x10.fos.v1.NodeSpec\x12\x1d\n\x10\x65xpected_version\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\x13\n\x11_expected_version\"\x1e\n\x0bNodeRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"F\n\rRejoinRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x13\n\x0bincarnation\x18\x03 \x01(\x04\"2\n\nWriteReply\x12\x14\n\x0c\x66low_version\x18\x01 \x01(\x04\x12\x0e\n\x06leader\x18\x02 \x01(\t\"I\n\x14ReportSuspectRequest\x12\x10\n\x08reporter\x18\x01 \x01(\t\x12\x0f\n\x07suspect\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xb3\x01\n\x12ReportSuspectReply\x12\x33\n\x07outcome\x18\x01 \x01(\x0e\x32\".fos.v1.ReportSuspectReply.Outcome\x12\x14\n\x0c\x66low_version\x18\x02 \x01(\x04\"R\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0f\n\x0bMARKED_DOWN\x10\x01\x12\x0b\n\x07REFUTED\x10\x02\x12\x10\n\x0c\x41LREADY_DOWN\x10\x03\"x\n\x0eGetFlowRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x12\n\nat_version\x18\x02 \x01(\x04\x12\x13\n\x0bmin_version\x18\x03 \x01(\x04\x12,\n\x0b\x63onsistency\x18+ \x01(\x0e\x32\x17.fos.v1.ReadConsistency\"X\n\x0cGetFlowReply\x12\x1a\n\x04\x66low\x18\x01 \x01(\x0b\x32\x0c.fos.v1.Flow\x12,\n\rneighbourhood\x18\x02 \x01(\x0b\x32\x15.fos.v1.Neighbourhood\"8\n\x10WatchFlowRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x13\n\x0bmin_version\x18\x02 \x01(\x04\"@\n\x10ListNodesRequest\x12,\n\x0b\x63onsistency\x18) \x01(\x0e\x32\x17.fos.v1.ReadConsistency\"G\n\x0eListNodesReply\x12\x14\n\x0c\x66low_version\x18\x01 \x01(\x04\x12\x1f\n\x05nodes\x18\x02 \x03(\x0b\x32\x10.fos.v1.NodeInfo\"D\n\x14\x43lusterStatusRequest\x12,\n\x0b\x63onsistency\x18) \x01(\x0e\x32\x17.fos.v1.ReadConsistency\"r\n\rReplicaStatus\x12\x14\n\x0craft_address\x18\x01 \x01(\t\x12\x14\n\x0cgrpc_address\x18\x02 \x01(\t\x12\x0f\n\x07is_self\x18\x03 \x01(\x08\x12\x11\n\tis_leader\x18\x04 \x01(\x08\x12\x11\n\tconnected\x18\x05 \x01(\x08\"\xbe\x03\n\x12\x43lusterStatusReply\x12\x12\n\nreplica_id\x18\x01 \x01(\t\x12\x14\n\x0craft_address\x18\x02 \x01(\t\x12\x14\n\x0cgrpc_address\x18\x03 \x01(\t\x12\x0e\n\x06leader\x18\x04 \x01(\t\x12\x13\n\x0bleader_grpc\x18\x05 \x01(\t\x12\x0c\n\x04term\x18\x06 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x07 \x01(\x04\x12\x15\n\rapplied_index\x18\x08 \x01(\x04\x12\x14\n\x0c\x66low_version\x18\t \x01(\x04\x12\x13\n\x0bnodes_total\x18\n \x01(\r\x12\x13\n\x0bnodes_alive\x18\x0b \x01(\r\x12\x15\n\rnodes_in_flow\x18\x0c \x01(\r\x12\x15\n\rnodes_drained\x18\r \x01(\r\x12\r\n\x05\x65\x64ges\x18\x0e \x01(\r\x12\x1a\n\x12refuted_suspicions\x18\x0f \x01(\x04\x12\x1c\n\x14\x63onfirmed_suspicions\x18\x10 \x01(\x04\x12\x14\n\x0cstate_digest\x18\x11 \x01(\t\x12\'\n\x08replicas\x18\x12 \x03(\x0b\x32\x15.fos.v1.ReplicaStatus\x12\x12\n\nhas_quorum\x18\x13 \x01(\x08\";\n\rMemberRequest\x12\x14\n\x0craft_address\x18\x01 \x01(\t\x12\x14\n\x0cgrpc_address\x18\x02 \x01(\t\"7\n\x0cMembersReply\x12\'\n\x08replicas\x18\x01 \x03(\x0b\x32\x15.fos.v1.ReplicaStatus\"&\n\x0fSnapshotRequest\x12\x13\n\x0bmin_version\x18\x01 \x01(\x04\"\x9b\x01\n\rSnapshotReply\x12\x10\n\x08snapshot\x18\x01 \x01(\x0c\x12\x14\n\x0c\x66low_version\x18\x02 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\x12\n\nreplica_id\x18\x04 \x01(\t\x12\x13\n\x0b\x66rom_leader\x18\x05 \x01(\x08\x12\x12\n\nhas_quorum\x18\x06 \x01(\x08\x12\x15\n\rapplied_index\x18\x07 \x01(\x04*W\n\x0fReadConsistency\x12 \n\x1cREAD_CONSISTENCY_UNSPECIFIED\x10\x00\x12\x10\n\x0cSERIALIZABLE\x10\x01\x12\x10\n\x0cLINEARIZABLE\x10\x02\x32\x9a\x07\n\x0b\x43oordinator\x12\x37\n\x08Register\x12\x17.fos.v1.RegisterRequest\x1a\x12.fos.v1.WriteReply\x12;\n\nUpdateSpec\x12\x19.fos.v1.UpdateSpecRequest\x1a\x12.fos.v1.WriteReply\x12I\n\rReportSuspect\x12\x1c.fos.v1.ReportSuspectRequest\x1a\x1a.fos.v1.ReportSuspectReply\x12\x33\n\x06Rejoin\x12\x15.fos.v1.RejoinRequest\x1a\x12.fos.v1.WriteReply\x12\x30\n\x05\x44rain\x12\x13.fos.v1.NodeRequest\x1a\x12.fos.v1.WriteReply\x12\x32\n\x07Undrain\x12\x13.fos.v1.NodeRequest\x1a\x12.fos.v1.WriteReply\x12\x37\n\x0c\x44\x65\x63ommission\x12\x13.fos.v1.NodeRequest\x1a\x12.fos.v1.WriteReply\x12\x37\n\x07GetFlow\x12\x16.fos.v1.GetFlowRequest\x1a\x14.fos.v1.GetFlowReply\x12=\n\tWatchFlow\x12\x18.fos.v1.WatchFlowRequest\x1a\x14.fos.v1.GetFlowReply0\x01\x12=\n\tListNodes\x12\x18.fos.v1.ListNodesRequest\x1a\x16.fos.v1.ListNodesReply\x12I\n\rClusterStatus\x12\x1c.fos.v1.ClusterStatusRequest\x1a\x1a.fos.v1.ClusterStatusReply\x12\x41\n\x0bListMembers\x12\x1c.fos.v1.ClusterStatusRequest\x1a\x14.fos.v1.MembersReply\x12\x38\n\tAddMember\x12\x15.fos.v1.MemberRequest\x1a\x14.fos.v1.MembersReply\x12;\n\x0cRemoveMember\x12\x15.fos.v1.MemberRequest\x1a\x14.fos.v1.MembersReply\x12:\n\x08Snapshot\x12\x17.fos.v1.SnapshotRequest\x1a\x15.fos.v1.SnapshotReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'coordinator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_READCONSISTENCY']._serialized_start=2706
-  _globals['_READCONSISTENCY']._serialized_end=2793
+  _globals['_READCONSISTENCY']._serialized_start=2748
+  _globals['_READCONSISTENCY']._serialized_end=2835
   _globals['_ITEMREQ']._serialized_start=29
   _globals['_ITEMREQ']._serialized_end=65
   _globals['_NODESPEC']._serialized_start=68
@@ -48,45 +48,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NEIGHBOURHOOD']._serialized_start=583
   _globals['_NEIGHBOURHOOD']._serialized_end=796
   _globals['_REGISTERREQUEST']._serialized_start=798
-  _globals['_REGISTERREQUEST']._serialized_end=847
-  _globals['_UPDATESPECREQUEST']._serialized_start=849
-  _globals['_UPDATESPECREQUEST']._serialized_end=952
-  _globals['_NODEREQUEST']._serialized_start=954
-  _globals['_NODEREQUEST']._serialized_end=984
-  _globals['_REJOINREQUEST']._serialized_start=986
-  _globals['_REJOINREQUEST']._serialized_end=1035
-  _globals['_WRITEREPLY']._serialized_start=1037
-  _globals['_WRITEREPLY']._serialized_end=1087
-  _globals['_REPORTSUSPECTREQUEST']._serialized_start=1089
-  _globals['_REPORTSUSPECTREQUEST']._serialized_end=1162
-  _globals['_REPORTSUSPECTREPLY']._serialized_start=1165
-  _globals['_REPORTSUSPECTREPLY']._serialized_end=1344
-  _globals['_REPORTSUSPECTREPLY_OUTCOME']._serialized_start=1262
-  _globals['_REPORTSUSPECTREPLY_OUTCOME']._serialized_end=1344
-  _globals['_GETFLOWREQUEST']._serialized_start=1346
-  _globals['_GETFLOWREQUEST']._serialized_end=1466
-  _globals['_GETFLOWREPLY']._serialized_start=1468
-  _globals['_GETFLOWREPLY']._serialized_end=1556
-  _globals['_WATCHFLOWREQUEST']._serialized_start=1558
-  _globals['_WATCHFLOWREQUEST']._serialized_end=1614
-  _globals['_LISTNODESREQUEST']._serialized_start=1616
-  _globals['_LISTNODESREQUEST']._serialized_end=1680
-  _globals['_LISTNODESREPLY']._serialized_start=1682
-  _globals['_LISTNODESREPLY']._serialized_end=1753
-  _globals['_CLUSTERSTATUSREQUEST']._serialized_start=1755
-  _globals['_CLUSTERSTATUSREQUEST']._serialized_end=1823
-  _globals['_REPLICASTATUS']._serialized_start=1825
-  _globals['_REPLICASTATUS']._serialized_end=1939
-  _globals['_CLUSTERSTATUSREPLY']._serialized_start=1942
-  _globals['_CLUSTERSTATUSREPLY']._serialized_end=2388
-  _globals['_MEMBERREQUEST']._serialized_start=2390
-  _globals['_MEMBERREQUEST']._serialized_end=2449
-  _globals['_MEMBERSREPLY']._serialized_start=2451
-  _globals['_MEMBERSREPLY']._serialized_end=2506
-  _globals['_SNAPSHOTREQUEST']._serialized_start=2508
-  _globals['_SNAPSHOTREQUEST']._serialized_end=2546
-  _globals['_SNAPSHOTREPLY']._serialized_start=2549
-  _globals['_SNAPSHOTREPLY']._serialized_end=2704
-  _globals['_COORDINATOR']._serialized_start=2796
-  _globals['_COORDINATOR']._serialized_end=3718
+  _globals['_REGISTERREQUEST']._serialized_end=868
+  _globals['_UPDATESPECREQUEST']._serialized_start=870
+  _globals['_UPDATESPECREQUEST']._serialized_end=973
+  _globals['_NODEREQUEST']._serialized_start=975
+  _globals['_NODEREQUEST']._serialized_end=1005
+  _globals['_REJOINREQUEST']._serialized_start=1007
+  _globals['_REJOINREQUEST']._serialized_end=1077
+  _globals['_WRITEREPLY']._serialized_start=1079
+  _globals['_WRITEREPLY']._serialized_end=1129
+  _globals['_REPORTSUSPECTREQUEST']._serialized_start=1131
+  _globals['_REPORTSUSPECTREQUEST']._serialized_end=1204
+  _globals['_REPORTSUSPECTREPLY']._serialized_start=1207
+  _globals['_REPORTSUSPECTREPLY']._serialized_end=1386
+  _globals['_REPORTSUSPECTREPLY_OUTCOME']._serialized_start=1304
+  _globals['_REPORTSUSPECTREPLY_OUTCOME']._serialized_end=1386
+  _globals['_GETFLOWREQUEST']._serialized_start=1388
+  _globals['_GETFLOWREQUEST']._serialized_end=1508
+  _globals['_GETFLOWREPLY']._serialized_start=1510
+  _globals['_GETFLOWREPLY']._serialized_end=1598
+  _globals['_WATCHFLOWREQUEST']._serialized_start=1600
+  _globals['_WATCHFLOWREQUEST']._serialized_end=1656
+  _globals['_LISTNODESREQUEST']._serialized_start=1658
+  _globals['_LISTNODESREQUEST']._serialized_end=1722
+  _globals['_LISTNODESREPLY']._serialized_start=1724
+  _globals['_LISTNODESREPLY']._serialized_end=1795
+  _globals['_CLUSTERSTATUSREQUEST']._serialized_start=1797
+  _globals['_CLUSTERSTATUSREQUEST']._serialized_end=1865
+  _globals['_REPLICASTATUS']._serialized_start=1867
+  _globals['_REPLICASTATUS']._serialized_end=1981
+  _globals['_CLUSTERSTATUSREPLY']._serialized_start=1984
+  _globals['_CLUSTERSTATUSREPLY']._serialized_end=2430
+  _globals['_MEMBERREQUEST']._serialized_start=2432
+  _globals['_MEMBERREQUEST']._serialized_end=2491
+  _globals['_MEMBERSREPLY']._serialized_start=2493
+  _globals['_MEMBERSREPLY']._serialized_end=2548
+  _globals['_SNAPSHOTREQUEST']._serialized_start=2550
+  _globals['_SNAPSHOTREQUEST']._serialized_end=2588
+  _globals['_SNAPSHOTREPLY']._serialized_start=2591
+  _globals['_SNAPSHOTREPLY']._serialized_end=2746
+  _globals['_COORDINATOR']._serialized_start=2838
+  _globals['_COORDINATOR']._serialized_end=3760
 # @@protoc_insertion_point(module_scope)

@@ -113,10 +113,12 @@ class Neighbourhood(_message.Message):
     def __init__(self, version: _Optional[int] = ..., node_id: _Optional[str] = ..., known: _Optional[bool] = ..., in_flow: _Optional[bool] = ..., alive: _Optional[bool] = ..., drained: _Optional[bool] = ..., edges: _Optional[_Iterable[_Union[Edge, _Mapping]]] = ..., neighbours: _Optional[_Iterable[_Union[Neighbour, _Mapping]]] = ..., spec: _Optional[_Union[NodeSpec, _Mapping]] = ...) -> None: ...
 
 class RegisterRequest(_message.Message):
-    __slots__ = ("spec",)
+    __slots__ = ("spec", "incarnation")
     SPEC_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
     spec: NodeSpec
-    def __init__(self, spec: _Optional[_Union[NodeSpec, _Mapping]] = ...) -> None: ...
+    incarnation: int
+    def __init__(self, spec: _Optional[_Union[NodeSpec, _Mapping]] = ..., incarnation: _Optional[int] = ...) -> None: ...
 
 class UpdateSpecRequest(_message.Message):
     __slots__ = ("spec", "expected_version")
@@ -133,12 +135,14 @@ class NodeRequest(_message.Message):
     def __init__(self, node_id: _Optional[str] = ...) -> None: ...
 
 class RejoinRequest(_message.Message):
-    __slots__ = ("node_id", "address")
+    __slots__ = ("node_id", "address", "incarnation")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     address: str
-    def __init__(self, node_id: _Optional[str] = ..., address: _Optional[str] = ...) -> None: ...
+    incarnation: int
+    def __init__(self, node_id: _Optional[str] = ..., address: _Optional[str] = ..., incarnation: _Optional[int] = ...) -> None: ...
 
 class WriteReply(_message.Message):
     __slots__ = ("flow_version", "leader")

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from fos_pb import agent_pb2, agent_pb2_grpc
 from fos_pb import coordinator_pb2 as pb
 from fos_raft.cli.launcher import LocalCluster
 
@@ -98,10 +99,24 @@ class SlowHealth(health_pb2_grpc.HealthServicer):
         return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
 
 
-def start_health_server(delay: float) -> tuple[grpc.Server, SlowHealth, int]:
+class IdentityOnly(agent_pb2_grpc.AgentServicer):
+    """Answers Ping as ``node_id`` (the suspicion probe asks who answers at the address)."""
+
+    def __init__(self, node_id: str, incarnation: int = 0) -> None:
+        self.node_id = node_id
+        self.incarnation = incarnation
+
+    def Ping(self, request: Any, context: Any) -> agent_pb2.PingReply:
+        return agent_pb2.PingReply(node_id=self.node_id, incarnation=self.incarnation)
+
+
+def start_health_server(delay: float, node_id: str = "") -> tuple[grpc.Server, SlowHealth, int]:
+    """A health endpoint; with ``node_id`` also an Agent whose Ping names that node."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     servicer = SlowHealth(delay)
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    if node_id:
+        agent_pb2_grpc.add_AgentServicer_to_server(IdentityOnly(node_id), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     return server, servicer, port

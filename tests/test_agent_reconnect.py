@@ -20,7 +20,7 @@ from fos_raft.runtime.grpc_runtime import keep_grpc_aio_running
 
 class PingOnly(agent_pb2_grpc.AgentServicer):
     async def Ping(self, request: Any, context: Any) -> agent_pb2.PingReply:
-        return agent_pb2.PingReply(flow_version=7)
+        return agent_pb2.PingReply(node_id="peer", flow_version=7)
 
 
 async def serve(address: str) -> grpc.aio.Server:

@@ -136,9 +136,15 @@ def _bad_inputs():
         "stale expected_version": ("UpdateSpec", stale, "FAILED_PRECONDITION", "10000"),
         "flow version not applied yet": (
             "GetFlow",
-            pb.GetFlowRequest(at_version=1_000_000, min_version=0),
-            "UNAVAILABLE",  # a future version: waits for it until the deadline
+            pb.GetFlowRequest(at_version=500, min_version=0),
+            "UNAVAILABLE",  # a near-future version: waits for it until the deadline
             "not yet",
+        ),
+        "flow version never written": (
+            "GetFlow",
+            pb.GetFlowRequest(at_version=1_000_000, min_version=0),
+            "OUT_OF_RANGE",  # far beyond the applied version: at once
+            "never written",
         ),
         "bad member address": (
             "AddMember",
@@ -212,7 +218,7 @@ def test_watch_flow_pushes_changes_fast_and_never_goes_back(cluster: LocalCluste
 
 
 def test_report_suspect_probes_once_and_decides_by_health(cluster: LocalCluster):
-    server, health, port = start_health_server(delay=0.3)
+    server, health, port = start_health_server(delay=0.3, node_id="lathe-1")
     try:
         node = spec("lathe-1", port, ("bolt", 1))
         register_all(cluster, 0, [node])

@@ -11,6 +11,11 @@ backup supplier immediately.
 
 With TLS a channel is mutual TLS and expects the peer's certificate to name the node we
 mean to call (not its address): a process that took over a dead peer's port is no answer.
+Without TLS a Ping checks the same by its reply: one naming another node (another
+factory's agent on a shared host took the port), or an older incarnation than the node
+proved before, is failed contact; a good one is passed to ``on_proven(node,
+incarnation)`` (the failure detector then believes that node's own Pings only from that
+incarnation on).
 """
 
 from __future__ import annotations
@@ -98,6 +103,7 @@ class PeerRefused(Exception):
 Resolver = Callable[[str], Awaitable[str | None]]
 ContactHook = Callable[[str, bool], None]
 HoldHook = Callable[[str, bool], None]
+ProvenHook = Callable[[str, int], None]
 
 
 class PeerClient:
@@ -112,6 +118,9 @@ class PeerClient:
         # a long-poll opened (True) / ended (False): the failure detector counts an open
         # one as contact, so a link that carries long-polls needs no pings
         self.on_hold: HoldHook = lambda node, held: None
+        # a Ping's reply proved the node at its address, at this incarnation
+        self.on_proven: ProvenHook = lambda node, incarnation: None
+        self._incarnations: dict[str, int] = {}  # node -> newest incarnation it proved
         self.rpc_timeout = rpc_timeout
         # address -> (channel, stub, the node name a TLS channel expects there)
         self._channels: dict[str, tuple[grpc.aio.Channel, agent_pb2_grpc.AgentStub, str]] = {}
@@ -147,8 +156,10 @@ class PeerClient:
         self._retired.add(task)
         task.add_done_callback(self._retired.discard)
 
-    async def _call(self, node: str, kind: str, request: Any, timeout: float | None = None
-                    ) -> Any:
+    async def _call(self, node: str, kind: str, request: Any, timeout: float | None = None,
+                    check: Callable[[Any], str] | None = None) -> Any:
+        """``check(reply)``: why the reply is not from ``node`` ("" if it is); a reply that
+        fails it is no answer."""
         if self._closed:
             raise PeerUnreachable(node, "client closed")
         address = await self.resolve(node)
@@ -171,6 +182,11 @@ class PeerClient:
             refused.trailing = exc.trailing_metadata()  # type: ignore[attr-defined]
             raise refused from None
         self.metrics.rpc_time(kind, time.perf_counter() - started)
+        wrong = check(reply) if check is not None else ""
+        if wrong:
+            self.metrics.inc("wrong_identity")
+            self.on_contact(node, False)
+            raise PeerUnreachable(node, f"{address} {wrong}")
         self.on_contact(node, True)
         return reply
 
@@ -209,10 +225,23 @@ class PeerClient:
         return OfferReply(msg.supplier, msg.consumer, msg.batch.batch_id,
                           in_state_from_pb(reply.state))
 
-    async def ping(self, node: str, flow_version: int, timeout: float | None = None) -> int:
-        """Ping a neighbour; returns its flow version."""
+    async def ping(self, node: str, flow_version: int, timeout: float | None = None,
+                   incarnation: int = 0) -> int:
+        """Ping a neighbour (we are at ``incarnation``); returns its flow version. Raises
+        PeerUnreachable also when another node, or an older life of it, answers."""
+
+        def check(reply: agent_pb2.PingReply) -> str:
+            if reply.node_id != node:
+                return f"answered as node {reply.node_id!r}"
+            if reply.incarnation < self._incarnations.get(node, 0):  # only grows (its WAL)
+                return f"answered as an older incarnation {reply.incarnation}"
+            return ""
+
         reply = await self._call(node, "Ping", agent_pb2.PingRequest(
-            from_node=self.node_id, flow_version=flow_version), timeout)
+            from_node=self.node_id, flow_version=flow_version,
+            from_incarnation=incarnation), timeout, check)
+        self._incarnations[node] = int(reply.incarnation)
+        self.on_proven(node, int(reply.incarnation))
         return int(reply.flow_version)
 
     async def end_wait(self, supplier: str, request_ids: list[str]) -> None:

@@ -15,7 +15,12 @@ Consumer side: OfferBatch (a supplier's retry) is always taken, from any supplie
 no flow: goods already sent to us must never be lost.
 
 Any RPC from a watched neighbour is a heartbeat for the failure detector, and a long-poll
-counts as one for as long as it is held open.
+counts as one for as long as it is held open. Without TLS a Ping is believed only from a
+watched flow neighbour, at the incarnation it proved by answering our own Ping at its
+address, while our contact with it is not failing (``Heartbeats.believe``); any other Ping
+is answered (the reply proves who we are) but is no heartbeat and counts ``refused_pings``:
+in plaintext anyone may send a Ping naming a dead supplier, which must not keep it alive.
+A Ping with no sender is an identity query (the coordinator's suspicion probe).
 
 With TLS the server requires a client certificate from the CA, and a caller acts only for
 itself: the ``consumer`` (RequestBatch, WaitingForBatch, DeliveryConfirmed), ``supplier``
@@ -72,12 +77,15 @@ class Heartbeats(Protocol):
 
     def hold(self, node: str, held: bool) -> None: ...
 
+    def believe(self, node: str, incarnation: int) -> bool: ...
+
 
 class PeerHost(Protocol):
     """What the service needs of its agent (fos_agent.agent.Agent implements it); a protocol
     rather than the class keeps net/ below the facade that starts it."""
 
     node_id: str
+    incarnation: int
     engine: Engine
     tls: TlsConfig | None
     metrics: Metrics
@@ -247,8 +255,15 @@ class PeerService(agent_pb2_grpc.AgentServicer):
                    context: grpc.aio.ServicerContext) -> agent_pb2.PingReply:
         if request.from_node:
             await self._allow(context, request.from_node, "pinging node")
-        self._heard(request.from_node, "Ping")
-        return agent_pb2.PingReply(node_id=self.agent.node_id, flow_version=self._version())
+            # with TLS the certificate already proved the sender (_allow)
+            if (self.agent.tls is not None
+                    or self.agent.detector.believe(request.from_node, request.from_incarnation)):
+                self._heard(request.from_node, "Ping")
+            else:
+                self.agent.metrics.received("Ping")
+                self.agent.metrics.inc("refused_pings")
+        return agent_pb2.PingReply(node_id=self.agent.node_id, flow_version=self._version(),
+                                   incarnation=self.agent.incarnation)
 
     async def EndWait(self, request: agent_pb2.EndWaitRequest,
                       context: grpc.aio.ServicerContext) -> agent_pb2.Ack:

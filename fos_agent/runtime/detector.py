@@ -89,6 +89,7 @@ class _Link:
     pinging: bool = False
     reporting: bool = False
     reported: bool = False  # coordinator says it is down: wait for the flow
+    incarnation: int = 0  # the one the node last proved by answering at its address
 
 
 PingFn = Callable[[str, float], Awaitable[Any]]
@@ -155,6 +156,24 @@ class FailureDetector:
             link.failed += 1
             if link.failed == 1:  # failing from now: tick (ping, judge) every period; a
                 self._poke.set()  # poke per failure made a failing ping its own loop
+
+    def proven(self, node: str, incarnation: int) -> None:
+        """``node`` answered our Ping at its address as ``incarnation``."""
+        link = self._links.get(node)
+        if link is not None:
+            link.incarnation = incarnation
+
+    def believe(self, node: str, incarnation: int) -> bool:
+        """May a Ping naming ``node`` as its sender, at ``incarnation``, count as contact?
+        Only a watched neighbour's, at exactly the incarnation it proved by answering our
+        own Ping at its address, and not while our contact with it is failing (our own
+        pings, every tick then, decide). Without TLS nothing else ties a Ping to its
+        sender: a Ping in a dead supplier's name must neither end a failing window nor
+        put off the ping that would find the death. An unproven or restarted neighbour's
+        Pings are merely not counted: we ping it ourselves."""
+        link = self._links.get(node)
+        return (link is not None and not link.failed and link.incarnation != 0
+                and incarnation == link.incarnation)
 
     def hold(self, node: str, held: bool) -> None:
         """A long-poll with ``node`` opened (True) or ended (False), in either direction.

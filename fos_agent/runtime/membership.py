@@ -51,6 +51,7 @@ class CoordinatorSide(OnPrivateLoop):
     health: HealthPublisher | None
     coordinator: CoordinatorClient | None
     engine: Engine
+    incarnation: int
     detector: FailureDetector
     outbox: Outbox | None
     peers: PeerClient | None
@@ -101,7 +102,8 @@ class CoordinatorSide(OnPrivateLoop):
                 hood = (await coord.get_flow(self.node_id, timeout=budget())).neighbourhood
                 if not hood.known:
                     try:
-                        await coord.register(spec, timeout=budget())
+                        await coord.register(spec, timeout=budget(),
+                                             incarnation=self.incarnation)
                         self.log.info("registered", spec=str(spec))
                         return
                     except CoordinatorError as exc:
@@ -117,7 +119,8 @@ class CoordinatorSide(OnPrivateLoop):
                                      catalog=str(catalog), ours=str(spec))
                     self._adopt_spec(catalog)
                 if not hood.alive or hood.spec.address != self.address:
-                    await coord.rejoin(self.node_id, self.address, timeout=budget())
+                    await coord.rejoin(self.node_id, self.address, timeout=budget(),
+                                       incarnation=self.incarnation)
                     self.log.info("rejoined", address=self.address)
                 return
             except CoordinatorError as exc:
@@ -194,7 +197,8 @@ class CoordinatorSide(OnPrivateLoop):
         async def rejoin() -> None:
             assert self.coordinator is not None
             try:
-                await self.coordinator.rejoin(self.node_id, self.address)
+                await self.coordinator.rejoin(self.node_id, self.address,
+                                              incarnation=self.incarnation)
             except CoordinatorError as exc:
                 self.log.warning("rejoin failed", error=str(exc))
             finally:

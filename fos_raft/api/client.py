@@ -82,16 +82,20 @@ class CoordinatorClient(FailoverChannels):
 
     # ------------------------------------------------------------ writes
 
-    async def register(self, spec: NodeSpec, *, timeout: float | None = None) -> int:
-        """Add a node to the catalog; returns the new flow version."""
-        request = pb.RegisterRequest(spec=spec_to_pb(spec))
+    async def register(self, spec: NodeSpec, *, timeout: float | None = None,
+                       incarnation: int = 0) -> int:
+        """Add a node to the catalog; returns the new flow version. ``incarnation``: the
+        agent's, which the suspicion probe then expects (or a later one) at the address."""
+        request = pb.RegisterRequest(spec=spec_to_pb(spec), incarnation=incarnation)
         return await self._write("Register", request, spec.node_id, timeout)
 
     async def rejoin(
-        self, node_id: str, address: str = "", *, timeout: float | None = None
+        self, node_id: str, address: str = "", *, timeout: float | None = None,
+        incarnation: int = 0,
     ) -> int:
-        """Mark a registered node up again (after a restart); empty address keeps the old."""
-        request = pb.RejoinRequest(node_id=node_id, address=address)
+        """Mark a registered node up again (after a restart); empty address keeps the old.
+        ``incarnation`` as in ``register``."""
+        request = pb.RejoinRequest(node_id=node_id, address=address, incarnation=incarnation)
         return await self._write("Rejoin", request, node_id, timeout)
 
     async def update_spec(

@@ -10,6 +10,13 @@ authorised by its name (fos_raft.security.tls.Authority): node X's Register/Upda
 Undrain need the name X or an admin name, ReportSuspect needs reporter == the caller's name,
 Decommission and membership changes need an admin name; PERMISSION_DENIED otherwise.
 Reads need only a valid certificate.
+
+Status codes beyond the model's (docs/coordinator.md): ReportSuspect from a reporter that
+is not a registered node is FAILED_PRECONDITION (the suspect's neighbours report; a replica
+forwarding a report keeps its reporter); GetFlow with ``at_version`` more than
+AT_VERSION_MARGIN beyond this replica's applied version is OUT_OF_RANGE at once (within
+the margin it waits, as a lagging follower may yet apply it); RemoveMember of an address
+that is neither a member nor a remembered replica is NOT_FOUND.
 """
 
 from __future__ import annotations
@@ -64,6 +71,9 @@ STATUS_OF = {
 }
 FORWARDED = "fos-forwarded"
 LEADER_METADATA_KEY = "fos-leader-grpc"  # on UNAVAILABLE: where the leader was last seen
+# A follower lags the leader by the entries in flight to it: a version this far beyond its
+# applied one was never written (a client bug or a version from another cluster).
+AT_VERSION_MARGIN = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,9 +173,17 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
 
     # ---------------------------------------------------------------- writes
 
+    def _note_incarnation(self, node_id: str, incarnation: int) -> None:
+        """The suspicion probe then expects ``node_id`` at this incarnation or a later one
+        (replica-local: the replica that served the call knows it)."""
+        if incarnation:
+            self.judge.incarnations[node_id] = incarnation
+
     async def Register(self, request: pb.RegisterRequest, context: Any) -> pb.WriteReply:
         await self._allow_node(context, request.spec.node_id, "register")
-        return await self._write(context, Register(spec_from_pb(request.spec)))
+        reply = await self._write(context, Register(spec_from_pb(request.spec)))
+        self._note_incarnation(request.spec.node_id, request.incarnation)
+        return reply
 
     async def UpdateSpec(self, request: pb.UpdateSpecRequest, context: Any) -> pb.WriteReply:
         await self._allow_node(context, request.spec.node_id, "update the spec of")
@@ -174,7 +192,9 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
 
     async def Rejoin(self, request: pb.RejoinRequest, context: Any) -> pb.WriteReply:
         await self._allow_node(context, request.node_id, "rejoin")
-        return await self._write(context, MarkUp(request.node_id, request.address))
+        reply = await self._write(context, MarkUp(request.node_id, request.address))
+        self._note_incarnation(request.node_id, request.incarnation)
+        return reply
 
     async def Drain(self, request: pb.NodeRequest, context: Any) -> pb.WriteReply:
         await self._allow_node(context, request.node_id, "drain")
@@ -186,7 +206,9 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
 
     async def Decommission(self, request: pb.NodeRequest, context: Any) -> pb.WriteReply:
         await self._allow_admin(context, f"decommission node {request.node_id!r}")
-        return await self._write(context, Decommission(request.node_id))
+        reply = await self._write(context, Decommission(request.node_id))
+        self.judge.incarnations.pop(request.node_id, None)
+        return reply
 
     # ---------------------------------------------------------------- suspicion
 
@@ -201,6 +223,13 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         if entry is None:
             await context.abort(
                 grpc.StatusCode.NOT_FOUND, f"node {request.suspect!r} is not registered"
+            )
+        if request.reporter not in self.replica.state.nodes:
+            # only a registered node's neighbours watch it: anyone else asking for a probe
+            # is a misconfigured or foreign agent (each report costs a probe)
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"reporter {request.reporter!r} is not a registered node",
             )
         if not entry.status.alive:
             return pb.ReportSuspectReply(
@@ -256,7 +285,13 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
     async def GetFlow(self, request: pb.GetFlowRequest, context: Any) -> pb.GetFlowReply:
         if request.node_id:
             await self._check_node_id(context, request.node_id)
-        await self._read_state(context, request.consistency)
+        current = await self._read_state(context, request.consistency)
+        if request.at_version > current.version + AT_VERSION_MARGIN:
+            await context.abort(
+                grpc.StatusCode.OUT_OF_RANGE,
+                f"flow version {request.at_version} is beyond this replica's "
+                f"{current.version} by more than {AT_VERSION_MARGIN}: it was never written",
+            )
         state = await self._wait_version(context, max(request.min_version, request.at_version))
         return await self._flow_reply(context, state, request.node_id, request.at_version)
 
@@ -361,6 +396,13 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
                 await context.abort(
                     grpc.StatusCode.INVALID_ARGUMENT, f"{kind} address {address!r} is not host:port"
                 )
+        if not add and request.raft_address not in {
+            address for address, _ in self.replica.members()
+        } | set(self.replica.state.replicas):
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"{request.raft_address!r} is not a member of this cluster",
+            )
         if not add and request.raft_address == self.replica.raft_address:
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,

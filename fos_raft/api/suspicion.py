@@ -11,8 +11,14 @@ whose tries time out may only be slow (a starved machine, a long GC): it is prob
 replica was itself not running) does not use up that patience. Measured before this rule:
 two live agents marked down during a machine-wide stall of about 5 s.
 
-With TLS the probe is mutual TLS and expects the suspect's certificate to carry its node id:
-another process answering on a dead node's port does not refute its death.
+The answer must come from the suspect itself. After SERVING, the same try asks the agent
+who it is (``Agent.Ping`` with no sender: an identity query, no heartbeat): a reply naming
+another node, or an older incarnation than the one the suspect last registered or rejoined
+with (when this replica served that call: the book is not replicated), or no Agent
+service, counts like a refused connection. On a shared host another factory's agent that
+took the dead node's port answers health checks too; it must not keep the dead node alive.
+With TLS the probe is also mutual TLS and expects the suspect's certificate to carry its
+node id.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from fos_pb import agent_pb2, agent_pb2_grpc
 from fos_pb import coordinator_pb2 as pb
 from fos_raft.replica.core import Replica
 from fos_raft.runtime.logging import get_logger
@@ -44,13 +51,38 @@ class ProbeSettings:
     write_timeout: float = 5.0  # committing the verdict
 
 
+def identity_mismatch(reply: agent_pb2.PingReply, node: str, incarnation: int) -> str:
+    """Why ``reply`` is not from ``node`` (at ``incarnation`` or later); "" if it is."""
+    if reply.node_id != node:
+        return f"answered as node {reply.node_id!r}, not {node!r}"
+    if reply.incarnation < incarnation:  # an agent's incarnation only grows (its WAL)
+        return f"answered as incarnation {reply.incarnation}, older than {incarnation}"
+    return ""
+
+
+async def _identify(channel: grpc.aio.Channel, node: str, incarnation: int,
+                    timeout: float) -> str:
+    """"" when the agent behind ``channel`` is ``node`` (at ``incarnation`` or later),
+    else why not. Raises AioRpcError for no answer (UNAVAILABLE, DEADLINE_EXCEEDED)."""
+    stub = agent_pb2_grpc.AgentStub(channel)
+    try:
+        reply = await stub.Ping(agent_pb2.PingRequest(), timeout=timeout)
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            raise
+        return f"no agent identity ({exc.code().name}: {exc.details()})"
+    return identity_mismatch(reply, node, incarnation)
+
+
 async def probe_health(address: str, settings: ProbeSettings, tls: TlsConfig | None = None,
-                       node: str | None = None) -> bool:
-    """True as soon as a health check answers SERVING. False after ``settings.tries``
-    refused connections in a row (nothing listens there any more), or after at least
-    ``settings.tries`` failed tries spanning ``settings.patience`` seconds (no answer).
-    With ``tls``, the suspect must present a certificate naming ``node`` (a failed
-    handshake is UNAVAILABLE, like a refused connection)."""
+                       node: str | None = None, incarnation: int = 0) -> bool:
+    """True as soon as a health check answers SERVING and, with ``node``, the agent there
+    proves to be ``node`` (at ``incarnation`` or a later one, when nonzero). False after
+    ``settings.tries`` refused connections or wrong identities in a row (nothing of the
+    suspect's listens there any more), or after at least ``settings.tries`` failed tries
+    spanning ``settings.patience`` seconds (no answer). With ``tls``, the suspect must
+    present a certificate naming ``node`` (a failed handshake is UNAVAILABLE, like a
+    refused connection)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.patience
     refused = failed = 0
@@ -66,15 +98,20 @@ async def probe_health(address: str, settings: ProbeSettings, tls: TlsConfig | N
                 reply = await stub.Check(
                     health_pb2.HealthCheckRequest(service=""), timeout=settings.timeout
                 )
+                if reply.status != health_pb2.HealthCheckResponse.SERVING:
+                    refused = 0
+                    status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+                    last_error = f"health {status}"
+                elif node is None:
+                    return True
+                else:
+                    last_error = await _identify(channel, node, incarnation, settings.timeout)
+                    if not last_error:
+                        return True
+                    refused += 1  # someone else lives there: as good as a refusal
             except grpc.aio.AioRpcError as exc:
                 refused = refused + 1 if exc.code() == grpc.StatusCode.UNAVAILABLE else 0
                 last_error = f"{exc.code().name}: {exc.details()}"
-            else:
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return True
-                refused = 0
-                status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-                last_error = f"health {status}"
         failed += 1
         late = loop.time() - started - settings.timeout - STALL_S
         if late > 0:  # this replica did not run meanwhile: its silence is not the suspect's
@@ -95,6 +132,8 @@ class SuspicionJudge:
         self.settings = settings or ProbeSettings()
         self.tls = tls
         self._inflight: dict[str, asyncio.Task[tuple[int, int]]] = {}
+        # node -> the incarnation it last registered or rejoined with through this replica
+        self.incarnations: dict[str, int] = {}
         self.probes = 0
         self.reports = 0
 
@@ -113,8 +152,11 @@ class SuspicionJudge:
         if entry is None or not entry.status.alive:
             return Outcome.ALREADY_DOWN, self.replica.state.version
         self.probes += 1
-        alive = await probe_health(entry.spec.address, self.settings, self.tls, suspect)
-        log.info("probed suspect", suspect=suspect, reporter=reporter, alive=alive)
+        incarnation = self.incarnations.get(suspect, 0)
+        alive = await probe_health(entry.spec.address, self.settings, self.tls, suspect,
+                                   incarnation)
+        log.info("probed suspect", suspect=suspect, reporter=reporter, alive=alive,
+                 incarnation=incarnation)
         timeout = self.settings.write_timeout
         if alive:
             outcome = await self.replica.submit(NoteRefuted(suspect), timeout)
