@@ -30,6 +30,10 @@ consumer ``C`` is the ``to`` of P's record; "C audited" means C's WAL is among t
   C holds b but P (audited) has no record of it; an inbound CONSUMED that is in no output's
   lineage at that node, or a lineage entry not CONSUMED there (a split cycle, I5).
 - unverified: b sent to a node whose WAL is not audited (e.g. decommissioned).
+- malformed: WAL records that do not decode (named by node and key; the rest of that WAL
+  is still audited). A malformed record fails the audit like an inconsistency.
+
+The command line (fos_agent.audit_cli): ``fos-audit DIR...`` or ``python -m fos_agent.audit``.
 """
 
 from __future__ import annotations
@@ -56,13 +60,14 @@ class AuditReport:
     duplicated: list[str] = field(default_factory=list)
     inconsistent: list[str] = field(default_factory=list)
     unverified: list[str] = field(default_factory=list)
+    malformed: list[str] = field(default_factory=list)  # "node: what" per undecodable record
     produced_by: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # one human sentence per finding
 
     @property
     def ok(self) -> bool:
         """No batch lost, duplicated or inconsistent."""
-        return not (self.lost or self.duplicated or self.inconsistent)
+        return not (self.lost or self.duplicated or self.inconsistent or self.malformed)
 
     def summary(self) -> str:
         lines = [
@@ -70,7 +75,9 @@ class AuditReport:
             f"queued {self.queued}, in transit {len(self.in_transit)}, delivered "
             f"{self.delivered}, reclaimed {self.reclaimed}, unverified {len(self.unverified)}",
             f"lost {len(self.lost)}, duplicated {len(self.duplicated)}, "
-            f"inconsistent {len(self.inconsistent)}: {'OK' if self.ok else 'FAILED'}",
+            f"inconsistent {len(self.inconsistent)}"
+            + (f", malformed {len(self.malformed)}" if self.malformed else "")
+            + f": {'OK' if self.ok else 'FAILED'}",
         ]
         lines += [f"  {p}" for p in self.problems[:50]]
         if len(self.problems) > 50:
@@ -86,13 +93,19 @@ def _resolve(path: str | os.PathLike[str]) -> Path:
 
 
 def load_wals(wal_dirs: Mapping[str, str | os.PathLike[str]]
-              | Iterable[str | os.PathLike[str]]) -> dict[str, DurableState]:
-    """Read every WAL read-only, keyed by the node id recorded in it."""
+              | Iterable[str | os.PathLike[str]],
+              malformed: list[str] | None = None) -> dict[str, DurableState]:
+    """Read every WAL read-only, keyed by the node id recorded in it. ``malformed``: collect
+    undecodable records there ("node: what") instead of raising."""
     states: dict[str, DurableState] = {}
     items = (wal_dirs.items() if isinstance(wal_dirs, Mapping)
              else ((None, p) for p in wal_dirs))
     for expected, path in items:
-        state = read_wal(_resolve(path), settled=True)  # compacted records from the index
+        bad: list[str] | None = [] if malformed is not None else None
+        # settled: the compacted records too, rebuilt from the index
+        state = read_wal(_resolve(path), settled=True, malformed=bad)
+        if malformed is not None and bad:
+            malformed.extend(f"{state.node_id}: {what}" for what in bad)
         if expected is not None and state.node_id != expected:
             raise ValueError(f"{path} is the WAL of {state.node_id!r}, not {expected!r}")
         if state.node_id in states:
@@ -104,7 +117,11 @@ def load_wals(wal_dirs: Mapping[str, str | os.PathLike[str]]
 def audit(wal_dirs: Mapping[str, str | os.PathLike[str]] | Iterable[str | os.PathLike[str]],
           *, quiescent: bool = False) -> AuditReport:
     """Audit the WALs at ``wal_dirs`` (node id -> path, or just paths). See the module doc."""
-    return audit_states(load_wals(wal_dirs), quiescent=quiescent)
+    malformed: list[str] = []
+    report = audit_states(load_wals(wal_dirs, malformed), quiescent=quiescent)
+    report.malformed = malformed
+    report.problems[:0] = [f"malformed {what}" for what in malformed]
+    return report
 
 
 def audit_states(states: Mapping[str, DurableState], *, quiescent: bool = False) -> AuditReport:
@@ -198,3 +215,10 @@ def audit_states(states: Mapping[str, DurableState], *, quiescent: bool = False)
     report.in_transit = sorted(transit - lost)
     report.unverified = sorted(unverified)
     return report
+
+
+if __name__ == "__main__":  # python -m fos_agent.audit DIR...: the CLI lives apart, and is
+    # run by name so that this library module does not import its own command line
+    import runpy
+
+    runpy.run_module("fos_agent.audit_cli", run_name="__main__")

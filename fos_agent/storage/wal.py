@@ -169,8 +169,11 @@ def _open_dbs(env: lmdb.Environment, path: Path, node_id: str | None,
 
 
 def _load(env: lmdb.Environment, dbs: dict[bytes, object],
-          index: dict[bytes, object] | None = None) -> DurableState:
-    """The live records; with ``index``, also the compacted ones rebuilt from it (audit)."""
+          index: dict[bytes, object] | None = None,
+          malformed: list[str] | None = None) -> DurableState:
+    """The live records; with ``index``, also the compacted ones rebuilt from it (audit).
+    ``malformed``: a record that does not decode is skipped and named there instead of
+    raising (the audit reports it as an anomaly)."""
     with env.begin() as txn:
         meta = dbs[b"meta"]
         state = DurableState(
@@ -178,10 +181,18 @@ def _load(env: lmdb.Environment, dbs: dict[bytes, object],
             incarnation=int(txn.get(b"incarnation", db=meta)),
             next_seq=int(txn.get(b"next_seq", db=meta)),
         )
-        for key, value in txn.cursor(db=dbs[b"outbound"]):
-            state.outbound[key.decode()] = decode_outbound(value)
-        for key, value in txn.cursor(db=dbs[b"inbound"]):
-            state.inbound[key.decode()] = decode_inbound(value)
+        for db, into, decode in ((b"outbound", state.outbound, decode_outbound),
+                                 (b"inbound", state.inbound, decode_inbound)):
+            for key, value in txn.cursor(db=dbs[db]):
+                bid = key.decode(errors="replace")
+                if malformed is None:
+                    into[bid] = decode(value)  # type: ignore[operator]
+                    continue
+                try:
+                    into[bid] = decode(value)  # type: ignore[operator]
+                except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                    malformed.append(f"{db.decode()} record {bid!r}: {type(exc).__name__}: "
+                                     f"{exc}")
         for key, value in txn.cursor(db=dbs[b"requests"]):
             state.requests[split_request_key(key)] = value.decode()
         if index is not None:
@@ -192,9 +203,11 @@ def _load(env: lmdb.Environment, dbs: dict[bytes, object],
 _OPEN_HERE: dict[Path, Wal] = {}  # LMDB allows one environment handle per file per process
 
 
-def read_wal(path: str | os.PathLike[str], *, settled: bool = False) -> DurableState:
+def read_wal(path: str | os.PathLike[str], *, settled: bool = False,
+             malformed: list[str] | None = None) -> DurableState:
     """Read-only snapshot of a WAL (stopped or live agent); changes nothing on disk.
-    ``settled``: include the records compaction moved out, rebuilt from the index."""
+    ``settled``: include the records compaction moved out, rebuilt from the index.
+    ``malformed``: collect undecodable records there instead of raising (see _load)."""
     path = Path(path)
     owner = _OPEN_HERE.get(path.resolve())
     if owner is not None:  # the owner is in this process: read through its environment
@@ -204,7 +217,8 @@ def read_wal(path: str | os.PathLike[str], *, settled: bool = False) -> DurableS
     env = _open_env(path, readonly=True, map_size=DEFAULT_MAP_SIZE)
     try:
         dbs = _open_dbs(env, path, None, create=False)
-        return _load(env, dbs, open_index_dbs(env, readonly=True) if settled else None)
+        return _load(env, dbs, open_index_dbs(env, readonly=True) if settled else None,
+                     malformed)
     finally:
         env.close()
 
