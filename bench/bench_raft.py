@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -146,7 +147,7 @@ def compare_journals(cluster: LocalCluster) -> tuple[int, int]:
 def run(args: argparse.Namespace, password_file: Path | None) -> dict[str, float]:
     """One cluster's figures (seconds, writes/s); ``password_file``: authenticated Raft."""
     figures: dict[str, float] = {}
-    extra = {"raft_password_file": password_file} if password_file is not None else {}
+    extra: dict[str, Any] = {} if password_file is None else {"raft_password_file": password_file}
     with (
         tempfile.TemporaryDirectory(prefix="bench-raft-") as tmp,
         LocalCluster(3, Path(tmp), **extra) as cluster,

@@ -17,6 +17,7 @@ import struct
 import time
 import urllib.request
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ class _Touch:
 # ---------------------------------------------------------------------------- unit
 
 
-def test_restricted_unpickler_round_trips_messages_and_refuses_other_globals():
+def test_restricted_unpickler_round_trips_messages_and_refuses_other_globals() -> None:
     from pysyncobj.node import TCPNode
 
     spec = NodeSpec("saw-1", "127.0.0.1:1", ItemReq("wood", 3), (ItemReq("log", 1),), 2)
@@ -79,7 +80,7 @@ def test_restricted_unpickler_round_trips_messages_and_refuses_other_globals():
         wire.restricted_loads(evil)
 
 
-def test_install_makes_pysyncobj_decode_entries_and_snapshots_restricted():
+def test_install_makes_pysyncobj_decode_entries_and_snapshots_restricted() -> None:
     import pysyncobj.serializer
     import pysyncobj.syncobj
 
@@ -91,11 +92,35 @@ def test_install_makes_pysyncobj_decode_entries_and_snapshots_restricted():
         assert module.pickle.loads(module.pickle.dumps({"a": [1, b"x"]})) == {"a": [1, b"x"]}
 
 
+def test_frames_are_authenticated_before_anything_decodes_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pysyncobj.encryptor import getEncryptor
+    from pysyncobj.poller import createPoller
+
+    conn = wire.WireConnection.adopt(wire.TcpConnection(createPoller("auto")), None, 1 << 20)
+    conn.encryptor = getEncryptor("right")
+    forged = getEncryptor("wrong").encrypt(zlib.compress(pickle.dumps(_Touch(Path("/x")), 2)))
+    decoded: list[bytes] = []
+    monkeypatch.setattr(wire, "restricted_loads", lambda data: decoded.append(data))
+    with pytest.raises(wire.FrameRejected) as info:
+        conn._decode(forged)
+    assert info.value.reason == "bad_auth" and not decoded
+    good = conn.encryptor.encrypt(zlib.compress(pickle.dumps("127.0.0.1:1", 2)))
+    conn._decode(good)
+    assert len(decoded) == 1  # the authentic frame does reach the (restricted) decoder
+    bomb = zlib.compress(b"\0" * (2 << 20))  # inflates past the connection's bound
+    conn.encryptor = None
+    with pytest.raises(wire.FrameRejected) as info:
+        conn._decode(bomb)
+    assert info.value.reason == "oversize"
+
+
 # ---------------------------------------------------------------------------- cluster
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory):
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     c = LocalCluster(3, tmp_path_factory.mktemp("wire"))
     metrics = [f"127.0.0.1:{free_port()}" for _ in range(3)]
     for i in range(3):
@@ -148,7 +173,7 @@ def _leader_and_term(cluster: LocalCluster) -> tuple[int, int]:
 
 
 def test_pickle_payload_frame_runs_nothing_and_is_counted(cluster: LocalCluster,
-                                                         tmp_path: Path):
+                                                         tmp_path: Path) -> None:
     leader, term = _leader_and_term(cluster)
     marker = tmp_path / "MARKER"
     target = next(i for i in range(3) if i != leader)
@@ -163,7 +188,7 @@ def test_pickle_payload_frame_runs_nothing_and_is_counted(cluster: LocalCluster,
     assert cluster.wait_converged()
 
 
-def test_utility_remove_from_the_network_is_refused(cluster: LocalCluster):
+def test_utility_remove_from_the_network_is_refused(cluster: LocalCluster) -> None:
     leader, term = _leader_and_term(cluster)
     target = next(i for i in range(3) if i != leader)
     victim = next(i for i in range(3) if i not in (leader, target))
@@ -185,7 +210,9 @@ def test_utility_remove_from_the_network_is_refused(cluster: LocalCluster):
     assert _leader_and_term(cluster) == (leader, term)
 
 
-def test_oversize_length_prefix_is_dropped_at_once_and_the_leader_stays(cluster: LocalCluster):
+def test_oversize_length_prefix_is_dropped_at_once_and_the_leader_stays(
+    cluster: LocalCluster,
+) -> None:
     leader, term = _leader_and_term(cluster)
     before = _rejected(cluster, leader).get("oversize", 0)
     junk = os.urandom(1 << 16)
@@ -211,7 +238,7 @@ def test_oversize_length_prefix_is_dropped_at_once_and_the_leader_stays(cluster:
     assert time.monotonic() - t0 < 2
 
 
-def test_readonly_peer_is_refused(cluster: LocalCluster):
+def test_readonly_peer_is_refused(cluster: LocalCluster) -> None:
     leader, _ = _leader_and_term(cluster)
     before = _rejected(cluster, leader).get("readonly_refused", 0)
     with _raft_socket(cluster, leader) as sock:
@@ -224,7 +251,9 @@ def test_readonly_peer_is_refused(cluster: LocalCluster):
 # ---------------------------------------------------------------------- with a password
 
 
-def test_with_a_password_nothing_is_decoded_before_auth_and_join_still_works(tmp_path: Path):
+def test_with_a_password_nothing_is_decoded_before_auth_and_join_still_works(
+    tmp_path: Path,
+) -> None:
     (tmp_path / "raft.pw").write_text("correct horse\n")
     c = LocalCluster(3, tmp_path / "coord", raft_password_file=tmp_path / "raft.pw")
     metrics = [f"127.0.0.1:{free_port()}" for _ in range(3)]

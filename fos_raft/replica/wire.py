@@ -287,7 +287,7 @@ class WireConnection(TcpConnection):
                 plain = encryptor.decrypt(data)
             except InvalidToken:
                 raise FrameRejected("bad_auth", "invalid Fernet token") from None
-            if stamp < int(self.recvLastTimestamp or 0):
+            if stamp < int(getattr(self, "recvLastTimestamp", 0) or 0):
                 raise FrameRejected("bad_auth", "replayed Fernet token")
             self.recvLastTimestamp = stamp
             data = plain
