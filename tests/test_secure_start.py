@@ -17,7 +17,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from fos_raft.cli.launcher import free_port
+from fos_raft.runtime.secure_start import is_loopback_host
 
 
 def coordinator(tmp_path: Path, *flags: str) -> list[str]:
@@ -122,3 +125,19 @@ def test_a_private_long_password_off_loopback_starts(tmp_path: Path) -> None:
         coordinator(tmp_path, "--raft", f"0.0.0.0:{free_port()}", "--raft-password-file",
                     str(path)), tmp_path)
     assert ready["raft_encrypted"] is True and "insecure_raft" not in ready
+
+
+def test_insecure_raft_from_the_environment(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FOS_COORDINATOR_INSECURE_RAFT", "true")  # the child inherits it
+    ready, _ = _start_and_read_ready(
+        coordinator(tmp_path, "--raft", f"0.0.0.0:{free_port()}"), tmp_path)
+    assert ready["insecure_raft"] is True
+
+
+@pytest.mark.parametrize(("host", "loopback"), [
+    ("127.0.0.1", True), ("127.0.0.2", True), ("::1", True), ("[::1]", True),
+    ("localhost", True), ("0.0.0.0", False), ("::", False), ("192.0.2.7", False),
+    ("no-such-host.invalid", False)])
+def test_what_counts_as_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback_host(host) is loopback
