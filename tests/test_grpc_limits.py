@@ -207,3 +207,29 @@ def test_limits_are_grpc_core_options() -> None:
     ("ipv6:%5B::1%5D:5123", "::1"), ("unix:/tmp/s", "unix:/tmp/s")])
 def test_peer_host(peer: str, host: str) -> None:
     assert peer_host(peer) == host
+
+
+def test_connections_over_the_cap_are_closed_at_once(tmp_path: Path) -> None:
+    # grpc core's grpc.max_allowed_incoming_connections: a total, not per address
+    with LocalCluster(1, tmp_path, grpc_max_connections=5,
+                      grpc_handshake_timeout=30) as one:
+        host, _, port = one.grpc_addresses[0].rpartition(":")
+        socks = [socket.create_connection((host, int(port)), timeout=10) for _ in range(10)]
+        try:
+            def closed(sock: socket.socket) -> bool:
+                sock.settimeout(0.5)
+                try:
+                    return sock.recv(4096) == b""
+                except TimeoutError:
+                    return False
+                except ConnectionResetError:
+                    return True
+
+            # the first five get the server's HTTP/2 preface; the other five are closed
+            shut = wait_until(lambda: [closed(s) for s in socks].count(True) >= 5, 15,
+                              "connections over the cap closed")
+            assert shut
+            assert [closed(s) for s in socks[:5]] == [False] * 5
+        finally:
+            for sock in socks:
+                sock.close()
