@@ -70,8 +70,11 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     for name in NAMES:
         issued = ca.issue(name, certs)
         tls[name] = TlsConfig(issued.cert, issued.key, ca_pem).load()
-    (root / "raft.pw").write_text("correct horse\n")
-    (root / "wrong.pw").write_text("battery staple\n")
+    # fos-coordinator refuses password files others may read and passwords under 16 bytes
+    for name, password in (("raft.pw", "correct horse battery"),
+                           ("wrong.pw", "battery staple horse")):
+        (root / name).write_text(password + "\n")
+        (root / name).chmod(0o600)
     cluster = LocalCluster(3, root / "coord", tls=tls["fos-coordinator"],
                            raft_password_file=root / "raft.pw", admin_names="fosctl,ops")
     cluster.replica_flags[2] = ["--raft-password-file", str(root / "wrong.pw")]

@@ -100,10 +100,19 @@ class PeerHost(Protocol):
 MAX_WAIT_MS = 60_000
 # Neighbours ping a connection with a long-poll open every KEEPALIVE_MS (client.py); a
 # server refuses pings more frequent than 5 min by default (GOAWAY "too many pings").
+# Bounds per client (docs/operations.md, "Limits"): a connection must finish TLS + HTTP/2
+# set-up within 5 s (a slow-loris holds no socket), open connections are capped (a node has
+# tens of neighbours), streams per connection are capped (a consumer's long-polls fit
+# easily; more queue on the client), and message sizes are stated, not inherited.
 SERVER_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.so_reuseport", 0),
     ("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_MS // 2),
     ("grpc.http2.max_ping_strikes", 0),
+    ("grpc.server_handshake_timeout_ms", 5_000),
+    ("grpc.max_allowed_incoming_connections", 1024),
+    ("grpc.max_concurrent_streams", 256),
+    ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
 )
 ENDED_WAITS_KEPT = 1024  # request ids a stopping consumer ended (one that arrives late is
 # answered at once); a consumer ends at most one per input item, so this spans hundreds

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -434,13 +434,16 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
 
 
 async def start_server(
-    service: CoordinatorService, address: str, interceptors: tuple[Any, ...] = ()
+    service: CoordinatorService, address: str, interceptors: tuple[Any, ...] = (),
+    options: Sequence[tuple[str, Any]] = (),
 ) -> tuple[grpc.aio.Server, int]:
     """Serve Coordinator + health + reflection on ``address`` (port 0 picks one); mutual
-    TLS when the service has a TlsConfig. ``interceptors``: e.g. the metrics' RpcTimer."""
+    TLS when the service has a TlsConfig. ``interceptors``: e.g. the metrics' RpcTimer and
+    the per-client RpcLimiter; ``options``: grpc core limits (fos_raft.runtime.limits)."""
     # No SO_REUSEPORT: a port another process holds must fail to bind, not be shared.
     keep_grpc_aio_running()
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)], interceptors=interceptors)
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *options],
+                             interceptors=interceptors)
     pb_grpc.add_CoordinatorServicer_to_server(service, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

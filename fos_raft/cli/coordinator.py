@@ -13,6 +13,10 @@ Operations (docs/operations.md): every flag also from ``--config FILE`` (TOML) o
 Security (docs/security.md): ``--tls-cert/--tls-key/--tls-ca`` serve gRPC with mutual TLS and
 authorise writes by the caller's certificate name (``--admin-names`` may act for any node);
 ``--raft-password-file`` encrypts Raft traffic between replicas (all need the same password).
+Secure by default (fos_raft.runtime.secure_start): a Raft bind off loopback without a
+password is refused unless ``--insecure-raft`` is given (then every start warns), and so is
+a password file readable by group/others or a password under 16 bytes. gRPC resources per
+client are bounded (fos_raft.runtime.limits: ``--grpc-max-*`` flags).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 
@@ -43,7 +48,14 @@ from fos_raft.runtime.config import (
 )
 from fos_raft.runtime.health import HealthPublisher
 from fos_raft.runtime.http import MetricsAddressError, serve_http
+from fos_raft.runtime.limits import (
+    RpcLimiter,
+    add_limit_arguments,
+    limits_from_args,
+    raise_nofile_limit,
+)
 from fos_raft.runtime.logging import add_log_format_argument, configure_logging, get_logger
+from fos_raft.runtime.secure_start import check_raft_exposure, read_private_password
 from fos_raft.runtime.stop_report import wait_for_stop_signal
 from fos_raft.runtime.version import BuildInfoCollector, add_version_argument
 from fos_raft.security.tls import (
@@ -52,7 +64,6 @@ from fos_raft.security.tls import (
     TlsError,
     add_tls_arguments,
     parse_names,
-    read_password_file,
     tls_from_args,
 )
 from fos_raft.state.snapshot import SnapshotError, decode
@@ -146,16 +157,23 @@ def build_parser() -> argparse.ArgumentParser:
         "change membership (default %(default)s)",
     )
     parser.add_argument("--raft-password-file", type=Path, metavar="FILE",
-                        help="encrypt Raft traffic with the password in FILE (first line)")
+                        help="encrypt and authenticate Raft traffic with the password in FILE "
+                        "(first line, at least 16 bytes; the file must be mode 0600)")
+    parser.add_argument("--insecure-raft", action="store_true",
+                        help="allow a Raft bind off loopback without a password: anyone who "
+                        "reaches the port can run code in the replica (logged at every start)")
+    add_limit_arguments(parser)
     return parser
 
 
 def security_from_args(args: argparse.Namespace) -> tuple[TlsConfig | None, str | None]:
-    """(TLS settings, Raft password) from the flags; raises TlsError when unusable."""
+    """(TLS settings, Raft password) from the flags; raises TlsError (TLS) or ConfigError
+    (password file) when unusable."""
     tls = tls_from_args(args)
     if tls is not None:
         tls.require_name(tls.coordinator_name, "the coordinator name")
-    password = read_password_file(args.raft_password_file) if args.raft_password_file else None
+    password = (read_private_password(args.raft_password_file) if args.raft_password_file
+                else None)
     return tls, password
 
 
@@ -173,9 +191,19 @@ def read_snapshot(path: Path) -> bytes:
 
 
 async def run(args: argparse.Namespace, tls: TlsConfig | None = None,
-              password: str | None = None, snapshot: bytes | None = None) -> int:
+              password: str | None = None, snapshot: bytes | None = None,
+              insecure_raft: bool = False) -> int:
     data_dir: Path = args.data_dir
     lock_fd = data_dir_lock(data_dir)
+    if insecure_raft:
+        log.warning("INSECURE: Raft listens off loopback without a password (--insecure-raft):"
+                    " anyone who reaches it can run code in this replica",
+                    raft=args.raft_bind or args.raft)
+    open_files, _ = raise_nofile_limit()
+    limits = limits_from_args(args)
+    limiter = RpcLimiter(limits.max_rpcs, limits.max_rpcs_per_peer)
+    service_limits = {**limits.as_dict(), "open_files": open_files}
+    log.info("grpc limits", **service_limits)
     timing = RaftTiming(
         raft_min_timeout=args.raft_min_timeout,
         raft_max_timeout=args.raft_max_timeout,
@@ -206,11 +234,15 @@ async def run(args: argparse.Namespace, tls: TlsConfig | None = None,
         histograms = LatencyHistograms(registry)
         replica.commit_observer = histograms.commit.observe
         httpd, metrics_address = serve_http(args.metrics, registry, lambda: health.last)
-    interceptors = (RpcTimer(histograms.rpc),) if histograms is not None else ()
+    # the limiter first: a refused RPC costs no handler and no timing
+    interceptors: tuple[Any, ...] = (limiter,)
+    if histograms is not None:
+        interceptors += (RpcTimer(histograms.rpc),)
     # stop signals are ours before the ready line: a supervisor that reacts to it at once
     # with SIGTERM gets a clean stop, not the default handler's death
     stopper = asyncio.ensure_future(wait_for_stop_signal())
-    server, port = await start_server(service, args.grpc, interceptors)
+    server, port = await start_server(service, args.grpc, interceptors,
+                                      options=limits.server_options())
     grpc_address = f"{args.grpc.rpartition(':')[0]}:{port}"
     replica.grpc_address = grpc_address
     try:
@@ -249,6 +281,8 @@ async def run(args: argparse.Namespace, tls: TlsConfig | None = None,
     }
     if tls is not None or password is not None:  # plaintext: the line stays as it was
         ready.update(tls=tls is not None, raft_encrypted=password is not None)
+    if insecure_raft:
+        ready["insecure_raft"] = True
     print(json.dumps(ready), flush=True)
     log.info("coordinator ready", **{k: v for k, v in ready.items() if k != "event"})
 
@@ -282,13 +316,15 @@ def main(argv: list[str] | None = None) -> int:
                       replica=args.id)
     try:
         tls, password = security_from_args(args)
+        insecure_raft = check_raft_exposure(args.raft_bind or args.raft, password is not None,
+                                            args.insecure_raft)
         snapshot = read_snapshot(args.restore) if args.restore else None
     except (TlsError, ConfigError) as exc:
         log.error("cannot run", error=str(exc))
         print(f"fos-coordinator: {exc}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(run(args, tls, password, snapshot))
+        return asyncio.run(run(args, tls, password, snapshot, insecure_raft))
     except (RuntimeError, MetricsAddressError) as exc:  # data dir in use, bind failures
         return _cannot_run(str(exc))
     except OSError as exc:  # e.g. an unwritable data dir: one line, no traceback
