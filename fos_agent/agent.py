@@ -26,6 +26,12 @@ caller's loop (the CLIs and the host, which run no user code, use it). ``SyncAge
 The coordinator is off the data path: while it is unreachable the agent keeps trading on
 the last flow it saw (also across a restart: the neighbourhood is saved in the data dir).
 
+SIGTERM and SIGINT stop the agent cleanly (fos_agent.runtime.stop_signals): the task that
+called ``start()`` is cancelled, so an ``async with agent:`` block ends (the cycle in hand
+is released, its inputs stay QUEUED), the clean stop runs, and the block swallows the
+cancel: the program goes on after it and exits 0. ``handle_signals=False`` leaves the
+signals to a program that owns them; it then calls ``await agent.stop()`` itself.
+
 ``tls=TlsConfig(cert, key, ca)`` makes every link mutual TLS (docs/security.md): the
 certificate must name this node id, and peers may only act for the names they carry.
 """
@@ -61,6 +67,7 @@ from fos_agent.runtime.settings import AgentSettings
 from fos_agent.runtime.shares import keep_weights
 from fos_agent.runtime.stage import Stage
 from fos_agent.runtime.start_gate import wait_for_start_file
+from fos_agent.runtime.stop_signals import SignalHook
 from fos_agent.runtime.stop_steps import bounded_step
 from fos_agent.storage.wal import wal_path
 from fos_pb import agent_pb2, coordinator_pb2
@@ -98,12 +105,14 @@ class Agent(CoordinatorSide):
                  coordinators: Sequence[str] = (), data_dir: str | Path = ".", *,
                  capacity: int = 1, workers: int = 1, cycle_s: float | None = None,
                  time_per_batch: float | None = None, advertise: str | None = None,
-                 settings: AgentSettings | None = None, tls: TlsConfig | None = None) -> None:
+                 settings: AgentSettings | None = None, tls: TlsConfig | None = None,
+                 handle_signals: bool = True) -> None:
         """``produces=None``: use the spec already in the catalog. ``cycle_s`` (alias
         ``time_per_batch``): run the simulated stage with ``workers`` workers once started.
         ``advertise``: the host others reach us at (default: the listen host, or this
         machine's address when listening on a wildcard). ``tls``: mutual TLS on every
-        link; raises TlsError when its files are unusable or do not name ``node_id``."""
+        link; raises TlsError when its files are unusable or do not name ``node_id``.
+        ``handle_signals``: SIGTERM/SIGINT stop the agent cleanly (module docstring)."""
         if not coordinators:
             raise ValueError("an agent needs at least one coordinator address")  # a bug
         if tls is not None:
@@ -145,6 +154,9 @@ class Agent(CoordinatorSide):
         self._runner = None  # the private loop thread (settings.private_loop), once started
         self._cycle_waits: set[asyncio.Task[Any]] = set()  # callers waiting in cycles()
         self.stopped = asyncio.Event()
+        self.handle_signals = handle_signals
+        self._signals = SignalHook(self._on_stop_signal)
+        self._owner: tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -152,8 +164,20 @@ class Agent(CoordinatorSide):
         await self.start()
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc: object) -> bool:
         await self.stop()
+        signalled = self._signals.received is not None and exc_type is asyncio.CancelledError
+        task = asyncio.current_task()
+        if signalled and self._owner is not None and task is self._owner[1]:
+            task.uncancel()  # our own cancel, delivered: the program goes on after the block
+            return True
+        return False
+
+    def _on_stop_signal(self, signum: int) -> None:
+        # in the main thread, between two bytecodes of whatever ran there: hand over only
+        if self._owner is not None:
+            loop, task = self._owner
+            loop.call_soon_threadsafe(task.cancel)
 
     def _private_loop_wanted(self) -> bool:
         return self.settings.private_loop
@@ -163,11 +187,17 @@ class Agent(CoordinatorSide):
 
     async def start(self) -> None:
         """Recover, serve, register or rejoin (see the module docstring)."""
+        if self.handle_signals:
+            task = asyncio.current_task()
+            if task is not None:
+                self._owner = (asyncio.get_running_loop(), task)
+                self._signals.install()
         self._open_runner()
         try:
             await self._on_core(self._start_core())
         except BaseException:
             self._close_runner()
+            self._signals.restore()
             raise
 
     async def _start_core(self) -> None:
@@ -247,15 +277,22 @@ class Agent(CoordinatorSide):
         """Stop trading and serving; flush what is pending; close the WAL. Idempotent.
 
         Every step is bounded: a step that overruns is logged and left behind, so a stop
-        always ends (the WAL is synced at every commit, so nothing durable depends on it)."""
-        if self._runner is None:
-            await self._stop_core()
-            return
+        always ends (the WAL is synced at every commit, so nothing durable depends on it):
+        within ``stop_signals.stop_bound_s(settings)`` (93 s with the defaults; a settled
+        agent stops in well under a second). A program that handles SIGTERM itself
+        (``handle_signals=False``) calls this from its handler's task."""
+        self._signals.stopping()  # a second signal must not cut this stop short
         try:
-            await self._on_core(self._stop_core())
+            if self._runner is None:
+                await self._stop_core()
+                return
+            try:
+                await self._on_core(self._stop_core())
+            finally:
+                self._close_runner()
+                self.stopped.set()  # on the caller's loop: its waiters live there
         finally:
-            self._close_runner()
-            self.stopped.set()  # on the caller's loop: its waiters live there
+            self._signals.restore()
 
     async def _stop_core(self) -> None:
         if not self._started:

@@ -204,7 +204,8 @@ def agent_from_args(args: argparse.Namespace) -> Agent:
         return Agent(args.node_id, produces, requires, listen=args.listen,
                      coordinators=coordinators, data_dir=args.data_dir,
                      capacity=args.capacity, workers=args.workers, cycle_s=args.cycle_s,
-                     advertise=args.advertise, settings=settings_from(args), tls=tls)
+                     advertise=args.advertise, settings=settings_from(args), tls=tls,
+                     handle_signals=False)  # run() owns SIGTERM/SIGINT
     except TlsError as exc:
         raise UsageError(str(exc)) from None
 

@@ -125,7 +125,8 @@ def agents_from_config(data: dict[str, Any], coordinators: list[str],
             agents.append(Agent(node, produces, reqs, listen=entry["listen"],
                                 coordinators=coordinators, data_dir=entry["data_dir"],
                                 capacity=capacity, workers=workers, cycle_s=cycle_s,
-                                advertise=entry.get("advertise"), settings=settings, tls=tls))
+                                advertise=entry.get("advertise"), settings=settings, tls=tls,
+                                handle_signals=False))  # main() owns the signals
         except TlsError as exc:
             raise UsageError(f"{where}: {exc}") from None
     if not agents:

@@ -12,6 +12,14 @@
 It is the asyncio `Agent` running on its private loop thread (fos_agent.runtime.
 loop_thread); every call here submits the agent's own coroutine to that loop and waits for
 it, so the capabilities, the durability and the errors are the same as the async API's.
+
+SIGTERM and SIGINT stop it cleanly (fos_agent.runtime.stop_signals): `StopSignal` is raised
+in the main thread, wherever the program is (waiting in cycles(), or in the middle of its
+own blocking work), the ``with`` block ends (the cycle in hand is not emitted; its inputs
+stay QUEUED), the clean stop runs, and the block swallows the exception: the program goes
+on after it and exits 0. A program that calls start()/stop() itself puts stop() in a
+``finally`` (`StopSignal` is a SystemExit with status 0). ``handle_signals=False`` leaves
+the signals to the program, which then calls ``stop()`` (from any thread).
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from fos_agent.protocol.records import Batch
 from fos_agent.runtime.errors import InputsAlreadyEmitted
 from fos_agent.runtime.flowview import FlowView
 from fos_agent.runtime.settings import AgentSettings
+from fos_agent.runtime.stop_signals import SignalHook, StopSignal
 from fos_raft.lineage.reader import BatchView
 from fos_raft.model import FosError, ItemReq
 from fos_raft.security.tls import TlsConfig
@@ -46,14 +55,18 @@ class SyncAgent:
                  coordinators: Sequence[str] = (), data_dir: str | Path = ".", *,
                  capacity: int = 1, workers: int = 1, cycle_s: float | None = None,
                  advertise: str | None = None, settings: AgentSettings | None = None,
-                 tls: TlsConfig | None = None) -> None:
+                 tls: TlsConfig | None = None, handle_signals: bool = True) -> None:
         """The arguments of `Agent` (fos_agent.agent); the agent always runs on its own
         loop thread here (``settings.private_loop`` is forced on). ``cycle_s``: run the
-        simulated stage (on that thread) once started, instead of cycles()."""
+        simulated stage (on that thread) once started, instead of cycles().
+        ``handle_signals``: SIGTERM/SIGINT stop the agent cleanly (module docstring)."""
         settings = replace(settings or AgentSettings(), private_loop=True)
         self.agent = Agent(node_id, produces, requires, listen, coordinators, data_dir,
                            capacity=capacity, workers=workers, cycle_s=cycle_s,
-                           advertise=advertise, settings=settings, tls=tls)
+                           advertise=advertise, settings=settings, tls=tls,
+                           handle_signals=False)
+        self.handle_signals = handle_signals
+        self._signals = SignalHook(self._on_stop_signal)
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -62,26 +75,38 @@ class SyncAgent:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+                 tb: TracebackType | None) -> bool:
         self.stop()
+        return isinstance(exc, StopSignal)  # a stop signal ends the block, not the program
+
+    def _on_stop_signal(self, signum: int) -> None:
+        raise StopSignal(signum)
 
     def start(self) -> None:
         """Recover the WAL, serve, register or rejoin; raises what `Agent.start` raises."""
+        if self.handle_signals:
+            self._signals.install()
         self.agent._open_runner()
         try:
             self._call(self.agent._start_core())
         except BaseException:
+            self._signals.stopping()
             self.agent._close_runner()
+            self._signals.restore()
             raise
 
     def stop(self) -> None:
-        """Clean stop (bounded, see `Agent.stop`). Idempotent."""
-        if self.agent._runner is None:
-            return
+        """Clean stop (bounded, see `Agent.stop`). Idempotent; callable from any thread."""
+        self._signals.stopping()  # a second signal must not cut this stop short
         try:
-            self._call(self.agent._stop_core())
+            if self.agent._runner is None:
+                return
+            try:
+                self._call(self.agent._stop_core())
+            finally:
+                self.agent._close_runner()
         finally:
-            self.agent._close_runner()
+            self._signals.restore()
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         runner = self.agent._runner

@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def serve(addresses: list[str], host: str, port: int, tls: TlsConfig | None,
                 ready_file: Path | None) -> None:
+    # the stop signals are ours before anything starts: a supervisor that stops us while we
+    # start gets the clean stop too, not the default handler's death
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     async with CoordinatorClient(addresses, timeout=5.0, **client_kwargs(tls)) as client:
         collector = Collector(client, tls)
         runner = web.AppRunner(build_app(collector), shutdown_timeout=1.0,
@@ -83,10 +89,6 @@ async def serve(addresses: list[str], host: str, port: int, tls: TlsConfig | Non
             print(f"fos-dashboard: serving {url}", file=sys.stderr, flush=True)
             if ready_file is not None:
                 ready_file.write_text(url + "\n")
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
             collecting = asyncio.create_task(collector.run())
             stopping = asyncio.create_task(stop.wait())
             await asyncio.wait({collecting, stopping}, return_when=asyncio.FIRST_COMPLETED)

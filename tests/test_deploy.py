@@ -42,7 +42,8 @@ def test_every_alert_is_unit_tested():
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None,
                     reason="systemd-analyze not found")
-@pytest.mark.parametrize("unit", ["fos-coordinator.service", "fos-agent@.service"])
+@pytest.mark.parametrize("unit", ["fos-coordinator.service", "fos-agent@.service",
+                                  "fos-program@.service"])
 def test_systemd_units_verify(unit: str, tmp_path: Path):
     # a template is verified as one instance of it
     target = tmp_path / unit.replace("@.", "@press-7.")

@@ -50,6 +50,7 @@ def test_replica_without_quorum_is_not_serving_and_recovers(cluster: LocalCluste
     text = http_get(f"http://{metrics}/metrics")[1]
     for name in ("fos_build_info{", "fos_coordinator_rpc_seconds_bucket{",
                  "process_resident_memory_bytes", 'fos_node_up{node="saw-1"',
+                 'fos_node_drained{node="saw-1"', 'fos_node_in_flow{node="saw-1"',
                  "fos_coordinator_leader_changes_total", "fos_coordinator_has_quorum"):
         assert name in text, name
     assert "fos_journal_fsync_seconds_count" in text

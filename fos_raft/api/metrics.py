@@ -4,7 +4,9 @@ Gauges and counters are computed at scrape time from the replica (nothing on the
 path); the two latency histograms (`LatencyHistograms`) cost one ``observe`` per write
 and per unary RPC. Names follow Prometheus conventions: base units, ``_seconds``,
 ``_total``. Per node: ``fos_node_up{node}`` from the replicated liveness and
-``fos_node_seconds_since_last_receipt{node,item}`` from `ReceiptWatcher`.
+``fos_node_seconds_since_last_receipt{node,item}`` from `ReceiptWatcher`;
+``fos_node_drained{node}``, ``fos_node_in_flow{node}`` and
+``fos_flow_edge{supplier,consumer,item,rank}`` from the replicated state.
 """
 
 from __future__ import annotations
@@ -80,6 +82,23 @@ class ReplicaCollector(Collector):
         for node_id, entry in sorted(state.nodes.items()):
             up.add_metric([*value, node_id], 1 if entry.status.alive else 0)
         yield up
+        # what the alert rules need to tell a fault from a plan: a drained node, or one the
+        # flow leaves out, receives nothing by design; an edge says whose stall is whose
+        drained = GaugeMetricFamily("fos_node_drained", "1 while the node is drained",
+                                    labels=[*labels, "node"])
+        in_flow = GaugeMetricFamily("fos_node_in_flow", "1 while the node is in the flow",
+                                    labels=[*labels, "node"])
+        for node_id, entry in sorted(state.nodes.items()):
+            drained.add_metric([*value, node_id], 1 if entry.status.drained else 0)
+            in_flow.add_metric([*value, node_id], 1 if node_id in state.flow.members else 0)
+        yield drained
+        yield in_flow
+        edges = GaugeMetricFamily("fos_flow_edge", "1 per flow edge (rank 0: primary)",
+                                  labels=[*labels, "supplier", "consumer", "item", "rank"])
+        for edge in state.flow.edges:
+            edges.add_metric([*value, edge.supplier, edge.consumer, edge.item, str(edge.rank)],
+                             1)
+        yield edges
         if self.receipts is not None:
             since = GaugeMetricFamily(
                 "fos_node_seconds_since_last_receipt",
