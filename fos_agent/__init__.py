@@ -24,6 +24,7 @@ _EXPORTS = {
     "StartTimeout": "fos_agent.runtime.errors",
     "NotInCatalog": "fos_agent.runtime.errors",
     "ListenError": "fos_agent.runtime.errors",
+    "AdvertiseError": "fos_agent.runtime.errors",
     "InputsAlreadyEmitted": "fos_agent.runtime.errors",
     "TlsError": "fos_raft.security.tls",
     "TlsConfig": "fos_raft.security.tls",
@@ -39,9 +40,10 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "Agent", "AgentNotRunning", "AgentSettings", "Batch", "CommitFailed", "CoordinatorError",
-    "CoordinatorUnavailable", "DetectorSettings", "FetchSettings", "FosError", "Inputs",
-    "InputsAlreadyEmitted", "ItemReq", "ListenError", "ModelError", "NodeSpec", "NotInCatalog",
+    "AdvertiseError", "Agent", "AgentNotRunning", "AgentSettings", "Batch", "CommitFailed",
+    "CoordinatorError", "CoordinatorUnavailable", "DetectorSettings", "FetchSettings",
+    "FosError", "Inputs", "InputsAlreadyEmitted", "ItemReq", "ListenError", "ModelError",
+    "NodeSpec", "NotInCatalog",
     "StartTimeout", "SyncAgent", "TlsConfig", "TlsError", "WalError",
 ]
 
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
     from fos_agent.protocol.records import Batch
     from fos_agent.runtime.detector import DetectorSettings
     from fos_agent.runtime.errors import (
+        AdvertiseError,
         InputsAlreadyEmitted,
         ListenError,
         NotInCatalog,

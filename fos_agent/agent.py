@@ -2,6 +2,7 @@
 
     agent = Agent("press-7", produces=ItemReq("window_frame", 5),
                   requires=[ItemReq("wood", 3)], listen="0.0.0.0:7100",
+                  advertise="10.0.0.7:7100",  # what peers dial: never a wildcard
                   coordinators=["10.0.0.1:7000", ...], data_dir="/var/lib/fos/press-7")
     async with agent:                       # recover WAL, serve, register or rejoin
         async for inputs in agent.cycles(): # one batch of every input, held for this cycle
@@ -39,7 +40,6 @@ certificate must name this node id, and peers may only act for the names they ca
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, replace
@@ -57,7 +57,12 @@ from fos_agent.protocol.machine import NodeConfig
 from fos_agent.protocol.messages import Arrived
 from fos_agent.protocol.records import Batch
 from fos_agent.runtime.detector import FailureDetector
-from fos_agent.runtime.errors import InputsAlreadyEmitted, ListenError, StartTimeout
+from fos_agent.runtime.errors import (
+    AdvertiseError,
+    InputsAlreadyEmitted,
+    ListenError,
+    StartTimeout,
+)
 from fos_agent.runtime.fillplan import Duties, first_article_plan
 from fos_agent.runtime.flowview import FlowView, load_flow
 from fos_agent.runtime.health import agent_health
@@ -74,6 +79,8 @@ from fos_pb import agent_pb2, coordinator_pb2
 from fos_raft.api.client import CoordinatorClient, CoordinatorError
 from fos_raft.lineage.reader import BatchView
 from fos_raft.model import ItemReq, NodeSpec
+from fos_raft.runtime.advertise import AdvertiseError as RuntimeAdvertiseError
+from fos_raft.runtime.advertise import advertised_host, announce
 from fos_raft.runtime.health import HealthPublisher
 from fos_raft.runtime.logging import get_logger
 from fos_raft.security.tls import TlsConfig, client_kwargs
@@ -109,12 +116,22 @@ class Agent(CoordinatorSide):
                  handle_signals: bool = True) -> None:
         """``produces=None``: use the spec already in the catalog. ``cycle_s`` (alias
         ``time_per_batch``): run the simulated stage with ``workers`` workers once started.
-        ``advertise``: the host others reach us at (default: the listen host, or this
-        machine's address when listening on a wildcard). ``tls``: mutual TLS on every
-        link; raises TlsError when its files are unusable or do not name ``node_id``.
-        ``handle_signals``: SIGTERM/SIGINT stop the agent cleanly (module docstring)."""
+        ``advertise``: ``HOST[:PORT]`` others reach us at (default: the listen host; on a
+        wildcard listen, loopback when the coordinators are, else this machine's address
+        unless that is loopback). Its port, if given, replaces the bound one (NAT). Raises
+        AdvertiseError when the address would be a wildcard, or loopback while the
+        coordinators are on other hosts (fos_raft.runtime.advertise). ``tls``: mutual TLS
+        on every link; raises TlsError when its files are unusable or do not name
+        ``node_id``. ``handle_signals``: SIGTERM/SIGINT stop the agent cleanly (module
+        docstring)."""
         if not coordinators:
             raise ValueError("an agent needs at least one coordinator address")  # a bug
+        try:  # before anything binds or dials: a wrong address would be registered
+            self._advertise_host = advertised_host(
+                listen, advertise, list(coordinators), flag="advertise=",
+                bind_flag="listen=", what="the coordinators and peers")
+        except RuntimeAdvertiseError as exc:
+            raise AdvertiseError(str(exc)) from None
         if tls is not None:
             tls.load().require_name(node_id, "the node id")
         self.tls = tls
@@ -239,7 +256,7 @@ class Agent(CoordinatorSide):
             self._server, self._service, port = await start_server(self, self.listen)
         except OSError as exc:
             raise ListenError(str(exc)) from None
-        self.address = f"{self._advertised_host()}:{port}"
+        self.address = announce(self._advertise_host, self.advertise, port)
         self.health = agent_health(self, self._service.health)
         self.engine.health_changed = self.health.poke
         self._spawn("health", self.health.run())
@@ -353,14 +370,6 @@ class Agent(CoordinatorSide):
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         if not task.cancelled() and task.exception() is not None:
             self.log.error("agent task died", error=repr(task.exception()))
-
-    def _advertised_host(self) -> str:
-        if self.advertise:
-            return self.advertise
-        host = self.listen.rpartition(":")[0].strip("[]")
-        if host in ("", "0.0.0.0", "::"):
-            return socket.gethostbyname(socket.gethostname())
-        return host
 
     def _node_config(self, spec: NodeSpec) -> NodeConfig:
         return NodeConfig(self.node_id, spec.produces, tuple(spec.requires),

@@ -1,6 +1,7 @@
 """``fos-agent``: run one node agent with a simulated stage.
 
     fos-agent --node-id ID --listen HOST:PORT --coordinators ADDR,... --data-dir DIR
+              [--advertise HOST[:PORT]]
               [--produces item:qty] [--requires item:qty,...] [--capacity N]
               [--cycle-s SECONDS] [--workers N] [--metrics HOST:PORT] [--ready-file PATH]
               [--tls-cert PEM --tls-key PEM --tls-ca PEM] [--lineage-retention-days D]
@@ -10,7 +11,10 @@ Without --produces the node's spec is taken from the catalog (the node must be r
 The bound address is logged and, once the agent serves and is registered, written to
 --ready-file (atomically), which the harness and tests wait on. SIGTERM or SIGINT stop it
 cleanly (exit 0). Bad arguments: one line on stderr, exit 2. Failure to start (foreign WAL,
-coordinator unreachable, port taken): one line on stderr, exit 1. With the --tls-* flags
+coordinator unreachable, port taken): one line on stderr, exit 1. A wildcard --listen
+(0.0.0.0) with coordinators on other hosts needs --advertise (what peers dial), unless this
+host's name resolves to a non-loopback address; a loopback address is never announced to
+coordinators off loopback (exit 2). With the --tls-* flags
 every link is mutual TLS; the certificate must name --node-id (docs/security.md).
 Every flag can also be set as FOS_AGENT_<FLAG> (flags win); --metrics also serves /healthz
 and /readyz (docs/operations.md).
@@ -32,6 +36,7 @@ from fos_agent.core.metrics import registry_for
 from fos_agent.runtime.detector import DetectorSettings
 from fos_agent.runtime.inputs import FetchSettings
 from fos_raft.model import ItemReq, ModelError
+from fos_raft.runtime.advertise import AdvertiseError, advertised_host
 from fos_raft.runtime.config import ConfigError, enable_completion, with_settings
 from fos_raft.runtime.health import STARTING, Readiness
 from fos_raft.runtime.http import MetricsAddressError, serve_http
@@ -154,7 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cycle-s", type=float, default=1.0,
                    help="simulated cycle time; 0 = as fast as the WAL allows")
     p.add_argument("--workers", type=int, default=1, help="workers of the stage")
-    p.add_argument("--advertise", help="host to register instead of the listen host")
+    p.add_argument("--advertise", metavar="HOST[:PORT]",
+                   help="address peers and coordinators dial, registered instead of the "
+                        "listen address; its port, if given, replaces the bound one (NAT). "
+                        "Required with a wildcard --listen when the coordinators are on "
+                        "other hosts")
     p.add_argument("--metrics", help="serve Prometheus /metrics on HOST:PORT")
     p.add_argument("--ready-file", help="write the bound address here once ready")
     add_tls_arguments(p)  # no env defaults: fosctl's FOS_TLS_* must not leak in here
@@ -199,14 +208,17 @@ def agent_from_args(args: argparse.Namespace) -> Agent:
     requires = parse_items(args.requires)
     if requires and produces is None:
         raise UsageError("--requires needs --produces (or neither, to use the catalog spec)")
-    try:
+    settings = settings_from(args)
+    try:  # checked here too, to name the flags (the Agent names its own arguments)
+        advertised_host(args.listen, args.advertise, coordinators, flag="--advertise",
+                        bind_flag="--listen", what="the coordinators and peers")
         tls = tls_from_args(args)
         return Agent(args.node_id, produces, requires, listen=args.listen,
                      coordinators=coordinators, data_dir=args.data_dir,
                      capacity=args.capacity, workers=args.workers, cycle_s=args.cycle_s,
-                     advertise=args.advertise, settings=settings_from(args), tls=tls,
+                     advertise=args.advertise, settings=settings, tls=tls,
                      handle_signals=False)  # run() owns SIGTERM/SIGINT
-    except TlsError as exc:
+    except (TlsError, AdvertiseError) as exc:
         raise UsageError(str(exc)) from None
 
 

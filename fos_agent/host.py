@@ -15,6 +15,8 @@ The config is TOML or JSON (by extension)::
     capacity = 1
     cycle_s = 1.0
     workers = 1
+    # advertise = "10.0.0.7:7100"            # what peers dial (a wildcard listen needs it
+    #                                        #   when the coordinators are on other hosts)
     # tls_cert = "certs/saw-1.pem"           # optional; with [tls] below, default
     # tls_key = "certs/saw-1.key"            #   cert_dir/NODE.pem and cert_dir/NODE.key
 
@@ -55,6 +57,7 @@ from fos_agent.cli import (
     settings_from,
     write_ready,
 )
+from fos_raft.runtime.advertise import AdvertiseError
 from fos_raft.runtime.http import MetricsAddressError
 from fos_raft.runtime.logging import configure_logging
 from fos_raft.runtime.stop_report import wait_for_stop_signal
@@ -127,7 +130,7 @@ def agents_from_config(data: dict[str, Any], coordinators: list[str],
                                 capacity=capacity, workers=workers, cycle_s=cycle_s,
                                 advertise=entry.get("advertise"), settings=settings, tls=tls,
                                 handle_signals=False))  # main() owns the signals
-        except TlsError as exc:
+        except (TlsError, AdvertiseError) as exc:
             raise UsageError(f"{where}: {exc}") from None
     if not agents:
         raise UsageError("the config lists no agents")

@@ -11,7 +11,8 @@ The convention (what a block may assume):
   parsed as catalogs (docs/catalog.md).
 - Placeholders are replaced: ``/var/lib/fos`` -> a temporary directory; the coordinator
   list ``"10.0.0.1:7000", "10.0.0.2:7000", "10.0.0.3:7000"`` -> the test cluster's
-  addresses; ``0.0.0.0:7100`` -> ``127.0.0.1:0`` (a free port); ``.venv/bin/`` -> the
+  addresses; ``0.0.0.0:7100`` -> ``127.0.0.1:0`` (a free port), and its advertised
+  ``"10.0.0.7:7100"`` -> ``"127.0.0.1"`` (the bound port); ``.venv/bin/`` -> the
   running venv's bin directory.
 - ``<!-- run: until=N alive=NODE ... -->``: the block runs for ever (an agent); it passes if
   it is still running N seconds after it started and the catalog then shows NODE alive
@@ -108,7 +109,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
 def substitute(text: str, cluster: LocalCluster, data: Path) -> str:
     coords = ", ".join(f'"{a}"' for a in cluster.grpc_addresses)
     return (text.replace(PLACEHOLDER_COORDS, coords).replace("/var/lib/fos", str(data))
-            .replace("0.0.0.0:7100", "127.0.0.1:0").replace(".venv/bin/", f"{BIN}/"))
+            .replace("0.0.0.0:7100", "127.0.0.1:0").replace('"10.0.0.7:7100"', '"127.0.0.1"')
+            .replace(".venv/bin/", f"{BIN}/"))
 
 
 def as_script(block: Block, text: str) -> list[str]:

@@ -13,10 +13,16 @@ import grpc
 
 from fos_raft.api.client import CoordinatorUnavailable
 from fos_raft.model import FosError
+from fos_raft.runtime import advertise
 
 
 class NotInCatalog(FosError, LookupError):
     """Started without a spec (``produces=None``) for a node the catalog does not know."""
+
+
+class AdvertiseError(FosError, advertise.AdvertiseError):
+    """The address the agent would register is one its peers cannot dial (a wildcard, or
+    loopback while the coordinators are on other hosts); the message says what to set."""
 
 
 class ListenError(FosError, OSError):

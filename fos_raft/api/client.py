@@ -8,7 +8,10 @@ when an UNAVAILABLE error's trailing metadata/message or a ClusterStatus names i
 address), then to the others. UNAVAILABLE, DEADLINE_EXCEEDED and ABORTED move on to the next
 replica; after every replica failed once, the client sleeps an exponential backoff with
 jitter and starts another round, all within the call's overall deadline (``timeout``), each
-attempt bounded by ``attempt_timeout``. Any other status is the caller's problem and is
+attempt bounded by ``attempt_timeout``. A replica that does not answer does not hold a call
+for that long: a connection is waited for at most ``connect_timeout``, and a read that has not
+answered by then is left running while the next replica is asked (first usable answer wins;
+writes are not doubled that way). Any other status is the caller's problem and is
 raised at once as :class:`CoordinatorError` (never retried: INVALID_ARGUMENT, NOT_FOUND,
 ALREADY_EXISTS, FAILED_PRECONDITION, ...). When the deadline passes,
 :class:`CoordinatorUnavailable` (a CoordinatorError) is raised.

@@ -38,6 +38,12 @@ from fos_raft.api.receipts import ReceiptWatcher
 from fos_raft.api.service import CoordinatorService, ServiceSettings, start_server
 from fos_raft.api.suspicion import ProbeSettings
 from fos_raft.replica.core import RaftTiming, Replica, data_dir_lock
+from fos_raft.runtime.advertise import (
+    AdvertiseError,
+    add_advertise_grpc_argument,
+    coordinator_grpc_address,
+    coordinator_grpc_host,
+)
 from fos_raft.runtime.config import (
     EXIT_BAD_CONFIG,
     ConfigError,
@@ -109,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated Raft HOST:PORT of all members (this one may be included)",
     )
     parser.add_argument("--grpc", required=True, type=_host_port, help="gRPC HOST:PORT (0: any)")
+    add_advertise_grpc_argument(parser)  # bind and announce apart (fos_raft.runtime.advertise)
     parser.add_argument("--data-dir", required=True, type=Path, help="journal + snapshot dir")
     parser.add_argument("--metrics", type=_host_port, help="Prometheus HOST:PORT (0: any)")
     parser.add_argument(
@@ -243,7 +250,7 @@ async def run(args: argparse.Namespace, tls: TlsConfig | None = None,
     stopper = asyncio.ensure_future(wait_for_stop_signal())
     server, port = await start_server(service, args.grpc, interceptors,
                                       options=limits.server_options())
-    grpc_address = f"{args.grpc.rpartition(':')[0]}:{port}"
+    grpc_address = coordinator_grpc_address(args, port)  # announced: clients dial this
     replica.grpc_address = grpc_address
     try:
         await replica.start()
@@ -319,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
         insecure_raft = check_raft_exposure(args.raft_bind or args.raft, password is not None,
                                             args.insecure_raft)
         snapshot = read_snapshot(args.restore) if args.restore else None
-    except (TlsError, ConfigError) as exc:
+        coordinator_grpc_host(args)  # a wildcard/loopback announce is refused before binding
+    except (TlsError, ConfigError, AdvertiseError) as exc:
         log.error("cannot run", error=str(exc))
         print(f"fos-coordinator: {exc}", file=sys.stderr)
         return 2

@@ -114,7 +114,8 @@ async def _status_all(client: CoordinatorClient, out: Out) -> int:
         try:
             results.append(render.status_json(await client.cluster_status(address)))
         except CoordinatorError as exc:
-            results.append({"grpc_address": address, "error": str(exc)})
+            # as it happened: "refused (...)", "timed out after 1.0 s", or the status
+            results.append({"grpc_address": address, "error": exc.message})
     if out.as_json:
         out.json({"replicas": results})
         return 0
