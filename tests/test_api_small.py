@@ -77,3 +77,17 @@ def test_removing_a_non_member_is_not_found(cluster: LocalCluster) -> None:
     assert "not a member" in (info.value.details() or "")
     members = cluster.stub(0).ListMembers(pb.ClusterStatusRequest(), timeout=10).replicas
     assert len(members) == 3
+
+
+@pytest.mark.parametrize("raft_address", ["\x1b]0;owned\x07\x1b[2J:7100", "a b:7100", "x"])
+def test_adding_a_member_at_a_bad_address_is_refused_before_raft_sees_it(
+    cluster: LocalCluster, raft_address: str
+) -> None:
+    with pytest.raises(grpc.RpcError) as info:
+        cluster.stub(follower(cluster)).AddMember(
+            pb.MemberRequest(raft_address=raft_address, grpc_address="127.0.0.1:7000"),
+            timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "\x1b" not in (info.value.details() or "")
+    members = cluster.stub(0).ListMembers(pb.ClusterStatusRequest(), timeout=10).replicas
+    assert len(members) == 3

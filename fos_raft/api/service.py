@@ -38,10 +38,11 @@ from fos_raft.api.convert import spec_from_pb
 from fos_raft.api.reads import read_state
 from fos_raft.api.suspicion import ProbeSettings, SuspicionJudge, outcome_reply
 from fos_raft.api.views import content_key, flow_to_pb, neighbourhood_to_pb, node_infos
-from fos_raft.model import ErrorCode, ModelError, check_id
+from fos_raft.model import ErrorCode, ModelError, address_problem, check_id
 from fos_raft.replica.core import Replica, Unavailable
 from fos_raft.runtime.grpc_runtime import keep_grpc_aio_running
 from fos_raft.runtime.logging import get_logger
+from fos_raft.textsafe import escape
 from fos_raft.security.tls import (
     DEFAULT_ADMIN_NAMES,
     Authority,
@@ -390,12 +391,13 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
 
     async def _member_change(self, request: pb.MemberRequest, context: Any, add: bool) -> Any:
         await self._allow_admin(context, "change the coordinator's membership")
+        # checked before pysyncobj sees it: the membership change happens before the
+        # replicated AnnounceReplica would refuse a bad address
         for kind, address in (("raft", request.raft_address), ("grpc", request.grpc_address)):
-            host, sep, port = address.rpartition(":")
-            if (address or kind == "raft") and (not sep or not host or not port.isdigit()):
-                await context.abort(
-                    grpc.StatusCode.INVALID_ARGUMENT, f"{kind} address {address!r} is not host:port"
-                )
+            problem = address_problem(address) if address or kind == "raft" else ""
+            if problem:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                    f"{kind} address {escape(address[:80])!r}: {problem}")
         if not add and request.raft_address not in {
             address for address, _ in self.replica.members()
         } | set(self.replica.state.replicas):

@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--join",
         action="store_true",
-        help="new replica for a running cluster: ask the --peers to add it as a member",
+        help="new replica for a running cluster: ask the --peers to add it as a member "
+             "(needs --raft-password-file; without one, add it with fosctl members add)",
     )
     parser.add_argument(
         "--restore", type=Path, metavar="FILE",
