@@ -72,6 +72,10 @@ class SourceForwarder:
                 self.server.close()
             for writer in list(self.writers):
                 writer.close()
+            pumps = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in pumps:
+                task.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
         if self.thread.is_alive():
             asyncio.run_coroutine_threadsafe(close(), self.loop).result(10)
             self.loop.call_soon_threadsafe(self.loop.stop)
