@@ -8,6 +8,8 @@ DURATION ?= 60
 # the demo's floor display (fos-dashboard); port 0 picks a free one, fos-sim prints the URL
 DASHBOARD ?= 127.0.0.1:0
 PYTEST_ARGS ?=
+# KEEP=1: after the run, the line and its floor display stay up until Ctrl-C
+KEEP ?=
 
 .PHONY: test demo proto proto-check lint bench clean-venv
 
@@ -23,7 +25,7 @@ test: $(STAMP) proto-check
 
 demo: $(STAMP)
 	@echo "fos-sim prints the floor display's URL (fos-dashboard on $(DASHBOARD)) once it serves"
-	$(VENV)/bin/fos-sim --scenario examples/demo.toml --duration $(DURATION) --dashboard $(DASHBOARD)
+	$(VENV)/bin/fos-sim --scenario examples/demo.toml --duration $(DURATION) --dashboard $(DASHBOARD) $(if $(KEEP),--hold)
 
 proto: $(STAMP)
 	$(PY) scripts/gen_proto.py

@@ -2,11 +2,13 @@
 programs (tests/signal_stage.py) in a chain with a real 3-replica coordinator cluster.
 The consumer is signalled mid-cycle: it exits 0 within the stop bound, the program goes on
 after its agent's block, the held input is still QUEUED in its WAL (not consumed, not
-lost), and its supplier was told (EndWait) rather than left to find a dead link. Each
+lost), no suspicion of it was confirmed meanwhile, and its supplier has nothing left in
+transit to it. Each
 mode is a consumer once, with the other mode as its supplier."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -21,15 +23,26 @@ from fos_agent.runtime.settings import AgentSettings
 from fos_agent.runtime.stop_signals import stop_bound_s
 from fos_agent.storage.wal import read_wal, wal_path
 from fos_pb import agent_pb2, agent_pb2_grpc
+from fos_pb import coordinator_pb2 as cpb
+from fos_pb import coordinator_pb2_grpc as cpb_grpc
 from fos_raft.cli.launcher import LocalCluster
 
 STAGE = str(Path(__file__).resolve().parent / "signal_stage.py")
 
 
-def _counter(address: str, name: str) -> float:
+def _stats(address: str) -> agent_pb2.StatsReply:
     with grpc.insecure_channel(address) as channel:
-        reply = agent_pb2_grpc.AgentStub(channel).Stats(agent_pb2.StatsRequest(), timeout=5)
-    return reply.counters[name]
+        return agent_pb2_grpc.AgentStub(channel).Stats(agent_pb2.StatsRequest(), timeout=5)
+
+
+def _confirmed_suspicions(cluster: LocalCluster) -> int:
+    seen = []
+    for address in cluster.grpc_addresses:  # the newest answer: replicas may lag
+        with grpc.insecure_channel(address) as channel, contextlib.suppress(grpc.RpcError):
+            reply = cpb_grpc.CoordinatorStub(channel).ClusterStatus(
+                cpb.ClusterStatusRequest(), timeout=5)
+            seen.append((reply.applied_index, reply.confirmed_suspicions))
+    return max(seen)[1]
 
 
 @pytest.mark.parametrize("consumer_mode", ["sync", "async"])
@@ -54,19 +67,21 @@ def test_sigterm_mid_cycle_is_a_clean_stop(tmp_path: Path, consumer_mode: str):
         held = json.loads((marks[con] / "held").read_text())
         assert len(held) == 1
         src_address = (marks[src] / "ready").read_text()
-        ended = _counter(src_address, "messages_received.EndWait")
+        downs = _confirmed_suspicions(cluster)
 
         started = time.monotonic()
         rc = procs.terminate(con, timeout=30)
         took = time.monotonic() - started
         assert rc == 0, procs.log_tail(con, 40)
+        assert _confirmed_suspicions(cluster) == downs  # nobody suspected it while it stopped
         assert (marks[con] / "after").exists()  # the block ended, the program went on
         assert took < 10.0, f"the stop took {took:.1f} s"
         state = read_wal(wal_path(tmp_path / con))
         assert state.inbound[held[0]].state is InState.QUEUED  # back in the queue
-        # the consumer's long-poll at its supplier was ended by its stop, not by a crash
-        wait_until(lambda: _counter(src_address, "messages_received.EndWait") > ended, 10,
-                   "EndWait at the supplier")
+        # its supplier was told: nothing is left in transit to it (its long-poll, if one
+        # was open, was ended with EndWait; what it received was confirmed)
+        wait_until(lambda: _stats(src_address).in_transit_outbound == 0, 10,
+                   "nothing in transit at the supplier")
         assert procs.terminate(src, timeout=30) == 0, procs.log_tail(src, 40)
         assert (marks[src] / "after").exists()
     finally:

@@ -146,6 +146,12 @@ def parser() -> argparse.ArgumentParser:
         "free one); its URL is printed when it serves (docs/dashboard.md)",
     )
     arg(
+        "--hold",
+        action="store_true",
+        help="after the run (and its report's figures), keep the line and the floor display "
+        "up until Ctrl-C",
+    )
+    arg(
         "--agent-args",
         metavar="ARGS",
         help="extra fos-agent tuning options for every agent, one quoted string "
@@ -227,6 +233,7 @@ def build_plan(args: argparse.Namespace, root: Path) -> RunPlan:
         ready_timeout_s=60.0 + 1.0 * len(specs),
         agent_args=tuple(shlex.split(cfg["agent_args"])),
         dashboard=parse_dashboard(args.dashboard) if hasattr(args, "dashboard") else "",
+        hold=bool(getattr(args, "hold", False)),
     )
 
 
@@ -255,7 +262,9 @@ async def _run(plan: RunPlan, view: LiveView | PlainView) -> dict[str, Any]:
     sim = SimRun(plan, view, snapshot_of, collect)
 
     def on_interrupt() -> None:
-        if sim.stop.is_set():
+        if sim.holding:  # the run is over; Ctrl-C ends the hold, then the usual stop
+            sim.release.set()
+        elif sim.stop.is_set():
             task.cancel()
         else:
             sim.stop.set()

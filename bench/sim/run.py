@@ -69,6 +69,7 @@ class RunPlan:
     ready_timeout_s: float = 60.0
     agent_args: tuple[str, ...] = ()  # extra fos-agent options (tuning)
     dashboard: str = ""  # HOST:PORT for a fos-dashboard child process; empty: none
+    hold: bool = False  # after the run, keep everything (and the display) up until Ctrl-C
 
 
 @dataclass
@@ -80,6 +81,8 @@ class SimRun:
     snapshot_of: Callable[[SimRun], Snapshot]
     collect: Callable[[SimRun], RunData]
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    release: asyncio.Event = field(default_factory=asyncio.Event)  # ends plan.hold's wait
+    holding: bool = False
 
     def __post_init__(self) -> None:
         p = self.plan
@@ -492,6 +495,10 @@ class SimRun:
             self.notes += cluster_view_notes(self.cluster_view.polls, self.cluster_view.errors)
             self.memory = agent_memory(self.agents)
             self.view.update(self.snapshot_of(self))
+            if p.hold:  # the report's figures are taken: the floor stays up to be looked at
+                self.holding = True
+                self.event("run over: the floor display stays up until Ctrl-C")
+                await self.release.wait()
             self.event("run over: stopping agents and coordinators")
         finally:
             for task in tasks + self.followups:

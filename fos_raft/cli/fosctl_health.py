@@ -64,7 +64,9 @@ async def check_endpoint(address: str, kind: str, tls: TlsConfig | None,
             result.has_quorum = st.has_quorum
     except grpc.aio.AioRpcError as exc:
         if result.status == "UNREACHABLE" or exc.code() != grpc.StatusCode.UNIMPLEMENTED:
-            result.error = f"{exc.code().name}: {(exc.details() or '')[:80]}"
+            # the whole reason, on one line: its end ("... certificate verify failed",
+            # "... Connection refused") is what an operator acts on
+            result.error = f"{exc.code().name}: {' '.join((exc.details() or '').split())}"
     finally:
         await channel.close()
     return result

@@ -108,7 +108,8 @@ def render_trace(t: Trace, fmt: str) -> str:
              ",".join(b.inputs) or "-", ",".join(b.outputs) or "-", b.delivered_to or "-")
             for b in t.batches]
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(HEADERS)]
-    lines = [f"{t.direction} trace of {t.batch}: {len(t.batches)} batches"
+    count = len(t.batches)
+    lines = [f"{t.direction} trace of {t.batch}: {count} batch{'' if count == 1 else 'es'}"
              + ("" if t.complete else " (PARTIAL)")]
     for row in (HEADERS, *rows):
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
