@@ -26,6 +26,7 @@ from typing import Any
 from fos_agent.audit import AuditReport, audit
 from fos_agent.storage.wal import wal_path
 from fos_raft.runtime.config import OneLineParser
+from fos_raft.runtime.version import add_version_argument
 
 SEARCH_DEPTH = 3  # DIR/agents/NODE/wal: fos-sim's layout, with one level to spare
 EXIT_OK, EXIT_BAD_BATCHES, EXIT_USAGE = 0, 1, 2
@@ -115,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiescent", action="store_true",
                    help="the agents have settled (stopped after their retries): a batch "
                         "still IN_TRANSIT to an audited consumer counts as lost")
+    add_version_argument(p)
     return p
 
 

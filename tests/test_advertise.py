@@ -127,7 +127,7 @@ def _coordinator(tmp_path: Path, *args: str, raft: str | None = None
 def test_coordinator_refuses_a_wildcard_grpc_without_advertise(tmp_path: Path) -> None:
     _one_line(_run(_coordinator(tmp_path, "--grpc", "0.0.0.0:0"), timeout=30),
               "--grpc '0.0.0.0:0' binds a wildcard", "--advertise-grpc")
-    _one_line(_run(_coordinator(tmp_path, "--grpc", "127.0.0.1:0",
+    _one_line(_run(_coordinator(tmp_path, "--grpc", "127.0.0.1:0", "--insecure-raft",
                                 raft="10.255.0.1:7001"), timeout=30),
               "--grpc '127.0.0.1:0' is loopback", "--advertise-grpc")
     _one_line(_run(_coordinator(tmp_path, "--grpc", "0.0.0.0:0", "--advertise-grpc",

@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TOP = ("fos_raft", "fos_agent", "fos_dashboard", "bench")
 
 PURE = ("fos_raft.model", "fos_raft.planner", "fos_raft.state", "fos_agent.protocol",
-        "fos_dashboard.view", "fos_raft.lineage.index", "fos_raft.lineage.trace")
+        "fos_dashboard.view", "fos_raft.lineage.index", "fos_raft.lineage.trace",
+        "fos_raft.textsafe")
 # Third-party and standard modules a pure module must not touch: I/O, concurrency, clock.
 IMPURE = ("grpc", "grpc_health", "grpc_reflection", "lmdb", "pysyncobj", "asyncio",
           "threading", "concurrent", "time", "datetime", "socket", "subprocess", "fos_pb",
@@ -31,13 +32,14 @@ IMPURE = ("grpc", "grpc_health", "grpc_reflection", "lmdb", "pysyncobj", "asynci
 # package -> the factoryOS packages it may import (besides itself and fos_pb).
 ALLOWED: dict[str, set[str]] = {
     "fos_raft.model": set(),
+    "fos_raft.textsafe": set(),  # escaping cluster text for terminals, pages and logs
     "fos_raft.planner": {"fos_raft.model"},
     "fos_raft.state": {"fos_raft.model", "fos_raft.planner"},
-    "fos_raft.runtime": set(),
+    "fos_raft.runtime": {"fos_raft.textsafe"},
     "fos_raft.security": {"fos_raft.model", "fos_raft.runtime"},
     "fos_raft.replica": {"fos_raft.model", "fos_raft.planner", "fos_raft.state",
                          "fos_raft.runtime"},
-    "fos_raft.api": {"fos_raft.model", "fos_raft.planner", "fos_raft.state",
+    "fos_raft.api": {"fos_raft.model", "fos_raft.textsafe", "fos_raft.planner", "fos_raft.state",
                      "fos_raft.runtime", "fos_raft.security", "fos_raft.replica"},
     # genealogy: the index format and the trace walk are pure; the readers (LMDB, gRPC)
     # sit above them. Shared by fosctl and the agents (fos_raft may not import fos_agent).
@@ -45,7 +47,7 @@ ALLOWED: dict[str, set[str]] = {
     "fos_raft.lineage.trace": {"fos_raft.lineage.index"},
     "fos_raft.lineage": {"fos_raft.lineage.index", "fos_raft.lineage.trace",
                          "fos_raft.runtime", "fos_raft.security"},
-    "fos_raft.cli": {"fos_raft.model", "fos_raft.planner", "fos_raft.state",
+    "fos_raft.cli": {"fos_raft.model", "fos_raft.textsafe", "fos_raft.planner", "fos_raft.state",
                      "fos_raft.runtime", "fos_raft.security", "fos_raft.replica",
                      "fos_raft.api", "fos_raft.lineage", "fos_raft.lineage.index",
                      "fos_raft.lineage.trace"},
@@ -64,7 +66,7 @@ ALLOWED: dict[str, set[str]] = {
                           "fos_agent.storage"},  # wal_chain: real WALs, no network
     # the floor display: a coordinator client that reads agents' Stats through fos_pb only
     "fos_dashboard.view": set(),
-    "fos_dashboard": {"fos_dashboard.view", "fos_raft.model", "fos_raft.api",
+    "fos_dashboard": {"fos_dashboard.view", "fos_raft.textsafe", "fos_raft.model", "fos_raft.api",
                       "fos_raft.security", "fos_raft.runtime", "fos_raft.lineage",
                       "fos_raft.lineage.trace", "fos_raft.lineage.index"},
 }

@@ -254,7 +254,8 @@ def test_readonly_peer_is_refused(cluster: LocalCluster) -> None:
 def test_with_a_password_nothing_is_decoded_before_auth_and_join_still_works(
     tmp_path: Path,
 ) -> None:
-    (tmp_path / "raft.pw").write_text("correct horse\n")
+    (tmp_path / "raft.pw").write_text("correct horse battery staple\n")
+    (tmp_path / "raft.pw").chmod(0o600)
     c = LocalCluster(3, tmp_path / "coord", raft_password_file=tmp_path / "raft.pw")
     metrics = [f"127.0.0.1:{free_port()}" for _ in range(3)]
     for i in range(3):

@@ -82,6 +82,13 @@ def test_a_short_password_is_refused(tmp_path: Path) -> None:
     assert "5 bytes" in line and "16" in line
 
 
+def wildcard_raft_bind() -> list[str]:
+    """Raft bound on every interface, announced to peers on loopback: the bind is what the
+    refusal looks at, and a loopback cluster keeps the loopback gRPC address announceable."""
+    port = free_port()
+    return ["--raft", f"127.0.0.1:{port}", "--raft-bind", f"0.0.0.0:{port}"]
+
+
 def _start_and_read_ready(cmd: list[str], tmp_path: Path) -> tuple[dict[str, object], Path]:
     err_path = tmp_path / "err"
     with open(tmp_path / "out", "wb") as out, open(err_path, "wb") as err:
@@ -110,7 +117,7 @@ def _start_and_read_ready(cmd: list[str], tmp_path: Path) -> tuple[dict[str, obj
 
 def test_insecure_raft_starts_and_warns(tmp_path: Path) -> None:
     ready, err = _start_and_read_ready(
-        coordinator(tmp_path, "--raft", f"0.0.0.0:{free_port()}", "--insecure-raft",
+        coordinator(tmp_path, *wildcard_raft_bind(), "--insecure-raft",
                     "--log-format", "json"), tmp_path)
     assert ready["event"] == "ready" and ready["insecure_raft"] is True
     events = [json.loads(line) for line in err.read_text().splitlines() if line.startswith("{")]
@@ -122,7 +129,7 @@ def test_insecure_raft_starts_and_warns(tmp_path: Path) -> None:
 def test_a_private_long_password_off_loopback_starts(tmp_path: Path) -> None:
     path = password_file(tmp_path, "b" * 24, 0o600)
     ready, _ = _start_and_read_ready(
-        coordinator(tmp_path, "--raft", f"0.0.0.0:{free_port()}", "--raft-password-file",
+        coordinator(tmp_path, *wildcard_raft_bind(), "--raft-password-file",
                     str(path)), tmp_path)
     assert ready["raft_encrypted"] is True and "insecure_raft" not in ready
 
@@ -131,7 +138,7 @@ def test_insecure_raft_from_the_environment(tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FOS_COORDINATOR_INSECURE_RAFT", "true")  # the child inherits it
     ready, _ = _start_and_read_ready(
-        coordinator(tmp_path, "--raft", f"0.0.0.0:{free_port()}"), tmp_path)
+        coordinator(tmp_path, *wildcard_raft_bind()), tmp_path)
     assert ready["insecure_raft"] is True
 
 
