@@ -42,7 +42,6 @@ from fos_raft.model import ErrorCode, ModelError, address_problem, check_id
 from fos_raft.replica.core import Replica, Unavailable
 from fos_raft.runtime.grpc_runtime import keep_grpc_aio_running
 from fos_raft.runtime.logging import get_logger
-from fos_raft.textsafe import escape
 from fos_raft.security.tls import (
     DEFAULT_ADMIN_NAMES,
     Authority,
@@ -61,6 +60,7 @@ from fos_raft.state.commands import (
     UpdateSpec,
 )
 from fos_raft.state.core import CoordinatorState
+from fos_raft.textsafe import escape
 
 log = get_logger("fos_raft.api.service")
 
