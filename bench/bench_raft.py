@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import platform
+import secrets
 import statistics
 import tempfile
 import threading
@@ -222,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     plain = run(args, None)
     with tempfile.TemporaryDirectory(prefix="bench-raft-pw-") as tmp:
         password_file = Path(tmp) / "raft.pw"
-        password_file.write_text("bench password\n")
+        password_file.write_text(secrets.token_urlsafe(32) + "\n")  # >= 16 bytes, as required
         password_file.chmod(0o600)
         print("== password (authenticated Raft)")
         secure = run(args, password_file)
