@@ -6,6 +6,7 @@ replica has the same digest. One cluster serves the module; each test heals on t
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 
@@ -80,8 +81,13 @@ def test_isolated_leader_refuses_writes_and_majority_goes_on(healed) -> None:
     assert time.monotonic() - started < 6.0  # refused within the deadline (loaded machine)
     new = majority_leader(cluster, others, cluster.raft_addresses[old])
     version = retry_unavailable(lambda: update(cluster, others[0], 42, timeout=5.0), 30)
-    # No split brain: the isolated side has no quorum and cannot serve a linearizable read.
-    assert not cluster.status(old).has_quorum or cluster.status(old).term > old_term
+    # No split brain: the isolated replica stops claiming leadership (it hears no
+    # majority; with pre-vote its term stays put, so the term says nothing) and cannot
+    # serve a linearizable read.
+    gone = cluster.raft_addresses[old]
+    wait_until(lambda: cluster.status(old).leader != gone, timeout=10,
+               what="the isolated leader to step down")
+    assert cluster.status(old).term == old_term  # pre-vote: an isolated replica keeps its term
     with pytest.raises(grpc.RpcError):
         cluster.stub(old).ListNodes(pb.ListNodesRequest(consistency=LIN), timeout=1.5)
     proxy.heal()
@@ -121,3 +127,27 @@ def test_slow_lossy_links_lose_no_acknowledged_write(healed) -> None:
     for i in range(3):
         assert cluster.status(i).flow_version >= acknowledged
         assert capacity_on(cluster, i) == 111
+
+
+def test_a_returning_replica_does_not_depose_the_leader(healed) -> None:
+    """Pre-vote (fos_raft.replica.prevote): a follower cut off for many election timeouts
+    asks before it raises its term, gets no grants, and on its return simply follows the
+    leader again: the majority never loses its leader."""
+    cluster, proxy = healed
+    cycles = int(os.environ.get("FOS_ISOLATION_CYCLES", "2"))
+    leader = cluster.wait_for_leader(timeout=20)
+    name = cluster.raft_addresses[leader]
+    term = cluster.status(leader).term
+    follower = next(i for i in range(3) if i != leader)
+    for _ in range(cycles):
+        proxy.isolate(cluster.raft_addresses[follower])
+        wait_until(lambda: cluster.status(follower).leader != name, timeout=10,
+                   what="the cut-off follower to lose its leader")
+        time.sleep(1.0)  # the cut lasts: several election timeouts (0.2-0.5 s) run out
+        proxy.heal()
+        wait_until(lambda: cluster.status(follower).leader == name, timeout=15,
+                   what="the follower to follow the same leader again")
+        status = cluster.status(leader)
+        assert (status.leader, status.term) == (name, term)
+        assert cluster.status(follower).term == term
+    cluster.wait_converged(timeout=30)

@@ -27,7 +27,7 @@ from pysyncobj.monotonic import monotonic
 from pysyncobj.utility import TcpUtility, UtilityException
 
 from fos_raft.model import ModelError
-from fos_raft.replica import failstop, wire
+from fos_raft.replica import failstop, prevote, wire
 from fos_raft.replica import journal as journal_mod
 from fos_raft.replica.commit import commit_with_retry
 from fos_raft.replica.machine import StateMachine
@@ -52,6 +52,22 @@ class RaftTiming:
     connection_retry_time: float = 0.25
     log_compaction_entries: int = 2000
     log_compaction_time: float = 300.0
+
+
+class _PreVotingSyncObj(SyncObj):  # type: ignore[misc]
+    """pysyncobj's node with pre-vote (fos_raft.replica.prevote) in front of its
+    elections: a replica back from isolation does not depose a working leader."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.prevote = prevote.PreVote(self)
+        super().__init__(*args, **kwargs)
+
+    def transport(self) -> Any:
+        return self._SyncObj__transport
+
+    def _onTick(self, timeToWait: float = 0.0) -> None:
+        self.prevote.before_tick()
+        super()._onTick(timeToWait)
 
 
 class Unavailable(Exception):
@@ -132,7 +148,7 @@ class Replica:
             password=self._password,
         )
         self._sm = StateMachine(self._on_applied_threadsafe)
-        self._obj = SyncObj(
+        self._obj = _PreVotingSyncObj(
             self.raft_address,
             self.peers,
             conf,
@@ -141,6 +157,7 @@ class Replica:
                 self.journal, self._on_node_lost, self.wire_guard
             ),
         )
+        self._obj.transport().intercept = self._obj.prevote.on_message
         try:
             await self._loop.run_in_executor(None, self._obj.waitBinded)
         except SyncObjException as exc:

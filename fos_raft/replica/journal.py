@@ -310,6 +310,14 @@ class DurableTCPTransport(TCPTransport):
     journal: LmdbJournal
     on_node_lost: Callable[[Any], None] | None = None
     guard: wire.FrameGuard | None = None
+    # sees every message from a member first; True: handled, pysyncobj must not see it
+    # (pre-vote, fos_raft.replica.prevote)
+    intercept: Callable[[Any, Any], bool] | None = None
+
+    def _onMessageReceived(self, node: Any, message: Any) -> None:
+        if self.intercept is not None and self.intercept(node, message):
+            return
+        super()._onMessageReceived(node, message)
 
     def send(self, node: Any, message: Any) -> bool:
         self.journal.before_send()
