@@ -29,7 +29,6 @@ every tick, ``on_message`` for every message the transport receives.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -194,12 +193,11 @@ class PreVote:
         if r.won:
             self._round = None
             self.elections += 1
-            # elect at the next tick, after a short random pause so two replicas that won
-            # at once do not split the vote every time
-            conf = self._obj.conf
-            at = self._clock() + random.uniform(0.0, conf.raftMinTimeout / 10)
-            self._won = (r.term, at + conf.raftMaxTimeout)
-            self._set("raftElectionDeadline", at)
+            # elect at the next tick (the rounds themselves start at staggered times: the
+            # election timeouts are random, and so is the early election of a lost leader)
+            now = self._clock()
+            self._won = (r.term, now + self._obj.conf.raftMaxTimeout)
+            self._set("raftElectionDeadline", now)
             log.debug("pre-vote won", term=r.term + 1, granted_by=sorted(r.granted_by))
 
 
