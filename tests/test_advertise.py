@@ -161,3 +161,41 @@ def test_coordinator_announces_the_advertised_grpc_address(tmp_path: Path) -> No
         assert procs.terminate("coord") == 0
     finally:
         procs.stop_all()
+
+
+def test_coordinator_refuses_a_wildcard_raft_name(tmp_path: Path) -> None:
+    port = free_port()
+    _one_line(_run([sys.executable, "-m", "fos_raft.cli.coordinator", "--id", "r0", "--raft",
+                    f"0.0.0.0:{port}", "--grpc", "127.0.0.1:0", "--insecure-raft",
+                    "--data-dir", str(tmp_path / "coord")], timeout=30),
+              f"Raft name '0.0.0.0:{port}' is not an address peers can dial",
+              "--advertise-raft")
+
+
+def test_coordinator_binds_raft_on_a_wildcard_and_is_known_by_its_advertised_name(
+        tmp_path: Path) -> None:
+    port = free_port()
+    name = f"127.0.0.1:{port}"
+    procs = Procs(tmp_path)
+    try:
+        proc = procs.start("coord", [
+            sys.executable, "-m", "fos_raft.cli.coordinator", "--id", "r0",
+            "--raft", f"0.0.0.0:{port}", "--advertise-raft", name, "--peers", name,
+            "--insecure-raft", "--grpc", "127.0.0.1:0", "--data-dir", str(tmp_path / "coord")])
+        log = tmp_path / "coord.log"
+        ready = wait_until(lambda: next((json.loads(line) for line in log.read_text()
+                                         .splitlines() if '"event": "ready"' in line), None),
+                           timeout=60, what="coordinator ready")
+        assert proc.poll() is None
+
+        async def leader() -> str:
+            async with CoordinatorClient([ready["grpc"]], timeout=5) as client:
+                return (await client.cluster_status()).leader
+
+        # the single member elects itself under its name, bound on the wildcard
+        assert wait_until(lambda: asyncio.run(leader()), timeout=60, what="a leader") == name
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass  # the wildcard bind answers on loopback too
+        assert procs.terminate("coord") == 0
+    finally:
+        procs.stop_all()

@@ -41,8 +41,10 @@ from fos_raft.replica.core import RaftTiming, Replica, data_dir_lock
 from fos_raft.runtime.advertise import (
     AdvertiseError,
     add_advertise_grpc_argument,
+    add_advertise_raft_argument,
     coordinator_grpc_address,
     coordinator_grpc_host,
+    coordinator_raft_addresses,
 )
 from fos_raft.runtime.config import (
     EXIT_BAD_CONFIG,
@@ -108,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--raft-bind", type=_host_port, default=None, metavar="HOST:PORT",
                         help="bind Raft here instead of --raft (peers reach --raft through a "
                              "proxy or NAT: fault-injection tests)")
+    add_advertise_raft_argument(parser)
     parser.add_argument(
         "--peers",
         type=_peers,
@@ -324,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
                       replica=args.id)
     try:
         tls, password = security_from_args(args)
+        args.raft, args.raft_bind = coordinator_raft_addresses(args)
         insecure_raft = check_raft_exposure(args.raft_bind or args.raft, password is not None,
                                             args.insecure_raft)
         snapshot = read_snapshot(args.restore) if args.restore else None

@@ -150,3 +150,31 @@ def coordinator_grpc_address(args: argparse.Namespace, bound_port: int) -> str:
     """HOST:PORT a replica announces, once its gRPC port is bound (see above)."""
     return announce(coordinator_grpc_host(args), getattr(args, "advertise_grpc", None),
                     bound_port)
+
+
+def add_advertise_raft_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--advertise-raft", metavar="HOST:PORT", default=None,
+        help="this replica's Raft name: the address peers dial and --peers lists; --raft "
+             "is then only bound (e.g. 0.0.0.0:7001). Default: --raft is both")
+
+
+def coordinator_raft_addresses(args: argparse.Namespace) -> tuple[str, str | None]:
+    """(name peers dial, address to bind or None for the name) of a replica, from
+    ``--raft``, ``--advertise-raft`` and ``--raft-bind``. The name is the replica's identity
+    in the Raft cluster (and what ``status`` reports as the leader), so it is never a
+    wildcard. Raises AdvertiseError."""
+    raft: str = args.raft
+    advertise: str | None = getattr(args, "advertise_raft", None)
+    bind: str | None = getattr(args, "raft_bind", None)
+    if advertise and bind:
+        raise AdvertiseError("--advertise-raft and --raft-bind both move the bound address "
+                             "away from the name: give one of them")
+    name, bound = (advertise, raft) if advertise else (raft, bind)
+    host, port = split_host_port(name)
+    if is_wildcard(host) or port is None:
+        raise AdvertiseError(
+            f"Raft name {name!r} is not an address peers can dial: bind the wildcard with "
+            f"--raft {raft if is_wildcard(split_host_port(raft)[0]) else '0.0.0.0:PORT'} "
+            f"and name this replica with --advertise-raft HOST:PORT (what --peers lists)")
+    return name, bound
