@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fos_agent.rules.share import MAX_WAIT_MS, FairShare, LongPoll
+from fos_agent.rules.share import MAX_WAIT_MS, FairShare, LongPoll, settle_wait
 
 
 def test_a_long_poll_waits_its_turn_while_others_served_longer_ago_wait():
@@ -68,3 +68,28 @@ def test_consumers_that_always_wait_take_scarce_batches_in_turn(n: int, asks: li
         taker.served()
         got[polls.index(taker)] += 1
     assert max(got) - min(got) <= 1
+
+
+def test_weights_are_asked_for_once_the_flow_settles_or_at_the_longest_delay():
+    assert settle_wait(10.0, 10.0, settle_s=1.0, max_delay_s=5.0) == 1.0
+    assert settle_wait(10.0, 14.5, settle_s=1.0, max_delay_s=5.0) == 0.5  # the delay ends
+    assert settle_wait(10.0, 15.0, settle_s=1.0, max_delay_s=5.0) is None
+
+
+@given(st.lists(st.floats(0.0, 2.0), max_size=40), st.floats(0.1, 3.0), st.floats(0.1, 10.0))
+def test_a_flow_that_keeps_moving_is_asked_about_by_the_longest_delay(
+        moves: list[float], settle_s: float, max_delay_s: float):
+    # the flow moves again after each gap in ``moves`` (or settles): the wait ends by
+    # max_delay_s, and early only when the flow was quiet for settle_s
+    now, asked_at = 0.0, None
+    for gap in [*moves, float("inf")]:
+        wait = settle_wait(0.0, now, settle_s, max_delay_s)
+        if wait is None:
+            asked_at = now
+            break
+        if gap >= wait:  # quiet for the whole wait: settled
+            asked_at = now + wait
+            assert wait == settle_s or asked_at >= max_delay_s - 1e-9
+            break
+        now += gap
+    assert asked_at is not None and asked_at <= max_delay_s + 1e-9

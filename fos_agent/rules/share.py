@@ -52,6 +52,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Mapping
 
+SETTLE_S = 1.0  # a moved flow is asked about once it has been quiet this long ...
+MAX_DELAY_S = 5.0  # ... or this long after it first moved
 PLAN_SKIPS = 3  # batches in a row served to others before a planned consumer is dropped
 MAX_WAIT_MS = 60_000  # the longest long-poll a supplier holds, whatever the request asks
 
@@ -193,3 +195,19 @@ class LongPoll:
     def close(self) -> None:
         """The request is answered or gone: its consumer waits no more (for it)."""
         self.fair.leave(self.consumer)
+
+
+def settle_wait(moved_at: float, now: float, settle_s: float = SETTLE_S,
+                max_delay_s: float = MAX_DELAY_S) -> float | None:
+    """The consumers' weights are refreshed from the coordinator's catalog when the flow
+    moves, once it has been quiet for ``settle_s`` and at most ``max_delay_s`` after it
+    first moved (``moved_at``): a large chain coming up moves every agent's flow many
+    times in its first seconds, and asking each time (the whole catalog, parsed and
+    weighed) cost a large part of the start-up CPU. Weights only order waiting
+    consumers, so a late answer costs nothing but that order.
+
+    Returns how long to wait for the flow to move again (when it does not within that
+    time, it has settled: ask now; when it does, call again), or None: the longest delay
+    is over, ask now."""
+    left = moved_at + max_delay_s - now
+    return min(settle_s, left) if left > 0 else None
