@@ -1,6 +1,6 @@
 """The first supplier's long-poll wait (fos_agent.rules.fetch.long_poll_wait_ms): long
 only while no backup may have goods, so a 20 s long-poll never leaves a backup's batches
-unsold for longer than the old 4 s one did (issue 14)."""
+unsold for longer than a 4 s one would."""
 
 from __future__ import annotations
 
