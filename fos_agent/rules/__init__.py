@@ -20,3 +20,32 @@ contract: what to call when, and what the caller must do with what it returns.
   first-article plan's supplier side), how long a long-poll is held, when the weights
   are refreshed.
 """
+
+from fos_agent.rules.fetch import (
+    Answer,
+    FetchSettings,
+    PlanFollow,
+    PlanStep,
+    Supplier,
+    SupplierChoice,
+    batches_to_ask,
+    long_poll_wait_ms,
+    target,
+)
+from fos_agent.rules.retry import PendingConfirms, Reoffers
+from fos_agent.rules.share import FairShare, LongPoll, settle_wait
+from fos_agent.rules.suspicion import (
+    Action,
+    DetectorSettings,
+    Ping,
+    Report,
+    Suspicion,
+    report_retry_after,
+)
+
+__all__ = [
+    "Action", "Answer", "DetectorSettings", "FairShare", "FetchSettings", "LongPoll",
+    "PendingConfirms", "Ping", "PlanFollow", "PlanStep", "Reoffers", "Report", "Supplier",
+    "SupplierChoice", "Suspicion", "batches_to_ask", "long_poll_wait_ms", "report_retry_after",
+    "settle_wait", "target",
+]
