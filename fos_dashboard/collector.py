@@ -46,7 +46,8 @@ def rows_of(nodes: pb.ListNodesReply, flow: pb.GetFlowReply) -> view.Snapshot:
             produces_qty=int(n.spec.produces.qty),
             requires=tuple((r.item, int(r.qty)) for r in n.spec.requires),
             capacity=int(n.spec.capacity) or 1, alive=n.alive, drained=n.drained,
-            in_flow=n.in_flow, down_reason=n.down_reason)
+            in_flow=n.in_flow, down_reason=n.down_reason,
+            started=n.started or not n.state, state=n.state)
         for n in nodes.nodes
     )
     edges = tuple(view.EdgeRow(e.supplier, e.consumer, e.item, int(e.qty), int(e.rank))

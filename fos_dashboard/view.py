@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fos_raft.model import NodeStatus, node_state
+
 # Geometry of the SVG graph (user units; the browser scales the viewBox to fit).
 COLUMN_WIDTH = 220
 ROW_HEIGHT = 46
@@ -35,6 +37,8 @@ class NodeRow:
     drained: bool = False
     in_flow: bool = False
     down_reason: str = ""
+    started: bool = True
+    state: str = ""  # the coordinator's word (it alone knows "stale"); "" derive it
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,17 +88,22 @@ class Layout:
 
 
 def state_of(node: NodeRow) -> str:
-    """One word: ``down`` > ``drained`` > ``in-flow`` > ``idle``."""
-    if not node.alive:
-        return "down"
-    if node.drained:
-        return "drained"
-    return "in-flow" if node.in_flow else "idle"
+    """One word of `fos_raft.model.NodeState` (the coordinator's, else derived)."""
+    if node.state:
+        return node.state
+    status = NodeStatus(node.alive, node.drained, node.down_reason, node.started)
+    return node_state(status, node.in_flow).value
 
 
 def reason_in_words(node: NodeRow, nodes: Sequence[NodeRow]) -> str:
     """Why the node is in its state, for a shift lead rather than a Raft expert."""
     state = state_of(node)
+    if state == "not-started":
+        return ("not started: it is in the catalog, but its agent has not registered yet; "
+                "nothing is sent to it")
+    if state == "stale":
+        return ("stale: counted alive, but its agent has not reported for a while; "
+                "check the machine")
     if state == "down":
         why = f" ({node.down_reason})" if node.down_reason else ""
         return ("down: the coordinator confirmed it unreachable and rerouted around it"
@@ -106,8 +115,8 @@ def reason_in_words(node: NodeRow, nodes: Sequence[NodeRow]) -> str:
     live = {n.produces for n in nodes if n.alive and not n.drained and n.in_flow}
     missing = sorted(item for item, _ in node.requires if item not in live)
     if missing:
-        return "idle: no live supplier of " + ", ".join(missing)
-    return "idle: alive, but nothing in the flow needs it now"
+        return "standby: no live supplier of " + ", ".join(missing)
+    return "standby: alive, but nothing in the flow needs it now"
 
 
 # ---------------------------------------------------------------- layout

@@ -70,9 +70,14 @@ def test_states_and_reasons_in_words() -> None:
     idle = NodeRow("press", "", "frame", 1, (("wood", 3),))
     assert view.state_of(down) == "down" and "no answer for 1.5 s" in view.reason_in_words(
         down, [down, idle])
-    assert view.reason_in_words(idle, [down, idle]) == "idle: no live supplier of wood"
+    assert view.reason_in_words(idle, [down, idle]) == "standby: no live supplier of wood"
+    assert view.state_of(idle) == "standby"
     assert view.state_of(replace(src, drained=True)) == "drained"
     assert view.state_of(src) == "in-flow"
+    never = replace(idle, alive=False, started=False)
+    assert view.state_of(never) == "not-started"
+    assert "agent has not registered" in view.reason_in_words(never, [never])
+    assert view.state_of(replace(src, state="stale")) == "stale"
 
 
 @settings(max_examples=150, deadline=None)

@@ -3,6 +3,7 @@ CLI end to end against a real 3-replica coordinator cluster (bottom half)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -92,7 +93,7 @@ def test_flow_dot_distinguishes_primaries_backups_possible_links_and_node_states
     assert "dashed" in drained and "drained" in drained
     (in_flow,) = dot_lines(dot, "press-1")
     (idle,) = dot_lines(dot, "assembly-2")
-    assert "#b7e4b0" in in_flow and "#b7e4b0" not in idle and "idle" in idle
+    assert "#b7e4b0" in in_flow and "#b7e4b0" not in idle and "standby" in idle
     (ghost,) = dot_lines(dot, "gone-9")
     assert "not in catalog" in ghost
 
@@ -146,7 +147,10 @@ def test_node_state_precedence():
     assert render.NodeView(spec, alive=False, drained=True, in_flow=True).state == "down"
     assert render.NodeView(spec, drained=True, in_flow=True).state == "drained"
     assert render.NodeView(spec, in_flow=True).state == "in-flow"
-    assert render.NodeView(spec).state == "idle"
+    assert render.NodeView(spec).state == "standby"
+    assert render.NodeView(spec, alive=False, started=False, in_flow=False).state \
+        == "not-started"
+    assert render.NodeView(spec, reported_state="stale").state == "stale"
 
 
 def test_plain_table_when_not_a_terminal(capsys):
@@ -251,7 +255,26 @@ def ctl(cluster):
     def run(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
         return fosctl("--timeout", "20", *args, env_extra={**env, **(env_extra or {})})
 
+    run.addresses = list(cluster.grpc_addresses)  # type: ignore[attr-defined]
     return run
+
+
+def stand_in_agents_rejoin(addresses: list[str], nodes: list[str]) -> int:
+    """What each node's agent does when it starts against a catalog entry: Rejoin (these
+    tests check fosctl, not agents; tests/test_node_states.py runs real ones)."""
+    from fos_raft.api.client import CoordinatorClient
+
+    async def go() -> int:
+        client = CoordinatorClient(addresses)
+        try:
+            version = 0
+            for node in nodes:
+                version = await client.rejoin(node, timeout=20)
+            return version
+        finally:
+            await client.close()
+
+    return asyncio.run(go())
 
 
 def ok_json(done: subprocess.CompletedProcess):
@@ -270,8 +293,17 @@ def test_e2e_apply_is_idempotent_and_nodes_and_flow_show_the_chain(ctl):
     assert [r["action"] for r in again["results"]] == ["unchanged"] * 8
     assert again["complete"] is True
 
+    # no agent has run: nothing is routed to a node whose agent never registered
     nodes = ok_json(ctl("nodes", "--json"))
     assert nodes["flow_version"] == again["flow_version"]
+    assert {n["node_id"]: n["state"] for n in nodes["nodes"]} == {
+        s.node_id: "not-started" for s in SPECS}
+    assert not any(n["alive"] or n["started"] for n in nodes["nodes"])
+    assert ok_json(ctl("flow", "--format", "json"))["edges"] == []
+
+    version = stand_in_agents_rejoin(ctl.addresses, [s.node_id for s in SPECS])
+    nodes = ok_json(ctl("nodes", "--json"))
+    assert nodes["flow_version"] >= version
     assert {n["node_id"]: n["state"] for n in nodes["nodes"]} == {
         s.node_id: "in-flow" for s in SPECS}
     assert {n["node_id"]: n["capacity"] for n in nodes["nodes"]}["press-2"] == 2

@@ -58,7 +58,7 @@ function renderGraph(graph) {
       <title>${esc(n.id)}: ${esc(n.reason)}</title>
       <rect width="${w}" height="${h}" rx="7"/>
       <text x="10" y="14" class="id">${esc(n.id)}</text>
-      <text x="10" y="26" class="item">${esc(n.item)}${n.state === "in-flow" || n.state === "idle" ? "" : " · " + esc(n.state)}</text>
+      <text x="10" y="26" class="item">${esc(n.item)}${n.state === "in-flow" || n.state === "standby" ? "" : " · " + esc(n.state)}</text>
     </g>`);
   }
   const width = Math.max(graph.width, 200), height = Math.max(graph.height, 60);
@@ -121,7 +121,7 @@ function renderCluster(c) {
 function renderSummary(state) {
   const counts = {};
   for (const n of state.graph.nodes) counts[n.state] = (counts[n.state] || 0) + 1;
-  document.getElementById("summary").innerHTML = ["in-flow", "idle", "drained", "down"]
+  document.getElementById("summary").innerHTML = ["in-flow", "standby", "not-started", "stale", "drained", "down"]
     .filter((k) => counts[k]).map((k) => `<span class="badge ${k}">${counts[k]} ${k}</span>`).join(" ");
   const banner = document.getElementById("banner");
   banner.hidden = !state.coordinator_error;

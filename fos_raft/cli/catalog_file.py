@@ -31,7 +31,7 @@ from fos_raft.model import MAX_QTY, ItemReq, ModelError, NodeSpec, find_item_cyc
 
 NODE_KEYS = ("id", "address", "produces", "requires", "capacity")
 ITEM_KEYS = ("item", "qty")
-_REQUIRED_NODE_KEYS = ("id", "address", "produces")
+_REQUIRED_NODE_KEYS = ("id", "produces")
 _ANY_HEADER_RE = re.compile(r"^\s*\[")
 _TOML_LINE_RE = re.compile(r"at line (\d+)")
 LineOf = Callable[[str | None], int | None]  # key (None: the table itself) -> its line
@@ -84,6 +84,12 @@ class TableLocator:
         return lambda key: self.key_line(index, key) if key else self.node_line(index)
 
 
+# The address of a catalog node that gives none: where its agent listens is its agent's to
+# say (it registers or rejoins with it). ".invalid" never resolves (RFC 2606), and a node
+# that has not started is dialled by nobody.
+UNKNOWN_ADDRESS = "address-unknown.invalid:1"
+
+
 def parse_catalog(text: str, path: str = "<catalog>") -> list[NodeSpec]:
     """Parse and fully validate catalog ``text``; return its specs in file order."""
     try:
@@ -98,7 +104,7 @@ def parse_catalog(text: str, path: str = "<catalog>") -> list[NodeSpec]:
             path, _top_level_line(TableLocator.of(text), unknown[0]),
             f"unknown top-level key {unknown[0]!r}; a catalog has only [[node]] tables",
         )
-    return specs_from_tables(doc.get("node", []), text, path)
+    return specs_from_tables(doc.get("node", []), text, path, default_address=UNKNOWN_ADDRESS)
 
 
 def specs_from_tables(
