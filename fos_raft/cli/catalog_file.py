@@ -29,7 +29,7 @@ from typing import Any
 
 from fos_raft.model import MAX_QTY, ItemReq, ModelError, NodeSpec, find_item_cycle
 
-NODE_KEYS = ("id", "address", "produces", "requires", "capacity")
+NODE_KEYS = ("id", "address", "produces", "requires", "capacity", "target_per_hour")
 ITEM_KEYS = ("item", "qty")
 _REQUIRED_NODE_KEYS = ("id", "produces")
 _ANY_HEADER_RE = re.compile(r"^\s*\[")
@@ -168,6 +168,19 @@ def load_catalog(path: str | Path) -> list[NodeSpec]:
     return parse_catalog(text, name)
 
 
+def load_targets(path: str | Path) -> dict[str, float]:
+    """Production targets per item (batches per hour): the sum of ``target_per_hour`` over
+    the nodes that make it. The file is checked as a catalog first."""
+    load_catalog(path)
+    doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    targets: dict[str, float] = {}
+    for table in doc.get("node", []):
+        if "target_per_hour" in table:
+            item = table["produces"]["item"] if isinstance(table["produces"], dict) else ""
+            targets[item] = targets.get(item, 0.0) + float(table["target_per_hour"])
+    return targets
+
+
 def cycle_message(cycle: Sequence[str], specs: Iterable[NodeSpec]) -> str:
     """Explain an item cycle ``[a, b, a]`` by naming a node behind each link."""
     makers: dict[tuple[str, str], str] = {}
@@ -213,6 +226,10 @@ def spec_from_table(
     for key in _REQUIRED_NODE_KEYS:
         if key not in table:
             raise fail(None, f"{label}: missing required key {key!r}")
+    target = table.get("target_per_hour", 1)
+    if isinstance(target, bool) or not isinstance(target, int | float) or not target > 0:
+        raise fail("target_per_hour", f"{label}: 'target_per_hour' must be a positive number "
+                   "(finished batches per hour this node should make)")
     for key in ("id", "address"):
         if not isinstance(table[key], str):
             raise fail(key, f"{label}: {key!r} must be a string, got {_type_name(table[key])}")
