@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fos_raft.model import NodeStatus, node_state
+from fos_raft.model import ItemReq, NodeSpec, NodeStatus, node_state
 
 # Geometry of the SVG graph (user units; the browser scales the viewBox to fit).
 COLUMN_WIDTH = 220
@@ -215,8 +215,18 @@ def graph_json(snapshot: Snapshot) -> dict[str, Any]:
             "edges": edges}
 
 
-def node_table(snapshot: Snapshot, stats: Mapping[str, Mapping[str, Any]]) -> list[dict]:
-    """One row per node: state and reason, flow neighbours, agent figures when known."""
+def specs_of(snapshot: Snapshot) -> list[NodeSpec]:
+    """The catalog as specs (for the production figures: which items are final)."""
+    return [NodeSpec(n.node_id, n.address, ItemReq(n.produces, n.produces_qty),
+                     tuple(ItemReq(i, q) for i, q in n.requires), n.capacity)
+            for n in snapshot.nodes]
+
+
+def node_table(snapshot: Snapshot, stats: Mapping[str, Mapping[str, Any]],
+               cycles: Mapping[str, str] | None = None) -> list[dict]:
+    """One row per node: state and reason, flow neighbours, agent figures when known, and
+    its cycles in words from the production figures (no bare "skipped")."""
+    cycles = cycles or {}
     suppliers: dict[str, list[str]] = {}
     consumers: dict[str, list[str]] = {}
     for e in snapshot.edges:
@@ -230,7 +240,8 @@ def node_table(snapshot: Snapshot, stats: Mapping[str, Mapping[str, Any]]) -> li
          "requires": ", ".join(f"{q} x {i}" for i, q in n.requires),
          "suppliers": sorted(suppliers.get(n.node_id, ())),
          "consumers": sorted(consumers.get(n.node_id, ())),
-         "stats": dict(stats.get(n.node_id, {}))}
+         "stats": dict(stats.get(n.node_id, {})),
+         "cycles": cycles.get(n.node_id, "")}
         for n in sorted(snapshot.nodes, key=lambda n: n.node_id)
     ]
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from agent_util import Procs, agent_command, wait_until
+from ops_util import http_get, ready_line
 
 from fos_raft.cli.launcher import LocalCluster
 
@@ -31,6 +32,7 @@ requires = [{ item = "ns-wood", qty = 1 }]
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory):
     c = LocalCluster(1, tmp_path_factory.mktemp("node-states-coord"))
+    c.replica_flags[0] = ["--metrics", "127.0.0.1:0"]
     try:
         c.start()
         c.wait_for_leader(timeout=30)
@@ -122,6 +124,14 @@ def test_catalog_without_agents_is_not_started_then_agents_make_it_flow(
     stages = {s["node_id"]: s for s in doc["stages"]}
     assert stages["ns-press"]["cycles_ok"] >= 3 and stages["ns-saw"]["cycles_ok"] >= 3
     assert doc["bottleneck"]["text"]
+    # the same figures for Prometheus
+    text = http_get(f"http://{ready_line(cluster, 0)['metrics']}/metrics")[1]
+    assert 'fos_node_state{node="ns-press",replica="r0",state="in-flow"} 1.0' in text
+    assert 'fos_node_state{node="ns-press",replica="r0",state="not-started"} 0.0' in text
+    finished_line = [ln for ln in text.splitlines()
+                     if ln.startswith('fos_item_finished_batches_total{item="ns-frame"')]
+    assert finished_line and float(finished_line[0].split()[-1]) >= 3
+    assert 'fos_node_cycles_total{input="",node="ns-press",outcome="ok"' in text
 
     # an agent on port 0 before the catalog (the README's example): it registers itself
     # where it listens, and the catalog's address for it changes nothing

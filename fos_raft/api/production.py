@@ -188,9 +188,15 @@ def node_figures(book: NodeBook, now: float, window: float) -> dict[str, Any]:
     }
 
 
+def state_of(state: CoordinatorState, node_id: str, book: ProductionBook) -> NodeState:
+    """The node's state word as this replica sees it (registered nodes only)."""
+    entry = state.nodes[node_id]
+    stale = entry.status.started and entry.status.alive and book.is_stale(node_id)
+    return node_state(entry.status, node_id in state.flow.members, stale)
+
+
 def annotate(infos: list[pb.NodeInfo], state: CoordinatorState, book: ProductionBook) -> None:
     """Fill each NodeInfo's state word, ``started`` and contact age (this replica's)."""
-    members = state.flow.members
     for info in infos:
         node_id = info.spec.node_id
         entry = state.nodes.get(node_id)
@@ -198,13 +204,4 @@ def annotate(infos: list[pb.NodeInfo], state: CoordinatorState, book: Production
             continue
         info.started = entry.status.started
         info.contact_age_s = book.contact_age(node_id)
-        stale = entry.status.started and entry.status.alive and book.is_stale(node_id)
-        info.state = node_state(entry.status, node_id in members, stale).value
-
-
-def state_counts(state: CoordinatorState, book: ProductionBook) -> dict[NodeState, int]:
-    counts = dict.fromkeys(NodeState, 0)
-    for node_id, entry in state.nodes.items():
-        stale = entry.status.started and entry.status.alive and book.is_stale(node_id)
-        counts[node_state(entry.status, node_id in state.flow.members, stale)] += 1
-    return counts
+        info.state = state_of(state, node_id, book).value

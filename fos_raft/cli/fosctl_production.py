@@ -13,10 +13,10 @@ import re
 import time
 
 from fos_raft.api.client import CoordinatorClient, CoordinatorError
+from fos_raft.api.production_view import merge, outcome_words, summary
 from fos_raft.cli import render
 from fos_raft.cli.catalog_file import load_targets
 from fos_raft.cli.fosctl_commands import EXIT_UNAVAILABLE, EXIT_USAGE, CommandError, Out
-from fos_raft.cli.production_view import merge, outcome_words, summary
 
 _DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(s|m|h|d)?")
 _UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
