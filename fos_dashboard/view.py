@@ -72,7 +72,7 @@ class Snapshot:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    kind: str  # death, rejoin, drain, undrain, join, leave, reroute, leader
+    kind: str  # death, start, rejoin, drain, undrain, join, leave, reroute, leader
     node: str
     text: str
 
@@ -284,6 +284,8 @@ def diff(before: Snapshot, after: Snapshot) -> list[Event]:
         if a.alive and not b.alive:
             why = f": {b.down_reason}" if b.down_reason else ""
             events.append(Event("death", node_id, f"{node_id} is down{why}"))
+        elif not a.alive and b.alive and not a.started:
+            events.append(Event("start", node_id, f"{node_id} started: its agent registered"))
         elif not a.alive and b.alive:
             events.append(Event("rejoin", node_id, f"{node_id} rejoined"))
         if not a.drained and b.drained:

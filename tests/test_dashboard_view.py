@@ -28,7 +28,7 @@ def catalogs(draw: st.DrawFn) -> list[NodeRow]:
             requires = tuple((f"i{n}", 1) for n in sorted(needs) if n != item)
             nodes.append(NodeRow(f"n{item}-{k}", f"h:{item}{k}", f"i{item}", 1, requires,
                                  alive=draw(st.booleans()), drained=draw(st.booleans()),
-                                 in_flow=draw(st.booleans())))
+                                 in_flow=draw(st.booleans()), started=draw(st.booleans())))
     return nodes
 
 
@@ -89,8 +89,11 @@ def test_diff_reports_each_death_and_rejoin(before: list[NodeRow],
     new = {n.node_id: n for n in after}
     deaths = {e.node for e in events if e.kind == "death"}
     rejoins = {e.node for e in events if e.kind == "rejoin"}
+    starts = {e.node for e in events if e.kind == "start"}
     assert deaths == {k for k in old.keys() & new.keys() if old[k].alive and not new[k].alive}
-    assert rejoins == {k for k in old.keys() & new.keys() if not old[k].alive and new[k].alive}
+    came = {k for k in old.keys() & new.keys() if not old[k].alive and new[k].alive}
+    assert starts == {k for k in came if not old[k].started}
+    assert rejoins == came - starts
     assert {e.node for e in events if e.kind == "join"} == new.keys() - old.keys()
 
 
