@@ -125,6 +125,11 @@ def test_rows_and_json_from_protobuf_replies():
     assert rows[0] == ("press-1", "127.0.0.1:7205", "1xwindow_frame", "3xwood", "1",
                        "in-flow", "3", "")
     assert rows[1][3] == "-" and rows[1][5:] == ("down", "0", "probe failed")
+    waiting = render.NodeView(SPECS[0], alive=False, started=False)
+    assert render.node_rows([waiting])[0][5:] == (
+        "not-started", "0", "its agent has not registered yet")
+    quiet = render.NodeView(SPECS[0], reported_state="stale", contact_age_s=31.4)
+    assert render.node_rows([quiet])[0][7] == "no report from its agent for 31 s"
     data = render.nodes_json(9, views)
     assert data["flow_version"] == 9
     assert data["nodes"][0]["requires"] == [{"item": "wood", "qty": 3}]
@@ -218,7 +223,7 @@ def test_cli_refuses_an_invalid_catalog_before_contacting_anyone(tmp_path):
     assert done.returncode == 2
     assert one_line_error(done) == (
         f"fosctl: apply {bad}: {bad}:5: node 'a': unknown key 'speed'; "
-        "allowed keys: id, address, produces, requires, capacity"
+        "allowed keys: id, address, produces, requires, capacity, target_per_hour"
     )
 
 

@@ -204,10 +204,19 @@ def node_rows(nodes: Sequence[NodeView]) -> list[tuple[str, ...]]:
     return [
         _cells(
             n.spec.node_id, n.spec.address, str(n.spec.produces), _reqs(n.spec.requires),
-            str(n.spec.capacity), n.state, str(n.spec_version), n.down_reason,
+            str(n.spec.capacity), n.state, str(n.spec_version), _reason(n),
         )
         for n in nodes
     ]
+
+
+def _reason(n: NodeView) -> str:
+    """Why the node is in its state, when the word alone does not say it."""
+    if n.state == "not-started":
+        return "its agent has not registered yet"
+    if n.state == "stale":
+        return f"no report from its agent for {n.contact_age_s:.0f} s"
+    return n.down_reason
 
 
 def _rank(rank: int) -> str:
