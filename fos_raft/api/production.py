@@ -18,6 +18,7 @@ per-window figures (the JSON ``GetProduction`` answers).
 from __future__ import annotations
 
 import time
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -135,30 +136,26 @@ class ProductionBook:
                           for node_id, book in sorted(self.nodes.items())}}
 
 
-def _at(samples: deque[tuple[float, Totals]], when: float) -> Totals:
+def _at(times: list[float], samples: list[tuple[float, Totals]], when: float) -> Totals:
     """The cumulative totals at ``when``: the last sample at or before it (zero before the
     first: a node first heard within the window made everything it reports in it)."""
-    found = Totals()
-    for at, totals in samples:
-        if at > when:
-            break
-        found = totals
-    return found
+    index = bisect_right(times, when)
+    return samples[index - 1][1] if index else Totals()
 
 
 def node_figures(book: NodeBook, now: float, window: float) -> dict[str, Any]:
     """One node's figures over the last ``window`` seconds (plain JSON data)."""
     start = now - window
     total = book.total()
-    first = book.samples[0][0] if book.samples else now
-    base = _at(book.samples, start) if first < start else Totals()
+    samples = list(book.samples)
+    times = [at for at, _ in samples]
+    first = times[0] if times else now
+    base = _at(times, samples, start) if first < start else Totals()
     delta = total.minus(base)
     # down: time in the window not covered by reports (gaps beyond the stale window)
     down = 0.0
     previous = max(start, first)
-    for at, _ in book.samples:
-        if at < start:
-            continue
+    for at in times[bisect_right(times, start):]:
         if at - previous > STALE_AFTER_S:
             down += at - previous - REPORT_EVERY_S
         previous = at
@@ -168,8 +165,8 @@ def node_figures(book: NodeBook, now: float, window: float) -> dict[str, Any]:
     trend = []
     for i in range(TREND_BUCKETS):
         lo, hi = start + i * step, start + (i + 1) * step
-        lo_t = _at(book.samples, lo) if first < lo else Totals()
-        hi_t = _at(book.samples, hi) if first <= hi else Totals()
+        lo_t = _at(times, samples, lo) if first < lo else Totals()
+        hi_t = _at(times, samples, hi)
         trend.append(max(0, hi_t.produced - lo_t.produced))
     return {
         "produces": book.produces,
