@@ -127,7 +127,7 @@ function renderProduction(p) {
     return `<div class="item-card" data-item="${esc(it.item)}">
       <div class="item-name">${esc(it.item)}</div>
       <div class="finished" title="batches of ${esc(it.item)} finished in the last hour (made by ${esc(it.producers.join(", "))})">${esc(it.finished)}</div>
-      <div class="rate" title="finished per hour over the time the display has figures for (up to one hour)">${esc(it.rate_per_hour)} per hour · ${target}</div>
+      <div class="rate" title="finished per hour over the time the coordinator has figures for (up to one hour)">${esc(it.rate_per_hour)} per hour${it.observed_s < (p.since_s || 3600) ? ` <span class="muted">(over ${esc(Math.round(it.observed_s))} s)</span>` : ""} · ${target}</div>
       ${sparkline(it.trend)}
       <div class="muted small">${last}</div></div>`;
   }).join("");

@@ -63,7 +63,7 @@ def summary(doc: Mapping[str, Any], specs: Sequence[NodeSpec],
         items.append({
             "item": item, "finished": finished,
             "finished_total": sum(int(f["produced_total"]) for f in figs),
-            "rate_per_hour": rate, "target_per_hour": target,
+            "rate_per_hour": rate, "observed_s": observed, "target_per_hour": target,
             "of_target": round(rate / target, 3) if target else None,
             "last_finished_unix": last or None, "trend": trend,
             "producers": sorted(s.node_id for s in by_item.get(item, ())),
@@ -116,8 +116,8 @@ def outcome_words(stage: Mapping[str, Any]) -> str:
         return "no report from its agent"
     parts = [f"{stage['cycles_ok']} made a batch"]
     for item, n in sorted(stage["cycles_waiting"].items()):
-        if n:
-            parts.append(f"{n} waiting for {item}")
+        if n:  # "?": the wait ended as the slot did, with every input there
+            parts.append(f"{n} waiting for {'an input' if item == '?' else item}")
     if stage["cycles_blocked"]:
         parts.append(f"{stage['cycles_blocked']} blocked (output full, nobody took it)")
     if stage["cycles_failed"]:

@@ -72,7 +72,10 @@ async def cmd_production(client: CoordinatorClient, args: argparse.Namespace, ou
     for it in doc["final_items"]:
         target = f"{it['target_per_hour']:g}/h ({it['of_target']:.0%})" \
             if it["target_per_hour"] else "-"
-        rows.append((it["item"], str(it["finished"]), f"{it['rate_per_hour']:g}/h", target,
+        rate = f"{it['rate_per_hour']:g}/h"
+        if it["observed_s"] < since:  # the figures began within the window
+            rate += f" (over {it['observed_s']:.0f} s)"
+        rows.append((it["item"], str(it["finished"]), rate, target,
                      _when(it["last_finished_unix"], now)))
     out.table(("final item", "finished", "rate", "target", "last finished"), rows,
               title=f"finished products, last {since:g} s")
