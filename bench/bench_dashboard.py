@@ -59,7 +59,7 @@ def catalog(nodes: int) -> list[NodeSpec]:
 async def register(addresses: list[str], specs: list[NodeSpec]) -> None:
     async with CoordinatorClient(addresses, timeout=30.0) as client:
         for spec in specs:
-            await client.register(spec)
+            await client.register(spec, from_agent=True)  # drawn in-flow, as with agents
 
 
 def main() -> int:

@@ -155,7 +155,9 @@ def run(args: argparse.Namespace, password_file: Path | None) -> dict[str, float
     ):
         leader = cluster.wait_ready()
         for i in range(NODES):
-            cluster.stub(leader).Register(pb.RegisterRequest(spec=_spec(i)), timeout=5)
+            # alive at once, as if each agent registered itself: the writes then re-plan
+            cluster.stub(leader).Register(pb.RegisterRequest(spec=_spec(i), from_agent=True),
+                                          timeout=5)
         follower = next(i for i in range(3) if i != leader)
         for name, target in (("leader", leader), ("follower", follower)):
             samples = sequential_latency(cluster, target, args.writes)

@@ -78,7 +78,8 @@ def main() -> None:
         for i in range(NODES):
             node = pb.NodeSpec(node_id=f"bench-{i}", address=f"127.0.0.1:{20000 + i}",
                                produces=pb.ItemReq(item="part", qty=1))
-            cluster.stub(leader).Register(pb.RegisterRequest(spec=node), timeout=10)
+            cluster.stub(leader).Register(pb.RegisterRequest(spec=node, from_agent=True),
+                                          timeout=10)  # alive at once, as its agent would
         cluster.wait_converged()
         follower = next(i for i in range(3) if i != leader)
         for where, target in (("leader", leader), ("follower", follower)):

@@ -282,6 +282,7 @@ class Agent(CoordinatorSide):
         self._spawn("detector", self.detector.run())
         self._spawn("reclaim", self._reclaim_decommissioned())
         self._spawn("compact", self._compact_forever())
+        self._spawn("report", self._report_production())
         self._spawn("shares", keep_weights(
             self._service.fair, lambda: self.flow.consumers, lambda: self.flow.version,
             self.flow_changed, self._list_nodes,
@@ -354,6 +355,7 @@ class Agent(CoordinatorSide):
         if self.peers is not None:
             await self._stop_step("peer channels", self.peers.close(), bound)
         if self.coordinator is not None:
+            await self._stop_step("final report", self._send_report(final=True), bound)
             await self._stop_step("coordinator channels", self.coordinator.close(), bound)
         if self._runner is None:
             self.stopped.set()

@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to serve HTTP (port 0 picks a free one) [127.0.0.1:8080]")
     p.add_argument("--ready-file", type=Path, metavar="FILE",
                    help="write the page's URL to FILE once serving")
+    p.add_argument("--target", action="append", default=[], metavar="ITEM=PER_HOUR",
+                   help="production target of a final item, finished batches per hour "
+                        "(as the catalog's target_per_hour); repeatable")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logs on stderr")
     add_log_format_argument(p)
     add_version_argument(p)
@@ -63,8 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse_targets(given: Sequence[str]) -> dict[str, float]:
+    targets: dict[str, float] = {}
+    for text in given:
+        item, sep, value = text.partition("=")
+        try:
+            per_hour = float(value)
+        except ValueError:
+            per_hour = 0.0
+        if not sep or not item.strip() or not per_hour > 0:
+            raise UsageError(f"--target {text!r} is not ITEM=PER_HOUR (a positive number)")
+        targets[item.strip()] = per_hour
+    return targets
+
+
 async def serve(addresses: list[str], host: str, port: int, tls: TlsConfig | None,
-                ready_file: Path | None) -> None:
+                ready_file: Path | None, targets: dict[str, float] | None = None) -> None:
     # the stop signals are ours before anything starts: a supervisor that stops us while we
     # start gets the clean stop too, not the default handler's death
     stop = asyncio.Event()
@@ -72,7 +89,7 @@ async def serve(addresses: list[str], host: str, port: int, tls: TlsConfig | Non
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with CoordinatorClient(addresses, timeout=5.0, **client_kwargs(tls)) as client:
-        collector = Collector(client, tls)
+        collector = Collector(client, tls, targets=targets or {})
         runner = web.AppRunner(build_app(collector), shutdown_timeout=1.0,
                                handle_signals=False, access_log=None)
         await runner.setup()
@@ -116,7 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             tls = tls_from_args(args)
         except TlsError as exc:
             raise UsageError(str(exc)) from None
-        asyncio.run(serve(addresses, host, port, tls, args.ready_file))
+        targets = parse_targets(args.target)
+        asyncio.run(serve(addresses, host, port, tls, args.ready_file, targets))
     except UsageError as exc:
         print(f"fos-dashboard: error: {exc}", file=sys.stderr)
         return 2

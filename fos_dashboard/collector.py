@@ -2,7 +2,8 @@
 reads agents' Stats, keeps the newest page state as one JSON document, and wakes the
 browsers' event streams when it changes.
 
-Three loops: the flow watch (a change reaches the page as soon as the coordinator pushes it),
+Four loops: the production figures (every replica's GetProduction, merged, every 5 s),
+the flow watch (a change reaches the page as soon as the coordinator pushes it),
 a cluster-status poll (leader changes, and liveness changes that leave the whole flow's
 edges as they were, which WatchFlow does not push), and an agent Stats poll (cycle counts,
 last receipt). Nothing here writes to the coordinator or the agents.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -24,6 +26,7 @@ import grpc.aio
 from fos_dashboard import view
 from fos_pb import agent_pb2, agent_pb2_grpc
 from fos_pb import coordinator_pb2 as pb
+from fos_raft.api import production_view
 from fos_raft.api.client import CoordinatorClient, CoordinatorError
 from fos_raft.runtime.logging import get_logger
 from fos_raft.security.tls import TlsConfig, aio_channel
@@ -35,6 +38,7 @@ STATUS_EVERY_S = 0.5
 STATS_EVERY_S = 2.0
 STATS_TIMEOUT_S = 1.0
 MAX_EVENTS = 200
+PRODUCTION_EVERY_S = 5.0  # the agents report every 5 s; asking faster shows nothing new
 STATS_FIELDS = ("successful_cycles", "skipped_cycles", "total_cycles", "batches_produced",
                 "batches_consumed")
 
@@ -46,7 +50,8 @@ def rows_of(nodes: pb.ListNodesReply, flow: pb.GetFlowReply) -> view.Snapshot:
             produces_qty=int(n.spec.produces.qty),
             requires=tuple((r.item, int(r.qty)) for r in n.spec.requires),
             capacity=int(n.spec.capacity) or 1, alive=n.alive, drained=n.drained,
-            in_flow=n.in_flow, down_reason=n.down_reason)
+            in_flow=n.in_flow, down_reason=n.down_reason,
+            started=n.started or not n.state, state=n.state)
         for n in nodes.nodes
     )
     edges = tuple(view.EdgeRow(e.supplier, e.consumer, e.item, int(e.qty), int(e.rank))
@@ -86,6 +91,8 @@ class Collector:
     document: str = "{}"
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     generation: int = 0
+    targets: dict[str, float] = field(default_factory=dict)  # item -> batches per hour
+    production: dict[str, Any] = field(default_factory=dict)
     _channels: dict[tuple[str, str], grpc.aio.Channel] = field(default_factory=dict)
     _refresh_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -98,7 +105,10 @@ class Collector:
             "updated_unix": self.clock(),
             "coordinator_error": self.coordinator_error,
             "graph": view.graph_json(self.snapshot),
-            "nodes": view.node_table(self.snapshot, self.stats),
+            "nodes": view.node_table(self.snapshot, self.stats, {
+                s["node_id"]: production_view.outcome_words(s)
+                for s in self.production.get("stages", ())}),
+            "production": self.production,
             "cluster": view.cluster_json(self.snapshot.cluster),
             "events": list(self.events),
         }
@@ -201,6 +211,25 @@ class Collector:
                 self._publish()
             await asyncio.sleep(STATS_EVERY_S)
 
+    async def _poll_production(self) -> None:
+        docs = []
+        for address in self.client.addresses:
+            with contextlib.suppress(CoordinatorError):
+                reply = await self.client.get_production(3600.0, only=address, timeout=3.0)
+                docs.append(json.loads(reply.document))
+        if not docs:
+            return
+        figures = production_view.summary(production_view.merge(docs),
+                                          view.specs_of(self.snapshot), self.targets)
+        if figures != self.production:
+            self.production = figures
+            self._publish()
+
+    async def production_loop(self) -> None:
+        while True:
+            await self._guard(self._poll_production())
+            await asyncio.sleep(PRODUCTION_EVERY_S)
+
     # ------------------------------------------------------------ lifetime
 
     async def run(self) -> None:
@@ -208,7 +237,8 @@ class Collector:
         self._publish()
         await self._guard(self.refresh())
         loops = [asyncio.create_task(c) for c in
-                 (self.watch_loop(), self.status_loop(), self.stats_loop())]
+                 (self.watch_loop(), self.status_loop(), self.stats_loop(),
+                  self.production_loop())]
         try:
             await asyncio.gather(*loops)
         finally:

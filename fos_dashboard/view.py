@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fos_raft.model import ItemReq, NodeSpec, NodeStatus, node_state
+
 # Geometry of the SVG graph (user units; the browser scales the viewBox to fit).
 COLUMN_WIDTH = 220
 ROW_HEIGHT = 46
@@ -35,6 +37,8 @@ class NodeRow:
     drained: bool = False
     in_flow: bool = False
     down_reason: str = ""
+    started: bool = True
+    state: str = ""  # the coordinator's word (it alone knows "stale"); "" derive it
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +72,7 @@ class Snapshot:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    kind: str  # death, rejoin, drain, undrain, join, leave, reroute, leader
+    kind: str  # death, start, rejoin, drain, undrain, join, leave, reroute, leader
     node: str
     text: str
 
@@ -84,17 +88,22 @@ class Layout:
 
 
 def state_of(node: NodeRow) -> str:
-    """One word: ``down`` > ``drained`` > ``in-flow`` > ``idle``."""
-    if not node.alive:
-        return "down"
-    if node.drained:
-        return "drained"
-    return "in-flow" if node.in_flow else "idle"
+    """One word of `fos_raft.model.NodeState` (the coordinator's, else derived)."""
+    if node.state:
+        return node.state
+    status = NodeStatus(node.alive, node.drained, node.down_reason, node.started)
+    return node_state(status, node.in_flow).value
 
 
 def reason_in_words(node: NodeRow, nodes: Sequence[NodeRow]) -> str:
     """Why the node is in its state, for a shift lead rather than a Raft expert."""
     state = state_of(node)
+    if state == "not-started":
+        return ("not started: it is in the catalog, but its agent has not registered yet; "
+                "nothing is sent to it")
+    if state == "stale":
+        return ("stale: counted alive, but its agent has not reported for a while; "
+                "check the machine")
     if state == "down":
         why = f" ({node.down_reason})" if node.down_reason else ""
         return ("down: the coordinator confirmed it unreachable and rerouted around it"
@@ -106,8 +115,8 @@ def reason_in_words(node: NodeRow, nodes: Sequence[NodeRow]) -> str:
     live = {n.produces for n in nodes if n.alive and not n.drained and n.in_flow}
     missing = sorted(item for item, _ in node.requires if item not in live)
     if missing:
-        return "idle: no live supplier of " + ", ".join(missing)
-    return "idle: alive, but nothing in the flow needs it now"
+        return "standby: no live supplier of " + ", ".join(missing)
+    return "standby: alive, but nothing in the flow needs it now"
 
 
 # ---------------------------------------------------------------- layout
@@ -206,8 +215,18 @@ def graph_json(snapshot: Snapshot) -> dict[str, Any]:
             "edges": edges}
 
 
-def node_table(snapshot: Snapshot, stats: Mapping[str, Mapping[str, Any]]) -> list[dict]:
-    """One row per node: state and reason, flow neighbours, agent figures when known."""
+def specs_of(snapshot: Snapshot) -> list[NodeSpec]:
+    """The catalog as specs (for the production figures: which items are final)."""
+    return [NodeSpec(n.node_id, n.address, ItemReq(n.produces, n.produces_qty),
+                     tuple(ItemReq(i, q) for i, q in n.requires), n.capacity)
+            for n in snapshot.nodes]
+
+
+def node_table(snapshot: Snapshot, stats: Mapping[str, Mapping[str, Any]],
+               cycles: Mapping[str, str] | None = None) -> list[dict]:
+    """One row per node: state and reason, flow neighbours, agent figures when known, and
+    its cycles in words from the production figures (no bare "skipped")."""
+    cycles = cycles or {}
     suppliers: dict[str, list[str]] = {}
     consumers: dict[str, list[str]] = {}
     for e in snapshot.edges:
@@ -221,7 +240,8 @@ def node_table(snapshot: Snapshot, stats: Mapping[str, Mapping[str, Any]]) -> li
          "requires": ", ".join(f"{q} x {i}" for i, q in n.requires),
          "suppliers": sorted(suppliers.get(n.node_id, ())),
          "consumers": sorted(consumers.get(n.node_id, ())),
-         "stats": dict(stats.get(n.node_id, {}))}
+         "stats": dict(stats.get(n.node_id, {})),
+         "cycles": cycles.get(n.node_id, "")}
         for n in sorted(snapshot.nodes, key=lambda n: n.node_id)
     ]
 
@@ -264,6 +284,8 @@ def diff(before: Snapshot, after: Snapshot) -> list[Event]:
         if a.alive and not b.alive:
             why = f": {b.down_reason}" if b.down_reason else ""
             events.append(Event("death", node_id, f"{node_id} is down{why}"))
+        elif not a.alive and b.alive and not a.started:
+            events.append(Event("start", node_id, f"{node_id} started: its agent registered"))
         elif not a.alive and b.alive:
             events.append(Event("rejoin", node_id, f"{node_id} rejoined"))
         if not a.drained and b.drained:

@@ -39,7 +39,7 @@ class NodeSpec(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., address: _Optional[str] = ..., produces: _Optional[_Union[ItemReq, _Mapping]] = ..., requires: _Optional[_Iterable[_Union[ItemReq, _Mapping]]] = ..., capacity: _Optional[int] = ...) -> None: ...
 
 class NodeInfo(_message.Message):
-    __slots__ = ("spec", "alive", "drained", "in_flow", "down_reason", "spec_version", "changed_version")
+    __slots__ = ("spec", "alive", "drained", "in_flow", "down_reason", "spec_version", "changed_version", "state", "started", "contact_age_s")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     ALIVE_FIELD_NUMBER: _ClassVar[int]
     DRAINED_FIELD_NUMBER: _ClassVar[int]
@@ -47,6 +47,9 @@ class NodeInfo(_message.Message):
     DOWN_REASON_FIELD_NUMBER: _ClassVar[int]
     SPEC_VERSION_FIELD_NUMBER: _ClassVar[int]
     CHANGED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    CONTACT_AGE_S_FIELD_NUMBER: _ClassVar[int]
     spec: NodeSpec
     alive: bool
     drained: bool
@@ -54,7 +57,10 @@ class NodeInfo(_message.Message):
     down_reason: str
     spec_version: int
     changed_version: int
-    def __init__(self, spec: _Optional[_Union[NodeSpec, _Mapping]] = ..., alive: _Optional[bool] = ..., drained: _Optional[bool] = ..., in_flow: _Optional[bool] = ..., down_reason: _Optional[str] = ..., spec_version: _Optional[int] = ..., changed_version: _Optional[int] = ...) -> None: ...
+    state: str
+    started: bool
+    contact_age_s: float
+    def __init__(self, spec: _Optional[_Union[NodeSpec, _Mapping]] = ..., alive: _Optional[bool] = ..., drained: _Optional[bool] = ..., in_flow: _Optional[bool] = ..., down_reason: _Optional[str] = ..., spec_version: _Optional[int] = ..., changed_version: _Optional[int] = ..., state: _Optional[str] = ..., started: _Optional[bool] = ..., contact_age_s: _Optional[float] = ...) -> None: ...
 
 class Edge(_message.Message):
     __slots__ = ("supplier", "consumer", "item", "qty", "rank")
@@ -113,12 +119,14 @@ class Neighbourhood(_message.Message):
     def __init__(self, version: _Optional[int] = ..., node_id: _Optional[str] = ..., known: _Optional[bool] = ..., in_flow: _Optional[bool] = ..., alive: _Optional[bool] = ..., drained: _Optional[bool] = ..., edges: _Optional[_Iterable[_Union[Edge, _Mapping]]] = ..., neighbours: _Optional[_Iterable[_Union[Neighbour, _Mapping]]] = ..., spec: _Optional[_Union[NodeSpec, _Mapping]] = ...) -> None: ...
 
 class RegisterRequest(_message.Message):
-    __slots__ = ("spec", "incarnation")
+    __slots__ = ("spec", "incarnation", "from_agent")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    FROM_AGENT_FIELD_NUMBER: _ClassVar[int]
     spec: NodeSpec
     incarnation: int
-    def __init__(self, spec: _Optional[_Union[NodeSpec, _Mapping]] = ..., incarnation: _Optional[int] = ...) -> None: ...
+    from_agent: bool
+    def __init__(self, spec: _Optional[_Union[NodeSpec, _Mapping]] = ..., incarnation: _Optional[int] = ..., from_agent: _Optional[bool] = ...) -> None: ...
 
 class UpdateSpecRequest(_message.Message):
     __slots__ = ("spec", "expected_version")
@@ -321,3 +329,63 @@ class SnapshotReply(_message.Message):
     has_quorum: bool
     applied_index: int
     def __init__(self, snapshot: _Optional[bytes] = ..., flow_version: _Optional[int] = ..., digest: _Optional[str] = ..., replica_id: _Optional[str] = ..., from_leader: _Optional[bool] = ..., has_quorum: _Optional[bool] = ..., applied_index: _Optional[int] = ...) -> None: ...
+
+class ProductionReport(_message.Message):
+    __slots__ = ("node_id", "incarnation", "produces", "batches_produced", "consumed", "cycles_ok", "cycles_blocked", "cycles_waiting", "cycles_failed", "final", "cycle_s")
+    class ConsumedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class CyclesWaitingEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    PRODUCES_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_PRODUCED_FIELD_NUMBER: _ClassVar[int]
+    CONSUMED_FIELD_NUMBER: _ClassVar[int]
+    CYCLES_OK_FIELD_NUMBER: _ClassVar[int]
+    CYCLES_BLOCKED_FIELD_NUMBER: _ClassVar[int]
+    CYCLES_WAITING_FIELD_NUMBER: _ClassVar[int]
+    CYCLES_FAILED_FIELD_NUMBER: _ClassVar[int]
+    FINAL_FIELD_NUMBER: _ClassVar[int]
+    CYCLE_S_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    incarnation: int
+    produces: str
+    batches_produced: int
+    consumed: _containers.ScalarMap[str, int]
+    cycles_ok: int
+    cycles_blocked: int
+    cycles_waiting: _containers.ScalarMap[str, int]
+    cycles_failed: int
+    final: bool
+    cycle_s: float
+    def __init__(self, node_id: _Optional[str] = ..., incarnation: _Optional[int] = ..., produces: _Optional[str] = ..., batches_produced: _Optional[int] = ..., consumed: _Optional[_Mapping[str, int]] = ..., cycles_ok: _Optional[int] = ..., cycles_blocked: _Optional[int] = ..., cycles_waiting: _Optional[_Mapping[str, int]] = ..., cycles_failed: _Optional[int] = ..., final: _Optional[bool] = ..., cycle_s: _Optional[float] = ...) -> None: ...
+
+class ProductionAck(_message.Message):
+    __slots__ = ("flow_version",)
+    FLOW_VERSION_FIELD_NUMBER: _ClassVar[int]
+    flow_version: int
+    def __init__(self, flow_version: _Optional[int] = ...) -> None: ...
+
+class ProductionRequest(_message.Message):
+    __slots__ = ("since_s",)
+    SINCE_S_FIELD_NUMBER: _ClassVar[int]
+    since_s: float
+    def __init__(self, since_s: _Optional[float] = ...) -> None: ...
+
+class ProductionReply(_message.Message):
+    __slots__ = ("document", "replica_id")
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
+    document: str
+    replica_id: str
+    def __init__(self, document: _Optional[str] = ..., replica_id: _Optional[str] = ...) -> None: ...

@@ -109,6 +109,16 @@ class CoordinatorStub:
                 request_serializer=coordinator__pb2.SnapshotRequest.SerializeToString,
                 response_deserializer=coordinator__pb2.SnapshotReply.FromString,
                 _registered_method=True)
+        self.ReportProduction = channel.unary_unary(
+                '/fos.v1.Coordinator/ReportProduction',
+                request_serializer=coordinator__pb2.ProductionReport.SerializeToString,
+                response_deserializer=coordinator__pb2.ProductionAck.FromString,
+                _registered_method=True)
+        self.GetProduction = channel.unary_unary(
+                '/fos.v1.Coordinator/GetProduction',
+                request_serializer=coordinator__pb2.ProductionRequest.SerializeToString,
+                response_deserializer=coordinator__pb2.ProductionReply.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServicer:
@@ -206,6 +216,18 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportProduction(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetProduction(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -283,6 +305,16 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.Snapshot,
                     request_deserializer=coordinator__pb2.SnapshotRequest.FromString,
                     response_serializer=coordinator__pb2.SnapshotReply.SerializeToString,
+            ),
+            'ReportProduction': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportProduction,
+                    request_deserializer=coordinator__pb2.ProductionReport.FromString,
+                    response_serializer=coordinator__pb2.ProductionAck.SerializeToString,
+            ),
+            'GetProduction': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProduction,
+                    request_deserializer=coordinator__pb2.ProductionRequest.FromString,
+                    response_serializer=coordinator__pb2.ProductionReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -690,6 +722,60 @@ class Coordinator:
             '/fos.v1.Coordinator/Snapshot',
             coordinator__pb2.SnapshotRequest.SerializeToString,
             coordinator__pb2.SnapshotReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportProduction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fos.v1.Coordinator/ReportProduction',
+            coordinator__pb2.ProductionReport.SerializeToString,
+            coordinator__pb2.ProductionAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProduction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fos.v1.Coordinator/GetProduction',
+            coordinator__pb2.ProductionRequest.SerializeToString,
+            coordinator__pb2.ProductionReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -10,7 +10,7 @@ import enum
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 MAX_ID_LEN = 128
 MAX_ADDRESS_LEN = 256
@@ -196,18 +196,87 @@ class NodeSpec:
             )
 
 
+def compat_setstate(obj: object, state: object) -> None:
+    """``__setstate__`` of a frozen slots dataclass that accepts a pickle written before
+    fields were added at the end: missing trailing fields take their defaults (journals and
+    snapshots of an older version keep loading, with the meaning they had then)."""
+    values = list(state) if isinstance(state, list | tuple) else []
+    for index, f in enumerate(fields(obj)):  # type: ignore[arg-type]
+        value = values[index] if index < len(values) else f.default
+        object.__setattr__(obj, f.name, value)
+
+
+def compat_getstate(obj: object) -> list[object]:
+    return [getattr(obj, f.name) for f in fields(obj)]  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True, slots=True)
 class NodeStatus:
-    """Liveness and maintenance flags of a registered node."""
+    """Liveness and maintenance flags of a registered node.
+
+    ``started``: its agent has registered or rejoined at least once. A node put in the
+    catalog by an operator (``fosctl apply``) is ``NodeStatus(alive=False, started=False)``
+    until then, so the planner never routes to an agent that never ran. The default True is
+    what every node was before the field existed (old journals and snapshots load so)."""
 
     alive: bool = True
     drained: bool = False
     down_reason: str = ""
+    started: bool = True
+
+    __getstate__ = compat_getstate
+    __setstate__ = compat_setstate
 
     @property
     def eligible(self) -> bool:
         """May take part in the flow at all (as supplier or consumer)."""
-        return self.alive and not self.drained
+        return self.alive and self.started and not self.drained
+
+
+NOT_STARTED = NodeStatus(alive=False, started=False)
+
+
+class NodeState(enum.Enum):
+    """The one vocabulary of node states: fosctl, the floor display, ``--json``, metrics
+    and docs all use these words (``value``)."""
+
+    NOT_STARTED = "not-started"
+    IN_FLOW = "in-flow"
+    STANDBY = "standby"
+    DRAINED = "drained"
+    DOWN = "down"
+    STALE = "stale"
+
+    @property
+    def meaning(self) -> str:
+        return NODE_STATE_MEANING[self]
+
+
+NODE_STATE_MEANING: dict[NodeState, str] = {
+    NodeState.NOT_STARTED: "in the catalog, but its agent never registered or rejoined; "
+                           "nothing is routed to it",
+    NodeState.IN_FLOW: "alive and in the flow: producing and trading with its neighbours",
+    NodeState.STANDBY: "alive, but no flow edge uses it now (a spare, or an input is missing)",
+    NodeState.DRAINED: "drained for maintenance: finishes what it owes, gets no new consumers",
+    NodeState.DOWN: "confirmed unreachable (see the reason); the flow routes around it",
+    NodeState.STALE: "counted alive, but its agent has not reported for longer than the "
+                     "stale window: look at it",
+}
+
+
+def node_state(status: NodeStatus, in_flow: bool, stale: bool = False) -> NodeState:
+    """The state word of a node: not-started > down > drained > stale > in-flow >
+    standby. ``stale`` is soft knowledge of the replica that answers (when it last heard
+    from the agent), never part of the replicated state."""
+    if not status.started:
+        return NodeState.NOT_STARTED
+    if not status.alive:
+        return NodeState.DOWN
+    if status.drained:
+        return NodeState.DRAINED
+    if stale:
+        return NodeState.STALE
+    return NodeState.IN_FLOW if in_flow else NodeState.STANDBY
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -64,11 +64,13 @@ def retry_unavailable(call: Callable[[], T], timeout: float = 15.0) -> T:
 
 
 def register_all(cluster: LocalCluster, index: int, specs: Sequence[pb.NodeSpec]) -> int:
+    """Register ``specs`` as their agents would (``from_agent``: alive at once): these tests
+    stand in for the agents. An operator's catalog would leave them not-started."""
     version = 0
     for node in specs:
         reply = retry_unavailable(
             lambda node=node: cluster.stub(index).Register(
-                pb.RegisterRequest(spec=node), timeout=5.0
+                pb.RegisterRequest(spec=node, from_agent=True), timeout=5.0
             )
         )
         version = reply.flow_version

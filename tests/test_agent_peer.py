@@ -88,7 +88,7 @@ async def _consumer_of(cluster: LocalCluster, node: str, item: str) -> None:
     spec = NodeSpec(node, f"127.0.0.1:{free_port()}", ItemReq(f"{node}-out", 1),
                     (ItemReq(item, 1),))
     async with CoordinatorClient(cluster.grpc_addresses) as client:
-        await client.register(spec)
+        await client.register(spec, from_agent=True)  # as its agent would
 
 
 def _request(consumer: str, rid: str, item: str, wait_ms: int = 0, flow_version: int = 0,
@@ -448,7 +448,10 @@ async def test_agents_follow_the_plan_across_lanes_then_fair_shares(cluster: Loc
         made_a = await sa.emit(None)
         await eventually(lambda: m1.engine.node.inbound(made_a.batch_id), what="sa -> m1")
         assert (fair_a.plan(), fair_b.plan()) == ((), ())
-        assert not c.fill.buy["fpw"] and not m1.fill.buy["fpw"]
+        # the fetcher takes the planned batch off its plan once the receipt is durable: the
+        # inbound record is visible a WAL commit earlier
+        await eventually(lambda: not c.fill.buy["fpw"] and not m1.fill.buy["fpw"],
+                         what="the consumers' planned buys done")
         assert c.metrics["planned_requests"] >= 1 and m1.metrics["planned_requests"] >= 1
         await eventually(lambda: c.metrics.get("successful_cycles", 0) >= 1,
                          what="the first product")

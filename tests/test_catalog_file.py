@@ -112,6 +112,15 @@ def test_dump_then_parse_round_trips(specs):
     assert parse_catalog(dump_catalog(specs, header="exported\nby a test")) == specs
 
 
+def test_a_node_may_leave_its_address_to_its_agent():
+    from fos_raft.cli.catalog_file import UNKNOWN_ADDRESS
+
+    (spec,) = parse_catalog(node(address=None))
+    assert spec.address == UNKNOWN_ADDRESS
+    two = parse_catalog(node(address=None) + node(id='"b"', address=None))
+    assert [s.address for s in two] == [UNKNOWN_ADDRESS] * 2  # no "address already used"
+
+
 def node(extra: str = "", **fields: str) -> str:
     base = {
         "id": '"a"',
@@ -130,7 +139,7 @@ BAD = [
     ('title = "x"\n' + node(), 1, ["unknown top-level key 'title'"]),
     ('node = "x"\n', None, ["array of tables"]),
     (node(colour='"red"'), 5, ["unknown key 'colour'", "allowed keys"]),
-    (node(address=None), 1, ["missing required key 'address'"]),
+    (node(produces=None), 1, ["missing required key 'produces'"]),
     (node(id="7"), 2, ["'id' must be a string", "an integer"]),
     (node(produces='"w:1"'), 4, ["produces", "item = "]),
     (node(produces='{ item = "w", qty = 1.5 }'), 4, ["'qty' must be an integer", "a float"]),

@@ -387,8 +387,10 @@ async def restart(cluster, index: int) -> None:
 
 async def test_calls_keep_working_when_the_replica_in_use_is_killed(cluster):
     async with CoordinatorClient(cluster.grpc_addresses, timeout=20.0) as client:
-        versions = [await client.register(spec("kc-saw", "kc-wood", 7301))]
-        versions.append(await client.register(spec("kc-press", "kc-frame", 7302, ("kc-wood",))))
+        # the test stands in for the agents (alive at once)
+        versions = [await client.register(spec("kc-saw", "kc-wood", 7301), from_agent=True)]
+        versions.append(await client.register(spec("kc-press", "kc-frame", 7302, ("kc-wood",)),
+                                              from_agent=True))
         for _ in range(2):  # twice: the second time another replica is the one in use
             victim = cluster.grpc_addresses.index(client.preferred)
             cluster.kill(victim)
@@ -420,8 +422,8 @@ async def test_watch_never_goes_backwards_across_a_reconnect(cluster):
     hood_seen: list[int] = []
     async with CoordinatorClient(order, timeout=20.0) as watcher, \
             CoordinatorClient(cluster.grpc_addresses, timeout=20.0) as writer:
-        await writer.register(spec("kw-saw", "kw-wood", 7311))
-        await writer.register(spec("kw-press", "kw-frame", 7312, ("kw-wood",)))
+        await writer.register(spec("kw-saw", "kw-wood", 7311), from_agent=True)
+        await writer.register(spec("kw-press", "kw-frame", 7312, ("kw-wood",)), from_agent=True)
 
         async def follow(node_id, into):
             async with contextlib.aclosing(watcher.watch_flow(node_id)) as updates:
@@ -462,18 +464,18 @@ async def wait_for(condition, timeout: float = 20.0) -> None:
 async def test_watch_asks_again_when_a_push_is_older_than_what_the_client_saw_since(cluster):
     async with CoordinatorClient(cluster.grpc_addresses, timeout=20.0) as client, \
             CoordinatorClient(cluster.grpc_addresses, timeout=20.0) as other:
-        await client.register(spec("ks-press", "ks-frame", 7321, ("ks-wood",)))
+        await client.register(spec("ks-press", "ks-frame", 7321, ("ks-wood",)), from_agent=True)
         async with contextlib.aclosing(client.watch_flow("ks-press")) as updates:
             first = await asyncio.wait_for(anext(updates), 20)
             assert not first.neighbourhood.edges
             async with contextlib.aclosing(other.watch_flow("ks-press")) as probe:
                 await asyncio.wait_for(anext(probe), 20)
-                supplied = await other.register(spec("ks-saw", "ks-wood", 7322))
+                supplied = await other.register(spec("ks-saw", "ks-wood", 7322), from_agent=True)
                 while reply_version(await asyncio.wait_for(anext(probe), 20)) < supplied:
                     pass  # the push about ks-saw is out (to `client` too)
             # Before `client` reads that push, another of its calls sees a newer version,
             # from a change that does not concern ks-press: no push will ever follow it.
-            newer = await client.register(spec("ks-bolt", "ks-bolt", 7323))
+            newer = await client.register(spec("ks-bolt", "ks-bolt", 7323), from_agent=True)
             reply = await asyncio.wait_for(anext(updates), 20)
     assert reply_version(reply) >= newer
     assert [e.supplier for e in reply.neighbourhood.edges] == ["ks-saw"]

@@ -138,13 +138,16 @@ def test_graph_shows_every_node_and_the_tables_fill(page: Any, floor: Floor) -> 
     assert page.locator("#graph g.node").count() == len(SPECS)
     assert page.locator("#graph path.edge.primary").count() >= 1
     assert page.locator("#node-rows tr").count() == len(SPECS)
-    page.wait_for_selector("#cluster-body .badge.leader")
+    # the coordinator details are folded away, but there
+    page.wait_for_selector("#cluster-body .badge.leader", state="attached")
+    assert not page.is_visible("#cluster-body")
     assert page.locator("#link").inner_text() == "live"
-    # agents' Stats reach the node table (cycle counts of the source)
+    # the agents' production reports reach the node table, in words
     page.wait_for_function(
-        """() => [...document.querySelectorAll('#node-rows tr[data-node-id="ore-1"] td.num')]
-                 .some(td => /^\\d+ \\/ \\d+ \\/ [1-9]/.test(td.textContent))""",
+        """() => [...document.querySelectorAll('#node-rows tr[data-node-id="ore-1"] td.cycles')]
+                 .some(td => /^[1-9][0-9]* made a batch/.test(td.textContent))""",
         timeout=20_000)
+    assert "skipped" not in page.inner_text("#node-rows")
     # a source batch traces back to itself (ore-1 has made batches: its cycles count)
     page.fill("#trace-batch", "ore-1:1")
     page.click("#trace-form button")
@@ -198,6 +201,27 @@ def test_a_sigkilled_supplier_turns_down_within_3_s_and_back_after_restart(
     floor.start_agent(victim)
     page.wait_for_selector(node(page, victim, "in-flow"), timeout=30_000)
     page.wait_for_selector(f'#event-list li.event.rejoin:has-text("{victim}")', timeout=5_000)
+
+
+def test_the_finished_count_on_the_page_is_the_audits(page: Any, floor: Floor) -> None:
+    """After a run, the first panel's count of finished ingots is what the audit of the
+    agents' WALs counts (batches made by the final stage); the bottleneck is named."""
+    from fos_agent.audit import audit
+
+    page.wait_for_selector('#production-items .item-card[data-item="ingot"]', timeout=20_000)
+    assert page.locator("#production-items .item-card").count() == 1  # ore is not final
+    for s in SPECS:  # end of the run: each agent stops and sends its last report
+        assert floor.procs.terminate(s.node_id) == 0
+    report = audit({s.node_id: floor.root / s.node_id for s in SPECS})
+    assert report.ok, report.summary()
+    made = report.produced_by["smelter"]
+    assert made > 0
+    page.wait_for_function(
+        """(n) => document.querySelector(
+             '#production-items .item-card[data-item="ingot"] .finished')?.textContent === n""",
+        arg=str(made), timeout=20_000)
+    assert "bottleneck" in page.inner_text("#bottleneck")
+    assert page.get_attribute('.item-card[data-item="ingot"] .finished', "title")
 
 
 def test_page_stays_usable_at_200_nodes(page: Any, floor: Floor) -> None:

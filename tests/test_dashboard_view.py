@@ -28,7 +28,7 @@ def catalogs(draw: st.DrawFn) -> list[NodeRow]:
             requires = tuple((f"i{n}", 1) for n in sorted(needs) if n != item)
             nodes.append(NodeRow(f"n{item}-{k}", f"h:{item}{k}", f"i{item}", 1, requires,
                                  alive=draw(st.booleans()), drained=draw(st.booleans()),
-                                 in_flow=draw(st.booleans())))
+                                 in_flow=draw(st.booleans()), started=draw(st.booleans())))
     return nodes
 
 
@@ -70,9 +70,14 @@ def test_states_and_reasons_in_words() -> None:
     idle = NodeRow("press", "", "frame", 1, (("wood", 3),))
     assert view.state_of(down) == "down" and "no answer for 1.5 s" in view.reason_in_words(
         down, [down, idle])
-    assert view.reason_in_words(idle, [down, idle]) == "idle: no live supplier of wood"
+    assert view.reason_in_words(idle, [down, idle]) == "standby: no live supplier of wood"
+    assert view.state_of(idle) == "standby"
     assert view.state_of(replace(src, drained=True)) == "drained"
     assert view.state_of(src) == "in-flow"
+    never = replace(idle, alive=False, started=False)
+    assert view.state_of(never) == "not-started"
+    assert "agent has not registered" in view.reason_in_words(never, [never])
+    assert view.state_of(replace(src, state="stale")) == "stale"
 
 
 @settings(max_examples=150, deadline=None)
@@ -84,8 +89,11 @@ def test_diff_reports_each_death_and_rejoin(before: list[NodeRow],
     new = {n.node_id: n for n in after}
     deaths = {e.node for e in events if e.kind == "death"}
     rejoins = {e.node for e in events if e.kind == "rejoin"}
+    starts = {e.node for e in events if e.kind == "start"}
     assert deaths == {k for k in old.keys() & new.keys() if old[k].alive and not new[k].alive}
-    assert rejoins == {k for k in old.keys() & new.keys() if not old[k].alive and new[k].alive}
+    came = {k for k in old.keys() & new.keys() if not old[k].alive and new[k].alive}
+    assert starts == {k for k in came if not old[k].started}
+    assert rejoins == came - starts
     assert {e.node for e in events if e.kind == "join"} == new.keys() - old.keys()
 
 

@@ -3,6 +3,7 @@ CLI end to end against a real 3-replica coordinator cluster (bottom half)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -92,7 +93,7 @@ def test_flow_dot_distinguishes_primaries_backups_possible_links_and_node_states
     assert "dashed" in drained and "drained" in drained
     (in_flow,) = dot_lines(dot, "press-1")
     (idle,) = dot_lines(dot, "assembly-2")
-    assert "#b7e4b0" in in_flow and "#b7e4b0" not in idle and "idle" in idle
+    assert "#b7e4b0" in in_flow and "#b7e4b0" not in idle and "standby" in idle
     (ghost,) = dot_lines(dot, "gone-9")
     assert "not in catalog" in ghost
 
@@ -124,6 +125,11 @@ def test_rows_and_json_from_protobuf_replies():
     assert rows[0] == ("press-1", "127.0.0.1:7205", "1xwindow_frame", "3xwood", "1",
                        "in-flow", "3", "")
     assert rows[1][3] == "-" and rows[1][5:] == ("down", "0", "probe failed")
+    waiting = render.NodeView(SPECS[0], alive=False, started=False)
+    assert render.node_rows([waiting])[0][5:] == (
+        "not-started", "0", "its agent has not registered yet")
+    quiet = render.NodeView(SPECS[0], reported_state="stale", contact_age_s=31.4)
+    assert render.node_rows([quiet])[0][7] == "no report from its agent for 31 s"
     data = render.nodes_json(9, views)
     assert data["flow_version"] == 9
     assert data["nodes"][0]["requires"] == [{"item": "wood", "qty": 3}]
@@ -146,7 +152,10 @@ def test_node_state_precedence():
     assert render.NodeView(spec, alive=False, drained=True, in_flow=True).state == "down"
     assert render.NodeView(spec, drained=True, in_flow=True).state == "drained"
     assert render.NodeView(spec, in_flow=True).state == "in-flow"
-    assert render.NodeView(spec).state == "idle"
+    assert render.NodeView(spec).state == "standby"
+    assert render.NodeView(spec, alive=False, started=False, in_flow=False).state \
+        == "not-started"
+    assert render.NodeView(spec, reported_state="stale").state == "stale"
 
 
 def test_plain_table_when_not_a_terminal(capsys):
@@ -214,7 +223,7 @@ def test_cli_refuses_an_invalid_catalog_before_contacting_anyone(tmp_path):
     assert done.returncode == 2
     assert one_line_error(done) == (
         f"fosctl: apply {bad}: {bad}:5: node 'a': unknown key 'speed'; "
-        "allowed keys: id, address, produces, requires, capacity"
+        "allowed keys: id, address, produces, requires, capacity, target_per_hour"
     )
 
 
@@ -251,7 +260,26 @@ def ctl(cluster):
     def run(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
         return fosctl("--timeout", "20", *args, env_extra={**env, **(env_extra or {})})
 
+    run.addresses = list(cluster.grpc_addresses)  # type: ignore[attr-defined]
     return run
+
+
+def stand_in_agents_rejoin(addresses: list[str], nodes: list[str]) -> int:
+    """What each node's agent does when it starts against a catalog entry: Rejoin (these
+    tests check fosctl, not agents; tests/test_node_states.py runs real ones)."""
+    from fos_raft.api.client import CoordinatorClient
+
+    async def go() -> int:
+        client = CoordinatorClient(addresses)
+        try:
+            version = 0
+            for node in nodes:
+                version = await client.rejoin(node, timeout=20)
+            return version
+        finally:
+            await client.close()
+
+    return asyncio.run(go())
 
 
 def ok_json(done: subprocess.CompletedProcess):
@@ -270,8 +298,17 @@ def test_e2e_apply_is_idempotent_and_nodes_and_flow_show_the_chain(ctl):
     assert [r["action"] for r in again["results"]] == ["unchanged"] * 8
     assert again["complete"] is True
 
+    # no agent has run: nothing is routed to a node whose agent never registered
     nodes = ok_json(ctl("nodes", "--json"))
     assert nodes["flow_version"] == again["flow_version"]
+    assert {n["node_id"]: n["state"] for n in nodes["nodes"]} == {
+        s.node_id: "not-started" for s in SPECS}
+    assert not any(n["alive"] or n["started"] for n in nodes["nodes"])
+    assert ok_json(ctl("flow", "--format", "json"))["edges"] == []
+
+    version = stand_in_agents_rejoin(ctl.addresses, [s.node_id for s in SPECS])
+    nodes = ok_json(ctl("nodes", "--json"))
+    assert nodes["flow_version"] >= version
     assert {n["node_id"]: n["state"] for n in nodes["nodes"]} == {
         s.node_id: "in-flow" for s in SPECS}
     assert {n["node_id"]: n["capacity"] for n in nodes["nodes"]}["press-2"] == 2

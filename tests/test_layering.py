@@ -66,7 +66,7 @@ ALLOWED: dict[str, set[str]] = {
     "fos_agent.testing": {"fos_agent.protocol", "fos_agent.audit", "fos_raft.model",
                           "fos_agent.storage"},  # wal_chain: real WALs, no network
     # the floor display: a coordinator client that reads agents' Stats through fos_pb only
-    "fos_dashboard.view": set(),
+    "fos_dashboard.view": {"fos_raft.model"},  # the one vocabulary of node states (pure)
     "fos_dashboard": {"fos_dashboard.view", "fos_raft.textsafe", "fos_raft.model", "fos_raft.api",
                       "fos_raft.security", "fos_raft.runtime", "fos_raft.lineage",
                       "fos_raft.lineage.trace", "fos_raft.lineage.index"},

@@ -63,15 +63,19 @@ def test_a_bad_node_gives_the_same_file_line_error_through_both_readers(
     assert _scenario_error(by_file) == str(err)
 
 
-def test_inline_nodes_may_leave_out_the_address_catalog_files_may_not(tmp_path: Path) -> None:
+def test_nodes_may_leave_out_the_address_inline_and_in_catalog_files(tmp_path: Path) -> None:
+    """fos-sim gives inline nodes its own ports; a catalog file's node without an address
+    waits for its agent to say where it listens (UNKNOWN_ADDRESS until then)."""
+    from fos_raft.cli.catalog_file import UNKNOWN_ADDRESS
+
     text = '[[node]]\nid = "saw-1"\nproduces = { item = "wood", qty = 3 }\n'
     path = tmp_path / "s.toml"
     path.write_text(text + '[[node]]\nid = "saw-2"\nproduces = { item = "wood", qty = 3 }\n')
     scenario = load_scenario(path)
     assert scenario.nodes is not None and [s.node_id for s in scenario.nodes] == ["saw-1", "saw-2"]
+    assert all(s.address != UNKNOWN_ADDRESS for s in scenario.nodes)
     path.write_text(text)
-    with pytest.raises(CatalogFileError, match=r"s\.toml:1: node 'saw-1': missing required key"):
-        load_catalog(path)
+    assert [s.address for s in load_catalog(path)] == [UNKNOWN_ADDRESS]
 
 
 def test_an_event_node_spec_is_checked_by_the_catalog_rules(tmp_path: Path) -> None:

@@ -268,7 +268,9 @@ def test_a_suspicion_reported_to_a_follower_is_forwarded_over_mtls(setup: Setup)
     admin = setup.stub("fosctl")
     spec = pb.NodeSpec(node_id="ghost", address="127.0.0.1:1",  # nothing listens there
                        produces=pb.ItemReq(item="nut", qty=1))
-    admin.Register(pb.RegisterRequest(spec=spec), timeout=10)
+    # an agent that registered (alive) and then vanished: an operator's catalog entry would
+    # be not-started, and a suspicion of it ALREADY_DOWN
+    admin.Register(pb.RegisterRequest(spec=spec, from_agent=True), timeout=10)
     leader = setup.cluster.status(0).leader
     follower = next(i for i in (0, 1) if setup.cluster.raft_addresses[i] != leader)
     a = pb_grpc.CoordinatorStub(sync_channel(setup.live[follower], setup.tls["a"]))

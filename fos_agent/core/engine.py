@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fos_agent.core.metrics import Metrics
+from fos_agent.core.metrics import CONSUMED_OF, Metrics
 from fos_agent.protocol.machine import Node, NodeConfig
 from fos_agent.protocol.messages import (
     BatchSent,
@@ -276,6 +276,7 @@ class Engine:
                 rec = w.record
                 if rec.state is InState.CONSUMED:
                     m.inc("batches_consumed")
+                    m.inc(CONSUMED_OF + rec.batch.item)
                 elif rec.batch_id in fresh:
                     via_offer = fresh.pop(rec.batch_id)
                     m.receipt(rec.supplier, rec.batch.item, rec.batch_id)

@@ -69,6 +69,12 @@ MESSAGE_KINDS = ("RequestBatch", "WaitingForBatch", "DeliveryConfirmed", "OfferB
 RECEIVED_FROM = "batches_received_from:"
 RECEIVED_AT = "last_received_from_at:"
 FIRST_OUTPUT_AT = "first_output_at"
+# Cycle outcomes for the coordinator's production figures (docs/operations.md): input
+# batches consumed per item, and the skipped cycle slots by cause: output full (nobody
+# bought: blocked downstream) or waiting for this input.
+CONSUMED_OF = "consumed_of:"
+CYCLES_BLOCKED = "cycles_blocked"
+CYCLES_WAITING = "cycles_waiting_for:"
 PLAN_TAKEN_AT = "plan_taken_at"
 
 

@@ -27,8 +27,10 @@ from fos_agent.runtime.detector import FailureDetector
 from fos_agent.runtime.errors import NotInCatalog
 from fos_agent.runtime.flowview import FlowView, save_flow, view_from_pb
 from fos_agent.runtime.loop_thread import OnPrivateLoop
+from fos_agent.runtime.report import production_report
 from fos_pb import coordinator_pb2 as cpb
 from fos_raft.api.client import CoordinatorClient, CoordinatorError
+from fos_raft.api.production import REPORT_EVERY_S
 from fos_raft.model import ItemReq, NodeSpec
 from fos_raft.runtime.health import HealthPublisher
 
@@ -52,6 +54,7 @@ class CoordinatorSide(OnPrivateLoop):
     coordinator: CoordinatorClient | None
     engine: Engine
     incarnation: int
+    cycle_s: float | None
     detector: FailureDetector
     outbox: Outbox | None
     peers: PeerClient | None
@@ -103,7 +106,7 @@ class CoordinatorSide(OnPrivateLoop):
                 if not hood.known:
                     try:
                         await coord.register(spec, timeout=budget(),
-                                             incarnation=self.incarnation)
+                                             incarnation=self.incarnation, from_agent=True)
                         self.log.info("registered", spec=str(spec))
                         return
                     except CoordinatorError as exc:
@@ -128,6 +131,23 @@ class CoordinatorSide(OnPrivateLoop):
                                      "ALREADY_EXISTS") or self.loop_time() >= deadline:
                     raise
                 await asyncio.sleep(0.2)
+
+    async def _report_production(self) -> None:
+        """Production figures to the coordinator every REPORT_EVERY_S (soft state there)."""
+        while True:
+            await asyncio.sleep(REPORT_EVERY_S)
+            await self._send_report()
+
+    async def _send_report(self, final: bool = False) -> None:
+        if self.coordinator is None or self.spec is None:
+            return
+        report = production_report(self.node_id, self.incarnation, self.spec.produces.item,
+                                   self.metrics, self.cycle_s, final)
+        try:
+            await self.coordinator.report_production(
+                report, timeout=self.settings.coordinator_timeout)
+        except CoordinatorError as exc:  # figures are best effort: the next report catches up
+            self.log.debug("production report not taken", error=str(exc))
 
     async def _join_forever(self) -> None:
         while True:

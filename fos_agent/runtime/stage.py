@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 
 from fos_agent.core.engine import Engine, Signal
-from fos_agent.core.metrics import FIRST_OUTPUT_AT, Metrics
+from fos_agent.core.metrics import CYCLES_BLOCKED, CYCLES_WAITING, FIRST_OUTPUT_AT, Metrics
 from fos_agent.protocol.messages import Produce
 from fos_agent.protocol.records import Batch, OutState, PutOutbound
 from fos_raft.runtime.logging import get_logger
@@ -63,6 +63,20 @@ class Stage:
         if node is None or self.is_sink():
             return None
         return max(0, self.output_cap - node.queued_outbound_count)
+
+    def skip_cause(self) -> str:
+        """Why a cycle slot passes without work, as a metrics name: the output buffer is
+        full (blocked downstream) or the first required input with nothing queued."""
+        node = self.engine.node
+        if node is None:
+            return CYCLES_WAITING + "?"
+        if self.output_full():
+            return CYCLES_BLOCKED
+        queued = node.inbound_queued_counts()
+        for req in sorted(self.engine.config.requires, key=lambda r: r.item):
+            if queued.get(req.item, 0) < 1:
+                return CYCLES_WAITING + req.item
+        return CYCLES_WAITING + "?"
 
     def try_hold(self) -> tuple[str, ...] | None:
         node = self.engine.node
@@ -154,6 +168,7 @@ class Stage:
                 if slots:
                     self.metrics.inc("total_cycles", slots)
                     self.metrics.inc("skipped_cycles", slots)
+                    self.metrics.inc(self.skip_cause(), slots)
                     idle = max(0.0, idle - slots * cycle_s)
             if inputs is not None:
                 await self.work(inputs, begin + cycle_s)

@@ -58,7 +58,7 @@ function renderGraph(graph) {
       <title>${esc(n.id)}: ${esc(n.reason)}</title>
       <rect width="${w}" height="${h}" rx="7"/>
       <text x="10" y="14" class="id">${esc(n.id)}</text>
-      <text x="10" y="26" class="item">${esc(n.item)}${n.state === "in-flow" || n.state === "idle" ? "" : " · " + esc(n.state)}</text>
+      <text x="10" y="26" class="item">${esc(n.item)}${n.state === "in-flow" || n.state === "standby" ? "" : " · " + esc(n.state)}</text>
     </g>`);
   }
   const width = Math.max(graph.width, 200), height = Math.max(graph.height, 60);
@@ -83,12 +83,11 @@ function renderNodes(rows) {
     const receipt = st.last_receipt
       ? `<span title="${esc(st.last_receipt.batch_id)}">${esc(st.last_receipt.item)} from ${esc(st.last_receipt.supplier)}</span><br><span class="ago muted" data-unix="${st.last_receipt.unix_ms / 1000}">${ago(st.last_receipt.unix_ms / 1000)}</span>`
       : '<span class="muted">—</span>';
-    const cycles = st.total_cycles === undefined ? '<span class="muted">no stats</span>'
-      : `${esc(st.successful_cycles)} / ${esc(st.skipped_cycles)} / ${esc(st.total_cycles)}`;
+    const cycles = r.cycles ? esc(r.cycles) : '<span class="muted">no report yet</span>';
     return `<tr data-node-id="${esc(r.id)}"><td><b>${esc(r.id)}</b><br><span class="muted">${esc(r.address)}</span></td>
       <td><span class="badge ${esc(r.state)}">${esc(r.state)}</span></td><td class="why">${esc(r.reason)}</td>
       <td>${esc(r.produces)}${r.requires ? `<br><span class="muted">from ${esc(r.requires)}</span>` : ""}</td>
-      <td>${list(r.suppliers)}</td><td>${list(r.consumers)}</td><td>${receipt}</td><td class="num">${cycles}</td></tr>`;
+      <td>${list(r.suppliers)}</td><td>${list(r.consumers)}</td><td>${receipt}</td><td class="cycles">${cycles}</td></tr>`;
   });
   document.getElementById("node-rows").innerHTML = html.join("");
 }
@@ -103,8 +102,42 @@ function renderEvents(events) {
     `<li class="event ${esc(e.kind)}"><span class="time">${clock(e.unix)}</span><span class="badge ${esc(e.kind)}">${esc(e.kind)}</span> ${esc(e.text)}</li>`).join("");
 }
 
+function sparkline(trend) {
+  if (!trend || !trend.length) return "";
+  const w = 180, h = 36, top = Math.max(1, ...trend);
+  const step = w / Math.max(1, trend.length - 1);
+  const pts = trend.map((v, i) => `${(i * step).toFixed(1)},${(h - 2 - (v / top) * (h - 4)).toFixed(1)}`);
+  return `<svg class="trend" viewBox="0 0 ${w} ${h}" width="${w}" height="${h}" role="img" aria-label="finished per minute, last hour"><title>finished batches per minute over the last hour (highest: ${esc(top)})</title><polyline points="${pts.join(" ")}"/></svg>`;
+}
+
+function renderProduction(p) {
+  const box = document.getElementById("production-items");
+  if (!p || !p.final_items || !p.final_items.length) {
+    box.innerHTML = '<p class="muted">no production reported yet</p>';
+    document.getElementById("bottleneck").textContent = "";
+    return;
+  }
+  box.innerHTML = p.final_items.map((it) => {
+    const target = it.target_per_hour
+      ? `<span class="target ${it.of_target >= 1 ? "met" : "short"}" title="the catalog's target_per_hour for ${esc(it.item)}">${Math.round(it.of_target * 100)}% of ${esc(it.target_per_hour)}/h target</span>`
+      : '<span class="muted" title="set target_per_hour on the catalog node(s) that make it, and start the display with --catalog">no target set</span>';
+    const last = it.last_finished_unix
+      ? `last one <span class="ago" data-unix="${esc(it.last_finished_unix)}">${ago(it.last_finished_unix)}</span>`
+      : "none finished yet";
+    return `<div class="item-card" data-item="${esc(it.item)}">
+      <div class="item-name">${esc(it.item)}</div>
+      <div class="finished" title="batches of ${esc(it.item)} finished in the last hour (made by ${esc(it.producers.join(", "))})">${esc(it.finished)}</div>
+      <div class="rate" title="finished per hour over the time the coordinator has figures for (up to one hour)">${esc(it.rate_per_hour)} per hour${it.observed_s < (p.since_s || 3600) ? ` <span class="muted">(over ${esc(Math.round(it.observed_s))} s)</span>` : ""} · ${target}</div>
+      ${sparkline(it.trend)}
+      <div class="muted small">${last}</div></div>`;
+  }).join("");
+  document.getElementById("bottleneck").textContent = clean(p.bottleneck ? p.bottleneck.text : "");
+}
+
 function renderCluster(c) {
   const box = document.getElementById("cluster-body");
+  document.getElementById("cluster-short").textContent = !c.reachable ? "· no answer"
+    : c.has_quorum ? `· healthy, ${c.replicas.length} replicas` : "· NO QUORUM";
   if (!c.reachable) {
     box.innerHTML = '<p class="muted">no answer from the coordinators yet</p>';
     return;
@@ -121,7 +154,7 @@ function renderCluster(c) {
 function renderSummary(state) {
   const counts = {};
   for (const n of state.graph.nodes) counts[n.state] = (counts[n.state] || 0) + 1;
-  document.getElementById("summary").innerHTML = ["in-flow", "idle", "drained", "down"]
+  document.getElementById("summary").innerHTML = ["in-flow", "standby", "not-started", "stale", "drained", "down"]
     .filter((k) => counts[k]).map((k) => `<span class="badge ${k}">${counts[k]} ${k}</span>`).join(" ");
   const banner = document.getElementById("banner");
   banner.hidden = !state.coordinator_error;
@@ -130,6 +163,7 @@ function renderSummary(state) {
 
 function render(state) {
   const t0 = performance.now();
+  renderProduction(state.production);
   renderGraph(state.graph);
   renderNodes(state.nodes);
   renderEvents(state.events);

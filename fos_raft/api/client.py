@@ -86,10 +86,13 @@ class CoordinatorClient(FailoverChannels):
     # ------------------------------------------------------------ writes
 
     async def register(self, spec: NodeSpec, *, timeout: float | None = None,
-                       incarnation: int = 0) -> int:
+                       incarnation: int = 0, from_agent: bool = False) -> int:
         """Add a node to the catalog; returns the new flow version. ``incarnation``: the
-        agent's, which the suspicion probe then expects (or a later one) at the address."""
-        request = pb.RegisterRequest(spec=spec_to_pb(spec), incarnation=incarnation)
+        agent's, which the suspicion probe then expects (or a later one) at the address.
+        ``from_agent`` (implied by an incarnation): the node's own agent calls, so the node
+        is alive at once; otherwise it is not-started until its agent registers or rejoins."""
+        request = pb.RegisterRequest(spec=spec_to_pb(spec), incarnation=incarnation,
+                                     from_agent=from_agent)
         return await self._write("Register", request, spec.node_id, timeout)
 
     async def rejoin(
@@ -126,6 +129,20 @@ class CoordinatorClient(FailoverChannels):
             timeout=timeout, sync_node=suspect,
         )
         return pb.ReportSuspectReply.Outcome.Name(reply.outcome), int(reply.flow_version)
+
+    async def report_production(self, report: pb.ProductionReport, *,
+                                timeout: float | None = None) -> None:
+        """Send an agent's production figures (soft state of the replica that takes it)."""
+        await self._call("ReportProduction", report, timeout=timeout)
+
+    async def get_production(self, since_s: float = 0.0, *, timeout: float | None = None,
+                             only: str | None = None) -> pb.ProductionReply:
+        """One replica's production figures over the last ``since_s`` seconds (``only``:
+        that replica's; each replica holds the reports it received)."""
+        reply: pb.ProductionReply = await self._call(
+            "GetProduction", pb.ProductionRequest(since_s=since_s), timeout=timeout,
+            only=only)
+        return reply
 
     async def drain(self, node_id: str, *, timeout: float | None = None) -> int:
         return await self._write("Drain", pb.NodeRequest(node_id=node_id), node_id, timeout)

@@ -35,6 +35,8 @@ from fos_pb import coordinator_pb2 as pb
 from fos_pb import coordinator_pb2_grpc as pb_grpc
 from fos_raft.api.backup import snapshot_reply
 from fos_raft.api.convert import spec_from_pb
+from fos_raft.api.production import ProductionBook, annotate
+from fos_raft.api.production_rpc import ProductionRpcs
 from fos_raft.api.reads import read_state
 from fos_raft.api.suspicion import ProbeSettings, SuspicionJudge, outcome_reply
 from fos_raft.api.views import content_key, flow_to_pb, neighbourhood_to_pb, node_infos
@@ -82,7 +84,7 @@ class ServiceSettings:
     deadline_margin: float = 0.05  # answer UNAVAILABLE this long before the client gives up
 
 
-class CoordinatorService(pb_grpc.CoordinatorServicer):
+class CoordinatorService(ProductionRpcs, pb_grpc.CoordinatorServicer):
     def __init__(
         self,
         replica: Replica,
@@ -103,6 +105,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         self.judge = SuspicionJudge(replica, probe, tls)
         self._channels: dict[str, grpc.aio.Channel] = {}
         self.health: Any = None  # the grpc.health.v1 servicer, set by start_server
+        self.production = ProductionBook()  # soft: contact times, production figures
 
     async def close(self) -> None:
         for channel in self._channels.values():
@@ -181,8 +184,12 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
 
     async def Register(self, request: pb.RegisterRequest, context: Any) -> pb.WriteReply:
         await self._allow_node(context, request.spec.node_id, "register")
-        reply = await self._write(context, Register(spec_from_pb(request.spec)))
+        # an agent's own Register (not an operator's catalog) makes the node alive at once
+        from_agent = request.from_agent or request.incarnation != 0
+        reply = await self._write(context, Register(spec_from_pb(request.spec), from_agent))
         self._note_incarnation(request.spec.node_id, request.incarnation)
+        if from_agent:
+            self.production.heard(request.spec.node_id)
         return reply
 
     async def UpdateSpec(self, request: pb.UpdateSpecRequest, context: Any) -> pb.WriteReply:
@@ -194,6 +201,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         await self._allow_node(context, request.node_id, "rejoin")
         reply = await self._write(context, MarkUp(request.node_id, request.address))
         self._note_incarnation(request.node_id, request.incarnation)
+        self.production.heard(request.node_id)
         return reply
 
     async def Drain(self, request: pb.NodeRequest, context: Any) -> pb.WriteReply:
@@ -338,7 +346,9 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
 
     async def ListNodes(self, request: pb.ListNodesRequest, context: Any) -> pb.ListNodesReply:
         state = await self._read_state(context, request.consistency)
-        return pb.ListNodesReply(flow_version=state.version, nodes=node_infos(state))
+        infos = node_infos(state)
+        annotate(infos, state, self.production)
+        return pb.ListNodesReply(flow_version=state.version, nodes=infos)
 
     async def ClusterStatus(
         self, request: pb.ClusterStatusRequest, context: Any

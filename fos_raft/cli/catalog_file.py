@@ -29,9 +29,9 @@ from typing import Any
 
 from fos_raft.model import MAX_QTY, ItemReq, ModelError, NodeSpec, find_item_cycle
 
-NODE_KEYS = ("id", "address", "produces", "requires", "capacity")
+NODE_KEYS = ("id", "address", "produces", "requires", "capacity", "target_per_hour")
 ITEM_KEYS = ("item", "qty")
-_REQUIRED_NODE_KEYS = ("id", "address", "produces")
+_REQUIRED_NODE_KEYS = ("id", "produces")
 _ANY_HEADER_RE = re.compile(r"^\s*\[")
 _TOML_LINE_RE = re.compile(r"at line (\d+)")
 LineOf = Callable[[str | None], int | None]  # key (None: the table itself) -> its line
@@ -84,6 +84,12 @@ class TableLocator:
         return lambda key: self.key_line(index, key) if key else self.node_line(index)
 
 
+# The address of a catalog node that gives none: where its agent listens is its agent's to
+# say (it registers or rejoins with it). ".invalid" never resolves (RFC 2606), and a node
+# that has not started is dialled by nobody.
+UNKNOWN_ADDRESS = "address-unknown.invalid:1"
+
+
 def parse_catalog(text: str, path: str = "<catalog>") -> list[NodeSpec]:
     """Parse and fully validate catalog ``text``; return its specs in file order."""
     try:
@@ -98,7 +104,7 @@ def parse_catalog(text: str, path: str = "<catalog>") -> list[NodeSpec]:
             path, _top_level_line(TableLocator.of(text), unknown[0]),
             f"unknown top-level key {unknown[0]!r}; a catalog has only [[node]] tables",
         )
-    return specs_from_tables(doc.get("node", []), text, path)
+    return specs_from_tables(doc.get("node", []), text, path, default_address=UNKNOWN_ADDRESS)
 
 
 def specs_from_tables(
@@ -162,6 +168,19 @@ def load_catalog(path: str | Path) -> list[NodeSpec]:
     return parse_catalog(text, name)
 
 
+def load_targets(path: str | Path) -> dict[str, float]:
+    """Production targets per item (batches per hour): the sum of ``target_per_hour`` over
+    the nodes that make it. The file is checked as a catalog first."""
+    load_catalog(path)
+    doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    targets: dict[str, float] = {}
+    for table in doc.get("node", []):
+        if "target_per_hour" in table:
+            item = table["produces"]["item"] if isinstance(table["produces"], dict) else ""
+            targets[item] = targets.get(item, 0.0) + float(table["target_per_hour"])
+    return targets
+
+
 def cycle_message(cycle: Sequence[str], specs: Iterable[NodeSpec]) -> str:
     """Explain an item cycle ``[a, b, a]`` by naming a node behind each link."""
     makers: dict[tuple[str, str], str] = {}
@@ -207,6 +226,10 @@ def spec_from_table(
     for key in _REQUIRED_NODE_KEYS:
         if key not in table:
             raise fail(None, f"{label}: missing required key {key!r}")
+    target = table.get("target_per_hour", 1)
+    if isinstance(target, bool) or not isinstance(target, int | float) or not target > 0:
+        raise fail("target_per_hour", f"{label}: 'target_per_hour' must be a positive number "
+                   "(finished batches per hour this node should make)")
     for key in ("id", "address"):
         if not isinstance(table[key], str):
             raise fail(key, f"{label}: {key!r} must be a string, got {_type_name(table[key])}")

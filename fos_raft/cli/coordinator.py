@@ -34,6 +34,7 @@ from prometheus_client import CollectorRegistry, PlatformCollector, ProcessColle
 from fos_raft.api.backup import seed_from_snapshot
 from fos_raft.api.health import ReplicaHealth
 from fos_raft.api.metrics import LatencyHistograms, ReplicaCollector, RpcTimer
+from fos_raft.api.production_metrics import ProductionCollector
 from fos_raft.api.receipts import ReceiptWatcher
 from fos_raft.api.service import CoordinatorService, ServiceSettings, start_server
 from fos_raft.api.suspicion import ProbeSettings
@@ -275,6 +276,7 @@ async def run(args: argparse.Namespace, tls: TlsConfig | None = None,
         watcher.start()
         for collector in (
             ReplicaCollector(replica, service.judge, args.id, health, watcher.receipts),
+            ProductionCollector(replica, service.production, args.id),
             BuildInfoCollector(), ProcessCollector(registry=None), PlatformCollector(None),
         ):
             registry.register(collector)

@@ -46,6 +46,7 @@ from fos_raft.cli.fosctl_commands import (
     exit_code_of,
 )
 from fos_raft.cli.fosctl_health import cmd_health
+from fos_raft.cli.fosctl_production import add_production_parser, cmd_production
 from fos_raft.cli.fosctl_trace import TraceError, add_trace_parser, run_trace
 from fos_raft.model import ItemReq
 from fos_raft.runtime.config import enable_completion
@@ -154,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch = sub.add_parser("watch", parents=[json_flag], help="print the flow on every change")
     watch.add_argument("--node", metavar="N", help="only N's neighbourhood")
     watch.add_argument("--count", type=int, default=0, help="stop after this many updates")
+    add_production_parser(sub, json_flag)
     add_trace_parser(sub)
     return parser
 
@@ -168,7 +170,7 @@ def command_label(args: argparse.Namespace) -> str:
     target = getattr(args, "node", None) or getattr(args, "file", None)
     if args.command == "trace":
         target = args.batch_id
-    if args.command in ("flow", "watch", "health"):
+    if args.command in ("flow", "watch", "health", "production"):
         target = None
     return f"{args.command} {target}" if target else args.command
 
@@ -177,6 +179,7 @@ COMMANDS = {
     "status": cmd_status, "nodes": cmd_nodes, "flow": cmd_flow, "apply": cmd_apply,
     "drain": cmd_node_write, "undrain": cmd_node_write, "decommission": cmd_node_write,
     "update-spec": cmd_update_spec, "members": cmd_members, "watch": cmd_watch,
+    "production": cmd_production,
 }
 
 

@@ -15,7 +15,7 @@ import grpc
 from fos_raft.api.client import CoordinatorClient, CoordinatorError, CoordinatorUnavailable
 from fos_raft.api.convert import edge_from_pb
 from fos_raft.cli import render
-from fos_raft.cli.catalog_file import cycle_message, dump_catalog, load_catalog
+from fos_raft.cli.catalog_file import UNKNOWN_ADDRESS, cycle_message, dump_catalog, load_catalog
 from fos_raft.model import ModelError, NodeSpec, find_item_cycle
 from fos_raft.textsafe import escape
 
@@ -215,8 +215,13 @@ async def cmd_apply(client: CoordinatorClient, args: argparse.Namespace, out: Ou
             + "; ".join(f"{n}: {what}" for n, what in changes.items())
             + "); check the catalog, or apply with --force", EXIT_USAGE)
     results: list[dict] = []
-    for spec in specs:
-        view = current.get(spec.node_id)
+    moved: dict[str, tuple[str, str]] = {}
+    for given in specs:
+        view = current.get(given.node_id)
+        spec = _with_agent_address(given, view)
+        if view is not None and spec.address != given.address \
+                and given.address != UNKNOWN_ADDRESS:
+            moved[spec.node_id] = (given.address, spec.address)
         if view is not None and view.spec == spec:
             action, version = "unchanged", int(reply.flow_version)
         elif args.dry_run:
@@ -234,14 +239,30 @@ async def cmd_apply(client: CoordinatorClient, args: argparse.Namespace, out: Ou
         result = {"node_id": spec.node_id, "action": action, "flow_version": version}
         if spec.node_id in changes:
             result["stage_change"] = changes[spec.node_id]
+        if spec.node_id in moved:
+            result["catalog_address"], result["agent_address"] = moved[spec.node_id]
         results.append(result)
         if not out.as_json:
             at = f" (flow version {version})" if action in ("registered", "updated") else ""
             what = f": {changes[spec.node_id]}" if spec.node_id in changes else ""
+            if spec.node_id in moved:
+                what += (f" (catalog address {moved[spec.node_id][0]}; its agent listens at "
+                         f"{moved[spec.node_id][1]}, which stays)")
             out.line(f"{action:<15} {spec.node_id}{at}{what}")
     _report_apply(results, out, final=True, version=client.flow_version,
                   dry_run=args.dry_run)
     return 0
+
+
+def _with_agent_address(spec: NodeSpec, view: render.NodeView | None) -> NodeSpec:
+    """The spec to send: a node whose agent has registered keeps the address its agent
+    advertised (the agent knows where it listens; a catalog under version control and an
+    agent on port 0 must not fight), and so does a catalog entry that gives no address."""
+    if view is None:
+        return spec
+    if view.started or spec.address == UNKNOWN_ADDRESS:
+        return replace(spec, address=view.spec.address)
+    return spec
 
 
 def _stage_changes(specs: list[NodeSpec], current: dict[str, render.NodeView]) -> dict[str, str]:

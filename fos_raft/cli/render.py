@@ -10,7 +10,8 @@ DOT conventions (also printed as the graph's legend):
 - active backup edge (rank >= 1): dashed blue, labelled ``backup N``;
 - possible link from the catalog (a supplier of X and a node requiring X, not in the flow):
   dotted grey, no label;
-- node in the flow: green; alive but outside the flow: white; drained: yellow, dashed border;
+- node in-flow: green; standby (alive, outside the flow): white; not-started (its agent never
+  registered): grey, dotted; stale (no report for a while): orange; drained: yellow, dashed border;
   down: red octagon with the reason; a node the flow names but the catalog no longer has:
   grey, "not in catalog".
 """
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 
 from fos_pb import coordinator_pb2 as pb
 from fos_raft.api.convert import edge_from_pb, spec_from_pb
-from fos_raft.model import Edge, NodeSpec
+from fos_raft.model import Edge, NodeSpec, NodeStatus, node_state
 from fos_raft.textsafe import escape
 
 
@@ -43,15 +44,17 @@ class NodeView:
     down_reason: str = ""
     spec_version: int = 0
     changed_version: int = 0
+    started: bool = True
+    reported_state: str = ""  # the replica's word (it alone knows "stale")
+    contact_age_s: float = -1.0
 
     @property
     def state(self) -> str:
-        """One word: ``down`` > ``drained`` > ``in-flow`` > ``idle`` (alive, outside flow)."""
-        if not self.alive:
-            return "down"
-        if self.drained:
-            return "drained"
-        return "in-flow" if self.in_flow else "idle"
+        """One word of `fos_raft.model.NodeState`: the replica's, else derived here."""
+        if self.reported_state:
+            return self.reported_state
+        status = NodeStatus(self.alive, self.drained, self.down_reason, self.started)
+        return node_state(status, self.in_flow).value
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,10 @@ def nodes_from_pb(reply: pb.ListNodesReply) -> list[NodeView]:
                 down_reason=info.down_reason,
                 spec_version=int(info.spec_version),
                 changed_version=int(info.changed_version),
+                # a replica from before ``started`` existed sends neither field
+                started=info.started or not info.state,
+                reported_state=info.state,
+                contact_age_s=float(info.contact_age_s) if info.state else -1.0,
             )
             for info in reply.nodes
         ),
@@ -121,6 +128,8 @@ def nodes_json(version: int, nodes: Sequence[NodeView]) -> dict:
                 "drained": n.drained,
                 "in_flow": n.in_flow,
                 "down_reason": n.down_reason,
+                "started": n.started,
+                "contact_age_s": n.contact_age_s,
                 "spec_version": n.spec_version,
                 "changed_version": n.changed_version,
             }
@@ -195,10 +204,19 @@ def node_rows(nodes: Sequence[NodeView]) -> list[tuple[str, ...]]:
     return [
         _cells(
             n.spec.node_id, n.spec.address, str(n.spec.produces), _reqs(n.spec.requires),
-            str(n.spec.capacity), n.state, str(n.spec_version), n.down_reason,
+            str(n.spec.capacity), n.state, str(n.spec_version), _reason(n),
         )
         for n in nodes
     ]
+
+
+def _reason(n: NodeView) -> str:
+    """Why the node is in its state, when the word alone does not say it."""
+    if n.state == "not-started":
+        return "its agent has not registered yet"
+    if n.state == "stale":
+        return f"no report from its agent for {n.contact_age_s:.0f} s"
+    return n.down_reason
 
 
 def _rank(rank: int) -> str:
@@ -225,7 +243,8 @@ def replica_rows(replicas: Iterable[pb.ReplicaStatus]) -> list[tuple[str, ...]]:
 
 LEGEND = (
     "solid: primary supplier | dashed blue: backup | dotted grey: possible (catalog) | "
-    "green: in flow | white: idle | yellow: drained | red: down"
+    "green: in-flow | white: standby | grey dotted: not-started | orange: stale | "
+    "yellow: drained | red: down"
 )
 
 
@@ -263,7 +282,9 @@ def _label(*lines: str) -> str:
 
 _NODE_STYLE = {
     "in-flow": 'style="rounded,filled" fillcolor="#b7e4b0" color="#2b7a2b"',
-    "idle": 'style="rounded,filled" fillcolor="white" color="#555555"',
+    "standby": 'style="rounded,filled" fillcolor="white" color="#555555"',
+    "not-started": 'style="rounded,filled,dotted" fillcolor="#eeeeee" color="#555555"',
+    "stale": 'style="rounded,filled,dashed" fillcolor="#ffd9a8" color="#b06000"',
     "drained": 'style="rounded,filled,dashed" fillcolor="#fff3a0" color="#a08000"',
     "down": 'shape=octagon style="filled" fillcolor="#f4a6a6" color="#b00000"',
     "unknown": 'style="rounded,filled,dotted" fillcolor="#dddddd" color="#888888"',
@@ -273,9 +294,9 @@ _NODE_STYLE = {
 def _dot_state(view: NodeView, members: set[str]) -> str:
     """Down and drained come from the catalog; in-flow from the flow being drawn, so a
     past version (``--at-version``) shows its own members."""
-    if view.state in ("down", "drained"):
+    if view.state in ("down", "drained", "not-started", "stale"):
         return view.state
-    return "in-flow" if view.spec.node_id in members else "idle"
+    return "in-flow" if view.spec.node_id in members else "standby"
 
 
 def flow_dot(flow: FlowView, nodes: Sequence[NodeView]) -> str:
@@ -305,7 +326,7 @@ def flow_dot(flow: FlowView, nodes: Sequence[NodeView]) -> str:
             lines = [view.spec.node_id, f"makes {made.qty} x {made.item}"]
             if state == "down":
                 lines.append(f"DOWN{': ' + view.down_reason if view.down_reason else ''}")
-            elif state in ("drained", "idle"):
+            elif state in ("drained", "standby", "not-started", "stale"):
                 lines.append(state)
             out.append(
                 f"    {_q(view.spec.node_id)} [label={_label(*lines)} {_NODE_STYLE[state]}];"

@@ -8,12 +8,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fos_raft.model import ErrorCode, ModelError, NodeSpec
+from fos_raft.model import ErrorCode, ModelError, NodeSpec, compat_getstate, compat_setstate
 
 
 @dataclass(frozen=True, slots=True)
 class Register:
+    """Add a node. ``started``: the node's own agent sent it (then it is alive at once);
+    False for an operator's catalog (``fosctl apply``): the node is not-started until its
+    agent registers or rejoins. The default is the meaning of journals written before."""
+
     spec: NodeSpec
+    started: bool = True
+
+    __getstate__ = compat_getstate
+    __setstate__ = compat_setstate
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from fos_raft.model import Edge, ErrorCode, ModelError, NodeSpec, NodeStatus, Plan
+from fos_raft.model import NOT_STARTED, Edge, ErrorCode, ModelError, NodeSpec, NodeStatus, Plan
 from fos_raft.planner.plan import plan
 from fos_raft.state.commands import (
     AnnounceReplica,
@@ -276,9 +276,16 @@ def _apply_valid(
     new_entry: NodeEntry | None
     if isinstance(command, Register):
         node_id = command.spec.node_id
-        if node_id in nodes:  # identical spec (validate refused a different one)
-            return unchanged
-        new_entry = NodeEntry(command.spec, NodeStatus(), version, version)
+        entry_or_none = nodes.get(node_id)
+        if entry_or_none is not None:  # identical spec (validate refused a different one)
+            if not command.started or entry_or_none.status.started:
+                return unchanged
+            # the agent of a catalog node registers: from not-started to alive
+            status = replace(entry_or_none.status, alive=True, down_reason="", started=True)
+            new_entry = replace(entry_or_none, status=status, changed_version=version)
+        else:
+            status = NodeStatus() if command.started else NOT_STARTED
+            new_entry = NodeEntry(command.spec, status, version, version)
     elif isinstance(command, UpdateSpec):
         node_id = command.spec.node_id
         entry = nodes[node_id]
@@ -299,10 +306,10 @@ def _apply_valid(
         spec = entry.spec
         if command.address and command.address != spec.address:
             spec = replace(spec, address=command.address)
-        if entry.status.alive and spec == entry.spec:
+        if entry.status.alive and entry.status.started and spec == entry.spec:
             return unchanged
         spec_version = version if spec != entry.spec else entry.spec_version
-        status = replace(entry.status, alive=True, down_reason="")
+        status = replace(entry.status, alive=True, down_reason="", started=True)
         new_entry = NodeEntry(spec, status, spec_version, version)
     elif isinstance(command, Drain | Undrain):
         node_id = command.node_id

@@ -21,7 +21,10 @@ def spec_data(spec: NodeSpec) -> list[Any]:
 
 
 def status_data(status: NodeStatus) -> list[Any]:
-    return [status.alive, status.drained, status.down_reason]
+    # ``started`` is written only when False: the state of a cluster from before the field
+    # existed (every node started) keeps its digest, and its backup files still restore.
+    data: list[Any] = [status.alive, status.drained, status.down_reason]
+    return data if status.started else [*data, False]
 
 
 def plan_data(plan: Plan) -> list[Any]:

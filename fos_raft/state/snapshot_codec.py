@@ -70,8 +70,13 @@ def _outcome(data: list[Any]) -> Outcome:
 
 def _fields(data: dict[str, Any]) -> dict[str, Any]:
     nodes = {}
-    for node_id, spec, (alive, drained, reason), spec_version, changed_version in data["nodes"]:
-        nodes[node_id] = NodeEntry(_spec(spec), NodeStatus(alive, drained, reason),
+    for node_id, spec, status, spec_version, changed_version in data["nodes"]:
+        # three values: a file from before ``started`` existed (every node had started)
+        alive, drained, reason, *rest = status
+        if len(rest) > 1:
+            raise ValueError(f"node {node_id!r}: status has {len(status)} values")
+        started = bool(rest[0]) if rest else True
+        nodes[node_id] = NodeEntry(_spec(spec), NodeStatus(alive, drained, reason, started),
                                    spec_version, changed_version)
     return {
         "version": data["version"], "nodes": nodes, "flow": _plan(data["flow"]),
