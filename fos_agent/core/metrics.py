@@ -9,6 +9,9 @@ Names (readable as ``agent.metrics["successful_cycles"]`` and in the Stats RPC's
 
 - ``successful_cycles``, ``skipped_cycles``, ``total_cycles``: manufacture cycles of the
   stage loop (a cycle is skipped when an input is missing or the output buffer is full).
+- ``skipped_cycles.input:<item>``, ``skipped_cycles.output_full``, ``skipped_cycles.failed``:
+  the simulated stage's skipped cycles by cause (waiting for that input; output buffer
+  full, nobody buying; the cycle's WAL step failed); absent until the first one.
 - ``batches_produced``, ``batches_consumed``: outputs queued / inputs consumed by cycles.
 - ``batches_delivered``: outbound batches that went DELIVERED (the consumer confirmed).
 - ``batches_received``: inbound batches recorded here (first time only).

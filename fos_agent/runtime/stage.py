@@ -20,6 +20,11 @@ The stage's time is counted in slots of ``cycle_s``: a successful cycle is a slo
 work; every full ``cycle_s`` the worker spends waiting (idle time carried over between
 waits) is a skipped cycle; total = successful + skipped, so total x cycle_s is the time
 the worker ran (within one slot) and successful/total the share of it spent producing.
+Each skipped slot is also counted under the cause of the wait that ended it:
+``skipped_cycles.output_full`` (its output buffer was full: nobody bought) or
+``skipped_cycles.input:<item>`` (no batch of that input here; the first such item of
+its recipe) or ``skipped_cycles.failed`` (the cycle's WAL step failed), so a report can
+say what happened instead of "skipped".
 ``cycle_s == 0`` means "as fast as the WAL allows": workers wait for inputs and room
 instead of skipping (the trades benchmark).
 """
@@ -37,6 +42,10 @@ from fos_agent.protocol.records import Batch, OutState, PutOutbound
 from fos_raft.runtime.logging import get_logger
 
 BRIEF = 0.02  # a wait this short (x cycle_s) after a cycle is bookkeeping, not a break
+SKIPPED_BY = "skipped_cycles."  # + OUTPUT_FULL or INPUT + item: skipped slots by cause
+OUTPUT_FULL = "output_full"
+INPUT = "input:"
+FAILED = "failed"  # the cycle's durable step failed (its inputs were released)
 
 
 class Stage:
@@ -48,6 +57,18 @@ class Stage:
         self.is_sink = is_sink
         self.log = get_logger("fos_agent.runtime.stage").bind(node=engine.config.node_id)
         self._gate = asyncio.Lock()
+        self.wait_cause = OUTPUT_FULL  # what the last wait in take_cycle waited for
+
+    def missing_input(self) -> str | None:
+        """The first required item with no unheld batch here (None: every input is here)."""
+        node = self.engine.node
+        if node is None:
+            return None
+        held = node.held
+        for req in node.config.requires:
+            if not any(r.batch.batch_id not in held for r in node.inbound_queued(req.item)):
+                return req.item
+        return None
 
     def output_full(self) -> bool:
         node = self.engine.node
@@ -154,6 +175,7 @@ class Stage:
                 if slots:
                     self.metrics.inc("total_cycles", slots)
                     self.metrics.inc("skipped_cycles", slots)
+                    self.metrics.inc(SKIPPED_BY + self.wait_cause, slots)
                     idle = max(0.0, idle - slots * cycle_s)
             if inputs is not None:
                 await self.work(inputs, begin + cycle_s)
@@ -171,11 +193,13 @@ class Stage:
             arrived = self.engine.inbound_changed.ticket()
             if self.output_full():
                 ticket = room
+                self.wait_cause = OUTPUT_FULL
             else:
                 held = self.try_hold()
                 if held is not None:
                     return held, waited
                 ticket = arrived
+                self.wait_cause = INPUT + (self.missing_input() or "?")
             remaining = deadline - loop.time()
             if remaining <= 0 or not await Signal.wait_ticket(ticket, remaining):
                 return None, True
@@ -199,6 +223,7 @@ class Stage:
         except Exception as exc:
             self.log.warning("cycle failed", error=str(exc))
             m.inc("skipped_cycles")
+            m.inc(SKIPPED_BY + FAILED)
             return False
         m.inc("successful_cycles")
         m.observe("cycle_seconds", time.perf_counter() - started)
