@@ -220,7 +220,8 @@ def print_node_table(nodes: Sequence[Mapping[str, Any]], cycle_s: float, console
             lo = min(o.ok_share for o in b.folded)
             hi = max(o.ok_share for o in b.folded)
             fold = {"node": f"... {len(b.folded)} more fine", "item": b.item,
-                    "waiting for input": f"(ok% {100 * lo:.0f}-{100 * hi:.0f})"}
+                    "waiting for input": f"(ok% {100 * lo:.0f}" + (
+                        f"-{100 * hi:.0f})" if round(100 * lo) != round(100 * hi) else ")")}
             table.add_row(*(fold.get(c, "") for c in cols), style="dim")
         table.add_section()
     console.print(table)
