@@ -17,6 +17,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+PIPED_WIDTH = 120  # the table's width when the report does not go to a terminal
 GROUP_ABOVE = 40  # more nodes than this: one block per item, the fine ones folded
 SHOWN_PER_BLOCK = 3  # a large run's block still shows its worst few, even when all are fine
 # a node is unusual when its share of idle time exceeds its item's median by this much
@@ -40,8 +41,8 @@ LEGEND = {
     "other": "skipped cycles without a cause (a failed WAL step, or an agent that does not "
     "count causes)",
     "down s": "seconds its agent was not running (SIGKILLed by the run, until its restart)",
-    "queued": "batches in its WAL at the last read: outputs made and not yet sold (a final "
-    "product's stay there: they leave the factory) / inputs bought and not yet used (work "
+    "queued": "batches in its WAL at the last read: outputs made and not yet sold (final "
+    "products stay there: they leave the factory) / inputs bought and not yet used (work "
     "in progress, not lost)",
     "waiting for input": "whole cycles it sat idle for want of a batch of that input (its "
     "suppliers had none for it yet, or it was rerouting after a supplier died)",
@@ -224,7 +225,14 @@ def print_node_table(nodes: Sequence[Mapping[str, Any]], cycle_s: float, console
                         f"-{100 * hi:.0f})" if round(100 * lo) != round(100 * hi) else ")")}
             table.add_row(*(fold.get(c, "") for c in cols), style="dim")
         table.add_section()
-    console.print(table)
+    # a report piped to a file or a log need not fit 80 columns: no wrapped node ids
+    before = console.width
+    if not console.is_terminal:
+        console.width = max(before, PIPED_WIDTH)
+    try:
+        console.print(table)
+    finally:
+        console.width = before
     lines = [f"{c}: {LEGEND[c]}." for c in cols if c in LEGEND]
     if folded:
         lines.append(
