@@ -72,6 +72,7 @@ from fos_agent.runtime.settings import AgentSettings
 from fos_agent.runtime.shares import keep_weights
 from fos_agent.runtime.stage import Stage
 from fos_agent.runtime.start_gate import wait_for_start_file
+from fos_agent.runtime.status import StageStatus, log_long_waits, status_of
 from fos_agent.runtime.stop_signals import SignalHook
 from fos_agent.runtime.stop_steps import bounded_step
 from fos_agent.storage.wal import wal_path
@@ -287,6 +288,10 @@ class Agent(CoordinatorSide):
             self.flow_changed, self._list_nodes,
             want_catalog=lambda: not self.fill.planned, on_catalog=self._plan_fill))
         self._sync_fetchers()
+        if self.settings.wait_log_s > 0:
+            self._spawn("wait-log", log_long_waits(
+                lambda: status_of(self), self.log, self.settings.wait_log_s,
+                min(1.0, self.settings.wait_log_s / 2)))
         if self.cycle_s is not None:
             self._spawn("stage", self._simulate(self.cycle_s))
 
@@ -526,6 +531,14 @@ class Agent(CoordinatorSide):
         self.outbox.send(effects.messages)
 
     # ---- observation -----------------------------------------------------------------------
+
+    async def status(self) -> StageStatus:
+        """Why the stage is or is not producing, in words (``.text``) and data: waiting for
+        which input and what its suppliers did, output buffer full and who is not buying,
+        drained, not in the flow, working, idle (fos_agent.runtime.status)."""
+        async def read() -> StageStatus:
+            return status_of(self)
+        return await self._on_core(read())
 
     def gauges(self) -> dict[str, float]:
         node = self.engine.node if self.engine is not None else None

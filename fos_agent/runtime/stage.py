@@ -57,7 +57,9 @@ class Stage:
         self.is_sink = is_sink
         self.log = get_logger("fos_agent.runtime.stage").bind(node=engine.config.node_id)
         self._gate = asyncio.Lock()
-        self.wait_cause = OUTPUT_FULL  # what the last wait in take_cycle waited for
+        self.wait_cause = OUTPUT_FULL  # what the last wait waited for
+        # when (monotonic) a worker began waiting for room or inputs; None: nobody waits
+        self.waiting_since: float | None = None
 
     def missing_input(self) -> str | None:
         """The first required item with no unheld batch here (None: every input is here)."""
@@ -98,6 +100,11 @@ class Stage:
         assert node is not None
         return tuple(rec.batch for b in inputs if (rec := node.inbound(b)) is not None)
 
+    def _waits(self, cause: str) -> None:
+        self.wait_cause = cause
+        if self.waiting_since is None:
+            self.waiting_since = time.monotonic()
+
     async def wait_inputs(self) -> tuple[str, ...]:
         """Hold one batch of every required input, waiting for them to arrive."""
         while True:
@@ -105,6 +112,7 @@ class Stage:
             held = self.try_hold()
             if held is not None:
                 return held
+            self._waits(INPUT + (self.missing_input() or "?"))
             await ticket.wait()
 
     async def wait_room(self) -> None:
@@ -113,14 +121,18 @@ class Stage:
             ticket = self.engine.outbound_changed.ticket()
             if not self.output_full():
                 return
+            self._waits(OUTPUT_FULL)
             await ticket.wait()
 
     async def next_cycle(self) -> tuple[str, ...]:
         """Room for the output, then held inputs. One caller waits at a time (the others
         queue on a FIFO lock), so a change wakes one worker, not all of them."""
         async with self._gate:
-            await self.wait_room()
-            return await self.wait_inputs()
+            try:
+                await self.wait_room()
+                return await self.wait_inputs()
+            finally:
+                self.waiting_since = None
 
     async def produce(self, inputs: tuple[str, ...]) -> Batch:
         """Consume ``inputs`` and queue one output batch, durably, in one step."""
@@ -193,13 +205,14 @@ class Stage:
             arrived = self.engine.inbound_changed.ticket()
             if self.output_full():
                 ticket = room
-                self.wait_cause = OUTPUT_FULL
+                self._waits(OUTPUT_FULL)
             else:
                 held = self.try_hold()
                 if held is not None:
+                    self.waiting_since = None
                     return held, waited
                 ticket = arrived
-                self.wait_cause = INPUT + (self.missing_input() or "?")
+                self._waits(INPUT + (self.missing_input() or "?"))
             remaining = deadline - loop.time()
             if remaining <= 0 or not await Signal.wait_ticket(ticket, remaining):
                 return None, True
