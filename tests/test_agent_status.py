@@ -131,18 +131,18 @@ def test_describe_names_the_input_the_suppliers_and_who_is_behind():
     flow = FlowView("frame-1", version=3, in_flow=True, consumers=frozenset({"win-1"}),
                     suppliers={"wood": (Supplier("saw-1", 0, True), Supplier("saw-2", 1, False))},
                     rank_for={"win-1": 1})
-    s = st.describe(**facts(flow=flow, waiting_s=12.4, cause="input:wood",
+    s = st.describe(**facts(flow=flow, waiting_s=12.4, cause="cycles_waiting_for:wood",
                             last_received_at={"saw-1": 90.0}, suspected=frozenset({"saw-1"})))
     assert s.state == st.WAITING_INPUT and s.item == "wood"
     assert s.text == ("waiting for input wood for 12 s: every supplier is down or not "
                       "answering: saw-1 (primary, not answering, last batch 10 s ago), "
                       "saw-2 (backup 1, down, last batch never)")
-    full = st.describe(**facts(flow=flow, waiting_s=3.0, cause="output_full",
+    full = st.describe(**facts(flow=flow, waiting_s=3.0, cause="cycles_blocked",
                                queued_outbound=1))
     assert full.state == st.OUTPUT_FULL and full.backup_only
     assert "(1 of 1 unsold): no consumer buying: this node is only a backup" in full.text
     alone = st.describe(**facts(flow=FlowView("n", version=3, in_flow=True, suppliers={}),
-                                waiting_s=1.0, cause="input:glass"))
+                                waiting_s=1.0, cause="cycles_waiting_for:glass"))
     assert "no supplier of it in the flow" in alone.text
     assert st.describe(**facts(flow=FlowView("n", in_flow=True, drained=True))).state \
         == st.DRAINED

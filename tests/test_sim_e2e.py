@@ -105,8 +105,8 @@ def test_short_run_with_a_kill_and_restart(tmp_path, run_dir):
     assert all(n["node_id"] in proc.stdout for n in s["nodes"])  # every node has its row
     assert "waiting for input: whole cycles" in proc.stdout  # the legend
     assert killed["down_s"] > 0, killed
-    causes = [k for n in s["nodes"] for k in n["counters"] if k.startswith("skipped_cycles.")]
-    assert any(k.startswith("skipped_cycles.input:") for k in causes), causes
+    causes = [k for n in s["nodes"] for k in n["counters"] if k.startswith("cycles_")]
+    assert any(k.startswith("cycles_waiting_for:t0") for k in causes), causes
     # the run over time: intervals that add up to the products, events with their kinds
     series = s["timeseries"]
     assert sum(iv["finished"] for iv in series["intervals"]) == s["throughput"]["final_products"]

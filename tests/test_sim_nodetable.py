@@ -19,9 +19,9 @@ from bench.sim.plot import check_path, plot_summary
 def node(node_id: str, item: str, ok: int, *, wait: dict[str, int] | None = None,
          full: int = 0, other: int = 0, state: str = "alive", starts: int = 1,
          in_flow: bool = True, down_s: float = 0.0) -> dict:
-    counters = {f"skipped_cycles.input:{k}": float(v) for k, v in (wait or {}).items()}
+    counters = {f"cycles_waiting_for:{k}": float(v) for k, v in (wait or {}).items()}
     if full:
-        counters["skipped_cycles.output_full"] = float(full)
+        counters["cycles_blocked"] = float(full)
     skipped = sum((wait or {}).values()) + full + other
     counters |= {"successful_cycles": float(ok), "skipped_cycles": float(skipped),
                  "total_cycles": float(ok + skipped)}

@@ -22,10 +22,9 @@ GROUP_ABOVE = 40  # more nodes than this: one block per item, the fine ones fold
 SHOWN_PER_BLOCK = 3  # a large run's block still shows its worst few, even when all are fine
 # a node is unusual when its share of idle time exceeds its item's median by this much
 IDLE_MARGIN = 0.10
-SKIPPED_BY = "skipped_cycles."  # the agents' per-cause skipped counters (runtime.stage)
-INPUT = "input:"
-OUTPUT_FULL = "output_full"
-FAILED = "failed"
+# the agents' skipped cycles by cause (fos_agent.runtime.stage)
+WAITING_FOR = "cycles_waiting_for:"
+BLOCKED = "cycles_blocked"
 
 # Column -> what it counts, printed under the table for the columns it shows.
 LEGEND = {
@@ -96,11 +95,11 @@ def outcomes(node: Mapping[str, Any], cycle_s: float) -> Outcome:
     """What a summary ``nodes`` entry's time went to."""
     counters: Mapping[str, float] = node.get("counters", {})
     waiting = {
-        k[len(SKIPPED_BY + INPUT):]: int(v)
+        k[len(WAITING_FOR):]: int(v)
         for k, v in sorted(counters.items())
-        if k.startswith(SKIPPED_BY + INPUT) and v > 0
+        if k.startswith(WAITING_FOR) and v > 0
     }
-    full = int(counters.get(SKIPPED_BY + OUTPUT_FULL, 0))
+    full = int(counters.get(BLOCKED, 0))
     skipped = int(counters.get("skipped_cycles", 0))
     other = max(0, skipped - full - sum(waiting.values()))
     if node.get("in_flow_at_end"):

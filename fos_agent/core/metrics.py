@@ -9,9 +9,9 @@ Names (readable as ``agent.metrics["successful_cycles"]`` and in the Stats RPC's
 
 - ``successful_cycles``, ``skipped_cycles``, ``total_cycles``: manufacture cycles of the
   stage loop (a cycle is skipped when an input is missing or the output buffer is full).
-- ``skipped_cycles.input:<item>``, ``skipped_cycles.output_full``, ``skipped_cycles.failed``:
-  the simulated stage's skipped cycles by cause (waiting for that input; output buffer
-  full, nobody buying; the cycle's WAL step failed); absent until the first one.
+- ``cycles_waiting_for:<item>``, ``cycles_blocked``: the simulated stage's skipped cycles
+  by cause: waiting for a batch of that input; output buffer full, nobody buying (blocked
+  downstream). Absent until the first one; skipped cycles in neither failed their step.
 - ``batches_produced``, ``batches_consumed``: outputs queued / inputs consumed by cycles.
 - ``batches_delivered``: outbound batches that went DELIVERED (the consumer confirmed).
 - ``batches_received``: inbound batches recorded here (first time only).
@@ -72,6 +72,12 @@ MESSAGE_KINDS = ("RequestBatch", "WaitingForBatch", "DeliveryConfirmed", "OfferB
 RECEIVED_FROM = "batches_received_from:"
 RECEIVED_AT = "last_received_from_at:"
 FIRST_OUTPUT_AT = "first_output_at"
+# Cycle outcomes for the coordinator's production figures (docs/operations.md): input
+# batches consumed per item, and the skipped cycle slots by cause: output full (nobody
+# bought: blocked downstream) or waiting for this input.
+CONSUMED_OF = "consumed_of:"
+CYCLES_BLOCKED = "cycles_blocked"
+CYCLES_WAITING = "cycles_waiting_for:"
 PLAN_TAKEN_AT = "plan_taken_at"
 
 

@@ -20,11 +20,11 @@ The stage's time is counted in slots of ``cycle_s``: a successful cycle is a slo
 work; every full ``cycle_s`` the worker spends waiting (idle time carried over between
 waits) is a skipped cycle; total = successful + skipped, so total x cycle_s is the time
 the worker ran (within one slot) and successful/total the share of it spent producing.
-Each skipped slot is also counted under the cause of the wait that ended it:
-``skipped_cycles.output_full`` (its output buffer was full: nobody bought) or
-``skipped_cycles.input:<item>`` (no batch of that input here; the first such item of
-its recipe) or ``skipped_cycles.failed`` (the cycle's WAL step failed), so a report can
-say what happened instead of "skipped".
+Each skipped slot is also counted under the cause of the wait that ended it (recorded
+while it waited: once the wait ends its cause is gone): ``cycles_blocked`` (its output
+buffer was full: nobody bought) or ``cycles_waiting_for:<item>`` (no batch of that input
+here; the first such item of its recipe), so a report can say what happened instead of
+"skipped". A skipped slot in neither is a cycle whose WAL step failed.
 ``cycle_s == 0`` means "as fast as the WAL allows": workers wait for inputs and room
 instead of skipping (the trades benchmark).
 """
@@ -36,16 +36,12 @@ import time
 from collections.abc import Callable
 
 from fos_agent.core.engine import Engine, Signal
-from fos_agent.core.metrics import FIRST_OUTPUT_AT, Metrics
+from fos_agent.core.metrics import CYCLES_BLOCKED, CYCLES_WAITING, FIRST_OUTPUT_AT, Metrics
 from fos_agent.protocol.messages import Produce
 from fos_agent.protocol.records import Batch, OutState, PutOutbound
 from fos_raft.runtime.logging import get_logger
 
 BRIEF = 0.02  # a wait this short (x cycle_s) after a cycle is bookkeeping, not a break
-SKIPPED_BY = "skipped_cycles."  # + OUTPUT_FULL or INPUT + item: skipped slots by cause
-OUTPUT_FULL = "output_full"
-INPUT = "input:"
-FAILED = "failed"  # the cycle's durable step failed (its inputs were released)
 
 
 class Stage:
@@ -57,7 +53,7 @@ class Stage:
         self.is_sink = is_sink
         self.log = get_logger("fos_agent.runtime.stage").bind(node=engine.config.node_id)
         self._gate = asyncio.Lock()
-        self.wait_cause = OUTPUT_FULL  # what the last wait waited for
+        self.wait_cause = CYCLES_BLOCKED  # what the last wait waited for (a metric name)
         # when (monotonic) a worker began waiting for room or inputs; None: nobody waits
         self.waiting_since: float | None = None
 
@@ -112,7 +108,7 @@ class Stage:
             held = self.try_hold()
             if held is not None:
                 return held
-            self._waits(INPUT + (self.missing_input() or "?"))
+            self._waits(CYCLES_WAITING + (self.missing_input() or "?"))
             await ticket.wait()
 
     async def wait_room(self) -> None:
@@ -121,7 +117,7 @@ class Stage:
             ticket = self.engine.outbound_changed.ticket()
             if not self.output_full():
                 return
-            self._waits(OUTPUT_FULL)
+            self._waits(CYCLES_BLOCKED)
             await ticket.wait()
 
     async def next_cycle(self) -> tuple[str, ...]:
@@ -187,7 +183,7 @@ class Stage:
                 if slots:
                     self.metrics.inc("total_cycles", slots)
                     self.metrics.inc("skipped_cycles", slots)
-                    self.metrics.inc(SKIPPED_BY + self.wait_cause, slots)
+                    self.metrics.inc(self.wait_cause, slots)
                     idle = max(0.0, idle - slots * cycle_s)
             if inputs is not None:
                 await self.work(inputs, begin + cycle_s)
@@ -205,14 +201,14 @@ class Stage:
             arrived = self.engine.inbound_changed.ticket()
             if self.output_full():
                 ticket = room
-                self._waits(OUTPUT_FULL)
+                self._waits(CYCLES_BLOCKED)
             else:
                 held = self.try_hold()
                 if held is not None:
                     self.waiting_since = None
                     return held, waited
                 ticket = arrived
-                self._waits(INPUT + (self.missing_input() or "?"))
+                self._waits(CYCLES_WAITING + (self.missing_input() or "?"))
             remaining = deadline - loop.time()
             if remaining <= 0 or not await Signal.wait_ticket(ticket, remaining):
                 return None, True
@@ -236,7 +232,6 @@ class Stage:
         except Exception as exc:
             self.log.warning("cycle failed", error=str(exc))
             m.inc("skipped_cycles")
-            m.inc(SKIPPED_BY + FAILED)
             return False
         m.inc("successful_cycles")
         m.observe("cycle_seconds", time.perf_counter() - started)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fos_agent.core.metrics import RECEIVED_AT
+from fos_agent.core.metrics import CYCLES_WAITING, RECEIVED_AT
 from fos_agent.runtime.flowview import FlowView
 
 # StageStatus.state values
@@ -78,8 +78,9 @@ def describe(*, started: bool, flow: FlowView, cycling: bool, waiting_s: float |
              buying: Mapping[str, int], now_unix: float) -> StageStatus:
     """The status from plain facts. ``cycling``: a simulated stage runs or the program is in
     cycles(); ``waiting_s``: how long a cycle has waited (None: none waits); ``cause``: the
-    stage's last wait cause (``output_full`` or ``input:ITEM``); ``last_received_at``:
-    supplier -> wall time of its last batch here; ``buying``: consumers long-polling now."""
+    stage's last wait cause (``cycles_blocked`` or ``cycles_waiting_for:ITEM``);
+    ``last_received_at``: supplier -> wall time of its last batch here; ``buying``:
+    consumers long-polling now."""
     backup_only = bool(flow.rank_for) and min(flow.rank_for.values()) > 0
     base: dict[str, Any] = {
         "waiting_s": waiting_s, "consumers": tuple(sorted(flow.consumers)),
@@ -98,8 +99,8 @@ def describe(*, started: bool, flow: FlowView, cycling: bool, waiting_s: float |
         if cycling:
             return StageStatus(WORKING, "working: no cycle is waiting", **base)
         return StageStatus(IDLE, "idle: the program is not asking for a cycle", **base)
-    if cause.startswith("input:"):
-        item = cause[len("input:"):]
+    if cause.startswith(CYCLES_WAITING):
+        item = cause[len(CYCLES_WAITING):]
         suppliers = tuple(
             SupplierState(s.node_id, s.rank, s.alive, s.node_id in suspected,
                           (now_unix - last_received_at[s.node_id])
