@@ -544,9 +544,12 @@ class Agent(CoordinatorSide):
         node = self.engine.node if self.engine is not None else None
         if node is None:
             return {}
+        since = self.stage.waiting_since if self.stage is not None else None
         return {"queued_outbound": float(node.queued_outbound_count),
                 "queued_inbound": float(sum(node.inbound_queued_counts().values())),
-                "flow_version": float(self.flow.version)}
+                "flow_version": float(self.flow.version),
+                # how long a cycle has waited for room or inputs (0: none waits)
+                "stage_waiting_seconds": 0.0 if since is None else time.monotonic() - since}
 
     def stats_reply(self) -> agent_pb2.StatsReply:
         node = self.engine.node

@@ -100,10 +100,13 @@ def test_status_says_why_the_stage_waits(cluster: LocalCluster, tmp_path: Path,
         threads[0].join(20)
         assert len(used) == 2
         # the consumer buys up to its prefetch and no more: the supplier's output fills
-        full = until(supplier, lambda s: s.state == st.OUTPUT_FULL, "supplier blocked")
+        full = until(supplier, lambda s: s.state == st.OUTPUT_FULL and not s.buying,
+                     "supplier blocked")
         assert full.consumers == ("st-con",) and full.queued_outbound >= 1
         assert "output buffer full" in full.text and "no consumer buying" in full.text
         assert "output buffer full" in logged_wait(caplog, "st-src", st.OUTPUT_FULL)["why"]
+        assert supplier.agent.gauges()["stage_waiting_seconds"] >= 0.5  # Prometheus too
+        assert consumer.agent.gauges()["stage_waiting_seconds"] == 0.0
         again = consumer.status()
         assert again.state == st.IDLE  # stopped asking: not waiting for anything
         supplier.drain()

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fos_agent.core.metrics import CYCLES_WAITING, RECEIVED_AT
+from fos_agent.core.metrics import CYCLES_BLOCKED, CYCLES_WAITING, RECEIVED_AT
 from fos_agent.runtime.flowview import FlowView
 
 # StageStatus.state values
@@ -157,6 +157,15 @@ def status_of(agent: Any) -> StageStatus:
     started = bool(agent._started) and stage is not None and engine is not None
     node = engine.node if started else None
     since = stage.waiting_since if started else None
+    cause = ""
+    if since is not None:  # why now (a recorded cause may be a moment old)
+        missing = None if stage.output_full() else stage.missing_input()
+        if stage.output_full():
+            cause = CYCLES_BLOCKED
+        elif missing is not None:
+            cause = CYCLES_WAITING + missing
+        else:
+            since = None  # room and inputs are both here: the wait is ending
     sink = agent.is_sink() if started else False
     service = agent._service
     counters = agent.metrics.snapshot()
@@ -167,7 +176,7 @@ def status_of(agent: Any) -> StageStatus:
         cycling=("stage" in agent._tasks or bool(agent._cycle_waits)
                  or (node is not None and bool(node.held))),
         waiting_s=None if since is None else time.monotonic() - since,
-        cause=stage.wait_cause if started else "",
+        cause=cause,
         queued_outbound=node.queued_outbound_count if node is not None else 0,
         output_cap=None if sink else agent.settings.output_cap,
         suspected=agent.detector.suspected() if agent.detector is not None else frozenset(),
