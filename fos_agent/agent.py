@@ -290,8 +290,8 @@ class Agent(CoordinatorSide):
         self._sync_fetchers()
         if self.settings.wait_log_s > 0:
             self._spawn("wait-log", log_long_waits(
-                lambda: status_of(self), self.log, self.settings.wait_log_s,
-                min(1.0, self.settings.wait_log_s / 2)))
+                lambda: self.stage.waiting_since, lambda: status_of(self), self.log,
+                self.settings.wait_log_s))
         if self.cycle_s is not None:
             self._spawn("stage", self._simulate(self.cycle_s))
 

@@ -154,35 +154,43 @@ def test_describe_names_the_input_the_suppliers_and_who_is_behind():
 
 
 async def test_a_long_wait_is_logged_once_and_again_when_its_reason_changes():
+    lines: list[dict] = []
+
     class Log:
-        def __init__(self) -> None:
-            self.lines: list[dict] = []
-
         def info(self, event: str, **kw: object) -> None:
-            self.lines.append({"event": event, **kw})
+            lines.append({"event": event, **kw})
 
-    script = [(None, st.WORKING, None)] + [(1.0 * i, st.WAITING_INPUT, "wood")
-                                           for i in range(5)]
-    script += [(5.0, st.WAITING_INPUT, "glass"), (None, st.WORKING, None),
-               (2.0, st.OUTPUT_FULL, None), (3.0, st.OUTPUT_FULL, None)]
-    feed = iter(script)
-    done = asyncio.Event()
+    now = {"t": 100.0}
+    wait: dict = {"since": None, "state": st.WORKING, "item": None}
 
     def status() -> StageStatus:
-        try:
-            waiting, state, item = next(feed)
-        except StopIteration:
-            done.set()
-            waiting, state, item = None, st.WORKING, None
-        return StageStatus(state, f"{state} {item}", waiting_s=waiting, item=item)
+        waiting = None if wait["since"] is None else now["t"] - wait["since"]
+        return StageStatus(wait["state"], f"{wait['state']} {wait['item']}",
+                           waiting_s=waiting, item=wait["item"])
 
-    log = Log()
-    task = asyncio.ensure_future(st.log_long_waits(status, log, threshold_s=2.0,
-                                                   period_s=0.001))
+    async def expect(count: int) -> None:
+        deadline = time.monotonic() + 5.0
+        while len(lines) < count:
+            assert time.monotonic() < deadline, lines
+            await asyncio.sleep(0.005)
+
+    task = asyncio.ensure_future(st.log_long_waits(
+        lambda: wait["since"], status, Log(), threshold_s=0.02, clock=lambda: now["t"]))
     try:
-        await asyncio.wait_for(done.wait(), 5.0)
+        await asyncio.sleep(0.1)  # nothing waits: nothing logged
+        wait.update(since=99.99, state=st.WAITING_INPUT, item="wood")
+        await asyncio.sleep(0.1)  # 10 ms old by the clock: under the threshold
+        assert lines == []
+        now["t"] = 102.0  # the wait is 2 s old
+        await expect(1)
+        await asyncio.sleep(0.1)  # the same wait, the same reason: not again
+        wait.update(item="glass")  # the same wait, another input
+        await expect(2)
+        wait.update(since=101.0, state=st.OUTPUT_FULL, item=None)  # a new wait
+        await expect(3)
+        await asyncio.sleep(0.1)
     finally:
         task.cancel()
-    assert [(x["state"], x["item"], x["waiting_s"]) for x in log.lines] == [
-        (st.WAITING_INPUT, "wood", 2.0), (st.WAITING_INPUT, "glass", 5.0),
-        (st.OUTPUT_FULL, None, 2.0)]
+    assert [(x["state"], x["item"], x["waiting_s"]) for x in lines] == [
+        (st.WAITING_INPUT, "wood", 2.0), (st.WAITING_INPUT, "glass", 2.0),
+        (st.OUTPUT_FULL, None, 1.0)]

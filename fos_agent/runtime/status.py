@@ -132,22 +132,30 @@ def describe(*, started: bool, flow: FlowView, cycling: bool, waiting_s: float |
                        backup_only=backup_only, **base)
 
 
-async def log_long_waits(status: Callable[[], StageStatus], log: Any, threshold_s: float,
-                         period_s: float) -> None:
-    """Every ``period_s``, log the stage's wait once it has lasted ``threshold_s`` (once per
-    wait, and again when its reason changes), at INFO with the status's words."""
-    logged: tuple[str, str | None] | None = None
+async def log_long_waits(waiting_since: Callable[[], float | None],
+                         status: Callable[[], StageStatus], log: Any, threshold_s: float,
+                         clock: Callable[[], float] = time.monotonic) -> None:
+    """Log the stage's wait once it has lasted ``threshold_s``, at INFO with the status's
+    words: once per wait, and again when its reason changes (checked every ``threshold_s``
+    while it lasts). ``waiting_since``: when (``clock``) the current wait began, None when
+    nothing waits; cheap, so an agent that does not wait costs a timer every
+    ``threshold_s / 2`` and nothing else."""
+    logged: tuple[float, str, str | None] | None = None
     while True:
-        await asyncio.sleep(period_s)  # a sampling period, not a synchronisation
-        st = status()
-        if st.waiting_s is None or st.state in (WORKING, IDLE, NOT_STARTED):
-            logged = None
+        since = waiting_since()
+        age = None if since is None else clock() - since
+        if age is None or age < threshold_s:
+            # sleep until this wait would reach the threshold (a new one: at most half late)
+            await asyncio.sleep(threshold_s / 2 if age is None else threshold_s - age)
             continue
-        key = (st.state, st.item)
-        if st.waiting_s >= threshold_s and key != logged:
+        st = status()
+        key = (since, st.state, st.item)
+        if st.waiting_s is not None and st.state not in (WORKING, IDLE, NOT_STARTED) \
+                and key != logged:
             logged = key
             log.info("stage waiting", state=st.state, item=st.item,
                      waiting_s=round(st.waiting_s, 1), why=st.text)
+        await asyncio.sleep(threshold_s)
 
 
 def status_of(agent: Any) -> StageStatus:
