@@ -37,8 +37,8 @@ LEGEND = {
     "out full": "whole cycles it sat idle with its output buffer full (output_cap batches "
     "made, unsold): no consumer was buying (a backup no flow routes to, or a consumer that "
     "itself waits for another input)",
-    "other": "skipped cycles without a cause (a failed WAL step, or an agent that does not "
-    "count causes)",
+    "other": "skipped cycles without a cause: a failed WAL step, time lost with everything "
+    "there (the agent's event loop stalled), or an agent that does not count causes",
     "down s": "seconds its agent was not running (SIGKILLed by the run, until its restart)",
     "queued": "batches in its WAL at the last read: outputs made and not yet sold (final "
     "products stay there: they leave the factory) / inputs bought and not yet used (work "

@@ -24,7 +24,8 @@ Each skipped slot is also counted under the cause of the wait that ended it (rec
 while it waited: once the wait ends its cause is gone): ``cycles_blocked`` (its output
 buffer was full: nobody bought) or ``cycles_waiting_for:<item>`` (no batch of that input
 here; the first such item of its recipe), so a report can say what happened instead of
-"skipped". A skipped slot in neither is a cycle whose WAL step failed.
+"skipped". A skipped slot in neither is a cycle whose WAL step failed, or time a worker
+lost with everything there (its event loop stalled).
 ``cycle_s == 0`` means "as fast as the WAL allows": workers wait for inputs and room
 instead of skipping (the trades benchmark).
 """
@@ -183,7 +184,8 @@ class Stage:
                 if slots:
                     self.metrics.inc("total_cycles", slots)
                     self.metrics.inc("skipped_cycles", slots)
-                    self.metrics.inc(self.wait_cause, slots)
+                    if waited:  # else a late worker found everything there: no cause
+                        self.metrics.inc(self.wait_cause, slots)
                     idle = max(0.0, idle - slots * cycle_s)
             if inputs is not None:
                 await self.work(inputs, begin + cycle_s)
