@@ -555,6 +555,7 @@ class Agent(CoordinatorSide):
         node = self.engine.node
         receipts = [agent_pb2.Receipt(supplier=r.supplier, item=r.item, batch_id=r.batch_id,
                                       unix_ms=r.unix_ms) for r in self.metrics.receipts]
+        stage = status_of(self)
         return agent_pb2.StatsReply(
             node_id=self.node_id, flow_version=self.flow.version, in_flow=self.flow.in_flow,
             counters=self.metrics.snapshot(),
@@ -562,5 +563,7 @@ class Agent(CoordinatorSide):
             queued_inbound=sum(node.inbound_queued_counts().values()) if node else 0,
             incarnation=self.incarnation, recent_receipts=receipts, unix_time=time.time(),
             in_transit_outbound=len(node.outbound_in_transit()) if node else 0,
-            in_transit_inbound=len(node.inbound_in_transit()) if node else 0)
+            in_transit_inbound=len(node.inbound_in_transit()) if node else 0,
+            stage_state=stage.state, stage_status=stage.text,
+            stage_waiting_s=stage.waiting_s or 0.0)
 

@@ -13,11 +13,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import grpc
 import pytest
 
 from fos_agent import AgentSettings, ItemReq, StageStatus, SyncAgent
 from fos_agent.runtime import status as st
 from fos_agent.runtime.flowview import FlowView, Supplier
+from fos_pb import agent_pb2, agent_pb2_grpc
 from fos_raft.cli.launcher import LocalCluster
 
 
@@ -106,6 +108,11 @@ def test_status_says_why_the_stage_waits(cluster: LocalCluster, tmp_path: Path,
         assert "output buffer full" in full.text and "no consumer buying" in full.text
         assert "output buffer full" in logged_wait(caplog, "st-src", st.OUTPUT_FULL)["why"]
         assert supplier.agent.gauges()["stage_waiting_seconds"] >= 0.5  # Prometheus too
+        with grpc.insecure_channel(supplier.address) as channel:  # and the Stats RPC
+            stats = agent_pb2_grpc.AgentStub(channel).Stats(agent_pb2.StatsRequest(),
+                                                            timeout=5)
+        assert stats.stage_state == st.OUTPUT_FULL and stats.stage_waiting_s >= 0.5
+        assert stats.stage_status.startswith("output buffer full")
         assert consumer.agent.gauges()["stage_waiting_seconds"] == 0.0
         again = consumer.status()
         assert again.state == st.IDLE  # stopped asking: not waiting for anything
