@@ -167,10 +167,9 @@ def status_of(agent: Any) -> StageStatus:
     since = stage.waiting_since if started else None
     cause = ""
     if since is not None:  # why now (a recorded cause may be a moment old)
-        missing = None if stage.output_full() else stage.missing_input()
         if stage.output_full():
             cause = CYCLES_BLOCKED
-        elif missing is not None:
+        elif (missing := stage.missing_input()) is not None:
             cause = CYCLES_WAITING + missing
         else:
             since = None  # room and inputs are both here: the wait is ending
