@@ -37,6 +37,7 @@ _EXPORTS = {
     "WalError": "fos_agent.storage.wal",
     "ItemReq": "fos_raft.model",
     "NodeSpec": "fos_raft.model",
+    "StageStatus": "fos_agent.runtime.status",
 }
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "CoordinatorError", "CoordinatorUnavailable", "DetectorSettings", "FetchSettings",
     "FosError", "Inputs", "InputsAlreadyEmitted", "ItemReq", "ListenError", "ModelError",
     "NodeSpec", "NotInCatalog",
+    "StageStatus",
     "StartTimeout", "SyncAgent", "TlsConfig", "TlsError", "WalError",
 ]
 
@@ -60,6 +62,7 @@ if TYPE_CHECKING:
         StartTimeout,
     )
     from fos_agent.runtime.settings import AgentSettings
+    from fos_agent.runtime.status import StageStatus
     from fos_agent.storage.wal import CommitFailed, WalError
     from fos_agent.sync import AgentNotRunning, SyncAgent
     from fos_raft.api.policy import CoordinatorError, CoordinatorUnavailable

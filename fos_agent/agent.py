@@ -72,6 +72,7 @@ from fos_agent.runtime.settings import AgentSettings
 from fos_agent.runtime.shares import keep_weights
 from fos_agent.runtime.stage import Stage
 from fos_agent.runtime.start_gate import wait_for_start_file
+from fos_agent.runtime.status import StageStatus, log_long_waits, status_of
 from fos_agent.runtime.stop_signals import SignalHook
 from fos_agent.runtime.stop_steps import bounded_step
 from fos_agent.storage.wal import wal_path
@@ -288,6 +289,10 @@ class Agent(CoordinatorSide):
             self.flow_changed, self._list_nodes,
             want_catalog=lambda: not self.fill.planned, on_catalog=self._plan_fill))
         self._sync_fetchers()
+        if self.settings.wait_log_s > 0:
+            self._spawn("wait-log", log_long_waits(
+                lambda: self.stage.waiting_since, lambda: status_of(self), self.log,
+                self.settings.wait_log_s))
         if self.cycle_s is not None:
             self._spawn("stage", self._simulate(self.cycle_s))
 
@@ -529,18 +534,30 @@ class Agent(CoordinatorSide):
 
     # ---- observation -----------------------------------------------------------------------
 
+    async def status(self) -> StageStatus:
+        """Why the stage is or is not producing, in words (``.text``) and data: waiting for
+        which input and what its suppliers did, output buffer full and who is not buying,
+        drained, not in the flow, working, idle (fos_agent.runtime.status)."""
+        async def read() -> StageStatus:
+            return status_of(self)
+        return await self._on_core(read())
+
     def gauges(self) -> dict[str, float]:
         node = self.engine.node if self.engine is not None else None
         if node is None:
             return {}
+        since = self.stage.waiting_since if self.stage is not None else None
         return {"queued_outbound": float(node.queued_outbound_count),
                 "queued_inbound": float(sum(node.inbound_queued_counts().values())),
-                "flow_version": float(self.flow.version)}
+                "flow_version": float(self.flow.version),
+                # how long a cycle has waited for room or inputs (0: none waits)
+                "stage_waiting_seconds": 0.0 if since is None else time.monotonic() - since}
 
     def stats_reply(self) -> agent_pb2.StatsReply:
         node = self.engine.node
         receipts = [agent_pb2.Receipt(supplier=r.supplier, item=r.item, batch_id=r.batch_id,
                                       unix_ms=r.unix_ms) for r in self.metrics.receipts]
+        stage = status_of(self)
         return agent_pb2.StatsReply(
             node_id=self.node_id, flow_version=self.flow.version, in_flow=self.flow.in_flow,
             counters=self.metrics.snapshot(),
@@ -548,5 +565,7 @@ class Agent(CoordinatorSide):
             queued_inbound=sum(node.inbound_queued_counts().values()) if node else 0,
             incarnation=self.incarnation, recent_receipts=receipts, unix_time=time.time(),
             in_transit_outbound=len(node.outbound_in_transit()) if node else 0,
-            in_transit_inbound=len(node.inbound_in_transit()) if node else 0)
+            in_transit_inbound=len(node.inbound_in_transit()) if node else 0,
+            stage_state=stage.state, stage_status=stage.text,
+            stage_waiting_s=stage.waiting_s or 0.0)
 

@@ -113,6 +113,9 @@ def add_tuning(parser: argparse.ArgumentParser) -> None:
     tune.add_argument("--no-lineage-index", action="store_true",
                       help="no genealogy index and no WAL compaction (the design before "
                            "lot genealogy; for comparisons)")
+    tune.add_argument("--wait-log-s", type=float, default=_AGENT.wait_log_s, metavar="S",
+                      help="log why the stage waits once a wait lasts S seconds (0: never; "
+                           "default %(default)s)")
     tune.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING")
     add_log_format_argument(tune)
     tune.add_argument("--start-file", default=None, metavar="PATH",
@@ -130,6 +133,8 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
     for name in ("ping_interval", "suspect_after", "retry_s", "lineage_retention_days"):
         if getattr(args, name) <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be > 0")
+    if args.wait_log_s < 0:
+        raise UsageError("--wait-log-s must be >= 0")
     return AgentSettings(
         fetch=FetchSettings(prefetch=args.prefetch, inflight=args.inflight,
                             per_request=args.per_request, long_poll_ms=args.long_poll_ms,
@@ -139,7 +144,7 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
         output_cap=args.output_cap, retry_s=args.retry_s,
         group_commit=not args.no_group_commit, start_file=args.start_file,
         lineage_retention_days=args.lineage_retention_days,
-        lineage_index=not args.no_lineage_index,
+        lineage_index=not args.no_lineage_index, wait_log_s=args.wait_log_s,
         private_loop=False)  # a simulated stage runs no user code: one loop is enough
 
 

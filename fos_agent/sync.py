@@ -37,6 +37,7 @@ from fos_agent.protocol.records import Batch
 from fos_agent.runtime.errors import InputsAlreadyEmitted
 from fos_agent.runtime.flowview import FlowView
 from fos_agent.runtime.settings import AgentSettings
+from fos_agent.runtime.status import StageStatus, status_of
 from fos_agent.runtime.stop_signals import SignalHook, StopSignal
 from fos_raft.lineage.reader import BatchView
 from fos_raft.model import FosError, ItemReq
@@ -172,6 +173,13 @@ class SyncAgent:
 
     def undrain(self) -> int:
         return self._call(self.agent.undrain())
+
+    def status(self) -> StageStatus:
+        """Why the stage waits, in words and data (see `Agent.status`); read on the agent's
+        loop thread. Before start() or after stop(): state ``not-started``."""
+        if self.agent._runner is None:
+            return status_of(self.agent)
+        return self._call(self.agent.status())
 
     # ---- observation (read-only views of the running agent) --------------------------------
 

@@ -147,7 +147,7 @@ class Receipt(_message.Message):
     def __init__(self, supplier: _Optional[str] = ..., item: _Optional[str] = ..., batch_id: _Optional[str] = ..., unix_ms: _Optional[int] = ...) -> None: ...
 
 class StatsReply(_message.Message):
-    __slots__ = ("node_id", "flow_version", "in_flow", "counters", "queued_outbound", "queued_inbound", "incarnation", "recent_receipts", "unix_time", "in_transit_outbound", "in_transit_inbound")
+    __slots__ = ("node_id", "flow_version", "in_flow", "counters", "queued_outbound", "queued_inbound", "incarnation", "recent_receipts", "unix_time", "in_transit_outbound", "in_transit_inbound", "stage_state", "stage_status", "stage_waiting_s")
     class CountersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -166,6 +166,9 @@ class StatsReply(_message.Message):
     UNIX_TIME_FIELD_NUMBER: _ClassVar[int]
     IN_TRANSIT_OUTBOUND_FIELD_NUMBER: _ClassVar[int]
     IN_TRANSIT_INBOUND_FIELD_NUMBER: _ClassVar[int]
+    STAGE_STATE_FIELD_NUMBER: _ClassVar[int]
+    STAGE_STATUS_FIELD_NUMBER: _ClassVar[int]
+    STAGE_WAITING_S_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     flow_version: int
     in_flow: bool
@@ -177,7 +180,10 @@ class StatsReply(_message.Message):
     unix_time: float
     in_transit_outbound: int
     in_transit_inbound: int
-    def __init__(self, node_id: _Optional[str] = ..., flow_version: _Optional[int] = ..., in_flow: _Optional[bool] = ..., counters: _Optional[_Mapping[str, float]] = ..., queued_outbound: _Optional[int] = ..., queued_inbound: _Optional[int] = ..., incarnation: _Optional[int] = ..., recent_receipts: _Optional[_Iterable[_Union[Receipt, _Mapping]]] = ..., unix_time: _Optional[float] = ..., in_transit_outbound: _Optional[int] = ..., in_transit_inbound: _Optional[int] = ...) -> None: ...
+    stage_state: str
+    stage_status: str
+    stage_waiting_s: float
+    def __init__(self, node_id: _Optional[str] = ..., flow_version: _Optional[int] = ..., in_flow: _Optional[bool] = ..., counters: _Optional[_Mapping[str, float]] = ..., queued_outbound: _Optional[int] = ..., queued_inbound: _Optional[int] = ..., incarnation: _Optional[int] = ..., recent_receipts: _Optional[_Iterable[_Union[Receipt, _Mapping]]] = ..., unix_time: _Optional[float] = ..., in_transit_outbound: _Optional[int] = ..., in_transit_inbound: _Optional[int] = ..., stage_state: _Optional[str] = ..., stage_status: _Optional[str] = ..., stage_waiting_s: _Optional[float] = ...) -> None: ...
 
 class LineageRequest(_message.Message):
     __slots__ = ("batch_ids",)

@@ -75,9 +75,9 @@ def run_dir(tmp_path):
 def test_short_run_with_a_kill_and_restart(tmp_path, run_dir):
     scenario = tmp_path / "e2e.toml"
     scenario.write_text(SCENARIO)
-    out = tmp_path / "out.json"
+    out, png = tmp_path / "out.json", tmp_path / "out.png"
     cmd = [*FOS_SIM, "--scenario", str(scenario), "--duration", "10", "--json", str(out),
-           "--keep", str(run_dir), "--plain"]  # fmt: skip
+           "--keep", str(run_dir), "--plain", "--plot", str(png)]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     s = json.loads(out.read_text())
@@ -102,6 +102,23 @@ def test_short_run_with_a_kill_and_restart(tmp_path, run_dir):
     killed = next(n for n in s["nodes"] if n["node_id"] == "t01-s1")
     assert killed["starts"] == 2 and killed["state"] == "alive"
     assert "per-node metrics" in proc.stdout and "audit:" in proc.stdout
+    assert all(n["node_id"] in proc.stdout for n in s["nodes"])  # every node has its row
+    assert "waiting for input: whole cycles" in proc.stdout  # the legend
+    assert killed["down_s"] > 0, killed
+    causes = [k for n in s["nodes"] for k in n["counters"] if k.startswith("cycles_")]
+    assert any(k.startswith("cycles_waiting_for:t0") for k in causes), causes
+    # the run over time: intervals that add up to the products, events with their kinds
+    series = s["timeseries"]
+    assert sum(iv["finished"] for iv in series["intervals"]) == s["throughput"]["final_products"]
+    assert series["intervals"][-1]["to_s"] == pytest.approx(s["duration_s"], abs=0.01)
+    assert series["bound_steps"] and series["cumulative"]
+    assert {"kill", "restart"} <= {e["kind"] for e in s["events"]}
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    svg = tmp_path / "out.svg"  # the same figure redrawn from the saved JSON
+    redraw = subprocess.run([sys.executable, "-m", "bench.sim.plot", str(out), str(svg)],
+                            capture_output=True, text=True, timeout=60)
+    assert redraw.returncode == 0, redraw.stderr
+    assert svg.read_text().rstrip().endswith("</svg>") and "<svg" in svg.read_text()[:2000]
 
 
 def test_sigterm_stops_everything(tmp_path, run_dir):

@@ -82,7 +82,14 @@ async def test_slots_without_work_count_as_skipped_and_each_cycle_produces(engin
     try:
         await eventually(lambda: m["skipped_cycles"] >= 3, what="idle slots counted")
         assert m["successful_cycles"] == 0 and m["total_cycles"] == m["skipped_cycles"]
-        for _ in range(3):
+        # nothing here: each idle slot is put down to the recipe's first missing input
+        assert m["cycles_waiting_for:wood"] == m["skipped_cycles"]
+        await deliver(engine, "wood")
+        skipped = m["skipped_cycles"]
+        await eventually(lambda: m["skipped_cycles"] >= skipped + 2, what="more idle slots")
+        assert m.get("cycles_waiting_for:nails", 0) >= 1  # wood is here now: nails
+        await deliver(engine, "nails")
+        for _ in range(2):
             await deliver(engine, "wood", "nails")
         await eventually(lambda: m["successful_cycles"] == 3, what="three cycles")
         assert engine.node.queued_outbound_count == 3
@@ -90,6 +97,8 @@ async def test_slots_without_work_count_as_skipped_and_each_cycle_produces(engin
     finally:
         await stop(task)
     assert m["total_cycles"] == m["successful_cycles"] + m["skipped_cycles"]
+    assert m["skipped_cycles"] == m.get("cycles_blocked", 0) + sum(
+        v for k, v in m.items() if k.startswith("cycles_waiting_for:"))
 
 
 async def test_a_full_output_blocks_work_and_the_room_limits_buying(engine: Engine):
@@ -104,6 +113,7 @@ async def test_a_full_output_blocks_work_and_the_room_limits_buying(engine: Engi
         await asyncio.sleep(0.2)  # ten slots: the full output keeps the second set unused
         assert m["successful_cycles"] == 1 and stage.input_room() == 0
         assert engine.node.inbound_queued_counts() == {"wood": 1, "nails": 1}
+        assert m["cycles_blocked"] >= 5  # the idle slots say why
     finally:
         await stop(task)
     sink = Stage(engine, engine.metrics, output_cap=1, is_sink=lambda: True)

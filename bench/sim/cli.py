@@ -27,6 +27,7 @@ from rich.console import Console
 from bench.sim.collect import assign_addresses
 from bench.sim.dashboard import parse_dashboard
 from bench.sim.events import Action, ScenarioError, plan_events
+from bench.sim.plot import check_path, plot_summary
 from bench.sim.procs import free_ports, pack_nodes
 from bench.sim.report import print_report, summarise
 from bench.sim.results import collect, snapshot_of
@@ -127,6 +128,9 @@ def parser() -> argparse.ArgumentParser:
         help="TOML scenario: settings, catalog and timed events (docs/experiments.md)",
     )
     arg("--json", type=Path, metavar="OUT", help="write the summary figures as JSON to OUT")
+    arg("--plot", type=Path, metavar="OUT",
+        help="draw throughput over time against the bound (kills, deaths, reroutes marked) "
+        "and every node's cycle outcomes to OUT (.png or .svg; needs matplotlib)")
     arg(
         "--keep",
         type=Path,
@@ -287,6 +291,10 @@ def main(argv: list[str] | None = None) -> int:
     if any(importlib.util.find_spec(m) is None for m in ("numpy", "scipy")):
         print(f"fos-sim: error: {SIM_EXTRA_MISSING}", file=sys.stderr)
         return 2
+    plot_problem = check_path(args.plot) if hasattr(args, "plot") else None
+    if plot_problem:
+        print(f"fos-sim: error: {plot_problem}", file=sys.stderr)
+        return 2
     console = Console()
     keep = getattr(args, "keep", None)
     try:
@@ -315,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(args, "json"):
             args.json.write_text(json.dumps(summary, indent=2) + "\n")
             console.print(f"summary written to {args.json}", highlight=False)
+        if hasattr(args, "plot"):
+            plot_summary(summary, args.plot)
+            console.print(f"plot written to {args.plot}", highlight=False)
         if keep is not None:
             console.print(f"data dirs and logs kept in {keep}", highlight=False)
         return 0

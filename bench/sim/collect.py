@@ -55,6 +55,19 @@ def integrate_bound(
     return total
 
 
+def bound_steps(segments: Sequence[Segment], cycle_s: float,
+                cache: BoundCache | None = None) -> list[tuple[float, float]]:
+    """The bound as a step function: (segment start, products/s) per segment."""
+    cache = {} if cache is None else cache
+    steps = []
+    for seg in segments:
+        key = (seg.active, seg.specs)
+        if key not in cache:
+            cache[key] = throughput_bound(seg.specs, cycle_s, seg.active).per_s
+        steps.append((seg.start_s, cache[key]))
+    return steps
+
+
 def run_audit(wal_dirs: Sequence[Path]) -> tuple[dict[str, Any] | None, str | None]:
     """fos_agent's batch audit over every WAL, as JSON-ready figures; or why it could not run.
 

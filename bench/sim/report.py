@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
+from bench.sim import timeseries
 from bench.sim.metrics import RECEIVED_FROM_PREFIX
+from bench.sim.nodetable import print_node_table
+from bench.sim.timeseries import event_kind
 from bench.stats import percentile, spread
 
 # The agent's counter names (the paper's metrics); see fos_agent's Stats().
@@ -39,6 +41,9 @@ class NodeData:
     state: str  # alive / dead / drained at the end of the run
     starts: int  # process starts (1 + restarts)
     counters: Mapping[str, float]  # summed across incarnations
+    down_s: float = 0.0  # time its agent was not running (killed by the run)
+    queued_outbound: int = 0  # at the last read: made, not sold
+    queued_inbound: int = 0  # at the last read: bought, not used
 
 
 @dataclass
@@ -81,6 +86,9 @@ class RunData:
     events: Sequence[tuple[float, str]] = ()
     resources: Mapping[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # final products at every poll (t, count) and the bound's steps (t, products/s)
+    final_series: Sequence[tuple[float, int]] = ()
+    bound_steps: Sequence[tuple[float, float]] = ()
 
 
 def _ratio(num: float, den: float) -> float:
@@ -189,12 +197,20 @@ def summarise(data: RunData) -> dict[str, Any]:
                 "starts": n.starts,
                 "successful_cycles": int(n.counters.get(SUCCESSFUL, 0)),
                 "total_cycles": int(n.counters.get(TOTAL, 0)),
+                "down_s": round(n.down_s, 3),
+                "queued_outbound": n.queued_outbound,
+                "queued_inbound": n.queued_inbound,
                 "counters": dict(sorted(n.counters.items())),
             }
             for n in sorted(data.nodes, key=lambda n: n.node_id)
         ],
         "resources": dict(data.resources),
-        "events": [{"t": round(t, 3), "event": what} for t, what in data.events],
+        "events": [{"t": round(t, 3), "kind": event_kind(what), "event": what}
+                   for t, what in data.events],
+        "timeseries": timeseries.build(
+            data.final_series, data.bound_steps, data.duration_s,
+            float(data.config.get("cycle_s", 1.0)), data.fill_s,
+        ),
         "notes": list(data.notes),
     }
 
@@ -209,13 +225,7 @@ def _num(v: float | None, digits: int = 2) -> str:
 
 def print_report(summary: Mapping[str, Any], console: Console) -> None:
     """Print the per-node table and the summary figures of ``summary`` (see `summarise`)."""
-    table = Table(title="per-node metrics (across nodes)", title_justify="left")
-    table.add_column("metric")
-    for col in ("min", "max", "mean", "median", "std"):
-        table.add_column(col, justify="right")
-    for metric, s in summary["per_node"].items():
-        table.add_row(metric, *(_num(s[c]) for c in ("min", "max", "mean", "median", "std")))
-    console.print(table)
+    print_node_table(summary["nodes"], float(summary["config"].get("cycle_s", 1.0)), console)
     tp, cy, msg = summary["throughput"], summary["cycles"], summary["messages"]
     deaths, rr, audit = summary["deaths"], summary["reroute_s"], summary["audit"]
     first = tp["first_product_s"]
@@ -258,6 +268,11 @@ def print_report(summary: Mapping[str, Any], console: Console) -> None:
             + ("" if audit.get("ok", True) else "  FAILED")
         )
         lines += [f"  {p}" for p in audit.get("problems", [])[:5]]
+        lines.append(
+            "  (queued: batches still QUEUED in a WAL when the agents stopped: outputs made "
+            "and not sold plus inputs bought and not used, i.e. work in progress, not lost; "
+            "in transit: a trade under way at the stop, which the supplier's retries finish)"
+        )
     elif summary.get("audit_error"):
         lines.append(f"audit: not available ({summary['audit_error']})")
     res = summary.get("resources") or {}

@@ -6,7 +6,7 @@ import os
 import time
 from typing import TYPE_CHECKING
 
-from bench.sim.collect import cpu_seconds, integrate_bound, run_audit
+from bench.sim.collect import bound_steps, cpu_seconds, integrate_bound, run_audit
 from bench.sim.firstbound import first_product_bound
 from bench.sim.metrics import RECEIVED_FROM_PREFIX
 from bench.sim.report import SUCCESSFUL, TOTAL, NodeData, RunData
@@ -84,6 +84,10 @@ def collect(run: SimRun) -> RunData:
             in_flow_at_end=run.cluster_view.in_flow.get(node, False), state=state,
             starts=run.agents.starts(node) if node in run.agents.host_of else 0,
             counters=run.book.totals(node),
+            down_s=down_seconds(run.ledger.dead_intervals.get(node, []), run.ledger.grace_s,
+                                run.ended_s),
+            queued_outbound=rec.queued_outbound if rec else 0,
+            queued_inbound=rec.queued_inbound if rec else 0,
         ))  # fmt: skip
     cycle_s = run.plan.cycle_s
     depth = chain_depth(run.plan.specs, run.plan.final_items)
@@ -132,6 +136,8 @@ def collect(run: SimRun) -> RunData:
         audit_error=audit_error,
         flow_version=run.cluster_view.flow_version,
         events=list(run.events_log),
+        final_series=list(run.final_series),
+        bound_steps=bound_steps(run.segments, cycle_s, run.bound_cache),
         resources=resources,
         notes=run.notes
         + [
@@ -155,3 +161,13 @@ def cpu_phases(at_start: float, at_clock: float | None, at_end: float | None, to
         "cpu_s_stopping": round(at_start + total - at_end, 2),
     }
 
+
+
+def down_seconds(intervals: list[list[float]], grace_s: float, end_s: float) -> float:
+    """Time within [0, end_s] a node's agent was not running: the ledger's dead intervals
+    end ``grace_s`` after the restart (its rejoin window), which is running time here."""
+    total = 0.0
+    for start, stop in intervals:
+        stop = end_s if stop == float("inf") else stop - grace_s
+        total += max(0.0, min(stop, end_s) - max(start, 0.0))
+    return total

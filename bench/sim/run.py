@@ -388,7 +388,8 @@ class SimRun:
         if not self.t0:
             return  # before the clock starts (counters are baselined next)
         products = self.final_products()
-        self.final_series.append((t, products))
+        if any(replies.get(n) is not None for n in finals):  # else a stale count
+            self.final_series.append((t, products))
         if self.first_final_s is None and products > 0:  # an agent without the stamp
             self.first_final_s = t
 

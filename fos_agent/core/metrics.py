@@ -9,6 +9,10 @@ Names (readable as ``agent.metrics["successful_cycles"]`` and in the Stats RPC's
 
 - ``successful_cycles``, ``skipped_cycles``, ``total_cycles``: manufacture cycles of the
   stage loop (a cycle is skipped when an input is missing or the output buffer is full).
+- ``cycles_waiting_for:<item>``, ``cycles_blocked``: the simulated stage's skipped cycles
+  by cause: waiting for a batch of that input; output buffer full, nobody buying (blocked
+  downstream). Absent until the first one; skipped cycles in neither failed their step
+  or were lost to a stalled event loop.
 - ``batches_produced``, ``batches_consumed``: outputs queued / inputs consumed by cycles.
 - ``batches_delivered``: outbound batches that went DELIVERED (the consumer confirmed).
 - ``batches_received``: inbound batches recorded here (first time only).

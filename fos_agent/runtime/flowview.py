@@ -34,6 +34,8 @@ class FlowView:
     consumers: frozenset[str] = frozenset()
     addresses: dict[str, str] = field(default_factory=dict)  # neighbour -> host:port
     alive_of: dict[str, bool] = field(default_factory=dict)  # neighbour -> alive
+    # consumer -> this node's best rank among its suppliers of our item (0: primary)
+    rank_for: dict[str, int] = field(default_factory=dict)
 
     @property
     def neighbours(self) -> frozenset[str]:
@@ -48,19 +50,23 @@ def view_from_pb(node_id: str, hood: cpb.Neighbourhood) -> FlowView:
     addresses = {n.node_id: n.address for n in hood.neighbours if n.address}
     by_item: dict[str, list[Supplier]] = {}
     consumers: set[str] = set()
+    rank_for: dict[str, int] = {}
     for edge in hood.edges:
         if edge.consumer == node_id:
             by_item.setdefault(edge.item, []).append(
                 Supplier(edge.supplier, int(edge.rank), alive_of.get(edge.supplier, True)))
         if edge.supplier == node_id:
             consumers.add(edge.consumer)
+            rank_for[edge.consumer] = min(int(edge.rank),
+                                          rank_for.get(edge.consumer, int(edge.rank)))
     suppliers = {item: tuple(sorted(s, key=lambda x: (x.rank, x.node_id)))
                  for item, s in by_item.items()}
     spec = spec_from_pb(hood.spec) if hood.HasField("spec") and hood.spec.node_id else None
     return FlowView(node_id=node_id, version=int(hood.version), known=bool(hood.known),
                     in_flow=bool(hood.in_flow), alive=bool(hood.alive),
                     drained=bool(hood.drained), spec=spec, suppliers=suppliers,
-                    consumers=frozenset(consumers), addresses=addresses, alive_of=alive_of)
+                    consumers=frozenset(consumers), addresses=addresses, alive_of=alive_of,
+                    rank_for=rank_for)
 
 
 def save_flow(data_dir: Path, hood: cpb.Neighbourhood) -> None:

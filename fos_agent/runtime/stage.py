@@ -20,6 +20,12 @@ The stage's time is counted in slots of ``cycle_s``: a successful cycle is a slo
 work; every full ``cycle_s`` the worker spends waiting (idle time carried over between
 waits) is a skipped cycle; total = successful + skipped, so total x cycle_s is the time
 the worker ran (within one slot) and successful/total the share of it spent producing.
+Each skipped slot is also counted under the cause of the wait that ended it (recorded
+while it waited: once the wait ends its cause is gone): ``cycles_blocked`` (its output
+buffer was full: nobody bought) or ``cycles_waiting_for:<item>`` (no batch of that input
+here; the first such item of its recipe), so a report can say what happened instead of
+"skipped". A skipped slot in neither is a cycle whose WAL step failed, or time a worker
+lost with everything there (its event loop stalled).
 ``cycle_s == 0`` means "as fast as the WAL allows": workers wait for inputs and room
 instead of skipping (the trades benchmark).
 """
@@ -48,6 +54,20 @@ class Stage:
         self.is_sink = is_sink
         self.log = get_logger("fos_agent.runtime.stage").bind(node=engine.config.node_id)
         self._gate = asyncio.Lock()
+        self.wait_cause = CYCLES_BLOCKED  # what the last wait waited for (a metric name)
+        # when (monotonic) a worker began waiting for room or inputs; None: nobody waits
+        self.waiting_since: float | None = None
+
+    def missing_input(self) -> str | None:
+        """The first required item with no unheld batch here (None: every input is here)."""
+        node = self.engine.node
+        if node is None:
+            return None
+        held = node.held
+        for req in node.config.requires:
+            if not any(r.batch.batch_id not in held for r in node.inbound_queued(req.item)):
+                return req.item
+        return None
 
     def output_full(self) -> bool:
         node = self.engine.node
@@ -64,20 +84,6 @@ class Stage:
             return None
         return max(0, self.output_cap - node.queued_outbound_count)
 
-    def skip_cause(self) -> str:
-        """Why a cycle slot passes without work, as a metrics name: the output buffer is
-        full (blocked downstream) or the first required input with nothing queued."""
-        node = self.engine.node
-        if node is None:
-            return CYCLES_WAITING + "?"
-        if self.output_full():
-            return CYCLES_BLOCKED
-        queued = node.inbound_queued_counts()
-        for req in sorted(self.engine.config.requires, key=lambda r: r.item):
-            if queued.get(req.item, 0) < 1:
-                return CYCLES_WAITING + req.item
-        return CYCLES_WAITING + "?"
-
     def try_hold(self) -> tuple[str, ...] | None:
         node = self.engine.node
         return node.hold_inputs() if node is not None else None
@@ -91,6 +97,11 @@ class Stage:
         assert node is not None
         return tuple(rec.batch for b in inputs if (rec := node.inbound(b)) is not None)
 
+    def _waits(self, cause: str) -> None:
+        self.wait_cause = cause
+        if self.waiting_since is None:
+            self.waiting_since = time.monotonic()
+
     async def wait_inputs(self) -> tuple[str, ...]:
         """Hold one batch of every required input, waiting for them to arrive."""
         while True:
@@ -98,6 +109,7 @@ class Stage:
             held = self.try_hold()
             if held is not None:
                 return held
+            self._waits(CYCLES_WAITING + (self.missing_input() or "?"))
             await ticket.wait()
 
     async def wait_room(self) -> None:
@@ -106,14 +118,18 @@ class Stage:
             ticket = self.engine.outbound_changed.ticket()
             if not self.output_full():
                 return
+            self._waits(CYCLES_BLOCKED)
             await ticket.wait()
 
     async def next_cycle(self) -> tuple[str, ...]:
         """Room for the output, then held inputs. One caller waits at a time (the others
         queue on a FIFO lock), so a change wakes one worker, not all of them."""
         async with self._gate:
-            await self.wait_room()
-            return await self.wait_inputs()
+            try:
+                await self.wait_room()
+                return await self.wait_inputs()
+            finally:
+                self.waiting_since = None
 
     async def produce(self, inputs: tuple[str, ...]) -> Batch:
         """Consume ``inputs`` and queue one output batch, durably, in one step."""
@@ -168,7 +184,8 @@ class Stage:
                 if slots:
                     self.metrics.inc("total_cycles", slots)
                     self.metrics.inc("skipped_cycles", slots)
-                    self.metrics.inc(self.skip_cause(), slots)
+                    if waited:  # else a late worker found everything there: no cause
+                        self.metrics.inc(self.wait_cause, slots)
                     idle = max(0.0, idle - slots * cycle_s)
             if inputs is not None:
                 await self.work(inputs, begin + cycle_s)
@@ -186,11 +203,14 @@ class Stage:
             arrived = self.engine.inbound_changed.ticket()
             if self.output_full():
                 ticket = room
+                self._waits(CYCLES_BLOCKED)
             else:
                 held = self.try_hold()
                 if held is not None:
+                    self.waiting_since = None
                     return held, waited
                 ticket = arrived
+                self._waits(CYCLES_WAITING + (self.missing_input() or "?"))
             remaining = deadline - loop.time()
             if remaining <= 0 or not await Signal.wait_ticket(ticket, remaining):
                 return None, True
