@@ -26,6 +26,7 @@ _EXPORTS = {
     "ListenError": "fos_agent.runtime.errors",
     "AdvertiseError": "fos_agent.runtime.errors",
     "InputsAlreadyEmitted": "fos_agent.runtime.errors",
+    "LimitError": "fos_agent.protocol.limits",
     "TlsError": "fos_raft.security.tls",
     "TlsConfig": "fos_raft.security.tls",
     "CommitFailed": "fos_agent.storage.wal",
@@ -42,13 +43,15 @@ _EXPORTS = {
 __all__ = [
     "AdvertiseError", "Agent", "AgentNotRunning", "AgentSettings", "Batch", "CommitFailed",
     "CoordinatorError", "CoordinatorUnavailable", "DetectorSettings", "FetchSettings",
-    "FosError", "Inputs", "InputsAlreadyEmitted", "ItemReq", "ListenError", "ModelError",
+    "FosError", "Inputs", "InputsAlreadyEmitted", "ItemReq", "LimitError", "ListenError",
+    "ModelError",
     "NodeSpec", "NotInCatalog",
     "StartTimeout", "SyncAgent", "TlsConfig", "TlsError", "WalError",
 ]
 
 if TYPE_CHECKING:
     from fos_agent.agent import Agent, Inputs
+    from fos_agent.protocol.limits import LimitError
     from fos_agent.protocol.records import Batch
     from fos_agent.runtime.detector import DetectorSettings
     from fos_agent.runtime.errors import (

@@ -276,6 +276,8 @@ class Engine:
                 rec = w.record
                 if rec.state is InState.CONSUMED:
                     m.inc("batches_consumed")
+                    if rec.scrapped:
+                        m.scrapped(rec.batch.item)
                 elif rec.batch_id in fresh:
                     via_offer = fresh.pop(rec.batch_id)
                     m.receipt(rec.supplier, rec.batch.item, rec.batch_id)

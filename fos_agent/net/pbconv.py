@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 
+from fos_agent.protocol.limits import Attrs, AttrValue
 from fos_agent.protocol.messages import (
     BatchSent,
     BatchUnavailable,
@@ -19,7 +20,6 @@ from fos_agent.protocol.messages import (
     RequestRefused,
     WaitingForBatch,
 )
-from fos_agent.protocol.limits import Attrs, AttrValue
 from fos_agent.protocol.records import Batch, InState
 from fos_pb import agent_pb2
 

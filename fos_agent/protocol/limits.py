@@ -17,7 +17,7 @@ import json
 import math
 from collections.abc import Mapping
 
-from fos_raft.model import MAX_QTY
+from fos_raft.model import MAX_QTY, FosError
 
 AttrValue = str | int | float
 Attrs = tuple[tuple[str, AttrValue], ...]
@@ -30,13 +30,25 @@ MAX_SCRAP_REASON_LEN = 256
 MAX_INT_ATTR = 2**63 - 1  # an int value fits the wire's int64
 
 __all__ = [
-    "MAX_ATTRS", "MAX_ATTRS_BYTES", "MAX_ATTR_KEY_LEN", "MAX_ATTR_VALUE_LEN",
-    "MAX_SCRAP_REASON_LEN", "MAX_QTY", "AttrValue", "Attrs", "LimitError", "attrs_dict",
-    "check_attrs", "check_qty", "check_reason", "normalize_attrs",
+    "MAX_ATTRS",
+    "MAX_ATTRS_BYTES",
+    "MAX_ATTR_KEY_LEN",
+    "MAX_ATTR_VALUE_LEN",
+    "MAX_QTY",
+    "MAX_SCRAP_REASON_LEN",
+    "AttrValue",
+    "Attrs",
+    "LimitError",
+    "attrs_dict",
+    "check_attrs",
+    "check_qty",
+    "check_reason",
+    "checked_output",
+    "normalize_attrs",
 ]
 
 
-class LimitError(ValueError):
+class LimitError(FosError, ValueError):
     """A quantity, attribute set or scrap reason outside its bounds; says which and why."""
 
 
@@ -101,6 +113,12 @@ def normalize_attrs(attrs: Mapping[str, AttrValue] | None) -> Attrs:
         if not isinstance(key, str):
             raise LimitError(f"an attribute key is a string, got {key!r}")
     return check_attrs(tuple(sorted(attrs.items())))
+
+
+def checked_output(qty: object, attrs: Mapping[str, AttrValue] | None
+                   ) -> tuple[int | None, Attrs]:
+    """A program's ``emit(qty=, attrs=)`` as the protocol takes them, or LimitError."""
+    return (None if qty is None else check_qty(qty)), normalize_attrs(attrs)
 
 
 def attrs_dict(attrs: Attrs) -> dict[str, AttrValue]:
