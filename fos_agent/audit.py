@@ -18,7 +18,8 @@ consumer ``C`` is the ``to`` of P's record; "C audited" means C's WAL is among t
   ``produced_by`` splits them per node.
 - consumed: inbound CONSUMED records, scrapped ones included (a scrapped input is
   consumed, not lost); scrapped: those consumed by a scrap (a reason, no output).
-  delivered: outbound DELIVERED. reclaimed: outbound RECLAIMED. queued: outbound QUEUED + inbound QUEUED (goods waiting at some stage).
+  delivered: outbound DELIVERED. reclaimed: outbound RECLAIMED. queued: outbound QUEUED
+  + inbound QUEUED (goods waiting at some stage).
 - in_transit: ids with P at IN_TRANSIT, or C at IN_TRANSIT (a trade still under way:
   not lost, the supplier's retries finish it) -- unless ``quiescent=True``, see lost.
 - lost: P says DELIVERED to C, C audited, and C has no QUEUED/CONSUMED record of b; with

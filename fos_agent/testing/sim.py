@@ -20,9 +20,9 @@ from fos_agent.protocol.messages import (
     FlowChanged,
     NewRequest,
     Produce,
-    Scrap,
     Reclaim,
     RequestBatch,
+    Scrap,
     Tick,
 )
 from fos_agent.protocol.records import (
