@@ -193,3 +193,24 @@ def test_scraps_and_variable_output_in_a_simulated_factory_audit_exactly() -> No
 @given(fault_schedules(min_size=40, max_size=150))
 def test_fault_schedules_with_scrap_keep_the_audit_exact(schedule: list[Op]) -> None:
     check_schedule(chain(True), schedule)
+
+
+def test_attrs_and_scrap_cross_the_wire() -> None:
+    """The peer conversion (BatchSent / OfferBatch) and the Lineage RPC (online trace)."""
+    from fos_agent.net.pbconv import batch_from_pb, batch_to_pb
+    from fos_raft.lineage.index import MadeEntry, UsedEntry
+    from fos_raft.lineage.reader import BatchView
+    from fos_raft.lineage.remote import pb_to_answers, views_to_pb
+
+    pairs = normalize_attrs({"serial": "SN-1", "n": -3, "w": 0.25, "empty": ""})
+    batch = Batch("p:4", "frame", 3, "p", 4, ("s:1",), pairs)
+    assert batch_from_pb(batch_to_pb(batch)) == batch
+    plain = Batch("p:5", "frame", 1, "p", 5)
+    assert batch_from_pb(batch_to_pb(plain)) == plain
+    views = {"p:4": BatchView(made=MadeEntry("p:4", "n", "frame", 3, 4, 7, attrs=pairs)),
+             "s:1": BatchView(used=UsedEntry("s:1", "n", "s", "wood", 1, "", 8,
+                                             scrapped="dented"))}
+    answers = pb_to_answers(views_to_pb("n", views))
+    made = answers["p:4"].made
+    assert made is not None and made.attrs == pairs
+    assert (answers["s:1"].into, answers["s:1"].scrapped) == ("", "dented")

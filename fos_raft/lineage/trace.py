@@ -110,6 +110,7 @@ async def trace(root: str, direction: str, fetch: Fetch, depth: int | None = Non
         raise UnknownBatch(str(e)) from e
     walk = _Walk(fetch)
     result = Trace(root, direction)
+    root_consumer = ""
     entries: dict[str, TraceBatch] = {}
     level, distance = [root], 0
     while level:
@@ -126,6 +127,8 @@ async def trace(root: str, direction: str, fetch: Fetch, depth: int | None = Non
                     walk.down.setdefault(node, f"no record of {bid} (pruned or lost)")
                 continue
             made.append(entry)
+            if bid == root:
+                root_consumer = entry.delivered_to or entry.to
             entries[bid] = TraceBatch(bid, entry.node, entry.item, entry.qty,
                                       entry.made_at_ms, list(entry.input_ids),
                                       delivered_to=entry.delivered_to or None,
@@ -153,8 +156,8 @@ async def trace(root: str, direction: str, fetch: Fetch, depth: int | None = Non
                 if answer is not None and answer.into and answer.into not in entries:
                     nxt.append(answer.into)
         level = nxt
-    if direction == BACK and root in entries:
-        await _root_fate(entries[root], fetch)
+    if direction == BACK and root in entries and root_consumer:
+        await _root_fate(entries[root], root_consumer, fetch)
     for tb in result.batches:  # outputs: the reverse of the inputs seen in the trace
         for src in tb.inputs:
             if src in entries and tb.batch_id not in entries[src].outputs:
@@ -163,12 +166,9 @@ async def trace(root: str, direction: str, fetch: Fetch, depth: int | None = Non
     return result
 
 
-async def _root_fate(root: TraceBatch, fetch: Fetch) -> None:
+async def _root_fate(root: TraceBatch, consumer: str, fetch: Fetch) -> None:
     """Whether the root's consumer scrapped it: one question, best effort (a back trace
     is complete without it)."""
-    consumer = root.delivered_to
-    if not consumer:
-        return
     try:
         answer = (await fetch(consumer, [root.batch_id])).get(root.batch_id)
     except Unreachable:
