@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fos_agent.audit import audit_states
+from fos_agent.audit import audit, audit_states
+from fos_agent.net.pbconv import batch_from_pb, batch_to_pb
 from fos_agent.protocol.genealogy import index_puts
 from fos_agent.protocol.limits import (
     MAX_ATTR_KEY_LEN,
@@ -24,7 +26,7 @@ from fos_agent.protocol.limits import (
     normalize_attrs,
 )
 from fos_agent.protocol.machine import Node, NodeConfig
-from fos_agent.protocol.messages import Produce, Scrap
+from fos_agent.protocol.messages import NewRequest, Produce, Scrap
 from fos_agent.protocol.records import (
     Batch,
     DurableState,
@@ -45,7 +47,17 @@ from fos_agent.testing import (
     fault_schedules,
     two_by_two,
 )
-from fos_raft.lineage.index import MADE_DB, USED_DB, decode_made, decode_used
+from fos_agent.testing.wal_chain import WalChain
+from fos_raft.lineage.index import (
+    MADE_DB,
+    USED_DB,
+    MadeEntry,
+    UsedEntry,
+    decode_made,
+    decode_used,
+)
+from fos_raft.lineage.reader import BatchView, open_offline
+from fos_raft.lineage.remote import pb_to_answers, views_to_pb
 from fos_raft.model import ItemReq
 
 WOOD, GLUE, FRAME = ItemReq("wood", 2), ItemReq("glue", 1), ItemReq("frame", 1)
@@ -197,11 +209,6 @@ def test_fault_schedules_with_scrap_keep_the_audit_exact(schedule: list[Op]) -> 
 
 def test_attrs_and_scrap_cross_the_wire() -> None:
     """The peer conversion (BatchSent / OfferBatch) and the Lineage RPC (online trace)."""
-    from fos_agent.net.pbconv import batch_from_pb, batch_to_pb
-    from fos_raft.lineage.index import MadeEntry, UsedEntry
-    from fos_raft.lineage.reader import BatchView
-    from fos_raft.lineage.remote import pb_to_answers, views_to_pb
-
     pairs = normalize_attrs({"serial": "SN-1", "n": -3, "w": 0.25, "empty": ""})
     batch = Batch("p:4", "frame", 3, "p", 4, ("s:1",), pairs)
     assert batch_from_pb(batch_to_pb(batch)) == batch
@@ -214,3 +221,37 @@ def test_attrs_and_scrap_cross_the_wire() -> None:
     made = answers["p:4"].made
     assert made is not None and made.attrs == pairs
     assert (answers["s:1"].into, answers["s:1"].scrapped) == ("", "dented")
+
+
+def test_a_scrap_survives_compaction_in_a_real_wal(tmp_path: Path) -> None:
+    """Real LMDB: n1 scraps one input and makes one batch of 3 with attributes; after
+    compaction the audit (records rebuilt from the index) still counts the scrap, and
+    the index keeps the attributes."""
+
+    chain = WalChain(tmp_path, 2)
+    try:
+        for _ in range(2):
+            chain._handle("n0", Produce(()))
+            chain._deliver(chain._handle("n1", NewRequest("n0", "i0", flow_version=1)))
+        first = chain.nodes["n1"].hold_inputs()
+        assert first is not None
+        chain._handle("n1", Scrap(first, "warped"))
+        second = chain.nodes["n1"].hold_inputs()
+        assert second is not None
+        chain._handle("n1", Produce(second, 3, normalize_attrs({"serial": "SN-9"})))
+        chain.compact()
+        made = chain.wals["n1"].load(settled=True)
+        assert chain.nodes["n1"].inbound(first[0]) is None  # compacted out of memory
+    finally:
+        chain.close()
+    report = audit([chain.data_dir(n) for n in chain.ids])
+    assert (report.ok, report.consumed, report.scrapped) == (True, 2, 1), report.summary()
+    assert made.inbound[first[0]].scrapped == "warped"
+    reader = open_offline(chain.data_dir("n1"))
+    try:
+        (out_id,) = [b for b in made.outbound]
+        view = reader.lookup([out_id, first[0]])
+    finally:
+        reader.env.close()
+    assert view[out_id].made is not None and view[out_id].made.attrs == (("serial", "SN-9"),)
+    assert view[first[0]].used is not None and view[first[0]].used.scrapped == "warped"
