@@ -164,6 +164,7 @@ def _batch_to_obj(batch: Batch) -> dict[str, object]:
 
 
 def _batch_from_obj(obj: dict) -> Batch:
+    attrs = obj.get("attrs")
     return Batch(
         batch_id=str(obj["id"]),
         item=str(obj["item"]),
@@ -171,7 +172,7 @@ def _batch_from_obj(obj: dict) -> Batch:
         producer=str(obj["producer"]),
         seq=int(obj["seq"]),
         lineage=tuple(str(x) for x in obj["lineage"]),
-        attrs=_attrs_from_obj(obj.get("attrs")),
+        attrs=_attrs_from_obj(attrs) if attrs else (),
     )
 
 
