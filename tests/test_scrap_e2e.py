@@ -87,6 +87,9 @@ def test_scrap_and_attributes_between_real_processes(cluster: LocalCluster,
     result = audit(list(dirs.values()))
     assert result.ok and result.scrapped == 1, result.summary()
     assert "scrapped 1" in result.summary()
+    cli = run("fos-audit", "--json", *map(str, dirs.values()))
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert json.loads(cli.stdout)["scrapped"] == 1
 
     back = run("fosctl", "trace", scrapped, "--data-dirs", *map(str, dirs.values()))
     assert back.returncode == 0, back.stderr
