@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fos_agent import ItemReq, SyncAgent
+from fos_agent import Agent, ItemReq, LimitError, SyncAgent
 from fos_agent.audit import audit
 from fos_raft.cli.launcher import LocalCluster
 
@@ -111,3 +111,36 @@ def test_scrap_and_attributes_between_real_processes(cluster: LocalCluster,
     assert used[scrapped]["scrapped"] == "cracked at the edge" and used[scrapped]["into"] == ""
     (part,) = [e for e in entries if e["kind"] == "made"]
     assert (part["qty"], part["attrs"]["serial"]) == (3, "SN-0042")
+
+
+async def test_async_agent_scraps_and_emits_with_attrs(cluster: LocalCluster,
+                                                       tmp_path: Path) -> None:
+    """The asyncio `Agent`: a bad attribute set is refused before anything is written (the
+    inputs stay held), then the cycle is scrapped; the next is emitted with attributes."""
+    coords = cluster.grpc_addresses
+    source = Agent("sb-src", ItemReq("sb-raw", 1), coordinators=coords,
+                   data_dir=tmp_path / "src", cycle_s=0.0)
+    press = Agent("sb-press", ItemReq("sb-part", 2), [ItemReq("sb-raw", 1)],
+                  coordinators=coords, data_dir=tmp_path / "press")
+    async with source, press:
+        made = None
+        n = 0
+        async for inputs in press.cycles():
+            n += 1
+            if n == 1:
+                with pytest.raises(LimitError):
+                    await press.emit(inputs, attrs={"k": [1]})  # type: ignore[dict-item]
+                with pytest.raises(LimitError):
+                    await press.emit(inputs, qty=0)
+                scrapped = inputs.ids
+                await press.scrap(inputs, "operator rejected")
+                continue
+            made = await press.emit(inputs, attrs={"lot": "L-7", "ok": 1})
+            break
+        assert made is not None and made.qty == 2  # the spec's quantity by default
+        assert dict(made.attrs) == {"lot": "L-7", "ok": 1}
+        assert press.metrics["batches_scrapped"] == 1
+        assert press.metrics["batches_scrapped.sb-raw"] == 1
+        assert press.metrics["scrapped_cycles"] == 1
+        view = press.lineage(scrapped[0])
+        assert view.used is not None and view.used.scrapped == "operator rejected"
