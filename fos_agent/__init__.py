@@ -26,6 +26,7 @@ _EXPORTS = {
     "ListenError": "fos_agent.runtime.errors",
     "AdvertiseError": "fos_agent.runtime.errors",
     "InputsAlreadyEmitted": "fos_agent.runtime.errors",
+    "LimitError": "fos_agent.protocol.limits",
     "TlsError": "fos_raft.security.tls",
     "TlsConfig": "fos_raft.security.tls",
     "CommitFailed": "fos_agent.storage.wal",
@@ -43,7 +44,8 @@ _EXPORTS = {
 __all__ = [
     "AdvertiseError", "Agent", "AgentNotRunning", "AgentSettings", "Batch", "CommitFailed",
     "CoordinatorError", "CoordinatorUnavailable", "DetectorSettings", "FetchSettings",
-    "FosError", "Inputs", "InputsAlreadyEmitted", "ItemReq", "ListenError", "ModelError",
+    "FosError", "Inputs", "InputsAlreadyEmitted", "ItemReq", "LimitError", "ListenError",
+    "ModelError",
     "NodeSpec", "NotInCatalog",
     "StageStatus",
     "StartTimeout", "SyncAgent", "TlsConfig", "TlsError", "WalError",
@@ -51,6 +53,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from fos_agent.agent import Agent, Inputs
+    from fos_agent.protocol.limits import LimitError
     from fos_agent.protocol.records import Batch
     from fos_agent.rules.fetch import FetchSettings
     from fos_agent.rules.suspicion import DetectorSettings

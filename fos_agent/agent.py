@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ from fos_agent.core.metrics import PLAN_TAKEN_AT, Metrics
 from fos_agent.net.client import PeerClient
 from fos_agent.net.outbox import Outbox
 from fos_agent.net.service import PeerService, start_server
+from fos_agent.protocol.limits import Attrs, AttrValue, check_reason, checked_output
 from fos_agent.protocol.machine import NodeConfig
 from fos_agent.protocol.messages import Arrived
 from fos_agent.protocol.records import Batch
@@ -473,19 +474,39 @@ class Agent(CoordinatorSide):
         self.stage.release(ids)
         self.metrics.inc("skipped_cycles")
 
-    async def emit(self, inputs: Inputs | None = None) -> Batch:
+    async def emit(self, inputs: Inputs | None = None, *, qty: int | None = None,
+                   attrs: Mapping[str, AttrValue] | None = None) -> Batch:
         """Consume ``inputs`` (from cycles(); None for a source stage outside cycles())
-        and queue this stage's output, in one durable step; returns the new batch."""
+        and queue this stage's output, in one durable step; returns the new batch.
+        ``qty`` (1..MAX_QTY; default the spec's ``produces`` quantity) and ``attrs`` (string
+        keys to strings or numbers, within fos_agent.protocol.limits) go with the batch to
+        its consumer; out of bounds raises LimitError and the inputs stay held."""
+        qty, pairs = checked_output(qty, attrs)
         if inputs is not None:
             if inputs.emitted:
                 raise InputsAlreadyEmitted("these inputs were already emitted or released")
             inputs.emitted = True
-        return await self._on_core(self._produce(inputs.ids if inputs is not None else ()))
+        return await self._on_core(self._produce(inputs.ids if inputs is not None else (),
+                                                 qty, pairs))
 
-    async def _produce(self, ids: tuple[str, ...]) -> Batch:
-        batch = await self.stage.produce(ids)
+    async def _produce(self, ids: tuple[str, ...], qty: int | None = None,
+                       attrs: Attrs = ()) -> Batch:
+        batch = await self.stage.produce(ids, qty, attrs)
         self.metrics.inc("successful_cycles")
         return batch
+
+    async def scrap(self, inputs: Inputs, reason: str) -> None:
+        """Consume the held ``inputs`` without an output (a bad part, a failed cycle), in
+        one durable step; ``reason`` (1..MAX_SCRAP_REASON_LEN printable characters) is
+        recorded with each input in the WAL and the genealogy (``fosctl trace``). Not
+        emitting instead puts the inputs back for the next cycle."""
+        reason = check_reason(reason)
+        if not inputs.ids:
+            raise ValueError("a source stage's cycle has no inputs to scrap")
+        if inputs.emitted:
+            raise InputsAlreadyEmitted("these inputs were already emitted or released")
+        inputs.emitted = True
+        await self._on_core(self.stage.scrap(inputs.ids, reason))
 
     async def _simulate(self, cycle_s: float) -> None:
         """The simulated stage, once ``settings.start_file`` exists (a harness's start

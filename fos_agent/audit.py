@@ -16,8 +16,10 @@ consumer ``C`` is the ``to`` of P's record; "C audited" means C's WAL is among t
 
 - produced: outbound records made by a cycle (reclaim copies are not new production);
   ``produced_by`` splits them per node.
-- consumed: inbound CONSUMED records. delivered: outbound DELIVERED. reclaimed: outbound
-  RECLAIMED. queued: outbound QUEUED + inbound QUEUED (goods waiting at some stage).
+- consumed: inbound CONSUMED records, scrapped ones included (a scrapped input is
+  consumed, not lost); scrapped: those consumed by a scrap (a reason, no output).
+  delivered: outbound DELIVERED. reclaimed: outbound RECLAIMED. queued: outbound QUEUED
+  + inbound QUEUED (goods waiting at some stage).
 - in_transit: ids with P at IN_TRANSIT, or C at IN_TRANSIT (a trade still under way:
   not lost, the supplier's retries finish it) -- unless ``quiescent=True``, see lost.
 - lost: P says DELIVERED to C, C audited, and C has no QUEUED/CONSUMED record of b; with
@@ -28,7 +30,8 @@ consumer ``C`` is the ``to`` of P's record; "C audited" means C's WAL is among t
   consumer, or is RECLAIMED (then the reclaim copy duplicates the goods).
 - inconsistent: records that contradict the protocol without being a loss or duplicate:
   C holds b but P (audited) has no record of it; an inbound CONSUMED that is in no output's
-  lineage at that node, or a lineage entry not CONSUMED there (a split cycle, I5).
+  lineage at that node (and not scrapped), or a lineage entry not CONSUMED there (a split
+  cycle, I5), or a scrapped input that is also in an output's lineage.
 - unverified: b sent to a node whose WAL is not audited (e.g. decommissioned).
 - malformed: WAL records that do not decode (named by node and key; the rest of that WAL
   is still audited). A malformed record fails the audit like an inconsistency.
@@ -52,6 +55,7 @@ class AuditReport:
     nodes: int = 0
     produced: int = 0
     consumed: int = 0
+    scrapped: int = 0
     queued: int = 0
     delivered: int = 0
     reclaimed: int = 0
@@ -71,7 +75,8 @@ class AuditReport:
 
     def summary(self) -> str:
         lines = [
-            f"audit of {self.nodes} WALs: produced {self.produced}, consumed {self.consumed}, "
+            f"audit of {self.nodes} WALs: produced {self.produced}, consumed {self.consumed}"
+            + (f" (scrapped {self.scrapped})" if self.scrapped else "") + ", "
             f"queued {self.queued}, in transit {len(self.in_transit)}, delivered "
             f"{self.delivered}, reclaimed {self.reclaimed}, unverified {len(self.unverified)}",
             f"lost {len(self.lost)}, duplicated {len(self.duplicated)}, "
@@ -159,13 +164,18 @@ def audit_states(states: Mapping[str, DurableState], *, quiescent: bool = False)
                 if inb is None or inb.state is not InState.CONSUMED:
                     flag(odd, src, f"in the lineage of {rec.batch_id} but not CONSUMED at "
                                    f"{node_id}")
+                elif inb.scrapped:
+                    flag(odd, src, f"in the lineage of {rec.batch_id} but scrapped at "
+                                   f"{node_id}")
         for bid, inb in d.inbound.items():
             holders.setdefault(bid, []).append(node_id)
             if inb.state is InState.QUEUED:
                 report.queued += 1
             elif inb.state is InState.CONSUMED:
                 report.consumed += 1
-                if bid not in lineage_here:
+                if inb.scrapped:
+                    report.scrapped += 1
+                elif bid not in lineage_here:
                     flag(odd, bid, f"CONSUMED at {node_id} without an output (I5)")
             else:
                 transit.add(bid)

@@ -85,6 +85,7 @@ def report_json(report: AuditReport, wals: Sequence[Path]) -> dict[str, Any]:
         "produced": report.produced,
         "delivered": report.delivered,
         "consumed": report.consumed,
+        "scrapped": report.scrapped,
         "queued": report.queued,
         "reclaimed": report.reclaimed,
         "in_flight": report.in_transit,

@@ -25,7 +25,7 @@ the signals to the program, which then calls ``stop()`` (from any thread).
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 from fos_agent.agent import Agent, Inputs
 from fos_agent.core.metrics import Metrics
+from fos_agent.protocol.limits import AttrValue, check_reason, checked_output
 from fos_agent.protocol.records import Batch
 from fos_agent.runtime.errors import InputsAlreadyEmitted
 from fos_agent.runtime.flowview import FlowView
@@ -142,14 +143,29 @@ class SyncAgent:
                     inputs.emitted = True
                     self.agent._core_soon(self.agent._release, inputs.ids)
 
-    def emit(self, inputs: Inputs | None = None) -> Batch:
+    def emit(self, inputs: Inputs | None = None, *, qty: int | None = None,
+             attrs: Mapping[str, AttrValue] | None = None) -> Batch:
         """Consume ``inputs`` and queue this stage's output in one durable step (None: a
-        source stage outside cycles()); returns the new batch."""
+        source stage outside cycles()); returns the new batch. ``qty`` and ``attrs`` as in
+        `Agent.emit` (out of bounds: LimitError, the inputs stay held)."""
+        qty, pairs = checked_output(qty, attrs)
         if inputs is not None:
             if inputs.emitted:
                 raise InputsAlreadyEmitted("these inputs were already emitted or released")
             inputs.emitted = True
-        return self._call(self.agent._produce(inputs.ids if inputs is not None else ()))
+        return self._call(self.agent._produce(inputs.ids if inputs is not None else (),
+                                              qty, pairs))
+
+    def scrap(self, inputs: Inputs, reason: str) -> None:
+        """Consume the held ``inputs`` without an output, with ``reason``, in one durable
+        step (as `Agent.scrap`)."""
+        reason = check_reason(reason)
+        if not inputs.ids:
+            raise ValueError("a source stage's cycle has no inputs to scrap")
+        if inputs.emitted:
+            raise InputsAlreadyEmitted("these inputs were already emitted or released")
+        inputs.emitted = True
+        self._call(self.agent.stage.scrap(inputs.ids, reason))
 
     def arrived(self, batch_id: str) -> None:
         """Physical arrival of an inbound batch (only with immediate_arrival=False)."""

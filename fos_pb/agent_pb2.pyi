@@ -18,21 +18,40 @@ INBOUND_IN_TRANSIT: InboundState
 INBOUND_QUEUED: InboundState
 INBOUND_CONSUMED: InboundState
 
+class AttrValue(_message.Message):
+    __slots__ = ("text", "integer", "number")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    INTEGER_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    integer: int
+    number: float
+    def __init__(self, text: _Optional[str] = ..., integer: _Optional[int] = ..., number: _Optional[float] = ...) -> None: ...
+
 class Batch(_message.Message):
-    __slots__ = ("batch_id", "item", "qty", "lineage", "producer", "seq")
+    __slots__ = ("batch_id", "item", "qty", "lineage", "producer", "seq", "attrs")
+    class AttrsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: AttrValue
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[AttrValue, _Mapping]] = ...) -> None: ...
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     ITEM_FIELD_NUMBER: _ClassVar[int]
     QTY_FIELD_NUMBER: _ClassVar[int]
     LINEAGE_FIELD_NUMBER: _ClassVar[int]
     PRODUCER_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
+    ATTRS_FIELD_NUMBER: _ClassVar[int]
     batch_id: str
     item: str
     qty: int
     lineage: _containers.RepeatedScalarFieldContainer[str]
     producer: str
     seq: int
-    def __init__(self, batch_id: _Optional[str] = ..., item: _Optional[str] = ..., qty: _Optional[int] = ..., lineage: _Optional[_Iterable[str]] = ..., producer: _Optional[str] = ..., seq: _Optional[int] = ...) -> None: ...
+    attrs: _containers.MessageMap[str, AttrValue]
+    def __init__(self, batch_id: _Optional[str] = ..., item: _Optional[str] = ..., qty: _Optional[int] = ..., lineage: _Optional[_Iterable[str]] = ..., producer: _Optional[str] = ..., seq: _Optional[int] = ..., attrs: _Optional[_Mapping[str, AttrValue]] = ...) -> None: ...
 
 class RequestBatchRequest(_message.Message):
     __slots__ = ("request_id", "consumer", "item", "qty", "flow_version", "wait_ms", "delivered", "count")
@@ -200,7 +219,14 @@ class LineageInput(_message.Message):
     def __init__(self, batch_id: _Optional[str] = ..., supplier: _Optional[str] = ...) -> None: ...
 
 class MadeBatch(_message.Message):
-    __slots__ = ("batch_id", "item", "qty", "seq", "made_at_ms", "inputs", "delivered_to", "state", "reclaimed_from", "sent_to")
+    __slots__ = ("batch_id", "item", "qty", "seq", "made_at_ms", "inputs", "delivered_to", "state", "reclaimed_from", "sent_to", "attrs")
+    class AttrsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: AttrValue
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[AttrValue, _Mapping]] = ...) -> None: ...
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     ITEM_FIELD_NUMBER: _ClassVar[int]
     QTY_FIELD_NUMBER: _ClassVar[int]
@@ -211,6 +237,7 @@ class MadeBatch(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     RECLAIMED_FROM_FIELD_NUMBER: _ClassVar[int]
     SENT_TO_FIELD_NUMBER: _ClassVar[int]
+    ATTRS_FIELD_NUMBER: _ClassVar[int]
     batch_id: str
     item: str
     qty: int
@@ -221,23 +248,26 @@ class MadeBatch(_message.Message):
     state: str
     reclaimed_from: str
     sent_to: str
-    def __init__(self, batch_id: _Optional[str] = ..., item: _Optional[str] = ..., qty: _Optional[int] = ..., seq: _Optional[int] = ..., made_at_ms: _Optional[int] = ..., inputs: _Optional[_Iterable[_Union[LineageInput, _Mapping]]] = ..., delivered_to: _Optional[str] = ..., state: _Optional[str] = ..., reclaimed_from: _Optional[str] = ..., sent_to: _Optional[str] = ...) -> None: ...
+    attrs: _containers.MessageMap[str, AttrValue]
+    def __init__(self, batch_id: _Optional[str] = ..., item: _Optional[str] = ..., qty: _Optional[int] = ..., seq: _Optional[int] = ..., made_at_ms: _Optional[int] = ..., inputs: _Optional[_Iterable[_Union[LineageInput, _Mapping]]] = ..., delivered_to: _Optional[str] = ..., state: _Optional[str] = ..., reclaimed_from: _Optional[str] = ..., sent_to: _Optional[str] = ..., attrs: _Optional[_Mapping[str, AttrValue]] = ...) -> None: ...
 
 class UsedBatch(_message.Message):
-    __slots__ = ("batch_id", "supplier", "item", "qty", "into", "used_at_ms")
+    __slots__ = ("batch_id", "supplier", "item", "qty", "into", "used_at_ms", "scrapped")
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     SUPPLIER_FIELD_NUMBER: _ClassVar[int]
     ITEM_FIELD_NUMBER: _ClassVar[int]
     QTY_FIELD_NUMBER: _ClassVar[int]
     INTO_FIELD_NUMBER: _ClassVar[int]
     USED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    SCRAPPED_FIELD_NUMBER: _ClassVar[int]
     batch_id: str
     supplier: str
     item: str
     qty: int
     into: str
     used_at_ms: int
-    def __init__(self, batch_id: _Optional[str] = ..., supplier: _Optional[str] = ..., item: _Optional[str] = ..., qty: _Optional[int] = ..., into: _Optional[str] = ..., used_at_ms: _Optional[int] = ...) -> None: ...
+    scrapped: str
+    def __init__(self, batch_id: _Optional[str] = ..., supplier: _Optional[str] = ..., item: _Optional[str] = ..., qty: _Optional[int] = ..., into: _Optional[str] = ..., used_at_ms: _Optional[int] = ..., scrapped: _Optional[str] = ...) -> None: ...
 
 class LineageReply(_message.Message):
     __slots__ = ("node_id", "made", "used")

@@ -38,7 +38,8 @@ def test_back_trace_json_shape_and_exit_0(factory: Path) -> None:
     assert (got["batch"], got["direction"], got["unreachable"]) == ("n2:2", "back", [])
     first = got["batches"][0]
     assert set(first) == {"batch_id", "node", "item", "qty", "made_at", "inputs", "outputs",
-                          "delivered_to"}
+                          "delivered_to", "attrs", "scrapped", "scrapped_at"}
+    assert (first["attrs"], first["scrapped"], first["scrapped_at"]) == ({}, None, None)
     assert [b["batch_id"] for b in got["batches"]] == ["n2:2", "n1:2", "n0:2"]
     assert got["batches"][1]["delivered_to"] == "n2" and first["delivered_to"] is None
 

@@ -277,6 +277,8 @@ class Engine:
                 if rec.state is InState.CONSUMED:
                     m.inc("batches_consumed")
                     m.inc(CONSUMED_OF + rec.batch.item)
+                    if rec.scrapped:
+                        m.scrapped(rec.batch.item)
                 elif rec.batch_id in fresh:
                     via_offer = fresh.pop(rec.batch_id)
                     m.receipt(rec.supplier, rec.batch.item, rec.batch_id)

@@ -16,6 +16,9 @@ Names (readable as ``agent.metrics["successful_cycles"]`` and in the Stats RPC's
 - ``batches_produced``, ``batches_consumed``: outputs queued / inputs consumed by cycles.
 - ``batches_delivered``: outbound batches that went DELIVERED (the consumer confirmed).
 - ``batches_received``: inbound batches recorded here (first time only).
+- ``batches_scrapped``: inputs consumed by a scrap (no output; counted in
+  ``batches_consumed`` too), and ``batches_scrapped.<item>`` per input item;
+  ``scrapped_cycles``: scrap calls of the program (each scraps one or more inputs).
 - ``batches_requested``: RequestBatch calls this node made as a consumer.
 - ``planned_requests``: RequestBatch calls this node made to a supplier other than its
   first one because the first-article plan said so (fos_agent.runtime.fillplan).
@@ -68,9 +71,11 @@ COUNTERS = (
     "batches_consumed", "batches_delivered", "batches_received", "batches_requested",
     "heartbeats", "wal_recovered_batches", "wal_ghost_batches", "flow_queries",
     "suspicions_reported", "batches_reclaimed", "detector_stalls", "planned_requests",
+    "batches_scrapped", "scrapped_cycles",
 )
 MESSAGE_KINDS = ("RequestBatch", "WaitingForBatch", "DeliveryConfirmed", "OfferBatch", "Ping")
 RECEIVED_FROM = "batches_received_from:"
+SCRAPPED_ITEM = "batches_scrapped."
 RECEIVED_AT = "last_received_from_at:"
 FIRST_OUTPUT_AT = "first_output_at"
 # Cycle outcomes for the coordinator's production figures (docs/operations.md): input
@@ -175,6 +180,10 @@ class Metrics(Mapping[str, float]):
             del self._suppliers[item]
             self._rerouting.pop(item, None)
 
+    def scrapped(self, item: str) -> None:
+        self.inc("batches_scrapped")
+        self.inc(SCRAPPED_ITEM + item)
+
     def receipt(self, supplier: str, item: str, batch_id: str) -> None:
         if item in self._rerouting and supplier in self._suppliers.get(item, ()):
             self.observe("reroute_seconds", time.monotonic() - self._rerouting.pop(item))
@@ -202,7 +211,8 @@ class AgentCollector(Collector):
 
     ``fos_agent_<name>_total{node}`` for the paper counters,
     ``fos_agent_messages_sent_total{node,kind}`` / ``..._received_total``,
-    ``fos_agent_batches_received_from_total{node,supplier}``, and gauges
+    ``fos_agent_batches_received_from_total{node,supplier}``,
+    ``fos_agent_batches_scrapped_by_item_total{node,item}``, and gauges
     ``fos_agent_queued_outbound{node}`` / ``fos_agent_queued_inbound{node}`` when the
     source provides them.
     """
@@ -224,6 +234,9 @@ class AgentCollector(Collector):
         by_supplier = CounterMetricFamily("fos_agent_batches_received_from",
                                           "batches received per supplier",
                                           labels=["node", "supplier"])
+        scrapped = CounterMetricFamily("fos_agent_batches_scrapped_by_item",
+                                       "inputs scrapped (consumed without an output) per item",
+                                       labels=["node", "item"])
         gauges: dict[str, GaugeMetricFamily] = {}
         histograms = {name: HistogramMetricFamily(f"fos_agent_{name}", name.replace("_", " "),
                                                   labels=["node"]) for name in HISTOGRAMS}
@@ -245,6 +258,8 @@ class AgentCollector(Collector):
                     received.add_metric([node, name.partition(".")[2]], value)
                 elif name.startswith(RECEIVED_FROM):
                     by_supplier.add_metric([node, name[len(RECEIVED_FROM):]], value)
+                elif name.startswith(SCRAPPED_ITEM):
+                    scrapped.add_metric([node, name[len(SCRAPPED_ITEM):]], value)
             gauge_fn = getattr(source, "gauges", None)
             for name, value in (gauge_fn() if gauge_fn else {}).items():
                 family = gauges.setdefault(name, GaugeMetricFamily(
@@ -254,6 +269,7 @@ class AgentCollector(Collector):
         yield sent
         yield received
         yield by_supplier
+        yield scrapped
         yield from gauges.values()
         yield from histograms.values()
         yield rpc

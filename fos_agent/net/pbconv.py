@@ -5,8 +5,11 @@ The protocol never sees protobuf; the peer service and client convert here, in o
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 
+from fos_agent.protocol.limits import Attrs, AttrValue
 from fos_agent.protocol.messages import (
     BatchSent,
     BatchUnavailable,
@@ -45,13 +48,39 @@ _IN_FROM_PB = {v: k for k, v in _IN_TO_PB.items()}
 
 
 def batch_to_pb(batch: Batch) -> agent_pb2.Batch:
-    return agent_pb2.Batch(batch_id=batch.batch_id, item=batch.item, qty=batch.qty,
-                           lineage=list(batch.lineage), producer=batch.producer, seq=batch.seq)
+    msg = agent_pb2.Batch(batch_id=batch.batch_id, item=batch.item, qty=batch.qty,
+                          lineage=list(batch.lineage), producer=batch.producer, seq=batch.seq)
+    if batch.attrs:
+        attrs_to_pb(batch.attrs, msg.attrs)
+    return msg
 
 
 def batch_from_pb(msg: agent_pb2.Batch) -> Batch:
     return Batch(batch_id=msg.batch_id, item=msg.item, qty=int(msg.qty),
-                 producer=msg.producer, seq=int(msg.seq), lineage=tuple(msg.lineage))
+                 producer=msg.producer, seq=int(msg.seq), lineage=tuple(msg.lineage),
+                 attrs=attrs_from_pb(msg.attrs) if msg.attrs else ())
+
+
+def attrs_to_pb(attrs: Attrs, into: Any) -> None:
+    """Fill the ``map<string, AttrValue>`` field ``into`` with ``attrs``."""
+    for key, value in attrs:
+        if isinstance(value, str):
+            into[key].text = value
+        elif isinstance(value, int):
+            into[key].integer = value
+        else:
+            into[key].number = value
+
+
+def attrs_from_pb(field: Any) -> Attrs:
+    """The sorted pairs of a ``map<string, AttrValue>``; unchecked (the bounds are
+    fos_agent.protocol.limits.check_attrs)."""
+    pairs: list[tuple[str, AttrValue]] = []
+    for key, value in field.items():
+        kind = value.WhichOneof("value")
+        pairs.append((key, value.text if kind == "text" else value.integer
+                      if kind == "integer" else value.number if kind == "number" else ""))
+    return tuple(sorted(pairs))
 
 
 def in_state_to_pb(state: InState | None) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from fos_agent.protocol.ledger import NodeLedger, seq_last
+from fos_agent.protocol.limits import LimitError, check_attrs, check_qty, check_reason
 from fos_agent.protocol.messages import (
     Arrived,
     BatchSent,
@@ -25,6 +26,7 @@ from fos_agent.protocol.messages import (
     Produce,
     RequestBatch,
     RequestRefused,
+    Scrap,
     WaitingForBatch,
 )
 from fos_agent.protocol.records import (
@@ -106,15 +108,13 @@ class ConsumerSide(NodeLedger):
         """One cycle: each input QUEUED -> CONSUMED and a new output QUEUED (lineage = the
         inputs, fresh seq) in one step (I5, I6)."""
         inputs = tuple(event.inputs)
-        if len(set(inputs)) != len(inputs):
-            raise ProtocolError(f"a cycle consumes each batch at most once: {inputs}")
-        items: list[str] = []
-        for bid in inputs:
-            rec = self._in.get(bid)
-            if rec is None or rec.state is not InState.QUEUED:
-                state = rec.state.value if rec else "unknown"
-                raise ProtocolError(f"input {bid} is {state}, not QUEUED")
-            items.append(rec.batch.item)
+        items = self._queued_items(inputs)
+        out = self.config.produces
+        try:
+            qty = out.qty if event.qty is None else check_qty(event.qty)
+            attrs = check_attrs(event.attrs)
+        except LimitError as e:
+            raise ProtocolError(str(e)) from None
         wanted = sorted(r.item for r in self.config.requires)
         if sorted(items) != wanted:
             raise ProtocolError(f"a cycle of {self.node_id} consumes one batch of each of "
@@ -124,8 +124,42 @@ class ConsumerSide(NodeLedger):
             self._put_in(replace(self._in[bid], state=InState.CONSUMED), writes)
         self.release(inputs)
         seq = self._alloc_seq(writes)
-        out = self.config.produces
-        batch = Batch(batch_id_of(self.node_id, seq), out.item, out.qty, self.node_id, seq,
-                      inputs)
+        batch = Batch(batch_id_of(self.node_id, seq), out.item, qty, self.node_id, seq,
+                      inputs, attrs)
         self._put_out(OutboundRecord(batch, OutState.QUEUED), writes)
         return Effects(writes=seq_last(writes))
+
+    def _on_scrap(self, event: Scrap) -> Effects:
+        """Scrap: each input QUEUED -> CONSUMED with the reason and no output, in one step.
+        Any non-empty set of required inputs (a cycle's, or part of it) may be scrapped."""
+        inputs = tuple(event.inputs)
+        if not inputs:
+            raise ProtocolError("a scrap names at least one input")
+        try:
+            reason = check_reason(event.reason)
+        except LimitError as e:
+            raise ProtocolError(str(e)) from None
+        items = self._queued_items(inputs)
+        required = {r.item for r in self.config.requires}
+        if len(set(items)) != len(items) or not set(items) <= required:
+            raise ProtocolError(f"a scrap of {self.node_id} takes at most one batch of each "
+                                f"of {sorted(required)}, got {sorted(items)}")
+        writes: list[Write] = []
+        for bid in inputs:
+            self._put_in(replace(self._in[bid], state=InState.CONSUMED, scrapped=reason),
+                         writes)
+        self.release(inputs)
+        return Effects(writes=tuple(writes))
+
+    def _queued_items(self, inputs: tuple[str, ...]) -> list[str]:
+        """The items of ``inputs``, each once and QUEUED here, or ProtocolError."""
+        if len(set(inputs)) != len(inputs):
+            raise ProtocolError(f"a cycle consumes each batch at most once: {inputs}")
+        items: list[str] = []
+        for bid in inputs:
+            rec = self._in.get(bid)
+            if rec is None or rec.state is not InState.QUEUED:
+                state = rec.state.value if rec else "unknown"
+                raise ProtocolError(f"input {bid} is {state}, not QUEUED")
+            items.append(rec.batch.item)
+        return items

@@ -8,7 +8,8 @@ in the same transaction -- so the index costs no extra fsync and is never behind
   records CONSUMED in the same group, I5), made_at; a reclaim copy's input is its original,
   supplied by this node;
 - an inbound record going CONSUMED -> its UsedEntry: supplier and the output it went into;
-  a reclaimed original likewise "goes into" its copy;
+  a reclaimed original likewise "goes into" its copy; a scrapped input goes into nothing
+  and its entry carries the scrap reason; a made batch's entry carries its attributes;
 - an outbound record going RECLAIMED -> the final state.
   IN_TRANSIT and DELIVERED add nothing on the trade path: the live outbound record says
   where the batch went (readers join it, fos_raft.lineage.reader), and compaction
@@ -72,7 +73,8 @@ def index_puts(node_id: str, writes: Sequence[Write], now_ms: int,
                 b = r.batch
                 key = b.batch_id.encode()
                 puts.append((USED_DB, key, used_value(
-                    r.supplier, b.item, b.qty, into.get(b.batch_id, ""), now_ms, b.lineage)))
+                    r.supplier, b.item, b.qty, into.get(b.batch_id, ""), now_ms, b.lineage,
+                    r.scrapped)))
                 puts.append((TIME_DB, stamp + KIND_USED + key, b""))
         elif kind is PutOutbound:
             r = w.record
@@ -84,7 +86,7 @@ def index_puts(node_id: str, writes: Sequence[Write], now_ms: int,
                 else:
                     flat = [x for i in b.lineage for x in (i, suppliers.get(i, ""))]
                 puts.append((MADE_DB, key, made_value(
-                    b.item, b.qty, b.seq, now_ms, flat, r.reclaimed_from)))
+                    b.item, b.qty, b.seq, now_ms, flat, r.reclaimed_from, b.attrs)))
                 puts.append((TIME_DB, stamp + KIND_MADE + key, b""))
             elif r.state is OutState.RECLAIMED:
                 made = [p for p in puts if p[0] == MADE_DB and p[1] == b.batch_id.encode()]

@@ -42,7 +42,8 @@ Events (all frozen dataclasses)
                         WaitingForBatch, DeliveryConfirmed, OfferBatch, OfferReply
     local:              NewRequest(supplier, item, ...) -> a RequestBatch message to send
                         Arrived(batch_id)            physical arrival: inbound -> QUEUED
-                        Produce(inputs)              one cycle: inputs CONSUMED + output QUEUED
+                        Produce(inputs, qty, attrs)  one cycle: inputs CONSUMED + output QUEUED
+                        Scrap(inputs, reason)        inputs CONSUMED without an output
                         Tick(consumer=None)          retry timer: re-offer IN_TRANSIT batches
                         FlowChanged(version, consumers)  who may request from this supplier
                         Reclaim(consumer)            consumer decommissioned: take goods back
@@ -93,6 +94,7 @@ from fos_agent.protocol.messages import (
     RefusalReason,
     RequestBatch,
     RequestRefused,
+    Scrap,
     Tick,
     WaitingForBatch,
 )
@@ -104,7 +106,7 @@ __all__ = [
     "Arrived", "BatchSent", "BatchUnavailable", "DeliveryConfirmed", "Effects", "Event",
     "FlowChanged", "InvalidTransition", "Message", "NewRequest", "Node", "NodeConfig",
     "OfferBatch", "OfferReply", "Produce", "ProtocolError", "Reclaim", "RefusalReason",
-    "RequestBatch", "RequestRefused", "Tick", "WaitingForBatch",
+    "RequestBatch", "RequestRefused", "Scrap", "Tick", "WaitingForBatch",
 ]
 
 # event type -> its handler; every event the protocol knows has exactly one.
@@ -125,6 +127,7 @@ HANDLERS: dict[type[Event], Callable[[Any, Any], Effects]] = {
     RequestRefused: ConsumerSide._on_no_batch,
     Arrived: ConsumerSide._on_arrived,
     Produce: ConsumerSide._on_produce,
+    Scrap: ConsumerSide._on_scrap,
 }
 
 

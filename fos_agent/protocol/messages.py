@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from fos_agent.protocol.limits import Attrs
 from fos_agent.protocol.records import Batch, InState, Write
 
 # ---- peer messages -------------------------------------------------------------------------
@@ -164,9 +165,22 @@ class Arrived:
 @dataclass(frozen=True, slots=True)
 class Produce:
     """One cycle: consume ``inputs`` (inbound QUEUED, one per required item) and queue the
-    output, in one durable step. Source stages pass ``()``."""
+    output, in one durable step. Source stages pass ``()``. ``qty`` (None: the spec's
+    ``produces`` quantity) and ``attrs`` (sorted pairs) are the output's, within
+    fos_agent.protocol.limits."""
 
     inputs: tuple[str, ...] = ()
+    qty: int | None = None
+    attrs: Attrs = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Scrap:
+    """Consume ``inputs`` (inbound QUEUED, any non-empty subset of what a cycle holds)
+    without an output, in one durable step; ``reason`` is recorded with each of them."""
+
+    inputs: tuple[str, ...]
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +207,7 @@ class Reclaim:
     consumer: str
 
 
-Event = Message | NewRequest | Arrived | Produce | Tick | FlowChanged | Reclaim
+Event = Message | NewRequest | Arrived | Produce | Scrap | Tick | FlowChanged | Reclaim
 
 
 @dataclass(frozen=True, slots=True)

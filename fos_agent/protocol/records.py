@@ -11,6 +11,11 @@ import enum
 import json
 from dataclasses import dataclass, field
 
+from fos_agent.protocol.limits import Attrs
+
+# Unchanged by the optional fields (a batch's "attrs", an inbound record's "scrapped"):
+# they are written only when set and read with their defaults, so older WALs open as they
+# are; a version bump would refuse them.
 SCHEMA_VERSION = 1
 
 
@@ -37,7 +42,9 @@ def batch_id_of(producer: str, seq: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """A unit of goods. ``lineage`` lists the input batch ids consumed to make it."""
+    """A unit of goods. ``lineage`` lists the input batch ids consumed to make it;
+    ``attrs`` the program's attributes of it as (key, value) pairs sorted by key
+    (fos_agent.protocol.limits)."""
 
     batch_id: str
     item: str
@@ -45,6 +52,7 @@ class Batch:
     producer: str
     seq: int
     lineage: tuple[str, ...] = ()
+    attrs: Attrs = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,11 +78,13 @@ class OutboundRecord:
 
 @dataclass(frozen=True, slots=True)
 class InboundRecord:
-    """A batch this node received from ``supplier``, in its inbound WAL."""
+    """A batch this node received from ``supplier``, in its inbound WAL. ``scrapped`` is
+    the reason when the batch was CONSUMED by a scrap (no output made of it)."""
 
     batch: Batch
     state: InState
     supplier: str
+    scrapped: str = ""
 
     @property
     def batch_id(self) -> str:
@@ -140,7 +150,7 @@ class DurableState:
 
 
 def _batch_to_obj(batch: Batch) -> dict[str, object]:
-    return {
+    obj: dict[str, object] = {
         "id": batch.batch_id,
         "item": batch.item,
         "qty": batch.qty,
@@ -148,9 +158,13 @@ def _batch_to_obj(batch: Batch) -> dict[str, object]:
         "seq": batch.seq,
         "lineage": list(batch.lineage),
     }
+    if batch.attrs:  # only when set: a batch without attributes encodes as before
+        obj["attrs"] = dict(batch.attrs)
+    return obj
 
 
 def _batch_from_obj(obj: dict) -> Batch:
+    attrs = obj.get("attrs")
     return Batch(
         batch_id=str(obj["id"]),
         item=str(obj["item"]),
@@ -158,7 +172,16 @@ def _batch_from_obj(obj: dict) -> Batch:
         producer=str(obj["producer"]),
         seq=int(obj["seq"]),
         lineage=tuple(str(x) for x in obj["lineage"]),
+        attrs=_attrs_from_obj(attrs) if attrs else (),
     )
+
+
+def _attrs_from_obj(obj: object) -> Attrs:
+    if not obj:
+        return ()
+    if not isinstance(obj, dict):
+        raise ValueError(f"attrs must be an object, got {type(obj).__name__}")
+    return tuple(sorted((str(k), v) for k, v in obj.items()))
 
 
 def _dump(obj: dict[str, object]) -> bytes:
@@ -189,13 +212,14 @@ def decode_outbound(data: bytes) -> OutboundRecord:
 
 
 def encode_inbound(record: InboundRecord) -> bytes:
-    return _dump(
-        {
-            "batch": _batch_to_obj(record.batch),
-            "state": record.state.value,
-            "supplier": record.supplier,
-        }
-    )
+    obj: dict[str, object] = {
+        "batch": _batch_to_obj(record.batch),
+        "state": record.state.value,
+        "supplier": record.supplier,
+    }
+    if record.scrapped:
+        obj["scrapped"] = record.scrapped
+    return _dump(obj)
 
 
 def decode_inbound(data: bytes) -> InboundRecord:
@@ -204,6 +228,7 @@ def decode_inbound(data: bytes) -> InboundRecord:
         batch=_batch_from_obj(obj["batch"]),
         state=InState(obj["state"]),
         supplier=str(obj["supplier"]),
+        scrapped=str(obj.get("scrapped", "")),
     )
 
 

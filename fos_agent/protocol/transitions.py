@@ -15,12 +15,16 @@ Rules, per group of writes (one `Effects.writes`, i.e. one atomic step of the pr
 - outbound: new -> QUEUED; QUEUED -> IN_TRANSIT(to); IN_TRANSIT -> DELIVERED | RECLAIMED.
   The batch, ``to``, ``request_id`` and ``reclaimed_from`` never change once set.
 - inbound: new -> IN_TRANSIT | QUEUED; IN_TRANSIT -> QUEUED; QUEUED -> CONSUMED.
-  The batch and ``supplier`` never change.
+  The batch and ``supplier`` never change. ``scrapped`` (a reason) is set only on the move
+  QUEUED -> CONSUMED of a scrap and never changes after.
+- a new outbound batch carries a quantity in 1..MAX_QTY and attributes within
+  fos_agent.protocol.limits.
 - a new outbound batch is ``"<node>:<seq>"`` with seq >= the durable counter (I6), and the
   counter only grows (`SetNextSeq`).
 - I5 (atomic cycle): the inbound batches a group consumes are exactly the lineages of the
   batches it produces (each consumed once), so no input is consumed without its output and
-  no output exists without its inputs consumed. A reclaim copy has lineage
+  no output exists without its inputs consumed; a scrapped input is in no lineage (it is
+  consumed with no output). A reclaim copy has lineage
   ``(reclaimed_from,)`` and its original goes RECLAIMED in the same group.
 - request ids: a (consumer, request_id) key is written once, for a batch IN_TRANSIT to that
   consumer.
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from fos_agent.protocol.limits import LimitError, check_attrs, check_qty, check_reason
 from fos_agent.protocol.messages import (
     Arrived,
     BatchSent,
@@ -40,6 +45,7 @@ from fos_agent.protocol.messages import (
     Produce,
     Reclaim,
     RequestBatch,
+    Scrap,
 )
 from fos_agent.protocol.records import (
     DurableState,
@@ -106,6 +112,7 @@ INBOUND_MOVES: dict[type[Event], frozenset[InMove]] = {
     OfferBatch: frozenset({(None, InState.IN_TRANSIT), (None, InState.QUEUED)}),
     Arrived: frozenset({(InState.IN_TRANSIT, InState.QUEUED)}),
     Produce: frozenset({(InState.QUEUED, InState.CONSUMED)}),   # the cycle's inputs
+    Scrap: frozenset({(InState.QUEUED, InState.CONSUMED)}),     # consumed, no output
 }
 
 GetOutbound = Callable[[str], OutboundRecord | None]
@@ -129,6 +136,11 @@ def _check_outbound(node_id: str, old: OutboundRecord | None, new: OutboundRecor
                                     f"counter {next_seq} (seq reuse, I6)")
         if new.to or new.request_id:
             raise InvalidTransition(f"outbound {bid}: a QUEUED batch has no consumer yet")
+        try:
+            check_qty(b.qty)
+            check_attrs(b.attrs)
+        except LimitError as e:
+            raise InvalidTransition(f"outbound {bid}: {e}") from None
         return
     if new.batch != old.batch or new.reclaimed_from != old.reclaimed_from:
         raise InvalidTransition(f"outbound {bid}: the batch itself never changes")
@@ -149,6 +161,14 @@ def _check_inbound(old: InboundRecord | None, new: InboundRecord) -> None:
             raise InvalidTransition(f"inbound {bid}: supplier {new.supplier} is not its producer")
     elif new.batch != old.batch or new.supplier != old.supplier:
         raise InvalidTransition(f"inbound {bid}: batch and supplier never change")
+    if new.scrapped != (old.scrapped if old else ""):
+        if old is None or new.state is not InState.CONSUMED:
+            raise InvalidTransition(f"inbound {bid}: only a scrap (QUEUED -> CONSUMED) "
+                                    "records a scrap reason")
+        try:
+            check_reason(new.scrapped)
+        except LimitError as e:
+            raise InvalidTransition(f"inbound {bid}: {e}") from None
 
 
 def check_writes(node_id: str, writes: Sequence[Write], *, get_outbound: GetOutbound,
@@ -180,8 +200,8 @@ def check_writes(node_id: str, writes: Sequence[Write], *, get_outbound: GetOutb
             old_in = inb[bid] if bid in inb else get_inbound(bid)
             _check_inbound(old_in, new_in)
             inb[bid] = new_in
-            if new_in.state is InState.CONSUMED:
-                consumed.append(bid)
+            if new_in.state is InState.CONSUMED and not new_in.scrapped:
+                consumed.append(bid)  # a scrapped input goes into no output
         elif isinstance(write, PutRequest):
             key = (write.consumer, write.request_id)
             if key in reqs or get_request(*key) is not None:

@@ -38,7 +38,8 @@ from collections.abc import Callable
 
 from fos_agent.core.engine import Engine, Signal
 from fos_agent.core.metrics import CYCLES_BLOCKED, CYCLES_WAITING, FIRST_OUTPUT_AT, Metrics
-from fos_agent.protocol.messages import Produce
+from fos_agent.protocol.limits import Attrs
+from fos_agent.protocol.messages import Produce, Scrap
 from fos_agent.protocol.records import Batch, OutState, PutOutbound
 from fos_raft.runtime.logging import get_logger
 
@@ -131,10 +132,12 @@ class Stage:
             finally:
                 self.waiting_since = None
 
-    async def produce(self, inputs: tuple[str, ...]) -> Batch:
-        """Consume ``inputs`` and queue one output batch, durably, in one step."""
+    async def produce(self, inputs: tuple[str, ...], qty: int | None = None,
+                      attrs: Attrs = ()) -> Batch:
+        """Consume ``inputs`` and queue one output batch (``qty``: None for the spec's,
+        ``attrs``: sorted, checked pairs), durably, in one step."""
         try:
-            (effects,) = await self.engine.step(Produce(inputs))
+            (effects,) = await self.engine.step(Produce(inputs, qty, attrs))
         except BaseException:
             self.release(inputs)
             raise
@@ -144,6 +147,16 @@ class Stage:
             if isinstance(write, PutOutbound) and write.record.state is OutState.QUEUED:
                 return write.record.batch
         raise RuntimeError(f"a cycle consuming {inputs} produced nothing")
+
+    async def scrap(self, inputs: tuple[str, ...], reason: str) -> None:
+        """Consume ``inputs`` without an output, durably, in one step; a refused scrap
+        (the protocol's error) leaves them held by nobody, as a failed produce does."""
+        try:
+            await self.engine.step(Scrap(inputs, reason))
+        except BaseException:
+            self.release(inputs)
+            raise
+        self.metrics.inc("scrapped_cycles")
 
     # ---- the simulated stage ---------------------------------------------------------------
 

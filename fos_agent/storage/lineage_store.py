@@ -91,7 +91,7 @@ def settled_record(txn: lmdb.Transaction, dbs: Dbs, node_id: str,
         return None
     seq = int(bid.rpartition(":")[2])
     batch = Batch(bid, used.item, used.qty, used.supplier, seq, used.lineage)
-    return InboundRecord(batch, InState.CONSUMED, used.supplier)
+    return InboundRecord(batch, InState.CONSUMED, used.supplier, used.scrapped)
 
 
 def _records(txn: lmdb.Transaction, db: object,
@@ -111,7 +111,8 @@ def _settle_out(txn: lmdb.Transaction, wal_dbs: Dbs, dbs: Dbs, key: bytes,
         made = MadeEntry(b.batch_id, "", b.item, b.qty, b.seq, 0,
                          tuple((i, "") for i in b.lineage), request_id=rec.request_id,
                          reclaimed_from=rec.reclaimed_from, to=rec.to, state=rec.state.value,
-                         delivered_to=rec.to if rec.state is OutState.DELIVERED else "")
+                         delivered_to=rec.to if rec.state is OutState.DELIVERED else "",
+                         attrs=b.attrs)
         txn.put(key, encode_made(made), db=dbs[MADE_DB])
     if rec.state is OutState.DELIVERED:  # the confirmation: a plain put, no decode
         txn.put(key, encode_sent(rec.to, rec.request_id, delivered=True), db=dbs[SENT_DB])
@@ -124,7 +125,8 @@ def _settle_out(txn: lmdb.Transaction, wal_dbs: Dbs, dbs: Dbs, key: bytes,
 def _settle_in(txn: lmdb.Transaction, dbs: Dbs, key: bytes, inb: InboundRecord) -> None:
     if txn.get(key, db=dbs[USED_DB]) is None:  # consumed before the index existed
         b = inb.batch
-        old = UsedEntry(b.batch_id, "", inb.supplier, b.item, b.qty, "", 0, b.lineage)
+        old = UsedEntry(b.batch_id, "", inb.supplier, b.item, b.qty, "", 0, b.lineage,
+                        inb.scrapped)
         txn.put(key, encode_used(old), db=dbs[USED_DB])
 
 

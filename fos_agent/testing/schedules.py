@@ -12,11 +12,12 @@ from fos_agent.testing.sim import Simulation
 from fos_agent.testing.topology import SimTopology
 
 OP_KINDS = ("produce", "request", "deliver", "drop", "duplicate", "flush", "arrive", "tick",
-            "crash", "move", "push_flow", "decommission", "reclaim", "compact")
+            "crash", "move", "push_flow", "decommission", "reclaim", "compact", "scrap",
+            "produce_var")
 # Relative frequencies: the happy path must be common enough for trades to complete.
 _WEIGHTS = {"produce": 5, "request": 5, "deliver": 10, "flush": 8, "arrive": 4, "tick": 2,
             "drop": 1, "duplicate": 1, "crash": 1, "move": 1, "push_flow": 1,
-            "decommission": 1, "reclaim": 1, "compact": 2}
+            "decommission": 1, "reclaim": 1, "compact": 2, "scrap": 2, "produce_var": 2}
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,11 @@ def run_op(sim: Simulation, op: Op, *, allow_decommission: bool = True) -> None:
     settle = op.b % 3 != 0
     if op.kind == "produce":
         sim.produce(node)
+    elif op.kind == "produce_var":  # a variable quantity and attributes, drawn from b
+        sim.produce(node, 1 + op.b % 7, (("serial", f"SN-{op.a}-{op.b}"),
+                                         ("weight_kg", op.b / 4))[:1 + op.b % 2])
+    elif op.kind == "scrap":
+        sim.scrap(node, op.b)
     elif op.kind == "request":
         options = sim.suppliers_for(node)
         if options:
@@ -73,7 +79,7 @@ def run_op(sim: Simulation, op: Op, *, allow_decommission: bool = True) -> None:
         sim.compact(node, forget=op.b % 4 != 0)
     else:
         raise ValueError(f"unknown op {op.kind!r}")
-    if settle and op.kind in ("produce", "request", "arrive", "tick"):
+    if settle and op.kind in ("produce", "produce_var", "scrap", "request", "arrive", "tick"):
         sim.flush(node, len(sim.nodes[node].pending))
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from fos_agent.audit import audit_states
 from fos_agent.protocol.compaction import inbound_settled, outbound_settled
+from fos_agent.protocol.limits import Attrs
 from fos_agent.protocol.machine import Node, NodeConfig
 from fos_agent.protocol.messages import (
     Arrived,
@@ -21,6 +22,7 @@ from fos_agent.protocol.messages import (
     Produce,
     Reclaim,
     RequestBatch,
+    Scrap,
     Tick,
 )
 from fos_agent.protocol.records import (
@@ -201,7 +203,7 @@ class Simulation:
         if forget:
             sim.node.forget(out_ids, in_ids)
 
-    def produce(self, node_id: str) -> None:
+    def produce(self, node_id: str, qty: int | None = None, attrs: Attrs = ()) -> None:
         sim = self.nodes[node_id]
         if sim.decommissioned:
             return
@@ -212,7 +214,20 @@ class Simulation:
         if not self.stage(node_id, batches):
             sim.node.release(inputs)
             return
-        self.handle(node_id, Produce(inputs))
+        self.handle(node_id, Produce(inputs, qty, attrs))
+
+    def scrap(self, node_id: str, index: int = 0) -> None:
+        """Scrap the first ``1 + index % n`` of the ``n`` inputs a cycle would hold (the
+        rest go back), with a reason naming ``index``. A source stage has none."""
+        sim = self.nodes[node_id]
+        if sim.decommissioned:
+            return
+        inputs = sim.node.hold_inputs()
+        if not inputs:
+            return
+        take = inputs[:1 + index % len(inputs)]
+        sim.node.release(inputs[len(take):])
+        self.handle(node_id, Scrap(take, f"bad part #{index}"))
 
     def request(self, consumer: str, supplier: str) -> None:
         sim = self.nodes[consumer]
@@ -359,13 +374,16 @@ class Simulation:
                     inb = d.inbound.get(src)
                     assert inb is not None and inb.state is InState.CONSUMED, (
                         f"I5: {rec.batch_id} made from {src} which is not CONSUMED")
+                    assert not inb.scrapped, f"{rec.batch_id} made from scrapped {src}"
                 wanted = sorted(r.item for r in sim.config.requires)
                 got = sorted(d.inbound[s].batch.item for s in rec.batch.lineage)
                 assert got == wanted, f"I5: {rec.batch_id} made from {got}, needs {wanted}"
             for bid, rec in d.inbound.items():
-                if rec.state is InState.CONSUMED:
+                if rec.state is InState.CONSUMED and not rec.scrapped:
                     assert bid in lineage_of, f"I5: {bid} CONSUMED at {sim.node_id} " \
                                               "without an output"
+                assert not rec.scrapped or rec.state is InState.CONSUMED, \
+                    f"{bid} carries a scrap reason but is {rec.state.value}"
 
     def _check_view(self, sim: SimNode) -> None:
         """With nothing pending, the node's in-memory view is exactly its durable records."""
@@ -395,9 +413,15 @@ class Simulation:
         assert not self.network.in_flight and not any(s.pending for s in self.live()), \
             "heal did not settle"
         full = {s.node_id: s.store.full() for s in self.nodes.values()}
-        report = audit_states({s.node_id: full[s.node_id] for s in self.live()},
-                              quiescent=True)
+        live = {s.node_id: full[s.node_id] for s in self.live()}
+        report = audit_states(live, quiescent=True)
         assert report.ok and not report.in_transit, report.summary()
+        # exact accounting: every input consumed went into one output or was scrapped
+        scrapped = sum(1 for d in live.values() for r in d.inbound.values() if r.scrapped)
+        used = sum(len(r.batch.lineage) for d in live.values() for r in d.outbound.values()
+                   if not r.reclaimed_from)
+        assert report.scrapped == scrapped, report.summary()
+        assert report.consumed == used + scrapped, report.summary()
         for sim in self.live():
             self._check_view(sim)
             for rec in full[sim.node_id].outbound.values():

@@ -113,6 +113,12 @@ def render_trace(t: Trace, fmt: str) -> str:
              + ("" if t.complete else " (PARTIAL)")]
     for row in (HEADERS, *rows):
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    for b in t.batches:  # below the table: wide, and absent for most batches
+        if b.attrs:
+            lines.append(f"attrs of {b.batch_id}: "
+                         + ", ".join(f"{k}={v}" for k, v in b.attrs))
+        if b.scrapped is not None:
+            lines.append(f"scrapped: {b.batch_id} at {b.scrapped_at}: {b.scrapped}")
     lines += [f"unreachable: {node}: {reason}" for node, reason in t.unreachable]
     return "\n".join(lines)
 

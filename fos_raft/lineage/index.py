@@ -16,7 +16,9 @@ Pure. Sub-databases of the agent's WAL environment (written in the WAL's own tra
 
 Values are compact positional JSON arrays (the C encoder, no keys to sort: a few
 microseconds each on the trade path), readable with mdb_dump and stable across Python
-versions; the field order is the one of ``encode_made`` / ``encode_used``.
+versions; the field order is the one of ``encode_made`` / ``encode_used``. Optional
+trailing fields are written only when set (a made batch's attributes, a scrapped input's
+reason), so entries without them encode as before and older entries decode unchanged.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ KIND_MADE = b"m"
 KIND_USED = b"u"
 DAY_MS = 86_400_000
 DEFAULT_RETENTION_DAYS = 3650
+
+AttrPairs = tuple[tuple[str, str | int | float], ...]  # a batch's attributes, sorted by key
 
 
 def producer_of(batch_id: str) -> str:
@@ -66,6 +70,7 @@ class MadeEntry:
     state: str = "QUEUED"
     reclaimed_from: str = ""
     to: str = ""
+    attrs: AttrPairs = ()
 
     @property
     def input_ids(self) -> tuple[str, ...]:
@@ -75,7 +80,8 @@ class MadeEntry:
 @dataclass(frozen=True, slots=True)
 class UsedEntry:
     """A batch ``node`` received from ``supplier`` and consumed into ``into`` at ``at_ms``.
-    ``lineage`` repeats the batch's own inputs so a compacted WAL can still be audited."""
+    ``lineage`` repeats the batch's own inputs so a compacted WAL can still be audited.
+    ``scrapped`` is the reason when it was scrapped (``into`` is then empty)."""
 
     batch_id: str
     node: str
@@ -85,6 +91,7 @@ class UsedEntry:
     into: str
     at_ms: int
     lineage: tuple[str, ...] = ()
+    scrapped: str = ""
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
@@ -99,39 +106,51 @@ def _dump(obj: list[object]) -> bytes:
 
 
 def encode_made(e: MadeEntry) -> bytes:
-    return _dump([e.item, e.qty, e.seq, e.made_at_ms, [x for p in e.inputs for x in p],
-                  e.delivered_to, e.request_id, e.state, e.reclaimed_from, e.to])
+    fields: list[object] = [e.item, e.qty, e.seq, e.made_at_ms,
+                            [x for p in e.inputs for x in p], e.delivered_to, e.request_id,
+                            e.state, e.reclaimed_from, e.to]
+    if e.attrs:
+        fields.append(dict(e.attrs))
+    return _dump(fields)
 
 
 def made_value(item: str, qty: int, seq: int, made_at_ms: int, flat_inputs: list[str],
-               reclaimed_from: str) -> bytes:
+               reclaimed_from: str, attrs: AttrPairs = ()) -> bytes:
     """``encode_made`` of a new (QUEUED) entry, straight from its fields: the trade path
     (``flat_inputs``: input id, supplier, input id, supplier, ...)."""
     inputs = ",".join(map(_quote, flat_inputs))
+    tail = f",{_ENCODER.encode(dict(attrs))}" if attrs else ""
     return (f'[{_quote(item)},{int(qty)},{int(seq)},{int(made_at_ms)},[{inputs}],"","",'
-            f'"QUEUED",{_quote(reclaimed_from)},""]').encode()
+            f'"QUEUED",{_quote(reclaimed_from)},""{tail}]').encode()
+
+
+def _attr_pairs(obj: object) -> AttrPairs:
+    return tuple(sorted(obj.items())) if isinstance(obj, dict) else ()
 
 
 def decode_made(batch_id: str, node: str, data: bytes) -> MadeEntry:
-    item, qty, seq, at, flat, delivered, rid, state, rf, to = json.loads(data)
+    item, qty, seq, at, flat, delivered, rid, state, rf, to, *rest = json.loads(data)
     inputs = tuple(zip(flat[::2], flat[1::2], strict=True))
-    return MadeEntry(batch_id, node, item, qty, seq, at, inputs, delivered, rid, state, rf, to)
+    return MadeEntry(batch_id, node, item, qty, seq, at, inputs, delivered, rid, state, rf, to,
+                     _attr_pairs(rest[0]) if rest else ())
 
 
 def encode_used(e: UsedEntry) -> bytes:
-    return used_value(e.supplier, e.item, e.qty, e.into, e.at_ms, e.lineage)
+    return used_value(e.supplier, e.item, e.qty, e.into, e.at_ms, e.lineage, e.scrapped)
 
 
 def used_value(supplier: str, item: str, qty: int, into: str, at_ms: int,
-               lineage: tuple[str, ...]) -> bytes:
+               lineage: tuple[str, ...], scrapped: str = "") -> bytes:
     """``encode_used`` straight from the fields (the trade path)."""
+    tail = f",{_quote(scrapped)}" if scrapped else ""
     return (f"[{_quote(supplier)},{_quote(item)},{int(qty)},{_quote(into)},{int(at_ms)},"
-            f"[{','.join(map(_quote, lineage))}]]").encode()
+            f"[{','.join(map(_quote, lineage))}]{tail}]").encode()
 
 
 def decode_used(batch_id: str, node: str, data: bytes) -> UsedEntry:
-    supplier, item, qty, into, at, lineage = json.loads(data)
-    return UsedEntry(batch_id, node, supplier, item, qty, into, at, tuple(lineage))
+    supplier, item, qty, into, at, lineage, *rest = json.loads(data)
+    return UsedEntry(batch_id, node, supplier, item, qty, into, at, tuple(lineage),
+                     str(rest[0]) if rest else "")
 
 
 def time_key(at_ms: int, kind: bytes, batch_id: str) -> bytes:
@@ -167,10 +186,12 @@ def made_to_json(e: MadeEntry) -> dict[str, object]:
             "inputs": [{"batch_id": i, "supplier": s} for i, s in e.inputs],
             "delivered_to": e.delivered_to or None, "sent_to": e.to or None,
             "state": e.state,
-            "reclaimed_from": e.reclaimed_from or None}
+            "reclaimed_from": e.reclaimed_from or None,
+            "attrs": dict(e.attrs)}
 
 
 def used_to_json(e: UsedEntry) -> dict[str, object]:
     """One line of ``fos-agent export-lineage`` for a consumed input."""
     return {"kind": "used", "batch_id": e.batch_id, "node": e.node, "supplier": e.supplier,
-            "item": e.item, "qty": e.qty, "into": e.into, "used_at_ms": e.at_ms}
+            "item": e.item, "qty": e.qty, "into": e.into, "used_at_ms": e.at_ms,
+            "scrapped": e.scrapped or None}

@@ -7,11 +7,12 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Iterable
+from typing import Any
 
 import grpc
 
 from fos_pb import agent_pb2, agent_pb2_grpc
-from fos_raft.lineage.index import MadeEntry
+from fos_raft.lineage.index import AttrPairs, MadeEntry
 from fos_raft.lineage.reader import (
     BatchView,
     IndexReader,
@@ -32,25 +33,45 @@ def views_to_pb(node_id: str, views: dict[str, BatchView]) -> agent_pb2.LineageR
                 made_at_ms=m.made_at_ms, delivered_to=m.delivered_to, state=m.state,
                 reclaimed_from=m.reclaimed_from, sent_to=m.to,
                 inputs=[agent_pb2.LineageInput(batch_id=i, supplier=s) for i, s in m.inputs]))
+            for key, value in m.attrs:
+                slot = reply.made[-1].attrs[key]
+                if isinstance(value, str):
+                    slot.text = value
+                elif isinstance(value, int):
+                    slot.integer = value
+                else:
+                    slot.number = value
         if (u := view.used) is not None:
             reply.used.append(agent_pb2.UsedBatch(
                 batch_id=u.batch_id, supplier=u.supplier, item=u.item, qty=u.qty,
-                into=u.into, used_at_ms=u.at_ms))
+                into=u.into, used_at_ms=u.at_ms, scrapped=u.scrapped))
     return reply
+
+
+def _attrs_from_pb(field: Any) -> AttrPairs:
+    pairs = []
+    for key, value in field.items():
+        kind = value.WhichOneof("value")
+        pairs.append((key, getattr(value, kind) if kind else ""))
+    return tuple(sorted(pairs))
 
 
 def pb_to_answers(reply: agent_pb2.LineageReply) -> dict[str, NodeAnswer]:
     made = {m.batch_id: MadeEntry(m.batch_id, reply.node_id, m.item, m.qty, m.seq,
                                   m.made_at_ms, tuple((i.batch_id, i.supplier)
                                                       for i in m.inputs),
-                                  m.delivered_to, "", m.state, m.reclaimed_from, m.sent_to)
+                                  m.delivered_to, "", m.state, m.reclaimed_from, m.sent_to,
+                                  _attrs_from_pb(m.attrs))
             for m in reply.made}
-    used = {u.batch_id: u.into for u in reply.used}
-    return {bid: NodeAnswer(made.get(bid), used.get(bid)) for bid in set(made) | set(used)}
+    used = {u.batch_id: u for u in reply.used}
+    return {bid: NodeAnswer(made.get(bid), used[bid].into if bid in used else None,
+                            used[bid].scrapped if bid in used else "")
+            for bid in set(made) | set(used)}
 
 
 def views_to_answers(views: dict[str, BatchView]) -> dict[str, NodeAnswer]:
-    return {bid: NodeAnswer(v.made, v.used.into if v.used else None)
+    return {bid: NodeAnswer(v.made, v.used.into if v.used else None,
+                            v.used.scrapped if v.used else "")
             for bid, v in views.items()}
 
 

@@ -8,7 +8,9 @@ costs about 20 round trips whatever its width.
 
 A batch ``b`` is made at ``producer_of(b)``; its made entry names its inputs (back) and
 the consumer it was delivered to, whose used entry names the output it went into (forward;
-a reclaimed batch goes into its reclaim copy at its own producer).
+a reclaimed batch goes into its reclaim copy at its own producer). A batch its consumer
+scrapped goes into nothing: the trace says where and why (a back trace asks the root's
+consumer once for that, and does not count it as part of the walk).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from fos_raft.lineage.index import MadeEntry, producer_of
+from fos_raft.lineage.index import AttrPairs, MadeEntry, producer_of
 
 BACK = "back"
 FORWARD = "forward"
@@ -36,6 +38,7 @@ class NodeAnswer:
 
     made: MadeEntry | None = None
     into: str | None = None  # consumed there into this output ("" if not yet recorded)
+    scrapped: str = ""  # consumed there by a scrap, for this reason (into is then "")
 
 
 Fetch = Callable[[str, list[str]], Awaitable[dict[str, NodeAnswer]]]
@@ -51,6 +54,9 @@ class TraceBatch:
     inputs: list[str]
     outputs: list[str] = field(default_factory=list)
     delivered_to: str | None = None
+    attrs: AttrPairs = ()
+    scrapped: str | None = None     # the reason, when its consumer scrapped it
+    scrapped_at: str | None = None  # that consumer
 
 
 @dataclass
@@ -104,6 +110,7 @@ async def trace(root: str, direction: str, fetch: Fetch, depth: int | None = Non
         raise UnknownBatch(str(e)) from e
     walk = _Walk(fetch)
     result = Trace(root, direction)
+    root_consumer = ""
     entries: dict[str, TraceBatch] = {}
     level, distance = [root], 0
     while level:
@@ -120,9 +127,12 @@ async def trace(root: str, direction: str, fetch: Fetch, depth: int | None = Non
                     walk.down.setdefault(node, f"no record of {bid} (pruned or lost)")
                 continue
             made.append(entry)
+            if bid == root:
+                root_consumer = entry.delivered_to or entry.to
             entries[bid] = TraceBatch(bid, entry.node, entry.item, entry.qty,
                                       entry.made_at_ms, list(entry.input_ids),
-                                      delivered_to=entry.delivered_to or None)
+                                      delivered_to=entry.delivered_to or None,
+                                      attrs=entry.attrs)
             result.batches.append(entries[bid])
         if depth is not None and distance >= depth:
             break
@@ -141,15 +151,30 @@ async def trace(root: str, direction: str, fetch: Fetch, depth: int | None = Non
             used = await walk.ask(_group(asks))
             for node, bid in asks:
                 answer = used.get((node, bid))
+                if answer is not None and answer.scrapped:
+                    entries[bid].scrapped, entries[bid].scrapped_at = answer.scrapped, node
                 if answer is not None and answer.into and answer.into not in entries:
                     nxt.append(answer.into)
         level = nxt
+    if direction == BACK and root in entries and root_consumer:
+        await _root_fate(entries[root], root_consumer, fetch)
     for tb in result.batches:  # outputs: the reverse of the inputs seen in the trace
         for src in tb.inputs:
             if src in entries and tb.batch_id not in entries[src].outputs:
                 entries[src].outputs.append(tb.batch_id)
     result.unreachable = sorted(walk.down.items())
     return result
+
+
+async def _root_fate(root: TraceBatch, consumer: str, fetch: Fetch) -> None:
+    """Whether the root's consumer scrapped it: one question, best effort (a back trace
+    is complete without it)."""
+    try:
+        answer = (await fetch(consumer, [root.batch_id])).get(root.batch_id)
+    except Unreachable:
+        return
+    if answer is not None and answer.scrapped:
+        root.scrapped, root.scrapped_at = answer.scrapped, consumer
 
 
 def trace_to_json(t: Trace, made_at: Callable[[int], str]) -> dict[str, object]:
@@ -159,7 +184,9 @@ def trace_to_json(t: Trace, made_at: Callable[[int], str]) -> dict[str, object]:
         "direction": t.direction,
         "batches": [{"batch_id": b.batch_id, "node": b.node, "item": b.item, "qty": b.qty,
                      "made_at": made_at(b.made_at_ms), "inputs": b.inputs,
-                     "outputs": b.outputs, "delivered_to": b.delivered_to}
+                     "outputs": b.outputs, "delivered_to": b.delivered_to,
+                     "attrs": dict(b.attrs), "scrapped": b.scrapped,
+                     "scrapped_at": b.scrapped_at}
                     for b in t.batches],
         "unreachable": [{"node": n, "reason": r} for n, r in t.unreachable],
     }
