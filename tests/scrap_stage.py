@@ -1,5 +1,6 @@
 """A library program run as its own process by tests/test_scrap_e2e.py: a press that
-scraps its first cycle and makes its second a batch of 3 with attributes, then stops.
+scraps its first cycle and makes its second a batch of 3 with attributes, then stops when
+a line comes on stdin (its consumer has the batch).
 
     python tests/scrap_stage.py COORDS DATA_DIR
 
@@ -27,6 +28,7 @@ def main(coords: str, data_dir: str) -> None:
                 continue
             batch = agent.emit(inputs, qty=3, attrs=ATTRS)
             out["made"], out["from"] = batch.batch_id, list(inputs.ids)
+            sys.stdin.readline()  # the test says when its sink has the batch
             break
         out["scrapped_total"] = agent.metrics["batches_scrapped"]
     print(json.dumps(out), flush=True)

@@ -62,13 +62,15 @@ def test_scrap_and_attributes_between_real_processes(cluster: LocalCluster,
                        handle_signals=False) as sink:
             press = subprocess.Popen(
                 [sys.executable, str(HERE / "scrap_stage.py"), ",".join(coords),
-                 str(dirs["sa-press"])], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                text=True)
+                 str(dirs["sa-press"])], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True)
             for inputs in sink.cycles():
                 got = inputs["sa-part"]
                 sink.emit(inputs)
                 break
-            out, err = press.communicate(timeout=60)
+            # the press stays until its batch is here: a press that stopped at once could
+            # leave it QUEUED before the sink asked for it
+            out, err = press.communicate("stop\n", timeout=60)
             assert press.returncode == 0, err[-2000:]
         report = json.loads(out)
     finally:
