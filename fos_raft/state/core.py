@@ -130,7 +130,15 @@ class CoordinatorState:
     def _evolve(self, **changes: Any) -> CoordinatorState:
         fields = self.__getstate__()
         fields.update(changes)
-        return CoordinatorState(**fields)
+        evolved = CoordinatorState(**fields)
+        # derived data of fields that did not change stays valid (the digest never does)
+        if "nodes" not in changes and "version" not in changes:
+            for key in ("catalog", "status", "changed_node"):
+                if key in self._cache:
+                    evolved._cache[key] = self._cache[key]
+        if "flow" not in changes and "edges_by_node" in self._cache:
+            evolved._cache["edges_by_node"] = self._cache["edges_by_node"]
+        return evolved
 
     # -------------------------------------------------------------------------- queries
 
@@ -161,6 +169,14 @@ class CoordinatorState:
                     index.setdefault(edge.consumer, []).append(edge)
             self._cache["edges_by_node"] = index
         return tuple(index.get(node_id, ()))
+
+    @property
+    def changed_node(self) -> str | None:
+        """The node whose entry the command that made this version changed (added, replaced
+        or removed), when this object was made by `apply`; None when unknown (a state read
+        from a snapshot, or seeded). Not replicated: a hint for readers (WatchFlow)."""
+        value = self._cache.get("changed_node")
+        return value if isinstance(value, str) else None
 
     def flow_at(self, version: int) -> Plan | None:
         """The flow as it was at ``version``, if still in the bounded history."""
@@ -332,4 +348,5 @@ def _apply_valid(
     )
     new_state._cache["catalog"] = catalog
     new_state._cache["status"] = status_map
+    new_state._cache["changed_node"] = node_id
     return new_state, Outcome(version, True)

@@ -1,0 +1,105 @@
+"""Which neighbourhoods one flow version changed, computed once per version for WatchFlow.
+
+A node's neighbourhood (``views.neighbourhood_of``) is its own entry (spec, liveness, drain
+flag), whether it is in the flow, its edges, and each edge's other end's address and
+liveness. So between two states it can differ only for
+
+* a node whose entry changed, and every node with an edge to it (before or after);
+* both ends of every edge that appeared or disappeared;
+* a node that joined or left the flow's members.
+
+`FlowIndex` keeps the edges of the last state it saw grouped by node and, given the next
+state, returns that set of node ids. It never scans the flow in Python: edges are matched
+by object identity first (a re-plan keeps the edge objects of what it did not touch, so the
+sets of ids differ by a handful; set operations on them run in C), then the few candidates
+by value (a re-planned item rebuilds equal edges). Node entries are compared the same way:
+the state names the node its last command changed (``CoordinatorState.changed_node``); when
+versions were skipped, entries are matched by identity, then by value. The result may name
+a node whose reply turns out equal (the caller compares replies); it never misses one that
+changed.
+"""
+
+from __future__ import annotations
+
+from fos_raft.model import Edge
+from fos_raft.state.core import CoordinatorState
+
+
+class FlowIndex:
+    def __init__(self, state: CoordinatorState) -> None:
+        self.state = state
+        self._ids: dict[int, Edge] = {}
+        self.by_node: dict[str, set[Edge]] = {}
+        self._reindex(state)
+
+    def _reindex(self, state: CoordinatorState) -> None:
+        self._ids = dict(zip(map(id, state.flow.edges), state.flow.edges, strict=True))
+        by_node: dict[str, set[Edge]] = {}
+        for edge in state.flow.edges:
+            by_node.setdefault(edge.supplier, set()).add(edge)
+            by_node.setdefault(edge.consumer, set()).add(edge)
+        self.by_node = by_node
+
+    def edges_of(self, node_id: str) -> set[Edge]:
+        return self.by_node.get(node_id, set())
+
+    def _neighbours(self, node_id: str) -> set[str]:
+        return {e.consumer if e.supplier == node_id else e.supplier
+                for e in self.by_node.get(node_id, ())}
+
+    def advance(self, new: CoordinatorState) -> set[str]:
+        """Move to ``new``; the node ids whose neighbourhood may differ from the last state."""
+        old, self.state = self.state, new
+        if new is old:
+            return set()
+        affected: set[str] = set()
+        changed = _changed_entries(old, new)
+        for node_id in changed:
+            affected |= self._neighbours(node_id)
+        if new.flow.edges is not old.flow.edges:
+            self._move_edges(old, new, affected)
+        if new.flow.members is not old.flow.members:
+            affected |= old.flow.members ^ new.flow.members
+        for node_id in changed:
+            affected |= self._neighbours(node_id)
+        return affected | changed
+
+    def _move_edges(self, old: CoordinatorState, new: CoordinatorState,
+                    affected: set[str]) -> None:
+        new_ids = dict(zip(map(id, new.flow.edges), new.flow.edges, strict=True))
+        old_ids = self._ids
+        self._ids = new_ids
+        if len(old_ids.keys() - new_ids.keys()) > len(new_ids) // 2:
+            # another lineage of edge objects (a snapshot loaded): compare everything once
+            before = {n: set(e) for n, e in self.by_node.items()}
+            self._reindex(new)
+            for node_id in before.keys() | self.by_node.keys():
+                if before.get(node_id) != self.by_node.get(node_id):
+                    affected.add(node_id)
+            return
+        gone = {old_ids[i] for i in old_ids.keys() - new_ids.keys()}
+        came = {new_ids[i] for i in new_ids.keys() - old_ids.keys()}
+        for edge in gone - came:
+            for end in (edge.supplier, edge.consumer):
+                edges = self.by_node.get(end)
+                if edges is not None:
+                    edges.discard(edge)
+                    if not edges:
+                        del self.by_node[end]
+                affected.add(end)
+        for edge in came - gone:
+            for end in (edge.supplier, edge.consumer):
+                self.by_node.setdefault(end, set()).add(edge)
+                affected.add(end)
+
+
+def _changed_entries(old: CoordinatorState, new: CoordinatorState) -> set[str]:
+    if new.nodes is old.nodes:
+        return set()
+    hint = new.changed_node
+    if hint is not None and new.version == old.version + 1:
+        return {hint}
+    old_nodes, new_nodes = old.nodes, new.nodes
+    changed = {n for n, entry in new_nodes.items()
+               if (was := old_nodes.get(n)) is not entry and was != entry}
+    return changed | (old_nodes.keys() - new_nodes.keys())
