@@ -249,6 +249,7 @@ class CoordinatorClient(FailoverChannels):
                         break
                     last_yielded = version
                     self.observe_version(version)
+                    self._preferred = address  # it answers: other calls may go there too
                     failures = 0
                     yield reply
             except grpc.aio.AioRpcError as exc:
