@@ -72,8 +72,15 @@ def test_every_changed_neighbourhood_is_named(seed: int, batch: int) -> None:
     for _ in range(60 // batch):
         before = state
         for _ in range(batch):
+            previous = state
             state, outcome = apply(state, "", random_command(state, rng, spare),
                                    lambda c, s, p, n: planner.after_change(c, s, p, n))
+            delta = planner.last_delta
+            if delta is not None and state.flow is not previous.flow:
+                # what the state machine records: exactly the edges that changed
+                old_edges, new_edges = set(previous.flow.edges), set(state.flow.edges)
+                assert delta == (old_edges - new_edges, new_edges - old_edges)
+                state.note_edge_delta(*delta)
         named = index.advance(state)
         everyone = set(before.nodes) | set(state.nodes)
         old, new = views(before, everyone), views(state, everyone)
@@ -85,6 +92,8 @@ def test_every_changed_neighbourhood_is_named(seed: int, batch: int) -> None:
             assert index.edges_of(node) == set(state.edges_of(node))
     # a superset, but not the whole catalog: the point is to wake few
     assert named_total < 3 * changed_total + 60, (named_total, changed_total)
+    if batch == 1:  # one version at a time: only the first (a full plan) is diffed
+        assert index.fallbacks <= 1
 
 
 def test_a_reloaded_state_is_diffed_by_value() -> None:

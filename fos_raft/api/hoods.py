@@ -9,17 +9,20 @@ liveness. So between two states it can differ only for
 * a node that joined or left the flow's members.
 
 `FlowIndex` keeps the edges of the last state it saw grouped by node and, given the next
-state, returns that set of node ids. It never scans the flow in Python: edges are matched
-by object identity first (a re-plan keeps the edge objects of what it did not touch, so the
-sets of ids differ by a handful; set operations on them run in C), then the few candidates
-by value (a re-planned item rebuilds equal edges). Node entries are compared the same way:
-the state names the node its last command changed (``CoordinatorState.changed_node``); when
-versions were skipped, entries are matched by identity, then by value. The result may name
-a node whose reply turns out equal (the caller compares replies); it never misses one that
-changed.
+state, returns that set of node ids. It never scans the flow when the planner said what it
+changed (``CoordinatorState.edge_delta``: the edges the incremental re-plan removed and
+added): the cost is then that of the change. Otherwise (a full plan, a snapshot loaded,
+versions skipped) edges are matched by object identity (a re-plan keeps the edge objects
+of what it did not touch; set operations on ids run in C), the rest by value. Node
+entries: the state names the node its last command changed
+(``CoordinatorState.changed_node``); when versions were skipped, entries are matched by
+identity, then by value. The result may name a node whose reply turns out equal (the
+caller compares replies); it never misses one that changed.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from fos_raft.model import Edge
 from fos_raft.state.core import CoordinatorState
@@ -28,12 +31,11 @@ from fos_raft.state.core import CoordinatorState
 class FlowIndex:
     def __init__(self, state: CoordinatorState) -> None:
         self.state = state
-        self._ids: dict[int, Edge] = {}
         self.by_node: dict[str, set[Edge]] = {}
         self._reindex(state)
+        self.fallbacks = 0  # versions diffed without the planner's delta (tests, logs)
 
     def _reindex(self, state: CoordinatorState) -> None:
-        self._ids = dict(zip(map(id, state.flow.edges), state.flow.edges, strict=True))
         by_node: dict[str, set[Edge]] = {}
         for edge in state.flow.edges:
             by_node.setdefault(edge.supplier, set()).add(edge)
@@ -57,29 +59,20 @@ class FlowIndex:
         for node_id in changed:
             affected |= self._neighbours(node_id)
         if new.flow.edges is not old.flow.edges:
-            self._move_edges(old, new, affected)
+            delta = new.edge_delta if new.version == old.version + 1 else None
+            if delta is not None:
+                self._apply(*delta, affected)
+            else:
+                self.fallbacks += 1
+                self._diff(old, new, affected)
         if new.flow.members is not old.flow.members:
             affected |= old.flow.members ^ new.flow.members
         for node_id in changed:
             affected |= self._neighbours(node_id)
         return affected | changed
 
-    def _move_edges(self, old: CoordinatorState, new: CoordinatorState,
-                    affected: set[str]) -> None:
-        new_ids = dict(zip(map(id, new.flow.edges), new.flow.edges, strict=True))
-        old_ids = self._ids
-        self._ids = new_ids
-        if len(old_ids.keys() - new_ids.keys()) > len(new_ids) // 2:
-            # another lineage of edge objects (a snapshot loaded): compare everything once
-            before = {n: set(e) for n, e in self.by_node.items()}
-            self._reindex(new)
-            for node_id in before.keys() | self.by_node.keys():
-                if before.get(node_id) != self.by_node.get(node_id):
-                    affected.add(node_id)
-            return
-        gone = {old_ids[i] for i in old_ids.keys() - new_ids.keys()}
-        came = {new_ids[i] for i in new_ids.keys() - old_ids.keys()}
-        for edge in gone - came:
+    def _apply(self, gone: Iterable[Edge], came: Iterable[Edge], affected: set[str]) -> None:
+        for edge in gone:
             for end in (edge.supplier, edge.consumer):
                 edges = self.by_node.get(end)
                 if edges is not None:
@@ -87,10 +80,27 @@ class FlowIndex:
                     if not edges:
                         del self.by_node[end]
                 affected.add(end)
-        for edge in came - gone:
+        for edge in came:
             for end in (edge.supplier, edge.consumer):
                 self.by_node.setdefault(end, set()).add(edge)
                 affected.add(end)
+
+    def _diff(self, old: CoordinatorState, new: CoordinatorState, affected: set[str]) -> None:
+        """Without the planner's word: match edges by identity, the rest by value."""
+        old_ids = dict(zip(map(id, old.flow.edges), old.flow.edges, strict=True))
+        new_ids = dict(zip(map(id, new.flow.edges), new.flow.edges, strict=True))
+        gone_ids = old_ids.keys() - new_ids.keys()
+        if len(gone_ids) > len(new_ids) // 2:
+            # another lineage of edge objects (a snapshot loaded): compare everything once
+            before = self.by_node
+            self._reindex(new)
+            for node_id in before.keys() | self.by_node.keys():
+                if before.get(node_id) != self.by_node.get(node_id):
+                    affected.add(node_id)
+            return
+        gone = {old_ids[i] for i in gone_ids}
+        came = {new_ids[i] for i in new_ids.keys() - old_ids.keys()}
+        self._apply(gone - came, came - gone, affected)
 
 
 def _changed_entries(old: CoordinatorState, new: CoordinatorState) -> set[str]:

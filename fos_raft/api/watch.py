@@ -9,7 +9,8 @@ it never falls behind by more than one message, and the one it gets is the lates
 stream costs nothing (no timer, no recompute): HTTP/2 keepalives are grpc core's business.
 Whole-flow watchers (empty node id) share one reply per version in which the flow changed.
 
-All of it runs on the event loop: the Raft thread only posts the new state
+All of it runs on the event loop, called with every published state in apply order
+(``Replica.state_listeners``): the Raft thread only posts the new state
 (`fos_raft.replica.mailbox`: one wake-up per batch of applies) and never waits on a watcher.
 The hub follows the state only while someone watches; the index is rebuilt on the first
 watcher after a quiet spell.
@@ -89,18 +90,15 @@ class WatchHub:
         self._index: FlowIndex | None = None
         self._replies: dict[str, tuple[int, pb.GetFlowReply, bytes]] = {}
         self._waiting: set[Watcher] = set()  # min_version not reached yet
-        self._task: asyncio.Task[None] | None = None
+        replica.state_listeners.append(self._on_state)
 
     # ------------------------------------------------------------ following the state
 
-    def _advance(self) -> None:
-        """Bring the hub to the replica's newest state and wake whoever it changed."""
-        state = self.replica.state
+    def _on_state(self, state: CoordinatorState) -> None:
+        """Every published state, in order (Replica.state_listeners): wake whoever it
+        changed. Nothing to do while nobody watches (the index is rebuilt on demand)."""
         index = self._index
-        if index is None:
-            self._index = FlowIndex(state)
-            return
-        if state is index.state:
+        if index is None or state is index.state:
             return
         previous_flow = index.state.flow
         affected = index.advance(state)
@@ -140,13 +138,6 @@ class WatchHub:
         for watcher in self.watchers[node]:
             if watcher not in self._waiting and watcher.offer(reply, key):
                 self.woken += 1
-
-    async def _follow(self) -> None:
-        while self.watchers:
-            changed = self.replica.change_event()  # before reading: no change is missed
-            self._advance()
-            await changed.wait()
-        self._task = None
 
     # ------------------------------------------------------------ admission
 
@@ -218,21 +209,17 @@ class WatchHub:
             self._remove(watcher, peer)
 
     def _add(self, watcher: Watcher, peer: str) -> None:
-        if not self.watchers:
-            self._index = None  # not followed while nobody watched: start afresh
+        if self._index is None:
+            self._index = FlowIndex(self.replica.published_state)
         self.watchers.setdefault(watcher.node, set()).add(watcher)
         self.total += 1
         self.per_peer[peer] = self.per_peer.get(peer, 0) + 1
-        self._advance()
-        assert self._index is not None
         state = self._index.state
         if state.version >= watcher.min_version:
             _, reply, key = self._reply(watcher.node, state)
             watcher.offer(reply, key)  # newest first on connect
         else:
             self._waiting.add(watcher)
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._follow())
 
     def _remove(self, watcher: Watcher, peer: str) -> None:
         watchers = self.watchers.get(watcher.node)
@@ -241,6 +228,8 @@ class WatchHub:
             if not watchers:
                 del self.watchers[watcher.node]
                 self._replies.pop(watcher.node, None)
+                if not self.watchers:
+                    self._index = None  # not followed while nobody watches
         self._waiting.discard(watcher)
         self.total -= 1
         left = self.per_peer.get(peer, 1) - 1

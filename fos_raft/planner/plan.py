@@ -137,6 +137,11 @@ class Planner:
         self._links: dict[str, dict[str, Links]] = {}  # item -> consumer -> Links
         self._edges_of: dict[str, tuple[Edge, ...]] = {}  # supplier -> its edges, sorted
         self._order: list[str] = []  # sorted keys of _edges_of
+        # edges the last after_change removed and added (by value); None after a full plan.
+        # A cache for readers (WatchFlow), never part of the result.
+        self.last_delta: tuple[frozenset[Edge], frozenset[Edge]] | None = None
+        self._gone: set[Edge] = set()
+        self._came: set[Edge] = set()
 
     # ---- full plan ----------------------------------------------------------------------
 
@@ -147,6 +152,7 @@ class Planner:
         previous: Iterable[Edge] | Plan = (),
     ) -> Plan:
         """The flow for ``catalog`` and ``status`` against ``previous``; refreshes the caches."""
+        self.last_delta = None
         with _gc_paused(), self._forget_on_error():
             return self._full(catalog, status, previous)
 
@@ -242,6 +248,7 @@ class Planner:
             yield
         except BaseException:
             self._last = None
+            self.last_delta = None
             raise
 
     def _after_change(
@@ -257,9 +264,12 @@ class Planner:
         new_eligible = new_spec is not None and status.get(changed, _ALIVE).eligible
         expected_size = len(self._spec) + (new_spec is not None) - (old_spec is not None)
         if len(catalog) != expected_size:  # the caller broke the contract: be correct anyway
+            self.last_delta = None
             return self._full(catalog, status, previous)
         if old_spec == new_spec and old_eligible == new_eligible:
+            self.last_delta = (frozenset(), frozenset())
             return previous
+        self._gone, self._came = set(), set()
         flipped: set[str] = set()
         touched: set[str] = set()
         if old_spec is not None:
@@ -277,6 +287,8 @@ class Planner:
                 touched.update(r.item for r in spec.requires)
         for item in sorted(touched):
             self._replan_item(item)
+        gone, came = self._gone, self._came
+        self.last_delta = (frozenset(gone - came), frozenset(came - gone))
         return self._emit(members_changed=bool(flipped))
 
     def _remove_node(self, node_id: str, spec: NodeSpec, flipped: set[str]) -> None:
@@ -346,6 +358,10 @@ class Planner:
             self._links[item] = links
             new_edges = self._item_edges(item, links, self._required_qty(item_consumers, item))
         old_suppliers = {x for link in old_links.values() for x in (link.primary, *link.backups)}
+        for supplier in old_suppliers:
+            self._gone.update(e for e in self._edges_of.get(supplier, ()) if e.item == item)
+        for edges in new_edges.values():
+            self._came.update(edges)
         for supplier in old_suppliers - new_edges.keys():
             # A node whose product changed may already hold edges of its new item.
             if self._edges_of[supplier][0].item == item:

@@ -178,6 +178,18 @@ class CoordinatorState:
         value = self._cache.get("changed_node")
         return value if isinstance(value, str) else None
 
+    def note_edge_delta(self, gone: frozenset[Edge], came: frozenset[Edge]) -> None:
+        """Record the edges this version's flow removed and added against the previous
+        version's (the planner knows them). Not replicated; read by `edge_delta`."""
+        self._cache["edge_delta"] = (gone, came)
+
+    @property
+    def edge_delta(self) -> tuple[frozenset[Edge], frozenset[Edge]] | None:
+        """(removed, added) edges against the previous version when the planner said so
+        (`note_edge_delta`); None when unknown."""
+        value = self._cache.get("edge_delta")
+        return value if isinstance(value, tuple) else None
+
     def flow_at(self, version: int) -> Plan | None:
         """The flow as it was at ``version``, if still in the bounded history."""
         for v, flow in reversed(self.history):
