@@ -150,6 +150,17 @@ def terms(cluster: LocalCluster) -> tuple[int, str]:
     return best
 
 
+def leader_now(cluster: LocalCluster, ask: int) -> str:
+    """The leader's Raft address as replica ``ask`` sees it. ListMembers, not ClusterStatus:
+    a status carries the state digest, which costs a pass over the whole state and history
+    once per version: a bench that asked it per change would measure that."""
+    try:
+        reply = cluster.stub(ask).ListMembers(pb.ClusterStatusRequest(), timeout=2.0)
+    except grpc.RpcError:
+        return ""
+    return next((r.raft_address for r in reply.replicas if r.is_leader), "")
+
+
 def write(cluster: LocalCluster, leader: int, kind: str, node: str, reporter: str) -> int:
     stub = cluster.stub(leader)
     if kind == "drain":
@@ -199,10 +210,12 @@ def run_size(n: int, args: argparse.Namespace, base: Path) -> dict[str, Any]:
             time.sleep(0.1)
         pids = {i: cluster.pid(i) or 0 for i in range(3)}
         rss0 = {i: proc_rss(p) for i, p in pids.items()}
-        clients = start_clients(cluster, nodes_file, n, args.per_process, env)
+        streams = n if args.streams is None else min(n, args.streams)
+        watched = set(sorted(state.nodes)[:streams])  # the nodes_file's first lines
+        clients = start_clients(cluster, nodes_file, streams, args.per_process, env)
         ready = [read_json(c) for c in clients]
-        opened = min(r["opened_ns"] for r in ready)
-        last_first = max(r["last_first_ns"] for r in ready)
+        opened = min((r["opened_ns"] for r in ready), default=0)
+        last_first = max((r["last_first_ns"] for r in ready), default=0)
         time.sleep(2.0)  # let the set-up's garbage settle before measuring memory
         rss1 = {i: proc_rss(p) for i, p in pids.items()}
         targets = pick_targets(model.state, args.changes, args.seed)
@@ -226,16 +239,18 @@ def run_size(n: int, args: argparse.Namespace, base: Path) -> dict[str, Any]:
         for k in range(args.changes):
             kind = cycle[k % 4]
             supplier, consumer = targets[(k // 2) % len(targets)]
-            leader = cluster.leader_index() or leader
             sent = time.monotonic_ns()
             version = write(cluster, leader, kind, supplier, consumer)
             ack = time.monotonic_ns()
             write_ms.append((ack - sent) / 1e6)
-            affected = model.step(command_of(kind, supplier))
+            affected = model.step(command_of(kind, supplier)) & watched
             if version != model.state.version:
                 raise AssertionError(f"cluster at {version}, model at {model.state.version}")
             changes.append((version, sent, affected, kind))
-            leaders_seen.add(terms(cluster)[1])
+            seen = leader_now(cluster, leader)
+            leaders_seen.add(seen)
+            if seen in cluster.raft_addresses:
+                leader = cluster.raft_addresses.index(seen)
             time.sleep(max(0.0, args.gap - (time.monotonic_ns() - sent) / 1e9))
         elapsed = time.monotonic() - t0
         cpu1 = {i: proc_cpu(p) for i, p in pids.items()}
@@ -262,14 +277,15 @@ def run_size(n: int, args: argparse.Namespace, base: Path) -> dict[str, Any]:
                 c.kill()
                 c.wait()
         cluster.stop()
-    out = report(n, args, changes, dumps, ready, pids, leader, cpu0, cpu1, idle_rate, elapsed,
-                 rss0, rss1, opened, last_first, term0, term1, leaders_seen, client_cpu0)
+    out = report(n, streams, args, changes, dumps, ready, pids, leader, cpu0, cpu1, idle_rate,
+                 elapsed, rss0, rss1, opened, last_first, term0, term1, leaders_seen, client_cpu0)
     out["write_p50_ms"] = sample_percentile(write_ms, 50)
     out["write_max_ms"] = max(write_ms)
     return out
 
 
-def report(n: int, args: argparse.Namespace, changes: list[tuple[int, int, set[str], str]],
+def report(n: int, streams: int, args: argparse.Namespace,
+           changes: list[tuple[int, int, set[str], str]],
            dumps: list[dict[str, Any]], ready: list[dict[str, Any]], pids: dict[int, int],
            leader: int, cpu0: dict[int, float], cpu1: dict[int, float],
            idle_rate: dict[int, float], elapsed: float, rss0: dict[int, int],
@@ -310,9 +326,9 @@ def report(n: int, args: argparse.Namespace, changes: list[tuple[int, int, set[s
     client_cpu = sum(d["cpu"] for d in dumps)
     setup_s = (last_first - opened) / 1e9
     out = {
-        "watchers": n, "changes": len(changes), "gap_s": args.gap,
+        "watchers": streams, "catalog": n, "changes": len(changes), "gap_s": args.gap,
         "ready": sum(r["ready"] for r in ready), "client_processes": len(ready),
-        "affected_mean": sum(affected_counts) / len(affected_counts),
+        "affected_mean": sum(affected_counts) / len(affected_counts),  # watched ones
         "affected_max": max(affected_counts),
         "leader_cpu_ms_per_change": net[leader], "leader_raw_ms": raw[leader],
         "follower_cpu_ms_per_change": [net[i] for i in followers],
@@ -323,9 +339,9 @@ def report(n: int, args: argparse.Namespace, changes: list[tuple[int, int, set[s
         "notify_each_p50_ms": sample_percentile(each, 50) if each else None,
         "notify_each_p99_ms": sample_percentile(each, 99) if each else None,
         "missed": missed, "spurious": spurious,
-        "setup_s": setup_s, "setup_streams_per_s": n / setup_s if setup_s > 0 else None,
+        "setup_s": setup_s, "setup_streams_per_s": streams / setup_s if setup_s > 0 else None,
         "redirects": sum(d["redirects"] for d in dumps),
-        "kib_per_stream": sum(rss1[i] - rss0[i] for i in pids) / 1024 / n,
+        "kib_per_stream": sum(rss1[i] - rss0[i] for i in pids) / 1024 / max(1, streams),
         "rss_mib": {f"r{i}": rss1[i] / 2**20 for i in pids},
         "term_changes": term1 - term0, "leaders_seen": len(leaders_seen - {""}),
         "client_cpu_setup_s": client_cpu0,
@@ -342,6 +358,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gap", type=float, default=1.0, help="seconds between writes")
     parser.add_argument("--idle", type=float, default=3.0, help="idle-CPU window, seconds")
     parser.add_argument("--per-process", type=int, default=500)
+    parser.add_argument("--streams", type=int, default=None,
+                        help="open streams for only the first N nodes (0: none; the "
+                        "cost of a change without watchers)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--replica-flag", action="append", default=[], type=_flag,
                         metavar="NAME=VALUE", help="extra replica flag (e.g. "
@@ -365,9 +384,10 @@ def render(r: dict[str, Any]) -> str:
         return "-" if v is None else f"{v:.1f}"
     fol = ", ".join(f"{v:.1f}" for v in r["follower_cpu_ms_per_change"])
     return "\n".join([
-        f"== {r['watchers']} watchers ({r['ready']} ready, {r['client_processes']} client "
-        f"processes), {r['changes']} changes {r['gap_s']} s apart, affected watchers per "
-        f"change mean {r['affected_mean']:.1f} max {r['affected_max']}",
+        f"== {r['watchers']} watchers of a {r['catalog']}-node catalog ({r['ready']} ready, "
+        f"{r['client_processes']} client processes), {r['changes']} changes {r['gap_s']} s "
+        f"apart, affected watchers per change mean {r['affected_mean']:.1f} "
+        f"max {r['affected_max']}",
         f"  CPU per change (net of idle): leader {r['leader']} {r['leader_cpu_ms_per_change']:.1f}"
         f" ms, followers {fol} ms (raw leader {r['leader_raw_ms']:.1f})",
         f"  writes: p50 {r['write_p50_ms']:.1f} ms, max {r['write_max_ms']:.1f} ms\n"
