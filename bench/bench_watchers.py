@@ -118,13 +118,15 @@ def pick_targets(state: CoordinatorState, count: int, seed: int) -> list[tuple[s
 
 
 def start_clients(cluster: LocalCluster, nodes_file: Path, total: int,
-                  per_process: int, env: dict[str, str]) -> list[subprocess.Popen[str]]:
+                  per_process: int, env: dict[str, str],
+                  nice: int = 0) -> list[subprocess.Popen[str]]:
     procs = []
     for first in range(0, total, per_process):
         count = min(per_process, total - first)
         channels = max(2, -(-count // (len(cluster.grpc_addresses) * 60)))
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "bench.watch_clients", "--addresses",
+            [*(["nice", "-n", str(nice)] if nice else []), sys.executable, "-m",
+             "bench.watch_clients", "--addresses",
              ",".join(cluster.grpc_addresses), "--nodes", str(nodes_file), "--first",
              str(first), "--count", str(count), "--channels", str(channels)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env))
@@ -212,7 +214,8 @@ def run_size(n: int, args: argparse.Namespace, base: Path) -> dict[str, Any]:
         rss0 = {i: proc_rss(p) for i, p in pids.items()}
         streams = n if args.streams is None else min(n, args.streams)
         watched = set(sorted(state.nodes)[:streams])  # the nodes_file's first lines
-        clients = start_clients(cluster, nodes_file, streams, args.per_process, env)
+        clients = start_clients(cluster, nodes_file, streams, args.per_process, env,
+                                args.client_nice)
         ready = [read_json(c) for c in clients]
         opened = min((r["opened_ns"] for r in ready), default=0)
         last_first = max((r["last_first_ns"] for r in ready), default=0)
@@ -362,6 +365,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="open streams for only the first N nodes (0: none; the "
                         "cost of a change without watchers)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--client-nice", type=int, default=0, metavar="N",
+                        help="run the client processes under nice -n N (the replicas keep "
+                        "the bench's own priority)")
     parser.add_argument("--replica-flag", action="append", default=[], type=_flag,
                         metavar="NAME=VALUE", help="extra replica flag (e.g. "
                         "grpc_max_watch_streams=0), repeatable")
