@@ -26,6 +26,7 @@ that refused watchers spread over the others.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -103,7 +104,9 @@ class WatchHub:
         self.shed = 0
         self.woken = 0  # watchers handed a reply after a change (tests, metrics)
         self._index: FlowIndex | None = None
-        self._replies: dict[str, tuple[int, pb.GetFlowReply, bytes]] = {}
+        # node -> content hash of the newest reply built for it (not the reply: thousands of
+        # protobuf messages held for idle streams would cost more than the streams)
+        self._keys: dict[str, bytes] = {}
         self._waiting: set[Watcher] = set()  # min_version not reached yet
         replica.state_listeners.append(self._on_state)
 
@@ -124,8 +127,7 @@ class WatchHub:
             self._publish(WHOLE_FLOW, state)
         for watcher in [w for w in self._waiting if state.version >= w.min_version]:
             self._waiting.discard(watcher)
-            _, reply, key = self._reply(watcher.node, state)
-            watcher.offer(reply, key)
+            watcher.offer(*self._reply(watcher.node, state))
 
     def _build(self, node: str, state: CoordinatorState) -> pb.GetFlowReply:
         if node == WHOLE_FLOW:
@@ -135,20 +137,17 @@ class WatchHub:
                                 state.version)
         return pb.GetFlowReply(neighbourhood=hood)
 
-    def _reply(self, node: str, state: CoordinatorState) -> tuple[int, pb.GetFlowReply, bytes]:
-        """This node's reply at ``state`` (built at most once per version)."""
-        cached = self._replies.get(node)
-        if cached is not None and cached[0] == state.version:
-            return cached
+    def _reply(self, node: str, state: CoordinatorState) -> tuple[pb.GetFlowReply, bytes]:
+        """This node's reply at ``state`` and the hash of its content (``content_key``)."""
         reply = self._build(node, state)
-        entry = (state.version, reply, content_key(reply))
-        self._replies[node] = entry
-        return entry
+        key = hashlib.blake2b(content_key(reply), digest_size=16).digest()
+        self._keys[node] = key
+        return reply, key
 
     def _publish(self, node: str, state: CoordinatorState) -> None:
-        previous = self._replies.get(node)
-        _, reply, key = self._reply(node, state)
-        if previous is not None and previous[2] == key:
+        previous = self._keys.get(node)
+        reply, key = self._reply(node, state)  # once per (node, version), for all watchers
+        if previous == key:
             return  # touched, but this node's view is the same: nobody is woken
         for watcher in self.watchers[node]:
             if watcher not in self._waiting and watcher.offer(reply, key):
@@ -227,8 +226,7 @@ class WatchHub:
         self.per_peer[peer] = self.per_peer.get(peer, 0) + 1
         state = self._index.state
         if state.version >= watcher.min_version:
-            _, reply, key = self._reply(watcher.node, state)
-            watcher.offer(reply, key)  # newest first on connect
+            watcher.offer(*self._reply(watcher.node, state))  # newest first on connect
         else:
             self._waiting.add(watcher)
 
@@ -238,7 +236,7 @@ class WatchHub:
             watchers.discard(watcher)
             if not watchers:
                 del self.watchers[watcher.node]
-                self._replies.pop(watcher.node, None)
+                self._keys.pop(watcher.node, None)
                 if not self.watchers:
                     self._index = None  # not followed while nobody watches
         self._waiting.discard(watcher)
