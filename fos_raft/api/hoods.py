@@ -31,19 +31,21 @@ from fos_raft.state.core import CoordinatorState
 class FlowIndex:
     def __init__(self, state: CoordinatorState) -> None:
         self.state = state
-        self.by_node: dict[str, set[Edge]] = {}
+        # node -> its edges; tuples, not sets: a 10k-node index is held per replica
+        self.by_node: dict[str, tuple[Edge, ...]] = {}
         self._reindex(state)
         self.fallbacks = 0  # versions diffed without the planner's delta (tests, logs)
 
     def _reindex(self, state: CoordinatorState) -> None:
-        by_node: dict[str, set[Edge]] = {}
+        grouped: dict[str, list[Edge]] = {}
         for edge in state.flow.edges:
-            by_node.setdefault(edge.supplier, set()).add(edge)
-            by_node.setdefault(edge.consumer, set()).add(edge)
-        self.by_node = by_node
+            grouped.setdefault(edge.supplier, []).append(edge)
+            if edge.consumer != edge.supplier:
+                grouped.setdefault(edge.consumer, []).append(edge)
+        self.by_node = {node: tuple(edges) for node, edges in grouped.items()}
 
     def edges_of(self, node_id: str) -> set[Edge]:
-        return self.by_node.get(node_id, set())
+        return set(self.by_node.get(node_id, ()))
 
     def _neighbours(self, node_id: str) -> set[str]:
         return {e.consumer if e.supplier == node_id else e.supplier
@@ -72,18 +74,23 @@ class FlowIndex:
         return affected | changed
 
     def _apply(self, gone: Iterable[Edge], came: Iterable[Edge], affected: set[str]) -> None:
+        removed: dict[str, set[Edge]] = {}
+        added: dict[str, list[Edge]] = {}
         for edge in gone:
-            for end in (edge.supplier, edge.consumer):
-                edges = self.by_node.get(end)
-                if edges is not None:
-                    edges.discard(edge)
-                    if not edges:
-                        del self.by_node[end]
-                affected.add(end)
+            for end in {edge.supplier, edge.consumer}:
+                removed.setdefault(end, set()).add(edge)
         for edge in came:
-            for end in (edge.supplier, edge.consumer):
-                self.by_node.setdefault(end, set()).add(edge)
-                affected.add(end)
+            for end in {edge.supplier, edge.consumer}:
+                added.setdefault(end, []).append(edge)
+        by_node = self.by_node
+        for end in removed.keys() | added.keys():
+            drop = removed.get(end, ())
+            edges = (*(e for e in by_node.get(end, ()) if e not in drop), *added.get(end, ()))
+            if edges:
+                by_node[end] = edges
+            else:
+                by_node.pop(end, None)
+            affected.add(end)
 
     def _diff(self, old: CoordinatorState, new: CoordinatorState, affected: set[str]) -> None:
         """Without the planner's word: match edges by identity, the rest by value."""
@@ -95,7 +102,7 @@ class FlowIndex:
             before = self.by_node
             self._reindex(new)
             for node_id in before.keys() | self.by_node.keys():
-                if before.get(node_id) != self.by_node.get(node_id):
+                if set(before.get(node_id, ())) != set(self.by_node.get(node_id, ())):
                     affected.add(node_id)
             return
         gone = {old_ids[i] for i in gone_ids}
