@@ -116,8 +116,8 @@ class WatchHub:
         """Every published state, in order (Replica.state_listeners): wake whoever it
         changed. Nothing to do while nobody watches (the index is rebuilt on demand)."""
         index = self._index
-        if index is None or state is index.state:
-            return
+        if index is None or state is index.state or state.version < index.state.version:
+            return  # (an older state arrives only across a restart of the Raft thread)
         previous_flow = index.state.flow
         affected = index.advance(state)
         for node in affected:
