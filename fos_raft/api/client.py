@@ -58,6 +58,7 @@ from fos_raft.api.policy import (
     CoordinatorError,
     CoordinatorUnavailable,
     leader_hint,
+    redirect_hint,
     reply_version,
 )
 from fos_raft.model import NodeSpec
@@ -225,11 +226,16 @@ class CoordinatorClient(FailoverChannels):
         ``watch_check_interval`` seconds without an update it asks the replica it follows
         for its status and moves on when that replica is cut off from a quorum or behind
         (a live but partitioned replica would otherwise keep the stream open and silent).
-        Raises CoordinatorError only for errors retrying cannot fix (e.g. INVALID_ARGUMENT)."""
+        Raises CoordinatorError only for errors retrying cannot fix (e.g. INVALID_ARGUMENT).
+
+        Watches go to followers first (``_watch_order``: the leader, when known, last), and
+        a replica that refuses a watch with a redirect (``fos-redirect-grpc``: over its
+        limits, or a leader shedding watch load) is left for the replica it names."""
         last_yielded = -1
         failures = 0
+        order = self._watch_order(node_id or "")
+        address = order[0]
         while True:
-            address = self._preferred
             request = pb.WatchFlowRequest(node_id=node_id or "", min_version=self._floor)
             call = self._stub(address).WatchFlow(request)
             reason = "stream ended"
@@ -260,7 +266,7 @@ class CoordinatorClient(FailoverChannels):
                         break
                     last_yielded = version
                     self.observe_version(version)
-                    self._preferred = address
+                    self._preferred = address  # it answers: other calls may go there too
                     failures = 0
                     yield reply
             except grpc.aio.AioRpcError as exc:
@@ -268,8 +274,18 @@ class CoordinatorClient(FailoverChannels):
                 if code in CALLER_ERRORS:
                     raise CoordinatorError(code, details, "WatchFlow") from None
                 reason = f"{code.name}: {details}"
-                self._demote(address)
-                self._prefer(leader_hint(details, exc.trailing_metadata()))
+                redirect = redirect_hint(exc.trailing_metadata())
+                if code is not grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    self._prefer_leader(leader_hint(details, exc.trailing_metadata()))
+                if redirect and redirect != address:
+                    if redirect not in self._addresses:
+                        self._addresses.append(redirect)
+                    log.debug("watch_redirect", address=address, to=redirect, reason=reason)
+                    address = redirect
+                    # at once the first time; a ping-pong of redirects still backs off
+                    await asyncio.sleep(self._watch_backoff.delay(failures, self._rng) / 4)
+                    failures += 1
+                    continue
             finally:
                 call.cancel()
                 if reading is not None:
@@ -278,8 +294,9 @@ class CoordinatorClient(FailoverChannels):
             log.debug("watch_reconnect", address=address, reason=reason, failures=failures)
             if stale:  # same replica, at once: it answers when it has caught up to the floor
                 continue
-            if self._preferred == address:
-                self._demote(address)
+            order = self._watch_order(node_id or "")
+            address = order[(order.index(address) + 1) % len(order)] if address in order \
+                else order[0]
             await asyncio.sleep(self._watch_backoff.delay(failures, self._rng))
             failures += 1
 

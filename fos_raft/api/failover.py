@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any, Self
 
@@ -100,6 +101,7 @@ class FailoverChannels:
         self._watch_backoff = watch_backoff
         self._rng = random.Random()
         self._preferred = unique[0]
+        self._leader = ""  # the leader's gRPC address when a reply or an error named it
         self._floor = min_version
         self._watch_check = watch_check_interval
         self._channels: dict[str, tuple[grpc.aio.Channel, pb_grpc.CoordinatorStub]] = {}
@@ -140,12 +142,26 @@ class FailoverChannels:
             return True
         return False
 
+    def _prefer_leader(self, address: str | None) -> None:
+        """An answer named the leader: calls go there first, watches elsewhere."""
+        if self._prefer(address):
+            self._leader = address or ""
+
     def _learn(self, replicas: Sequence[pb.ReplicaStatus], leader_grpc: str = "") -> None:
         """Add replicas' gRPC addresses the cluster reports; prefer its leader."""
         for replica in replicas:
             if replica.grpc_address and replica.grpc_address not in self._addresses:
                 self._addresses.append(replica.grpc_address)
-        self._prefer(leader_grpc)
+        self._prefer_leader(leader_grpc)
+
+    def _watch_order(self, key: str) -> list[str]:
+        """Replicas in the order a watch of ``key`` tries them: followers first (the
+        leader's event loop serves every write), spread over them by ``key`` so that many
+        watchers share the followers; the leader last, when it is known."""
+        others = [a for a in self._addresses if a != self._leader]
+        start = zlib.crc32(key.encode()) % len(others) if others else 0
+        return others[start:] + others[:start] + [a for a in self._addresses
+                                                 if a == self._leader]
 
     def _stub(self, address: str) -> pb_grpc.CoordinatorStub:
         if self._closed:
@@ -261,7 +277,7 @@ class FailoverChannels:
                 log.debug("coordinator_failover", method=method, address=address,
                           code=code.name, details=details)
                 self._demote(address)
-                self._prefer(leader_hint(details, exc.trailing_metadata()))
+                self._prefer_leader(leader_hint(details, exc.trailing_metadata()))
                 return None
             if version_of is not None:
                 version = version_of(reply)

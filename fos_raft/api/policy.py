@@ -34,6 +34,8 @@ STATE_DEPENDENT = frozenset(
      grpc.StatusCode.ALREADY_EXISTS}
 )
 LEADER_METADATA_KEY = "fos-leader-grpc"
+# on a refused WatchFlow (over a limit, or a leader shedding): the replica to watch from
+REDIRECT_METADATA_KEY = "fos-redirect-grpc"
 _HOST_PORT = r"([A-Za-z0-9][\w.\-]*:\d+)"
 # "last known leader raft R grpc G" (the service's wording), "leader_grpc=G", "leader is G".
 _HINT_RES = (
@@ -79,6 +81,14 @@ def leader_hint(details: str | None, metadata: Sequence[tuple[str, Any]] | None)
         match = pattern.search(details or "")
         if match:
             return match.group(1)
+    return None
+
+
+def redirect_hint(metadata: Sequence[tuple[str, Any]] | None) -> str | None:
+    """The replica a refused watch is sent to (trailing metadata ``fos-redirect-grpc``)."""
+    for key, value in metadata or ():
+        if key == REDIRECT_METADATA_KEY and value:
+            return value.decode() if isinstance(value, bytes) else str(value)
     return None
 
 

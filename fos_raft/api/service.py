@@ -22,7 +22,6 @@ that is neither a member nor a remembered replica is NOT_FOUND.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +38,8 @@ from fos_raft.api.production import ProductionBook, annotate
 from fos_raft.api.production_rpc import ProductionRpcs
 from fos_raft.api.reads import read_state
 from fos_raft.api.suspicion import ProbeSettings, SuspicionJudge, outcome_reply
-from fos_raft.api.views import content_key, flow_to_pb, neighbourhood_to_pb, node_infos
+from fos_raft.api.views import flow_to_pb, neighbourhood_to_pb, node_infos
+from fos_raft.api.watch import WatchHub, WatchLimits
 from fos_raft.model import ErrorCode, ModelError, check_address, check_id
 from fos_raft.replica.core import Replica, Unavailable
 from fos_raft.runtime.grpc_runtime import keep_grpc_aio_running
@@ -93,9 +93,11 @@ class CoordinatorService(ProductionRpcs, pb_grpc.CoordinatorServicer):
         probe: ProbeSettings | None = None,
         tls: TlsConfig | None = None,
         admin_names: frozenset[str] = frozenset(DEFAULT_ADMIN_NAMES),
+        watch_limits: WatchLimits | None = None,
     ) -> None:
         """``tls``: serve and call with mutual TLS and authorise writes by certificate
-        name (``admin_names`` may act for any node); None: plaintext, no authorisation."""
+        name (``admin_names`` may act for any node); None: plaintext, no authorisation.
+        ``watch_limits``: WatchFlow admission (fos_raft.api.watch)."""
         self.replica = replica
         self.replica_id = replica_id
         self.settings = settings or ServiceSettings()
@@ -103,6 +105,7 @@ class CoordinatorService(ProductionRpcs, pb_grpc.CoordinatorServicer):
         self.authority = (Authority(frozenset(admin_names), tls.coordinator_name)
                           if tls is not None else None)
         self.judge = SuspicionJudge(replica, probe, tls)
+        self.watch = WatchHub(replica, watch_limits)
         self._channels: dict[str, grpc.aio.Channel] = {}
         self.health: Any = None  # the grpc.health.v1 servicer, set by start_server
         self.production = ProductionBook()  # soft: contact times, production figures
@@ -324,25 +327,11 @@ class CoordinatorService(ProductionRpcs, pb_grpc.CoordinatorServicer):
     async def WatchFlow(
         self, request: pb.WatchFlowRequest, context: Any
     ) -> AsyncIterator[pb.GetFlowReply]:
+        # served by the hub (fos_raft.api.watch): one reply per changed neighbourhood
         if request.node_id:
             await self._check_node_id(context, request.node_id)
-        sent_version = request.min_version
-        last_key: bytes | None = None
-        while True:
-            changed = self.replica.change_event()  # before reading: no change is missed
-            state = self.replica.state
-            if state.version >= sent_version:
-                reply = await self._flow_reply(context, state, request.node_id)
-                key = content_key(reply)
-                # Newest first on connect; afterwards only when this subscriber's view changed.
-                if key != last_key:
-                    last_key = key
-                    sent_version = state.version
-                    yield reply
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel (engine.py)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(5.0):
-                    await changed.wait()
+        async for reply in self.watch.serve(request, context):
+            yield reply
 
     async def ListNodes(self, request: pb.ListNodesRequest, context: Any) -> pb.ListNodesReply:
         state = await self._read_state(context, request.consistency)

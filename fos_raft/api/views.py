@@ -5,6 +5,8 @@ Pure conversions from one immutable `CoordinatorState`; the service calls them p
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from fos_pb import coordinator_pb2 as pb
 from fos_raft.api.convert import edges_to_pb, spec_to_pb
 from fos_raft.model import Edge, Plan
@@ -27,15 +29,26 @@ def neighbourhood_to_pb(
         edges = state.edges_of(node_id)
     else:
         edges = tuple(e for e in plan.edges if node_id in (e.supplier, e.consumer))
+    return neighbourhood_of(state, node_id, edges, plan.members,
+                            state.version if version is None else version)
+
+
+def neighbourhood_of(
+    state: CoordinatorState, node_id: str, edges: Iterable[Edge], members: frozenset[str],
+    version: int,
+) -> pb.Neighbourhood:
+    """``node_id``'s neighbourhood from its ``edges`` (any order) and the flow's ``members``;
+    addresses and liveness from ``state`` (WatchFlow keeps its own per-node edge index)."""
+    edges = sorted(edges)
     entry = state.nodes.get(node_id)
     reply = pb.Neighbourhood(
-        version=state.version if version is None else version,
+        version=version,
         node_id=node_id,
         known=entry is not None,
-        in_flow=node_id in plan.members,
+        in_flow=node_id in members,
         alive=entry is not None and entry.status.alive,
         drained=entry is not None and entry.status.drained,
-        edges=edges_to_pb(sorted(edges)),
+        edges=edges_to_pb(edges),
     )
     if entry is not None:
         reply.spec.CopyFrom(spec_to_pb(entry.spec))

@@ -38,6 +38,7 @@ from fos_raft.api.production_metrics import ProductionCollector
 from fos_raft.api.receipts import ReceiptWatcher
 from fos_raft.api.service import CoordinatorService, ServiceSettings, start_server
 from fos_raft.api.suspicion import ProbeSettings
+from fos_raft.api.watch import WatchLimits
 from fos_raft.replica.core import RaftTiming, Replica, data_dir_lock
 from fos_raft.runtime.advertise import (
     AdvertiseError,
@@ -237,6 +238,8 @@ async def run(args: argparse.Namespace, tls: TlsConfig | None = None,
     service = CoordinatorService(
         replica, args.id, ServiceSettings(default_timeout=args.default_timeout), probe,
         tls=tls, admin_names=args.admin_names,
+        watch_limits=WatchLimits(limits.max_watch_streams, limits.max_watch_per_peer,
+                                 limits.leader_watch_streams),
     )
     health = ReplicaHealth(replica)
     registry = histograms = httpd = None

@@ -70,7 +70,7 @@ per-item assignment (steps 1-4 above) is ``fos_raft.planner.assign``.
 from __future__ import annotations
 
 import gc
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right, insort
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -83,6 +83,10 @@ from fos_raft.planner.edges import link_edges, previous_links
 __all__ = ["BACKUPS", "Links", "Planner", "assign_item", "plan", "previous_links"]
 
 _ALIVE = NodeStatus()
+
+
+def _supplier(edge: Edge) -> str:
+    return edge.supplier
 
 
 def plan(
@@ -137,6 +141,12 @@ class Planner:
         self._links: dict[str, dict[str, Links]] = {}  # item -> consumer -> Links
         self._edges_of: dict[str, tuple[Edge, ...]] = {}  # supplier -> its edges, sorted
         self._order: list[str] = []  # sorted keys of _edges_of
+        # edges the last after_change removed and added (by value); None after a full plan.
+        # A cache for readers (WatchFlow), never part of the result.
+        self.last_delta: tuple[frozenset[Edge], frozenset[Edge]] | None = None
+        self._gone: set[Edge] = set()
+        self._came: set[Edge] = set()
+        self._dirty: set[str] = set()  # suppliers whose edge group changed (after_change)
 
     # ---- full plan ----------------------------------------------------------------------
 
@@ -147,6 +157,7 @@ class Planner:
         previous: Iterable[Edge] | Plan = (),
     ) -> Plan:
         """The flow for ``catalog`` and ``status`` against ``previous``; refreshes the caches."""
+        self.last_delta = None
         with _gc_paused(), self._forget_on_error():
             return self._full(catalog, status, previous)
 
@@ -242,6 +253,7 @@ class Planner:
             yield
         except BaseException:
             self._last = None
+            self.last_delta = None
             raise
 
     def _after_change(
@@ -257,9 +269,12 @@ class Planner:
         new_eligible = new_spec is not None and status.get(changed, _ALIVE).eligible
         expected_size = len(self._spec) + (new_spec is not None) - (old_spec is not None)
         if len(catalog) != expected_size:  # the caller broke the contract: be correct anyway
+            self.last_delta = None
             return self._full(catalog, status, previous)
         if old_spec == new_spec and old_eligible == new_eligible:
+            self.last_delta = (frozenset(), frozenset())
             return previous
+        self._gone, self._came, self._dirty = set(), set(), set()
         flipped: set[str] = set()
         touched: set[str] = set()
         if old_spec is not None:
@@ -277,7 +292,9 @@ class Planner:
                 touched.update(r.item for r in spec.requires)
         for item in sorted(touched):
             self._replan_item(item)
-        return self._emit(members_changed=bool(flipped))
+        gone, came = self._gone, self._came
+        self.last_delta = (frozenset(gone - came), frozenset(came - gone))
+        return self._emit(members_changed=bool(flipped), dirty=self._dirty)
 
     def _remove_node(self, node_id: str, spec: NodeSpec, flipped: set[str]) -> None:
         if node_id in self._viable:
@@ -346,15 +363,21 @@ class Planner:
             self._links[item] = links
             new_edges = self._item_edges(item, links, self._required_qty(item_consumers, item))
         old_suppliers = {x for link in old_links.values() for x in (link.primary, *link.backups)}
+        for supplier in old_suppliers:
+            self._gone.update(e for e in self._edges_of.get(supplier, ()) if e.item == item)
+        for edges in new_edges.values():
+            self._came.update(edges)
         for supplier in old_suppliers - new_edges.keys():
             # A node whose product changed may already hold edges of its new item.
             if self._edges_of[supplier][0].item == item:
                 del self._edges_of[supplier]
                 del self._order[bisect_left(self._order, supplier)]
+                self._dirty.add(supplier)
         for supplier, edges in new_edges.items():
             if supplier not in self._edges_of:
                 insort(self._order, supplier)
             self._edges_of[supplier] = edges
+            self._dirty.add(supplier)
 
     # ---- output -------------------------------------------------------------------------
 
@@ -379,12 +402,29 @@ class Planner:
                     break
         return qty
 
-    def _emit(self, members_changed: bool) -> Plan:
+    def _emit(self, members_changed: bool, dirty: set[str] | None = None) -> Plan:
+        """The Plan of the current caches. ``dirty``: after an incremental re-plan, the
+        suppliers whose edge group was replaced, added or removed since the last Plan: the
+        last Plan's edges are then patched instead of rejoined from every supplier (the
+        same tuple: a supplier's group is contiguous in the sorted edges, found by bisection)."""
         if members_changed or self._last is None:
             members = frozenset(self._viable)
         else:
             members = self._last.members
         edges_of = self._edges_of
-        edges = tuple(chain.from_iterable([edges_of[s] for s in self._order]))
+        if dirty is None or self._last is None:
+            edges = tuple(chain.from_iterable([edges_of[s] for s in self._order]))
+        else:
+            old = self._last.edges
+            pieces: list[tuple[Edge, ...]] = []
+            pos = 0
+            for supplier in sorted(dirty):
+                start = bisect_left(old, supplier, lo=pos, key=_supplier)
+                end = bisect_right(old, supplier, lo=start, key=_supplier)
+                pieces.append(old[pos:start])
+                pieces.append(edges_of.get(supplier, ()))
+                pos = end
+            pieces.append(old[pos:])
+            edges = tuple(chain.from_iterable(pieces))
         self._last = Plan(members=members, edges=edges)
         return self._last

@@ -104,6 +104,8 @@ class Replica:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed = asyncio.Event()
         self._published = CoordinatorState()
+        # called on the loop with every published state, in apply order (WatchFlow's hub)
+        self.state_listeners: list[Callable[[CoordinatorState], None]] = []
         self._obj: SyncObj | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._closed = threading.Event()
@@ -204,8 +206,18 @@ class Replica:
         # the newest by version (internal commands keep the version, so >=).
         if state.version >= self._published.version:
             self._published = state
+        for listener in self.state_listeners:
+            try:
+                listener(state)
+            except Exception:  # a reader's bug must not stop the others being told
+                log.exception("state listener failed")
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
+
+    @property
+    def published_state(self) -> CoordinatorState:
+        """The newest state handed to the loop (`state_listeners` have seen it)."""
+        return self._published
 
     @property
     def state(self) -> CoordinatorState:

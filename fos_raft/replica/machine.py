@@ -10,7 +10,7 @@ from typing import Any
 
 from pysyncobj import SyncObjConsumer, replicated
 
-from fos_raft.model import NodeSpec, NodeStatus, Plan
+from fos_raft.model import Edge, NodeSpec, NodeStatus, Plan
 from fos_raft.planner.plan import Planner
 from fos_raft.runtime.logging import get_logger
 from fos_raft.state.commands import Command, Outcome
@@ -27,12 +27,18 @@ class StateMachine(SyncObjConsumer):
         # Set before super().__init__, so not snapshotted: listeners and planner caches.
         self._on_applied = on_applied
         self._planner = Planner()
+        # the last plan and the edges it removed/added (Planner.last_delta), for execute
+        self._planned: tuple[Plan, tuple[frozenset[Edge], frozenset[Edge]] | None] | None = None
         super().__init__()
         self.state = CoordinatorState()
 
     @replicated
     def execute(self, request_id: str, command: Command) -> Outcome:
+        self._planned = None
         self.state, outcome = apply(self.state, request_id, command, self._plan)
+        planned = self._planned
+        if planned is not None and planned[0] is self.state.flow and planned[1] is not None:
+            self.state.note_edge_delta(*planned[1])  # for WatchFlow (fos_raft.api.hoods)
         self._notify()
         return outcome
 
@@ -51,7 +57,9 @@ class StateMachine(SyncObjConsumer):
     ) -> Plan:
         # Incremental re-plan around the changed node; same result as a full plan (P7).
         try:
-            return self._planner.after_change(catalog, status, previous, changed)
+            flow = self._planner.after_change(catalog, status, previous, changed)
+            self._planned = (flow, self._planner.last_delta)
+            return flow
         except Exception:
             # apply refuses the command (deterministically, it hopes): a replica that refuses
             # what others accept diverges, so say so loudly.

@@ -12,7 +12,9 @@ Two layers, because grpc core bounds connections and streams but knows nothing o
 - `RpcLimiter`, a server interceptor counting the RPCs (streams included, until they end)
   in progress per peer IP and in total: one over either limit is answered
   RESOURCE_EXHAUSTED at once, before the handler runs, so a flooding client cannot starve
-  the others of handler slots or of the event loop.
+  the others of handler slots or of the event loop;
+- WatchFlow's own bounds (``--grpc-max-watch-*``, enforced by fos_raft.api.watch), lower
+  than the RPC ones: over them a watch is refused with a redirect to another replica.
 
 `raise_nofile_limit` lifts the soft RLIMIT_NOFILE to the hard one, so the connection cap,
 not the default soft limit (often 1024), is what a flood runs into.
@@ -51,6 +53,11 @@ class GrpcLimits:
     # one host may run hundreds of agents (fos_agent.host, fos-sim), each holding a
     # WatchFlow stream and a few unary calls: the per-peer bound must leave room for that
     max_rpcs_per_peer: int = 1024
+    # WatchFlow streams (fos_raft.api.watch), refused with a redirect to another replica;
+    # below the RPC limits above, which count streams too, so these answer first
+    max_watch_streams: int = 3072
+    max_watch_per_peer: int = 768
+    leader_watch_streams: int = 64  # a leader holding this many sheds new ones to followers
 
     def server_options(self) -> list[tuple[str, Any]]:
         """grpc core channel arguments for ``grpc.aio.server(options=...)``."""
@@ -232,6 +239,16 @@ def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--grpc-max-rpcs-per-peer", type=num, default=d.max_rpcs_per_peer,
                    metavar="N", help="RPCs in progress from one client IP address; more get "
                    "RESOURCE_EXHAUSTED (default %(default)s)")
+    g.add_argument("--grpc-max-watch-streams", type=num, default=d.max_watch_streams,
+                   metavar="N", help="WatchFlow streams open on this replica; more get "
+                   "RESOURCE_EXHAUSTED naming another replica (default %(default)s)")
+    g.add_argument("--grpc-max-watch-per-peer", type=num, default=d.max_watch_per_peer,
+                   metavar="N", help="WatchFlow streams from one client IP address; more get "
+                   "RESOURCE_EXHAUSTED naming another replica (default %(default)s)")
+    g.add_argument("--grpc-leader-watch-streams", type=num, default=d.leader_watch_streams,
+                   metavar="N", help="while leader and a follower is connected, hold at most "
+                   "N WatchFlow streams; more are sent to a follower (UNAVAILABLE with a "
+                   "redirect; default %(default)s)")
 
 
 def limits_from_args(args: argparse.Namespace) -> GrpcLimits:
@@ -244,4 +261,7 @@ def limits_from_args(args: argparse.Namespace) -> GrpcLimits:
         max_send_bytes=args.grpc_max_send_bytes,
         max_rpcs=args.grpc_max_rpcs,
         max_rpcs_per_peer=args.grpc_max_rpcs_per_peer,
+        max_watch_streams=args.grpc_max_watch_streams,
+        max_watch_per_peer=args.grpc_max_watch_per_peer,
+        leader_watch_streams=args.grpc_leader_watch_streams,
     )
