@@ -310,7 +310,7 @@ def measure(system: System, args: argparse.Namespace) -> dict[str, float]:
     out["cpu_per_write"] = cpu / max(1, done) * 1e3
     if fsyncs_before is not None and fsyncs_after is not None:
         out["leader_fsyncs_per_write"] = (fsyncs_after - fsyncs_before) / max(1, done)
-    for how in ("kill", "stop"):
+    for how in ("kill", "stop") if args.kills else ():
         rounds = [failover_round(system, how) for _ in range(args.kills)]
         out[f"failover_{how}_p50"] = sample_percentile(rounds, 50)
     return out

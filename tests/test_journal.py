@@ -17,6 +17,7 @@ from pysyncobj.transport import TCPTransport
 
 from fos_raft.cli.launcher import free_port
 from fos_raft.replica import journal as journal_mod
+from fos_raft.replica import transport as transport_mod
 from fos_raft.replica.journal import LmdbJournal, read_journal
 
 
@@ -73,7 +74,7 @@ def test_flush_syncs_only_when_log_writes_are_pending(tmp_path: Path):
 class _Counter(SyncObj):
     def __init__(self, self_addr: str, others: list[str], conf: SyncObjConf, journal: Any):
         super().__init__(
-            self_addr, others, conf, transportClass=journal_mod.transport_class(journal)
+            self_addr, others, conf, transportClass=transport_mod.transport_class(journal)
         )
         self.value = 0
 
@@ -105,7 +106,7 @@ def test_every_acknowledged_entry_was_fsynced_first(tmp_path: Path, monkeypatch)
     addrs = [f"127.0.0.1:{free_port()}" for _ in range(3)]
     events: dict[str, list[tuple[str, int]]] = {a: [] for a in addrs}
     # Record acks where the message really leaves: pysyncobj's own TCPTransport.send, which
-    # DurableTCPTransport.send calls after its flush.
+    # DurableTCPTransport.release calls after its flush.
     original_send = TCPTransport.send
 
     def send(self, node, message):
