@@ -34,6 +34,7 @@ from fos_raft.replica.commit import commit_with_retry
 from fos_raft.replica.machine import StateMachine
 from fos_raft.replica.mailbox import post_to_loop
 from fos_raft.replica.read_index import ReadIndex
+from fos_raft.replica.read_rounds import ReadRounds
 from fos_raft.runtime.logging import get_logger
 from fos_raft.state.commands import AnnounceReplica, Command, ForgetReplica, Outcome
 from fos_raft.state.core import CoordinatorState, validate, validate_static
@@ -97,6 +98,7 @@ class Replica:
         # frames refused on the Raft port, by reason (metrics: fos_raft_rejected_frames_total)
         self.wire_guard = wire.FrameGuard()
         self.read_index = ReadIndex(self._commit_read_barrier, self._read_unavailable)
+        self.read_rounds = ReadRounds()  # the leader's linearizable reads: no log entry
         # seconds from submit to the committed, applied outcome (metrics; None: not kept)
         self.commit_observer: Callable[[float], None] | None = None
 
@@ -142,9 +144,10 @@ class Replica:
             conf,
             consumers=[self._sm],
             transportClass=transport_mod.transport_class(
-                self.journal, self._on_node_lost, self.wire_guard
+                self.journal, self._on_node_lost, self.wire_guard, self.read_rounds.on_tick
             ),
         )
+        self.read_rounds.attach(self._obj)
         try:
             await self._loop.run_in_executor(None, self._obj.waitBinded)
         except SyncObjException as exc:
@@ -279,10 +282,33 @@ class Replica:
     # ------------------------------------------------------------------ linearizable reads
 
     async def confirm_read(self, timeout: float) -> CoordinatorState:
-        """The applied state once a read barrier submitted now has been committed by a
-        current leader and applied here (replica.read_index); `Unavailable` otherwise."""
-        await self.read_index.confirm(timeout)
+        """The applied state once it reflects every write acknowledged before the call:
+        on the leader one ReadIndex heartbeat round (replica.read_rounds), elsewhere (or if
+        the round fails) a read barrier committed by a current leader and applied here
+        (replica.read_index); `Unavailable` when neither succeeds within ``timeout``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if self.is_leader and await self._read_round(timeout):
+            return self.state
+        await self.read_index.confirm(max(0.0, deadline - loop.time()))
         return self.state
+
+    async def _read_round(self, timeout: float) -> bool:
+        """True once a ReadIndex round confirmed leadership and this replica applied its
+        index; False if the round failed (no longer leader) or timed out."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[str | None] = loop.create_future()
+
+        def done(index: int | None, error: str | None) -> None:  # tick thread
+            with contextlib.suppress(RuntimeError):  # loop closed: nobody waits
+                post_to_loop(loop, _resolve_once, future, error)
+
+        self.read_rounds.request(done)
+        try:
+            async with asyncio.timeout(timeout):
+                return await future is None
+        except TimeoutError:
+            return False
 
     async def _commit_read_barrier(self, timeout: float) -> None:
         await commit_with_retry(
@@ -402,6 +428,11 @@ def _utility_add(peer: str, self_address: str, password: str | None) -> str:
         return str(utility.executeCommand(peer, ["add", self_address]))
     except (UtilityException, OSError) as exc:
         return f"error {exc}"
+
+
+def _resolve_once(future: asyncio.Future[str | None], error: str | None) -> None:
+    if not future.done():
+        future.set_result(error)
 
 
 async def _wait_event(event: asyncio.Event, timeout: float | None) -> bool:
