@@ -2,7 +2,10 @@
 
 `DurableTCPTransport.send` does not write to the socket. It queues the message in an
 outbox; `release` fsyncs the journal once (if anything is unsynced) and only then hands the
-whole outbox to the connections. The tick thread releases at two points:
+outbox to the connections - all but the leader's append_entries, which leave before the
+fsync so that the followers' fsyncs run in parallel with the leader's (they acknowledge
+nothing; the leader counts its own entries only after its fsync). The tick thread releases
+at two points:
 
 * at the end of every tick, after pysyncobj has appended the queued commands and queued
   their append_entries (the leader's own entries are thus synced in the tick that appended
@@ -137,17 +140,34 @@ class DurableTCPTransport(TCPTransport):
         return True
 
     def release(self) -> None:
-        """fsync the journal once (if anything is unsynced), then send the outbox."""
-        self.journal.flush()
+        """Send the leader's append_entries, fsync the journal once (if anything is
+        unsynced), then send everything else.
+
+        append_entries go out before the fsync: they acknowledge nothing, and the leader
+        counts its own entries towards a commit only in a later tick, after this fsync
+        (Raft lets the leader write its log in parallel with replicating it). Acks, votes
+        and everything else leave only after it."""
         outbox, self._outbox = self._outbox, []
+        rest = []
+        for item in outbox:
+            message = item[2]
+            if isinstance(message, dict) and message.get("type") == "append_entries":
+                self._deliver(item)
+            else:
+                rest.append(item)
+        self.journal.flush()
         if not outbox:
             return
         self.releases += 1
         if self.journal.has_unsynced():  # only the tick thread writes, so never
             self.journal.unsynced_sends += 1
-        for node, conn, message, _ in outbox:
-            if self._connections.get(node) is conn:  # not to a reconnection: dropped, as lost
-                TCPTransport.send(self, node, message)
+        for item in rest:
+            self._deliver(item)
+
+    def _deliver(self, item: list[Any]) -> None:
+        node, conn, message, _ = item
+        if self._connections.get(node) is conn:  # not to a reconnection: dropped, as lost
+            TCPTransport.send(self, node, message)
 
     def _onTick(self) -> None:
         if self.on_tick is not None:
