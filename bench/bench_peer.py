@@ -313,6 +313,8 @@ def measure(system: System, args: argparse.Namespace) -> dict[str, float]:
     for how in ("kill", "stop") if args.kills else ():
         rounds = [failover_round(system, how) for _ in range(args.kills)]
         out[f"failover_{how}_p50"] = sample_percentile(rounds, 50)
+        if args.verbose:
+            print(f"  {system.name} {how}: " + " ".join(f"{r:.3f}" for r in rounds))
     return out
 
 
@@ -335,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--etcd-defaults", action="store_true",
                         help="etcd's default heartbeat/election timing (else 50/250 ms)")
     parser.add_argument("--no-etcd", action="store_true", help="measure fos only")
+    parser.add_argument("--verbose", action="store_true", help="print every failover round")
     args = parser.parse_args(argv)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()}, "
           f"date {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")

@@ -90,6 +90,8 @@ class Replica:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed = asyncio.Event()
         self._published = CoordinatorState()
+        self._publish_lock = threading.Lock()
+        self._to_publish: CoordinatorState | None = None  # applied, not yet published
         self._obj: SyncObj | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._closed = threading.Event()
@@ -184,10 +186,23 @@ class Replica:
     # ------------------------------------------------------------------ applied state
 
     def _on_applied_threadsafe(self, state: CoordinatorState) -> None:
+        # Tick thread. Applies of one tick publish once: waiters read the newest state
+        # anyway, so only the last of a batch is handed over.
         loop = self._loop
-        if loop is not None and not loop.is_closed():
+        if loop is None or loop.is_closed():
+            return
+        with self._publish_lock:
+            scheduled = self._to_publish is not None
+            self._to_publish = state
+        if not scheduled:
             with contextlib.suppress(RuntimeError):  # closed meanwhile: nobody to tell
-                post_to_loop(loop, self._publish, state)  # not one pipe byte per command
+                post_to_loop(loop, self._publish_newest)  # not one pipe byte per command
+
+    def _publish_newest(self) -> None:
+        with self._publish_lock:
+            state, self._to_publish = self._to_publish, None
+        if state is not None:
+            self._publish(state)
 
     def _publish(self, state: CoordinatorState) -> None:
         # Callbacks may be scheduled out of order only across restarts of the thread: keep
