@@ -62,6 +62,8 @@ class DurableTCPTransport(TCPTransport):
     on_node_lost: Callable[[Any], None] | None = None
     on_tick: Callable[[], None] | None = None
     guard: wire.FrameGuard | None = None
+    # sees every message from a member first; True: handled, pysyncobj must not see it
+    intercept: Callable[[Any, Any], bool] | None = None
 
     def _init_outbox(self) -> None:
         # [node, connection, message, command bytes of its entries]
@@ -176,6 +178,8 @@ class DurableTCPTransport(TCPTransport):
         super()._onTick()
 
     def _onMessageReceived(self, node: Any, message: Any) -> None:
+        if self.intercept is not None and self.intercept(node, message):
+            return
         if isinstance(message, dict):
             stamp = message.get("read_seq")
             if isinstance(stamp, tuple) and len(stamp) == 2:
