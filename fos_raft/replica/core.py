@@ -146,7 +146,8 @@ class Replica:
             conf,
             consumers=[self._sm],
             transportClass=transport_mod.transport_class(
-                self.journal, self._on_node_lost, self.wire_guard, self.read_rounds.on_tick
+                self.journal, self._on_node_lost, self.wire_guard,
+                self.read_rounds.on_tick, self.read_rounds.on_message,
             ),
         )
         self.read_rounds.attach(self._obj)
@@ -297,13 +298,17 @@ class Replica:
     # ------------------------------------------------------------------ linearizable reads
 
     async def confirm_read(self, timeout: float) -> CoordinatorState:
-        """The applied state once it reflects every write acknowledged before the call:
-        on the leader one ReadIndex heartbeat round (replica.read_rounds), elsewhere (or if
-        the round fails) a read barrier committed by a current leader and applied here
-        (replica.read_index); `Unavailable` when neither succeeds within ``timeout``."""
+        """The applied state once it reflects every write acknowledged before the call: a
+        ReadIndex round of the leader (replica.read_rounds; a follower asks the leader and
+        applies up to its index), or if that fails a read barrier committed by a current
+        leader and applied here (replica.read_index); `Unavailable` when neither succeeds
+        within ``timeout``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        if self.is_leader and await self._read_round(timeout):
+        # A follower's round needs a leader that answers read-index requests; one that
+        # does not (an older version) leaves the barrier half the time.
+        budget = timeout if self.is_leader else timeout / 2
+        if self.leader and await self._read_round(budget):
             return self.state
         await self.read_index.confirm(max(0.0, deadline - loop.time()))
         return self.state

@@ -23,8 +23,11 @@ leader's own term (Leader Completeness): a round waits until the leader has comm
 entry of its term (its election no-op). The term must not change during the round, or it
 fails and the reads are retried.
 
-Followers keep the barrier of fos_raft.replica.read_index (a no-op entry through the
-leader); a failed round falls back to it too.
+A follower asks the leader for a read index (``fos_read_index``, answered by
+``fos_read_index_reply`` once the leader's round is confirmed) and answers when it has
+applied that index itself: its state then holds every write the leader's index covers.
+A read fails over to the barrier of fos_raft.replica.read_index (a no-op entry through the
+leader) when its round fails or the leader changes meanwhile.
 """
 
 from __future__ import annotations
@@ -58,6 +61,10 @@ class ReadRounds:
         self._rounds: list[_Round] = []
         self._obj: Any = None
         self.rounds = 0  # rounds started (tests, bench)
+        # follower: request id -> (leader asked, callback); answered, waiting for apply
+        self._asked: dict[int, tuple[Any, ReadCallback]] = {}
+        self._applying: list[tuple[int, ReadCallback]] = []
+        self._next_id = 0
 
     def attach(self, sync_obj: Any) -> None:
         """Start serving reads for ``sync_obj`` (a pysyncobj SyncObj with our transport)."""
@@ -80,9 +87,11 @@ class ReadRounds:
             pending, self._pending = self._pending, []
         leader = obj._SyncObj__raftState == _LEADER
         term = obj._SyncObj__raftCurrentTerm
+        if self._asked or self._applying:
+            self._follower_tick(obj, leader)
         if pending:
             if not leader:
-                _fail(pending, "not the leader")
+                self._ask_leader(obj, pending)
             elif not self._committed_in_term(obj, term):
                 with self._lock:  # the election no-op is not committed yet: next tick
                     self._pending[:0] = pending
@@ -136,6 +145,68 @@ class ReadRounds:
             else:
                 keep.append(r)
         self._rounds = keep
+
+
+    # ------------------------------------------------------------------ follower reads
+
+    def _ask_leader(self, obj: Any, pending: list[ReadCallback]) -> None:
+        leader = obj._getLeader()
+        if leader is None:
+            _fail(pending, "no leader known")
+            return
+        transport = obj._SyncObj__transport
+        for callback in pending:
+            self._next_id += 1
+            if not transport.send(leader, {"type": ASK, "id": self._next_id}):
+                callback(None, "not connected to the leader")
+                continue
+            self._asked[self._next_id] = (leader, callback)
+
+    def _follower_tick(self, obj: Any, leader: bool) -> None:
+        current = None if leader else obj._getLeader()
+        for request_id, (asked, callback) in list(self._asked.items()):
+            if asked != current:
+                del self._asked[request_id]
+                callback(None, "the leader changed during the read")
+        if self._applying:
+            applied = obj.raftLastApplied
+            waiting = []
+            for index, callback in self._applying:
+                if applied >= index:
+                    callback(index, None)
+                else:
+                    waiting.append((index, callback))
+            self._applying = waiting
+
+    def on_message(self, node: Any, message: dict[str, Any]) -> None:
+        """Tick thread: a member's ``fos_read_index`` or the leader's reply."""
+        obj = self._obj
+        if obj is None:
+            return
+        request_id = message.get("id")
+        if message.get("type") == ASK:
+            transport = obj._SyncObj__transport
+
+            def reply(index: int | None, error: str | None) -> None:
+                transport.send(node, {"type": ANSWER, "id": request_id, "index": index,
+                                      "error": error})
+
+            with self._lock:
+                self._pending.append(reply)
+            return
+        asked = self._asked.get(request_id) if isinstance(request_id, int) else None
+        if asked is None or asked[0] != node:
+            return  # not asked of this member (or answered already)
+        del self._asked[request_id]
+        index, error = message.get("index"), message.get("error")
+        if isinstance(index, int) and error is None:
+            self._applying.append((index, asked[1]))
+            self._follower_tick(obj, False)
+        else:
+            asked[1](None, str(error) if error else "the leader refused the read")
+
+
+ASK, ANSWER = "fos_read_index", "fos_read_index_reply"
 
 
 def _fail(callbacks: list[ReadCallback], reason: str) -> None:

@@ -48,6 +48,7 @@ from fos_raft.replica.journal import LmdbJournal
 # Entries merged into one append_entries at most (bytes of commands), as pysyncobj's own
 # appendEntriesBatchSizeBytes default bounds one message.
 MERGE_LIMIT_BYTES = 1 << 16
+READ_MESSAGES = ("fos_read_index", "fos_read_index_reply")
 
 
 class DurableTCPTransport(TCPTransport):
@@ -64,6 +65,8 @@ class DurableTCPTransport(TCPTransport):
     guard: wire.FrameGuard | None = None
     # sees every message from a member first; True: handled, pysyncobj must not see it
     intercept: Callable[[Any, Any], bool] | None = None
+    # a follower's read-index request or the leader's reply (fos_raft.replica.read_rounds)
+    on_read_message: Callable[[Any, Any], None] | None = None
 
     def _init_outbox(self) -> None:
         # [node, connection, message, command bytes of its entries]
@@ -181,6 +184,10 @@ class DurableTCPTransport(TCPTransport):
         if self.intercept is not None and self.intercept(node, message):
             return
         if isinstance(message, dict):
+            if message.get("type") in READ_MESSAGES:
+                if self.on_read_message is not None:
+                    self.on_read_message(node, message)
+                return  # ours: pysyncobj never sees them
             stamp = message.get("read_seq")
             if isinstance(stamp, tuple) and len(stamp) == 2:
                 kind = message.get("type")
@@ -266,6 +273,7 @@ def transport_class(
     on_node_lost: Callable[[Any], None] | None = None,
     guard: wire.FrameGuard | None = None,
     on_tick: Callable[[], None] | None = None,
+    on_read_message: Callable[[Any, Any], None] | None = None,
 ) -> Callable[..., DurableTCPTransport]:
     def make(sync_obj: Any, self_node: Any, other_nodes: Any) -> DurableTCPTransport:
         # The journal and outbox must exist before TCPTransport.__init__ can send anything.
@@ -273,6 +281,7 @@ def transport_class(
         transport.journal = journal
         transport.on_node_lost = on_node_lost
         transport.on_tick = on_tick
+        transport.on_read_message = on_read_message
         transport.guard = guard
         transport._init_outbox()
         DurableTCPTransport.__init__(transport, sync_obj, self_node, other_nodes)
