@@ -1,7 +1,7 @@
 """fos-coordinator beside etcd: the same workload, the same Python gRPC client, taking turns.
 
     python -m bench.bench_peer [--rounds 3] [--writes 300] [--reads 300] [--seconds 4]
-        [--concurrency 16] [--kills 5] [--etcd-defaults] [--no-etcd]
+        [--concurrency 16] [--kills 5] [--isolate 5] [--etcd-defaults] [--no-etcd]
 
 Each round starts a fresh 3-member loopback cluster of each system in turn (fos, then etcd
 when ``etcd`` is on PATH; otherwise it is skipped with a message) and measures:
@@ -14,7 +14,8 @@ when ``etcd`` is on PATH; otherwise it is skipped with a message) and measures:
   etcd: Range over 32 keys);
 * idle RSS of the 3 processes;
 * leader SIGKILL -> first write started after it and committed, ``--kills`` times, and
-  leader SIGSTOP (hung, its sockets stay open) -> first write, then SIGCONT.
+  leader SIGSTOP (hung, its sockets stay open) -> first write, then SIGCONT; for fos also
+  leader isolation (``--isolate`` rounds, its Raft traffic cut by tests/faultproxy.py).
 
 Figures are medians over rounds; the last table prints fos/etcd ratios beside the goals.
 etcd runs with heartbeat 50 ms / election 250 ms unless ``--etcd-defaults``.
@@ -28,6 +29,7 @@ import os
 import platform
 import signal
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -41,7 +43,7 @@ from bench import etcd_peer
 from bench.stats import sample_percentile
 from fos_pb import coordinator_pb2 as pb
 from fos_pb import coordinator_pb2_grpc as pb_grpc
-from fos_raft.cli.launcher import LocalCluster
+from fos_raft.cli.launcher import LocalCluster, free_port
 from fos_raft.runtime.grpc_runtime import keep_grpc_aio_running
 
 NODES = 32
@@ -230,9 +232,9 @@ async def _throughput(system: System, address: str, clients: int,
         return len(latencies), time.perf_counter() - started, latencies
 
 
-def failover_round(system: System, how: str) -> float:
-    """Seconds from SIGKILL/SIGSTOP of the leader to the first write started after it that
-    committed (writes go to the survivors, round robin)."""
+def failover_round(system: System, how: str, proxy: Any = None) -> float:
+    """Seconds from SIGKILL/SIGSTOP/isolation of the leader to the first write started
+    after it that committed (writes go to the survivors, round robin)."""
     leader = system.leader()
     survivors = [i for i in range(3) if i != leader]
     results: list[tuple[float, float]] = []
@@ -258,6 +260,8 @@ def failover_round(system: System, how: str) -> float:
     at = time.monotonic()
     if how == "kill":
         system.kill(leader)
+    elif how == "isolate":
+        proxy.isolate(system.cluster.raft_addresses[leader])  # type: ignore[union-attr]
     else:
         os.kill(pid, signal.SIGSTOP)
     try:
@@ -270,6 +274,8 @@ def failover_round(system: System, how: str) -> float:
         thread.join(10)
         if how == "stop":
             os.kill(pid, signal.SIGCONT)
+        elif how == "isolate":
+            proxy.heal()
     after = [done for started, done in results if started >= at]
     if how == "kill":
         system.restart(leader)
@@ -318,11 +324,42 @@ def measure(system: System, args: argparse.Namespace) -> dict[str, float]:
     return out
 
 
+def fos_isolation(args: argparse.Namespace) -> list[float]:
+    """Leader isolation rounds on a fos cluster whose Raft traffic runs through the test
+    suite's fault proxy (tests/faultproxy.py: a source checkout only)."""
+    tests = Path(__file__).resolve().parent.parent / "tests"
+    if not (tests / "faultproxy.py").exists():
+        print("isolation: tests/faultproxy.py not found (not a source checkout), skipped")
+        return []
+    sys.path.insert(0, str(tests))
+    from faultproxy import FaultProxy  # type: ignore[import-not-found]
+
+    rounds = []
+    with tempfile.TemporaryDirectory(prefix="bench-peer-iso-") as tmp:
+        fos = Fos(Path(tmp))
+        cluster = fos.cluster
+        cluster.raft_bind_addresses = [f"127.0.0.1:{free_port()}" for _ in range(3)]
+        proxy = FaultProxy(dict(zip(cluster.raft_addresses, cluster.raft_bind_addresses,
+                                    strict=True)))
+        proxy.start()
+        try:
+            fos.start()
+            for _ in range(args.isolate):
+                rounds.append(failover_round(fos, "isolate", proxy))
+                fos.cluster.wait_converged(timeout=30)
+        finally:
+            try:
+                fos.stop()
+            finally:
+                proxy.stop()
+    return rounds
+
+
 UNITS = {
     "write_p50": "ms", "write_p99": "ms", "throughput": "writes/s", "conc_p50": "ms",
     "conc_p99": "ms", "cpu_per_write": "ms", "leader_fsyncs_per_write": "",
     "lin_read_p50": "ms", "ser_read_p50": "ms", "idle_rss": "MB",
-    "failover_kill_p50": "s", "failover_stop_p50": "s",
+    "failover_kill_p50": "s", "failover_stop_p50": "s", "failover_isolate_p50": "s",
 }
 
 
@@ -338,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="etcd's default heartbeat/election timing (else 50/250 ms)")
     parser.add_argument("--no-etcd", action="store_true", help="measure fos only")
     parser.add_argument("--verbose", action="store_true", help="print every failover round")
+    parser.add_argument("--isolate", type=int, default=5,
+                        help="fos leader-isolation rounds (through tests/faultproxy.py; 0: none)")
     args = parser.parse_args(argv)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()}, "
           f"date {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
@@ -362,12 +401,16 @@ def main(argv: list[str] | None = None) -> int:
             results[name].append(figures)
             print(f"round {r + 1} {name}: " + ", ".join(
                 f"{k}={v:.3g}" for k, v in figures.items()))
+    isolation = fos_isolation(args) if args.isolate else []
+    if isolation:
+        results["fos"][-1]["failover_isolate_p50"] = sample_percentile(isolation, 50)
+        print("fos leader isolation -> first write: " + " ".join(f"{r:.3f}" for r in isolation))
     print(f"\nmedian of {args.rounds} rounds")
     print(f"{'metric':26} " + " ".join(f"{n:>12}" for n in names)
           + ("  fos/etcd  goal" if "etcd" in names else ""))
     for metric, unit in UNITS.items():
-        values = {n: statistics.median(f[metric] for f in results[n])
-                  for n in names if all(metric in f for f in results[n])}
+        values = {n: statistics.median(f[metric] for f in results[n] if metric in f)
+                  for n in names if any(metric in f for f in results[n])}
         if "fos" not in values:
             continue
         row = f"{metric + (' (' + unit + ')' if unit else ''):26} " + " ".join(
