@@ -17,7 +17,7 @@ anyone who reaches the port could run code. Here:
   WARNING once per peer host and reason.
 
 The policy for the first message of an incoming connection (utility commands, ``readonly``
-peers) lives in the transport (fos_raft.replica.journal.DurableTCPTransport).
+peers) lives in the transport (fos_raft.replica.transport.DurableTCPTransport).
 """
 
 from __future__ import annotations
