@@ -305,10 +305,9 @@ class Replica:
         within ``timeout``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        # A follower's round needs a leader that answers read-index requests; one that
-        # does not (an older version) leaves the barrier half the time.
-        budget = timeout if self.is_leader else timeout / 2
-        if self.leader and await self._read_round(budget):
+        # A round needs members that echo rounds and a leader that answers read-index
+        # requests; with older versions (a rolling upgrade) the barrier gets half the time.
+        if self.leader and await self._read_round(timeout / 2):
             return self.state
         await self.read_index.confirm(max(0.0, deadline - loop.time()))
         return self.state
