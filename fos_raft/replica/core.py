@@ -307,27 +307,10 @@ class Replica:
         deadline = loop.time() + timeout
         # A round needs members that echo rounds and a leader that answers read-index
         # requests; with older versions (a rolling upgrade) the barrier gets half the time.
-        if self.leader and await self._read_round(timeout / 2):
+        if self.leader and await self.read_rounds.confirm(timeout / 2):
             return self.state
         await self.read_index.confirm(max(0.0, deadline - loop.time()))
         return self.state
-
-    async def _read_round(self, timeout: float) -> bool:
-        """True once a ReadIndex round confirmed leadership and this replica applied its
-        index; False if the round failed (no longer leader) or timed out."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[str | None] = loop.create_future()
-
-        def done(index: int | None, error: str | None) -> None:  # tick thread
-            with contextlib.suppress(RuntimeError):  # loop closed: nobody waits
-                post_to_loop(loop, _resolve_once, future, error)
-
-        self.read_rounds.request(done)
-        try:
-            async with asyncio.timeout(timeout):
-                return await future is None
-        except TimeoutError:
-            return False
 
     async def _commit_read_barrier(self, timeout: float) -> None:
         await commit_with_retry(
@@ -447,11 +430,6 @@ def _utility_add(peer: str, self_address: str, password: str | None) -> str:
         return str(utility.executeCommand(peer, ["add", self_address]))
     except (UtilityException, OSError) as exc:
         return f"error {exc}"
-
-
-def _resolve_once(future: asyncio.Future[str | None], error: str | None) -> None:
-    if not future.done():
-        future.set_result(error)
 
 
 async def _wait_event(event: asyncio.Event, timeout: float | None) -> bool:

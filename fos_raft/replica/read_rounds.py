@@ -32,10 +32,14 @@ leader) when its round fails or the leader changes meanwhile.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from fos_raft.replica.mailbox import post_to_loop
 
 # (commit index read at, None) once answered; (None, reason) when the round failed
 ReadCallback = Callable[[int | None, str | None], None]
@@ -78,6 +82,23 @@ class ReadRounds:
         notifier = getattr(obj, "_SyncObj__pipeNotifier", None) if obj is not None else None
         if notifier is not None:
             notifier.notify()  # the tick thread may be waiting in poll
+
+    async def confirm(self, timeout: float) -> bool:
+        """From the event loop: True once a round confirmed this read and this replica
+        applied its index; False if it failed or ``timeout`` passed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[str | None] = loop.create_future()
+
+        def done(index: int | None, error: str | None) -> None:  # tick thread
+            with contextlib.suppress(RuntimeError):  # loop closed: nobody waits
+                post_to_loop(loop, _resolve_once, future, error)
+
+        self.request(done)
+        try:
+            async with asyncio.timeout(timeout):
+                return await future is None
+        except TimeoutError:
+            return False
 
     def on_tick(self) -> None:
         obj = self._obj
@@ -207,6 +228,11 @@ class ReadRounds:
 
 
 ASK, ANSWER = "fos_read_index", "fos_read_index_reply"
+
+
+def _resolve_once(future: asyncio.Future[str | None], error: str | None) -> None:
+    if not future.done():
+        future.set_result(error)
 
 
 def _fail(callbacks: list[ReadCallback], reason: str) -> None:
