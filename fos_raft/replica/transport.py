@@ -206,6 +206,8 @@ class DurableTCPTransport(TCPTransport):
                 if self.on_read_message is not None:
                     self.on_read_message(node, message)
                 return  # ours: pysyncobj never sees them
+            if message.get("type") == "append_entries":
+                trim_known_entries(message, self.journal)
             stamp = message.get("read_seq")
             if isinstance(stamp, tuple) and len(stamp) == 2:
                 kind = message.get("type")
@@ -267,6 +269,42 @@ class DurableTCPTransport(TCPTransport):
         else:
             conn.disconnect()
         self._unknownConnections.discard(conn)
+
+
+def trim_known_entries(message: dict[str, Any], log: Any) -> int:
+    """Drop from an append_entries the entries this member already has (same index, same
+    term), moving prevLogIdx/prevLogTerm up; returns how many were dropped.
+
+    pysyncobj truncates everything after prevLogIdx and writes the entries again whenever
+    the follower has more, which happens on every resend after the leader rolled a
+    member's next index back (an ack of an older message): acknowledged entries deleted and
+    re-added, extra writes, and pysyncobj's "truncating already-applied log entries"
+    message. Raft truncates only on a conflict. When every entry is known, the entries
+    after them are kept only if they are of the message's term: those came from this very
+    leader, which never changes its own entries, so they match its log (Log Matching);
+    otherwise pysyncobj truncates them as before."""
+    entries = message.get("entries")
+    if not entries or "prevLogIdx" not in message or message.get("transmission") is not None:
+        return 0
+    if not len(log):
+        return 0
+    first, last = log[0][1], log[-1][1]
+    known = 0
+    for entry in entries:
+        idx = entry[1]
+        if idx < first or idx > last or log[idx - first][2] != entry[2]:
+            break
+        known += 1
+    if not known:
+        return 0
+    upto = entries[known - 1]
+    if known == len(entries) and all(
+        log[i - first][2] == message["term"] for i in range(upto[1] + 1, last + 1)
+    ):
+        upto = log[-1]
+    message["entries"] = entries[known:]
+    message["prevLogIdx"], message["prevLogTerm"] = upto[1], upto[2]
+    return known
 
 
 def _entries_size(message: dict[str, Any]) -> int:
