@@ -17,6 +17,7 @@ from pysyncobj.transport import TCPTransport
 
 from fos_raft.cli.launcher import free_port
 from fos_raft.replica import journal as journal_mod
+from fos_raft.replica import transport as transport_mod
 from fos_raft.replica.journal import LmdbJournal, read_journal
 
 
@@ -73,7 +74,7 @@ def test_flush_syncs_only_when_log_writes_are_pending(tmp_path: Path):
 class _Counter(SyncObj):
     def __init__(self, self_addr: str, others: list[str], conf: SyncObjConf, journal: Any):
         super().__init__(
-            self_addr, others, conf, transportClass=journal_mod.transport_class(journal)
+            self_addr, others, conf, transportClass=transport_mod.transport_class(journal)
         )
         self.value = 0
 
@@ -105,7 +106,7 @@ def test_every_acknowledged_entry_was_fsynced_first(tmp_path: Path, monkeypatch)
     addrs = [f"127.0.0.1:{free_port()}" for _ in range(3)]
     events: dict[str, list[tuple[str, int]]] = {a: [] for a in addrs}
     # Record acks where the message really leaves: pysyncobj's own TCPTransport.send, which
-    # DurableTCPTransport.send calls after its flush.
+    # DurableTCPTransport.release calls after its flush.
     original_send = TCPTransport.send
 
     def send(self, node, message):
@@ -158,3 +159,84 @@ def test_every_acknowledged_entry_was_fsynced_first(tmp_path: Path, monkeypatch)
     # ... and each replica's journal was synced at least once per acknowledged write.
     for addr in addrs:
         assert sum(1 for kind, _ in events[addr] if kind == "fsync") >= leader_term_entries
+
+
+class _ApplyRecorder(_Counter):
+    """Records ("apply", raft index) on the replica's event list as each entry applies."""
+
+    events: list[tuple[str, int]]
+
+    @replicated
+    def incr(self) -> int:
+        self.events.append(("apply", self.raftLastApplied + 1))
+        self.value += 1
+        return self.value
+
+
+def test_concurrent_writes_share_fsyncs_and_nothing_counts_before_it_is_synced(
+    tmp_path: Path, monkeypatch
+):
+    journal_mod.install()
+    addrs = [f"127.0.0.1:{free_port()}" for _ in range(3)]
+    events: dict[str, list[tuple[str, int]]] = {a: [] for a in addrs}
+    original_send = TCPTransport.send
+
+    def send(self, node, message):
+        if message.get("type") == "next_node_idx" and message.get("success"):
+            events[self._selfNode.address].append(("ack", message["next_node_idx"] - 1))
+        return original_send(self, node, message)
+
+    monkeypatch.setattr(TCPTransport, "send", send)
+    nodes: list[_ApplyRecorder] = []
+    journals: list[LmdbJournal] = []
+    writes = 64
+    try:
+        for addr in addrs:
+            j = LmdbJournal(str(tmp_path / addr.replace(":", "_")))
+            j._env = _RecordingEnv(j._env, j, events[addr])
+            conf = SyncObjConf(bindAddress=addr, journalFile=j, appendEntriesUseBatch=False,
+                               raftMinTimeout=0.3, raftMaxTimeout=0.6,
+                               appendEntriesPeriod=0.05, useFork=False)
+            node = _ApplyRecorder(addr, [a for a in addrs if a != addr], conf, j)
+            node.events = events[addr]
+            nodes.append(node)
+            journals.append(j)
+        deadline = time.monotonic() + 20
+        while not any(n._isLeader() for n in nodes):
+            assert time.monotonic() < deadline, "no leader"
+            time.sleep(0.02)
+        leader = next(i for i, n in enumerate(nodes) if n._isLeader())
+        results: list[int] = []
+        all_done = threading.Event()
+
+        def on_result(res: Any, err: Any) -> None:
+            results.append(res)
+            if len(results) == writes:
+                all_done.set()
+
+        fsyncs_before = journals[leader].fsyncs
+        submitted = threading.Event()
+
+        def submit_in_one_tick() -> None:  # runs on the leader's tick thread
+            if not submitted.is_set():
+                submitted.set()
+                for _ in range(writes):
+                    nodes[leader].incr(callback=on_result)
+
+        nodes[leader].addOnTickCallback(submit_in_one_tick)
+        assert all_done.wait(20), f"{len(results)} of {writes} writes done"
+        leader_fsyncs = journals[leader].fsyncs - fsyncs_before
+    finally:
+        for node in nodes:
+            node.destroy_synchronous()
+    assert sorted(results) == list(range(1, writes + 1))
+    # Group commit: 64 writes queued in one tick cost the leader a handful of fsyncs, not 64.
+    assert leader_fsyncs <= 8, leader_fsyncs
+    for addr in addrs:
+        on_disk = 0
+        for kind, index in events[addr]:
+            if kind == "fsync":
+                on_disk = max(on_disk, index)
+            else:  # neither an ack nor an apply (the leader's reply) before the fsync
+                assert index <= on_disk, f"{addr} {kind} of entry {index}, synced {on_disk}"
+    assert sum(1 for kind, _ in events[addrs[leader]] if kind == "apply") == writes

@@ -2,7 +2,8 @@
 
 SERIALIZABLE (the default when a request leaves the field unset, as agents do): this
 replica's applied state at once; it may lag a write that already completed elsewhere.
-LINEARIZABLE: first `Replica.confirm_read` (a shared no-op barrier through the leader,
+LINEARIZABLE: first `Replica.confirm_read` (a ReadIndex heartbeat round of the leader,
+fos_raft.replica.read_rounds, or failing that a shared no-op barrier through the leader,
 fos_raft.replica.read_index), then the applied state, which then reflects every write
 acknowledged before the read arrived.
 """

@@ -5,9 +5,10 @@ acknowledged entry can vanish on power loss. `LmdbJournal` implements pysyncobj'
 interface on an LMDB environment opened without per-commit sync; instead it fsyncs
 (``env.sync(True)``, one fdatasync) at the only moments Raft needs durability:
 
-* before any message leaves this replica (`DurableTCPTransport.send`): an append ack, a vote,
-  the leader's own append_entries - so nothing is acknowledged before it is on disk, and one
-  fsync covers a whole batch of entries received in one message;
+* before any message leaves this replica: the transport queues every outgoing message (an
+  append ack, a vote, the leader's own append_entries) and releases the queue only after one
+  `flush` (fos_raft.replica.transport: group commit), so nothing is acknowledged before it
+  is on disk, and one fsync covers every entry appended since the last one;
 * at the end of every tick (the leader counts its own log towards the commit quorum in the
   next tick, so its entries are synced before they count);
 * immediately in `setCurrentTerm` (term and vote before any vote is cast or requested).
@@ -44,7 +45,6 @@ from typing import Any
 import lmdb
 import pysyncobj.syncobj as _syncobj_module
 from pysyncobj.journal import Journal
-from pysyncobj.transport import TCPTransport
 
 from fos_raft.replica import wire
 
@@ -243,10 +243,15 @@ class LmdbJournal(Journal):
             self.fsync_observer(time.perf_counter() - started)
 
     def before_send(self) -> None:
-        """Called by the transport before any message leaves: make the log durable first."""
+        """Make the log durable before a message leaves (the transport calls `flush` once
+        per release; this is the same for a single message)."""
         self.flush()
         if self._pending_log_writes:  # only the tick thread writes, so this stays 0
             self.unsynced_sends += 1
+
+    def has_unsynced(self) -> bool:
+        """Log, term or vote writes not yet fsynced."""
+        return self._pending_log_writes > 0
 
     def _sync_dump_file(self) -> None:
         if not self._dump_file or not os.path.exists(self._dump_file):
@@ -292,105 +297,6 @@ def read_journal(path: str) -> tuple[list[Entry], int, str | None]:
     finally:
         journal._closed = True
         journal._env.close()
-
-
-class DurableTCPTransport(TCPTransport):
-    """pysyncobj's TCP transport, syncing the journal before every outgoing message and at
-    the end of every tick. Pass `transport_class(journal)` as ``SyncObj(transportClass=...)``.
-
-    ``on_node_lost(node)`` (optional) is called in the tick thread when a connection to a
-    member closes, so the replica can call an election early when it was the leader's.
-
-    Every connection is a `fos_raft.replica.wire.WireConnection` (bounded frames, restricted
-    unpickling; rejections counted in ``guard``). The first message of an incoming connection
-    must name a member: pysyncobj's utility commands are refused, except ``add`` (``--join``)
-    over the password-authenticated channel, and ``readonly`` peers are refused (factoryOS
-    has none; they would receive the whole state and could submit commands)."""
-
-    journal: LmdbJournal
-    on_node_lost: Callable[[Any], None] | None = None
-    guard: wire.FrameGuard | None = None
-    # sees every message from a member first; True: handled, pysyncobj must not see it
-    # (pre-vote, fos_raft.replica.prevote)
-    intercept: Callable[[Any, Any], bool] | None = None
-
-    def _onMessageReceived(self, node: Any, message: Any) -> None:
-        if self.intercept is not None and self.intercept(node, message):
-            return
-        super()._onMessageReceived(node, message)
-
-    def send(self, node: Any, message: Any) -> bool:
-        self.journal.before_send()
-        return super().send(node, message)
-
-    def _onTick(self) -> None:
-        self.journal.flush()
-        super()._onTick()
-
-    def _onDisconnected(self, conn: Any) -> None:
-        node = self._connToNode(conn)
-        super()._onDisconnected(conn)
-        if node is not None and self.on_node_lost is not None:
-            self.on_node_lost(node)
-
-    def addNode(self, node: Any) -> None:
-        super().addNode(node)
-        conn = self._connections.get(node)
-        if conn is not None and not isinstance(conn, wire.WireConnection):
-            wire.WireConnection.adopt(conn, self.guard, wire.MAX_FRAME)
-
-    def _onNewIncomingConnection(self, conn: Any) -> None:
-        wire.WireConnection.adopt(conn, self.guard, wire.HANDSHAKE_MAX_FRAME)
-        super()._onNewIncomingConnection(conn)
-
-    def _onIncomingMessageReceived(self, conn: Any, message: Any) -> None:
-        if self._syncObj.encryptor and not conn.sendRandKey:
-            super()._onIncomingMessageReceived(conn, message)  # key exchange
-            return
-        if isinstance(message, list):
-            self._utility(conn, message)
-            return
-        if message == "readonly":
-            self._refuse(conn, "readonly_refused", "readonly peer")
-            return
-        if not isinstance(message, str) or message not in self._nodeAddrToNode:
-            self._refuse(conn, "unknown_peer", f"first message {message!r:.80}")
-            return
-        super()._onIncomingMessageReceived(conn, message)
-        if isinstance(conn, wire.WireConnection):
-            conn.max_frame = wire.MAX_FRAME  # a member now: log batches and snapshots
-
-    def _utility(self, conn: Any, message: list[Any]) -> None:
-        command = message[0] if message else None
-        if self._syncObj.encryptor is not None and command == "add":
-            # Past the key exchange, so the peer knows the password: a replica's --join.
-            self._onUtilityMessage(conn, message)
-            return
-        self._refuse(conn, "utility_refused", f"utility command {command!r:.40}")
-
-    def _refuse(self, conn: Any, reason: str, detail: str) -> None:
-        if isinstance(conn, wire.WireConnection):
-            conn.reject(reason, detail)
-        else:
-            conn.disconnect()
-        self._unknownConnections.discard(conn)
-
-
-def transport_class(
-    journal: LmdbJournal,
-    on_node_lost: Callable[[Any], None] | None = None,
-    guard: wire.FrameGuard | None = None,
-) -> Callable[..., DurableTCPTransport]:
-    def make(sync_obj: Any, self_node: Any, other_nodes: Any) -> DurableTCPTransport:
-        # The journal must be set before TCPTransport.__init__ can send anything.
-        transport = DurableTCPTransport.__new__(DurableTCPTransport)
-        transport.journal = journal
-        transport.on_node_lost = on_node_lost
-        transport.guard = guard
-        DurableTCPTransport.__init__(transport, sync_obj, self_node, other_nodes)
-        return transport
-
-    return make
 
 
 _original_create_journal = _syncobj_module.createJournal

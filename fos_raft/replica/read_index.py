@@ -1,6 +1,8 @@
-"""Linearizable reads: confirm through the Raft leader before answering (issue 15).
+"""Linearizable reads, the fallback: confirm through the Raft leader by a log entry.
 
-pysyncobj has no ReadIndex, so a read commits a *barrier*: a no-op ``@replicated`` entry
+Reads normally take a ReadIndex round (fos_raft.replica.read_rounds: no log entry). When a
+round fails (leadership lost, a leader that does not answer read-index requests), a read
+commits a *barrier*: a no-op ``@replicated`` entry
 (`StateMachine.read_barrier`). A follower's barrier is forwarded to the leader; pysyncobj
 resolves it once *this* replica has applied the entry. When it resolves:
 

@@ -17,7 +17,7 @@ anyone who reaches the port could run code. Here:
   WARNING once per peer host and reason.
 
 The policy for the first message of an incoming connection (utility commands, ``readonly``
-peers) lives in the transport (fos_raft.replica.journal.DurableTCPTransport).
+peers) lives in the transport (fos_raft.replica.transport.DurableTCPTransport).
 """
 
 from __future__ import annotations
@@ -116,7 +116,14 @@ class _RestrictedUnpickler(pickle.Unpickler):
             raise DisallowedType(f"global {module}.{name} is not allowed")
         if (module, name) == ("_codecs", "encode"):
             return _latin1_encode
-        return super().find_class(module, name)
+        found = _RESOLVED.get((module, name))
+        if found is None:  # only allowed names get here: the cache holds nothing else
+            found = _RESOLVED[(module, name)] = super().find_class(module, name)
+        return found
+
+
+# Allowed globals once resolved (every log entry names the same few classes).
+_RESOLVED: dict[tuple[str, str], Any] = {}
 
 
 def restricted_loads(data: bytes | bytearray | memoryview | str) -> Any:
