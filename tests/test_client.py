@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import random
 import socket
+import re
 import time
 from collections.abc import Callable
 
@@ -241,9 +242,12 @@ async def test_all_unavailable_fails_within_the_deadline(replicas):
             await client.drain("x")
         elapsed = time.monotonic() - started
     assert info.value.code == grpc.StatusCode.UNAVAILABLE
-    # says how long it tried (it stops when the next round would not fit), not the deadline
-    assert "no coordinator replica answered (gave up after 0." in info.value.message
-    assert "of 1 s: " in info.value.message
+    # says how long it tried (it stops when the next round would not fit), not the deadline;
+    # printed to 0.1 s, so 0.96 s shows as 1.0
+    tried = re.search(r"no coordinator replica answered \(gave up after (\d+\.\d) s of 1 s: ",
+                      info.value.message)
+    assert tried is not None, info.value.message
+    assert float(tried.group(1)) <= 1.0
     assert "no leader" in info.value.message
     assert elapsed < 3.0
     # retried with backoff, several rounds over both replicas, not a hot loop
