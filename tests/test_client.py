@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import socket
 import re
+import socket
 import time
 from collections.abc import Callable
 
