@@ -372,8 +372,11 @@ class Agent(CoordinatorSide):
             self.log.error("agent task died", error=repr(task.exception()))
 
     def _node_config(self, spec: NodeSpec) -> NodeConfig:
+        # in plaintext anyone may send a confirmation naming our consumer: believe only the
+        # consumer's own answer to an offer we make (with TLS the certificate proves it)
         return NodeConfig(self.node_id, spec.produces, tuple(spec.requires),
-                          immediate_arrival=self.settings.immediate_arrival)
+                          immediate_arrival=self.settings.immediate_arrival,
+                          verify_confirmations=self.tls is None)
 
     def _on_recovered(self, info: RecoveryInfo) -> None:
         self.incarnation = info.incarnation

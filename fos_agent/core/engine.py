@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fos_agent.core.metrics import Metrics
+from fos_agent.core.metrics import REFUSED, Metrics
 from fos_agent.protocol.machine import Node, NodeConfig
 from fos_agent.protocol.messages import (
     BatchSent,
@@ -41,10 +41,13 @@ from fos_agent.protocol.records import (
     PutOutbound,
     Write,
 )
+from fos_agent.protocol.validate import MAX_BATCH_ID_LEN, clip
 from fos_agent.storage.group_commit import GroupCommitter
 from fos_agent.storage.wal import Wal
 from fos_raft.lineage.reader import BatchView
 from fos_raft.runtime.logging import get_logger
+
+MAX_LOGGED_REFUSALS = 1024  # distinct (peer, reason) pairs logged; a forger can make many
 
 
 class SerialCommitter:
@@ -144,6 +147,7 @@ class Engine:
         self._restarting: asyncio.Lock | None = None
         self._flow: FlowChanged | None = None
         self.commit_error = ""  # the last commit's failure; "" once a commit succeeds
+        self._refusals_logged: set[tuple[str, str]] = set()  # (peer, reason) logged once
         self.retention_days: float | None = None  # genealogy retention (None: keep all)
         self.lineage_index = True  # False: no genealogy index, no compaction (comparisons)
         self.inbound_changed = Signal()  # an inbound record changed (queued / consumed)
@@ -236,6 +240,9 @@ class Engine:
             if done:
                 await committer.commit(done)
             raise
+        for eff in effects:
+            if eff.refusal is not None:
+                self._refused(eff)
         for e in events:
             if isinstance(e, FlowChanged) and (self._flow is None
                                                or e.version >= self._flow.version):
@@ -265,6 +272,18 @@ class Engine:
             self.metrics.observe("wal_commit_seconds", time.perf_counter() - started)
             self._account(writes, fresh)
         return effects
+
+    def _refused(self, eff: Effects) -> None:
+        """Count a refused message; log it once per peer and reason (a forger repeating
+        itself must not flood the log; the counter keeps the total)."""
+        refusal = eff.refusal
+        assert refusal is not None
+        self.metrics.inc(REFUSED + refusal.reason)
+        key = (clip(eff.peer, MAX_BATCH_ID_LEN), refusal.reason)
+        if key not in self._refusals_logged and len(self._refusals_logged) < MAX_LOGGED_REFUSALS:
+            self._refusals_logged.add(key)
+            self.log.warning("refused a peer message", peer=key[0], reason=refusal.reason,
+                             detail=refusal.detail)
 
     def _account(self, writes: Sequence[Write], fresh: dict[str, bool]) -> None:
         """Count what became durable and wake whoever waits on it."""

@@ -67,6 +67,7 @@ COUNTERS = (
 )
 MESSAGE_KINDS = ("RequestBatch", "WaitingForBatch", "DeliveryConfirmed", "OfferBatch", "Ping")
 RECEIVED_FROM = "batches_received_from:"
+REFUSED = "refused:"  # + reason (fos_agent.protocol.validate): fos_agent_refused_total{reason}
 RECEIVED_AT = "last_received_from_at:"
 FIRST_OUTPUT_AT = "first_output_at"
 PLAN_TAKEN_AT = "plan_taken_at"
@@ -192,7 +193,9 @@ class AgentCollector(Collector):
 
     ``fos_agent_<name>_total{node}`` for the paper counters,
     ``fos_agent_messages_sent_total{node,kind}`` / ``..._received_total``,
-    ``fos_agent_batches_received_from_total{node,supplier}``, and gauges
+    ``fos_agent_batches_received_from_total{node,supplier}``,
+    ``fos_agent_refused_total{node,reason}`` (peer messages refused as malformed or forged,
+    fos_agent.protocol.validate), and gauges
     ``fos_agent_queued_outbound{node}`` / ``fos_agent_queued_inbound{node}`` when the
     source provides them.
     """
@@ -214,6 +217,8 @@ class AgentCollector(Collector):
         by_supplier = CounterMetricFamily("fos_agent_batches_received_from",
                                           "batches received per supplier",
                                           labels=["node", "supplier"])
+        refused = CounterMetricFamily("fos_agent_refused", "peer messages refused, by reason",
+                                      labels=["node", "reason"])
         gauges: dict[str, GaugeMetricFamily] = {}
         histograms = {name: HistogramMetricFamily(f"fos_agent_{name}", name.replace("_", " "),
                                                   labels=["node"]) for name in HISTOGRAMS}
@@ -235,6 +240,8 @@ class AgentCollector(Collector):
                     received.add_metric([node, name.partition(".")[2]], value)
                 elif name.startswith(RECEIVED_FROM):
                     by_supplier.add_metric([node, name[len(RECEIVED_FROM):]], value)
+                elif name.startswith(REFUSED):
+                    refused.add_metric([node, name[len(REFUSED):]], value)
             gauge_fn = getattr(source, "gauges", None)
             for name, value in (gauge_fn() if gauge_fn else {}).items():
                 family = gauges.setdefault(name, GaugeMetricFamily(
@@ -244,6 +251,7 @@ class AgentCollector(Collector):
         yield sent
         yield received
         yield by_supplier
+        yield refused
         yield from gauges.values()
         yield from histograms.values()
         yield rpc
