@@ -2,7 +2,8 @@
 
 Built from the public kit (fos_agent.testing / fos_agent.testing.machine): 2 suppliers and
 2 consumers of one item, and a 3-level chain, and the two-by-two with an adversary forging
-and malforming messages. Safety after every step, convergence (I2, I3) after healing. HYPOTHESIS_PROFILE=deep runs 50x the examples.
+and malforming messages. Safety after every step, convergence (I2, I3) after healing.
+HYPOTHESIS_PROFILE=deep runs 50x the examples.
 """
 
 from __future__ import annotations
