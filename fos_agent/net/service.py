@@ -70,6 +70,7 @@ from fos_agent.protocol.messages import (
 from fos_agent.protocol.transitions import ProtocolError
 from fos_agent.protocol.validate import clip, split_batch_id
 from fos_pb import agent_pb2, agent_pb2_grpc
+from fos_raft.lineage.reader import LineageIndexError
 from fos_raft.lineage.remote import views_to_pb
 from fos_raft.runtime.grpc_runtime import keep_grpc_aio_running
 from fos_raft.security.tls import add_port, describe, peer_names
@@ -324,7 +325,11 @@ class PeerService(agent_pb2_grpc.AgentServicer):
         if bad is not None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"{clip(bad)} is not a batch id (<producer>:<seq>)")
-        return views_to_pb(self.agent.node_id, self._engine.lineage(list(request.batch_ids)))
+        try:
+            views = self._engine.lineage(list(request.batch_ids))
+        except LineageIndexError as exc:  # a damaged index record: named, not a traceback
+            await context.abort(grpc.StatusCode.DATA_LOSS, str(exc))
+        return views_to_pb(self.agent.node_id, views)
 
 
 async def _first_of(*tickets: asyncio.Event, timeout: float) -> None:

@@ -30,16 +30,24 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from fos_agent.protocol.records import Batch, OutboundRecord
-from fos_raft.model import MAX_ID_LEN, MAX_QTY, MAX_REQUIRES
+from fos_raft.model import (
+    MAX_BATCH_ID_LEN,
+    MAX_ID_LEN,
+    MAX_QTY,
+    MAX_REQUIRES,
+    clip,
+    split_batch_id,
+)
 
-MAX_SEQ_DIGITS = 19  # an int64 seq
-MAX_BATCH_ID_LEN = MAX_ID_LEN + 1 + MAX_SEQ_DIGITS
+__all__ = ["MAX_BATCH_ID_LEN", "MAX_LINEAGE_BYTES", "MAX_LINEAGE_IDS", "MAX_REQUEST_ID_LEN",
+           "Refusal", "check_batch", "check_batch_id", "check_confirmation", "check_request",
+           "clip", "split_batch_id"]
+
 MAX_LINEAGE_IDS = 2 * MAX_REQUIRES  # margin over the largest legal cycle (MAX_REQUIRES)
 MAX_LINEAGE_BYTES = MAX_LINEAGE_IDS * (MAX_BATCH_ID_LEN + 1)
 MAX_REQUEST_ID_LEN = 2 * MAX_ID_LEN + 64  # "<consumer>~<incarnation>~<n>[.<i>]" with room
 
 _NODE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
-_SEQ_RE = re.compile(r"[1-9][0-9]*")
 _PRINTABLE_RE = re.compile(r"[\x21-\x7e]+")
 
 
@@ -52,29 +60,12 @@ class Refusal:
     detail: str
 
 
-def clip(value: object, limit: int = 40) -> str:
-    """A value for a message: repr, cut to ``limit`` characters (a 1 MB id stays short)."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}...({len(text)} chars)"
-
-
 def node_id_problem(node: str) -> str:
     if not node:
         return "empty node id"
-    if len(node) > MAX_ID_LEN or not _NODE_RE.fullmatch(node):
+    if not isinstance(node, str) or len(node) > MAX_ID_LEN or not _NODE_RE.fullmatch(node):
         return f"node id {clip(node)} is not a node id"
     return ""
-
-
-def split_batch_id(batch_id: str) -> tuple[str, int] | None:
-    """(producer, seq) of a well-formed batch id, else None. Never raises."""
-    if not isinstance(batch_id, str) or len(batch_id) > MAX_BATCH_ID_LEN:
-        return None
-    producer, sep, seq = batch_id.rpartition(":")
-    if (not sep or node_id_problem(producer) or len(seq) > MAX_SEQ_DIGITS
-            or not _SEQ_RE.fullmatch(seq)):
-        return None
-    return producer, int(seq)
 
 
 def check_batch_id(batch_id: str, producer: str | None = None) -> Refusal | None:

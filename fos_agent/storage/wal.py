@@ -196,7 +196,7 @@ def _load(env: lmdb.Environment, dbs: dict[bytes, object],
         for key, value in txn.cursor(db=dbs[b"requests"]):
             state.requests[split_request_key(key)] = value.decode()
         if index is not None:
-            settled_state(txn, index, state)
+            settled_state(txn, index, state, malformed)
     return state
 
 

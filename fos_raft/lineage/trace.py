@@ -9,6 +9,10 @@ costs about 20 round trips whatever its width.
 A batch ``b`` is made at ``producer_of(b)``; its made entry names its inputs (back) and
 the consumer it was delivered to, whose used entry names the output it went into (forward;
 a reclaimed batch goes into its reclaim copy at its own producer).
+
+A record naming something that is not a batch id (an input, an output; written by an agent
+that did not check what it was offered) is a reported anomaly of the result
+(``Trace.malformed``, which makes it partial), never an exception.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from fos_raft.lineage.index import MadeEntry, producer_of
+from fos_raft.lineage.index import MadeEntry
+from fos_raft.model import clip, split_batch_id
 
 BACK = "back"
 FORWARD = "forward"
@@ -59,10 +64,16 @@ class Trace:
     direction: str
     batches: list[TraceBatch] = field(default_factory=list)
     unreachable: list[tuple[str, str]] = field(default_factory=list)  # (node, reason)
+    malformed: list[tuple[str, str]] = field(default_factory=list)  # (id, where it was named)
 
     @property
     def complete(self) -> bool:
-        return not self.unreachable
+        return not self.unreachable and not self.malformed
+
+
+def _producer(batch_id: str) -> str | None:
+    parts = split_batch_id(batch_id)
+    return parts[0] if parts is not None else None
 
 
 class _Walk:
@@ -98,19 +109,25 @@ async def trace(root: str, direction: str, fetch: Fetch, depth: int | None = Non
     record of it (or the id is not a batch id)."""
     if direction not in (BACK, FORWARD):
         raise ValueError(f"direction must be {BACK!r} or {FORWARD!r}")
-    try:
-        producer_of(root)
-    except ValueError as e:
-        raise UnknownBatch(str(e)) from e
+    if _producer(root) is None:
+        raise UnknownBatch(f"{clip(root)} is not a batch id (<producer>:<seq>)")
     walk = _Walk(fetch)
     result = Trace(root, direction)
     entries: dict[str, TraceBatch] = {}
+    bad: dict[str, str] = {}  # malformed id -> where it was named
+
+    def well_formed(bid: str, where: str) -> bool:
+        if _producer(bid) is not None:
+            return True
+        bad.setdefault(clip(bid, 80), where)
+        return False
+
     level, distance = [root], 0
     while level:
-        found = await walk.ask(_group([(producer_of(b), b) for b in level]))
+        found = await walk.ask(_group([(_producer(b) or "", b) for b in level]))
         made: list[MadeEntry] = []
         for bid in level:
-            node = producer_of(bid)
+            node = _producer(bid) or ""
             entry = found.get((node, bid), NodeAnswer()).made
             if entry is None:
                 if node not in walk.down:
@@ -131,7 +148,8 @@ async def trace(root: str, direction: str, fetch: Fetch, depth: int | None = Non
         if direction == BACK:
             for entry in made:
                 for src in entry.input_ids:
-                    if src not in entries and src not in nxt:
+                    if (src not in entries and src not in nxt
+                            and well_formed(src, f"input of {entry.batch_id}")):
                         nxt.append(src)
         else:
             # follow the goods: to the consumer they were sent to (delivered, or still
@@ -141,7 +159,9 @@ async def trace(root: str, direction: str, fetch: Fetch, depth: int | None = Non
             used = await walk.ask(_group(asks))
             for node, bid in asks:
                 answer = used.get((node, bid))
-                if answer is not None and answer.into and answer.into not in entries:
+                if (answer is not None and answer.into and answer.into not in entries
+                        and answer.into not in nxt
+                        and well_formed(answer.into, f"output of {bid} at {node}")):
                     nxt.append(answer.into)
         level = nxt
     for tb in result.batches:  # outputs: the reverse of the inputs seen in the trace
@@ -149,6 +169,7 @@ async def trace(root: str, direction: str, fetch: Fetch, depth: int | None = Non
             if src in entries and tb.batch_id not in entries[src].outputs:
                 entries[src].outputs.append(tb.batch_id)
     result.unreachable = sorted(walk.down.items())
+    result.malformed = sorted(bad.items())
     return result
 
 
@@ -162,4 +183,5 @@ def trace_to_json(t: Trace, made_at: Callable[[int], str]) -> dict[str, object]:
                      "outputs": b.outputs, "delivered_to": b.delivered_to}
                     for b in t.batches],
         "unreachable": [{"node": n, "reason": r} for n, r in t.unreachable],
+        "malformed": [{"id": i, "named_as": w} for i, w in t.malformed],
     }
