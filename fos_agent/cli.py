@@ -237,10 +237,16 @@ async def run(agent: Agent, args: argparse.Namespace) -> int:
         return 1
     agent.log.info("agent ready", address=agent.address, spec=str(agent.spec))
     write_ready(args.ready_file, agent.address)
+    failed = asyncio.ensure_future(agent.failed.wait())
     try:
-        await stopper
+        await asyncio.wait({stopper, failed}, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        stopper.cancel()
+        failed.cancel()
         await agent.stop()
+    if agent.failure:  # the WAL failed mid-run: exit for the supervisor to see
+        sys.stderr.write(f"fos-agent: {args.node_id} stopped: {agent.failure}\n")
+        return 1
     return 0
 
 

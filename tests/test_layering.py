@@ -53,6 +53,7 @@ ALLOWED: dict[str, set[str]] = {
                      "fos_raft.lineage.trace"},
     "fos_agent.protocol": {"fos_raft.model", "fos_raft.lineage.index"},
     "fos_agent.storage": {"fos_agent.protocol", "fos_raft.model", "fos_raft.lineage",
+                          "fos_raft.runtime",  # lmdb_file: checked before it is mapped
                           "fos_raft.lineage.index"},
     "fos_agent.core": {"fos_agent.protocol", "fos_agent.storage", "fos_raft.lineage",
                        "fos_raft.runtime"},

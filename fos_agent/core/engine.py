@@ -43,7 +43,8 @@ from fos_agent.protocol.records import (
 )
 from fos_agent.protocol.validate import MAX_BATCH_ID_LEN, clip
 from fos_agent.storage.group_commit import GroupCommitter
-from fos_agent.storage.wal import Wal
+from fos_agent.storage.wal import Wal, WalError
+from fos_agent.storage.wal_check import DAMAGE, LMDB_DAMAGE, damaged
 from fos_raft.lineage.reader import BatchView
 from fos_raft.runtime.logging import get_logger
 
@@ -156,6 +157,10 @@ class Engine:
         # commit_error changed or the WAL closed: the agent re-checks its health now rather
         # than at its next poll (fos_agent.runtime.health)
         self.health_changed: Callable[[], None] = lambda: None
+        # the WAL failed and could not be reopened: ``fatal`` says why, and the owner is
+        # told once (the agent stops and its process exits non-zero, docs/agent.md)
+        self.fatal = ""
+        self.on_fatal: Callable[[str], None] = lambda reason: None
 
     @property
     def config(self) -> NodeConfig:
@@ -170,6 +175,10 @@ class Engine:
             self.wal.compact(retention_days=self.retention_days)
             durable = self.wal.load()
             self.node, effects = Node.recover(self._config, durable, self.wal.settled)
+        except (*DAMAGE, *LMDB_DAMAGE) as exc:  # damaged: one line, not a traceback
+            self.wal.close()
+            self.wal = None
+            raise WalError(damaged(self.wal_dir, exc)) from exc
         except BaseException:
             self.wal.close()
             self.wal = None
@@ -326,7 +335,14 @@ class Engine:
             with contextlib.suppress(Exception):
                 await failed.aclose()
             await self.close()
-            info = self.open()
+            try:
+                info = self.open()
+            except WalError as reopen:  # the WAL is gone or damaged: no way to serve
+                # (a full disk is not this: its lmdb.Error is retried by the next step)
+                self.fatal = str(reopen) or type(reopen).__name__
+                self.log.error("wal cannot be reopened; the agent stops", error=self.fatal)
+                self.on_fatal(self.fatal)
+                raise
             self.inbound_changed.notify()
             self.outbound_changed.notify()
             if self.on_recovered is not None:
