@@ -48,6 +48,7 @@ from fos_agent.storage.wal_check import DAMAGE, LMDB_DAMAGE, damaged
 from fos_raft.lineage.reader import BatchView
 from fos_raft.runtime.logging import get_logger
 
+FATAL_PACE_S = 0.05  # a step of an engine whose WAL is unusable fails after this
 MAX_LOGGED_REFUSALS = 1024  # distinct (peer, reason) pairs logged; a forger can make many
 
 
@@ -232,6 +233,10 @@ class Engine:
         """Handle ``events`` in order and make all their writes durable (one group);
         returns their effects once durable. Messages are the caller's to send."""
         node, committer = self.node, self._committer
+        if self.fatal:  # the WAL is unusable: nothing more is tried (the agent stops);
+            # paced, so a caller that retries at once (a stage) cannot starve the loop
+            await asyncio.sleep(FATAL_PACE_S)
+            raise WalError(self.fatal)
         if node is None or committer is None:
             raise RuntimeError("engine is not open")
         # batches offered/sent to us that are new here (receipts; ghosts if re-offered)
@@ -329,8 +334,8 @@ class Engine:
         if self._restarting is None:
             self._restarting = asyncio.Lock()
         async with self._restarting:
-            if self._committer is not failed:
-                return  # another caller already recovered
+            if self._committer is not failed or self.fatal:
+                return  # another caller already recovered (or found the WAL unusable)
             self.log.error("wal commit failed; recovering from the WAL", error=str(exc))
             with contextlib.suppress(Exception):
                 await failed.aclose()
