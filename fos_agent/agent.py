@@ -381,9 +381,10 @@ class Agent(CoordinatorSide):
     def _node_config(self, spec: NodeSpec) -> NodeConfig:
         # in plaintext anyone may send a confirmation naming our consumer: believe only the
         # consumer's own answer to an offer we make (with TLS the certificate proves it)
+        verify = self.settings.verify_confirmations
         return NodeConfig(self.node_id, spec.produces, tuple(spec.requires),
                           immediate_arrival=self.settings.immediate_arrival,
-                          verify_confirmations=self.tls is None)
+                          verify_confirmations=self.tls is None if verify is None else verify)
 
     def _wal_failed(self, reason: str) -> None:
         """The engine could not reopen a failed WAL: this agent can never serve again, so

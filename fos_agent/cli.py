@@ -113,6 +113,10 @@ def add_tuning(parser: argparse.ArgumentParser) -> None:
     tune.add_argument("--no-lineage-index", action="store_true",
                       help="no genealogy index and no WAL compaction (the design before "
                            "lot genealogy; for comparisons)")
+    tune.add_argument("--trust-confirmations", action="store_true",
+                      help="without TLS, settle a batch on the consumer's DeliveryConfirmed "
+                           "alone instead of asking the consumer (faster; only where no "
+                           "one can forge one: docs/protocol.md, Validation)")
     tune.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING")
     add_log_format_argument(tune)
     tune.add_argument("--start-file", default=None, metavar="PATH",
@@ -140,6 +144,7 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
         group_commit=not args.no_group_commit, start_file=args.start_file,
         lineage_retention_days=args.lineage_retention_days,
         lineage_index=not args.no_lineage_index,
+        verify_confirmations=False if args.trust_confirmations else None,
         private_loop=False)  # a simulated stage runs no user code: one loop is enough
 
 
