@@ -1,6 +1,7 @@
 """Fully durable trades per second between agent PROCESSES over loopback gRPC.
 
     python -m bench.bench_trades [--seconds 10] [--warmup 3] [--consumers 4]
+                                 [--trust-confirmations]
 
 A trade is one batch going supplier QUEUED -> IN_TRANSIT (synced) -> consumer QUEUED
 (synced) -> supplier DELIVERED (synced): it is counted when the supplier's DELIVERED is
@@ -164,7 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--consumers", type=int, default=4)
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, WALs)")
+    parser.add_argument("--trust-confirmations", action="store_true",
+                        help="agents believe plaintext confirmations (no verifying offer)")
     args = parser.parse_args(argv)
+    trust = ["--trust-confirmations"] if args.trust_confirmations else []
     base = Path(tempfile.mkdtemp(prefix="fos-bench-trades-"))
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores; "
@@ -175,11 +179,11 @@ def main(argv: list[str] | None = None) -> int:
             cluster.wait_for_leader(timeout=30)
             coordinators = cluster.grpc_addresses
             scenarios = [
-                ("pair-group", 1, [], "1 -> 1, group commit, <=16 batches per call"),
-                ("pair-single", 1, SINGLE, "1 -> 1, group commit, 1 batch per call"),
-                ("pair-naive", 1, [*SINGLE, "--no-group-commit"],
+                ("pair-group", 1, trust, "1 -> 1, group commit, <=16 batches per call"),
+                ("pair-single", 1, [*SINGLE, *trust], "1 -> 1, group commit, 1 batch per call"),
+                ("pair-naive", 1, [*SINGLE, "--no-group-commit", *trust],
                  "1 -> 1, one fsync per step, 1 batch per call"),
-                (f"fanout{args.consumers}", args.consumers, [],
+                (f"fanout{args.consumers}", args.consumers, trust,
                  f"1 -> {args.consumers} consumers, group commit, <=16 per call"),
             ]  # fmt: skip
             for name, consumers, extra, label in scenarios:

@@ -173,6 +173,11 @@ class Agent(CoordinatorSide):
         self._runner = None  # the private loop thread (settings.private_loop), once started
         self._cycle_waits: set[asyncio.Task[Any]] = set()  # callers waiting in cycles()
         self.stopped = asyncio.Event()
+        # the WAL failed mid-run and cannot be reopened: ``failure`` says why, ``failed`` is
+        # set (on the caller's loop); fos-agent exits 1 on it (docs/agent.md)
+        self.failure = ""
+        self.failed = asyncio.Event()
+        self._caller_loop: asyncio.AbstractEventLoop | None = None
         self.handle_signals = handle_signals
         self._signals = SignalHook(self._on_stop_signal)
         self._owner: tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]] | None = None
@@ -206,6 +211,7 @@ class Agent(CoordinatorSide):
 
     async def start(self) -> None:
         """Recover, serve, register or rejoin (see the module docstring)."""
+        self._caller_loop = asyncio.get_running_loop()
         if self.handle_signals:
             task = asyncio.current_task()
             if task is not None:
@@ -238,6 +244,7 @@ class Agent(CoordinatorSide):
         self.engine = Engine(wal_path(self.data_dir), config, self.metrics,
                              group_commit=self.settings.group_commit,
                              on_recovered=self._on_recovered)
+        self.engine.on_fatal = self._wal_failed
         self.engine.retention_days = self.settings.lineage_retention_days
         self.engine.lineage_index = self.settings.lineage_index
         info = self.engine.open()  # WalError for a foreign WAL: refuse to start
@@ -380,8 +387,20 @@ class Agent(CoordinatorSide):
             self.log.error("agent task died", error=repr(task.exception()))
 
     def _node_config(self, spec: NodeSpec) -> NodeConfig:
+        # in plaintext anyone may send a confirmation naming our consumer: believe only the
+        # consumer's own answer to an offer we make (with TLS the certificate proves it)
+        verify = self.settings.verify_confirmations
         return NodeConfig(self.node_id, spec.produces, tuple(spec.requires),
-                          immediate_arrival=self.settings.immediate_arrival)
+                          immediate_arrival=self.settings.immediate_arrival,
+                          verify_confirmations=self.tls is None if verify is None else verify)
+
+    def _wal_failed(self, reason: str) -> None:
+        """The engine could not reopen a failed WAL: this agent can never serve again, so
+        it says so loudly instead of answering NOT_SERVING for ever."""
+        self.failure = reason
+        self.log.error("agent failed: its WAL is unusable", error=reason)
+        if self._caller_loop is not None and not self._caller_loop.is_closed():
+            self._caller_loop.call_soon_threadsafe(self.failed.set)
 
     def _on_recovered(self, info: RecoveryInfo) -> None:
         self.incarnation = info.incarnation

@@ -116,6 +116,10 @@ def add_tuning(parser: argparse.ArgumentParser) -> None:
     tune.add_argument("--wait-log-s", type=float, default=_AGENT.wait_log_s, metavar="S",
                       help="log why the stage waits once a wait lasts S seconds (0: never; "
                            "default %(default)s)")
+    tune.add_argument("--trust-confirmations", action="store_true",
+                      help="without TLS, settle a batch on the consumer's DeliveryConfirmed "
+                           "alone instead of asking the consumer (faster; only where no "
+                           "one can forge one: docs/protocol.md, Validation)")
     tune.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING")
     add_log_format_argument(tune)
     tune.add_argument("--start-file", default=None, metavar="PATH",
@@ -145,6 +149,7 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
         group_commit=not args.no_group_commit, start_file=args.start_file,
         lineage_retention_days=args.lineage_retention_days,
         lineage_index=not args.no_lineage_index, wait_log_s=args.wait_log_s,
+        verify_confirmations=False if args.trust_confirmations else None,
         private_loop=False)  # a simulated stage runs no user code: one loop is enough
 
 
@@ -242,10 +247,16 @@ async def run(agent: Agent, args: argparse.Namespace) -> int:
         return 1
     agent.log.info("agent ready", address=agent.address, spec=str(agent.spec))
     write_ready(args.ready_file, agent.address)
+    failed = asyncio.ensure_future(agent.failed.wait())
     try:
-        await stopper
+        await asyncio.wait({stopper, failed}, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        stopper.cancel()
+        failed.cancel()
         await agent.stop()
+    if agent.failure:  # the WAL failed mid-run: exit for the supervisor to see
+        sys.stderr.write(f"fos-agent: {args.node_id} stopped: {agent.failure}\n")
+        return 1
     return 0
 
 

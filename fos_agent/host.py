@@ -169,11 +169,17 @@ async def run(agents: list[Agent], args: argparse.Namespace) -> int:
         await asyncio.gather(*(a.stop() for a in agents), return_exceptions=True)
         return 1
     write_ready(args.ready_file, json.dumps({a.node_id: a.address for a in agents}))
+    failures = [asyncio.ensure_future(a.failed.wait()) for a in agents]
     try:
-        await stopper
+        await asyncio.wait({stopper, *failures}, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        for waiter in (stopper, *failures):
+            waiter.cancel()
         await asyncio.gather(*(a.stop() for a in agents), return_exceptions=True)
-    return 0
+    failed = [a for a in agents if a.failure]
+    for agent in failed:  # a WAL failed mid-run: the process exits for its supervisor
+        sys.stderr.write(f"fos-agent-host: {agent.node_id} stopped: {agent.failure}\n")
+    return 1 if failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

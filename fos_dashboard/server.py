@@ -19,6 +19,7 @@ from fos_dashboard.collector import Collector
 from fos_raft.lineage.remote import IndexSources
 from fos_raft.lineage.trace import UnknownBatch, trace_to_json
 from fos_raft.lineage.trace import trace as trace_walk
+from fos_raft.model import split_batch_id
 from fos_raft.textsafe import page_json
 
 COLLECTOR = web.AppKey("collector", Collector)
@@ -88,7 +89,10 @@ def _json(body: Any, status: int = 200) -> web.Response:
 
 
 def made_at(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
+    try:  # a damaged record's time must not turn the answer into a 500
+        return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
+    except (OverflowError, ValueError, OSError):
+        return f"(not a time: {ms})"
 
 
 async def trace(request: web.Request) -> web.Response:
@@ -100,7 +104,7 @@ async def trace(request: web.Request) -> web.Response:
     batch_id = request.query.get("batch", "").strip()
     direction = request.query.get("direction", "back")
     depth_text = request.query.get("depth", "").strip()
-    if not batch_id or ":" not in batch_id:
+    if split_batch_id(batch_id) is None:
         return _json({"error": "give ?batch=<producer>:<seq>"}, status=400)
     if direction not in ("back", "forward"):
         return _json({"error": "direction is back or forward"}, status=400)

@@ -344,3 +344,29 @@ def check_catalog_with(catalog: Mapping[str, NodeSpec], spec: NodeSpec) -> None:
             ErrorCode.INVALID_ARGUMENT,
             f"node {spec.node_id!r} would make the item graph cyclic: {' -> '.join(cycle)}",
         )
+
+
+# ---- batch ids: "<producer>:<seq>" -------------------------------------------------------
+
+MAX_SEQ_DIGITS = 19  # an int64 seq
+MAX_BATCH_ID_LEN = MAX_ID_LEN + 1 + MAX_SEQ_DIGITS
+_SEQ_RE = re.compile(r"[1-9][0-9]*")
+
+
+def clip(value: object, limit: int = 40) -> str:
+    """A value for a message: its repr, cut to ``limit`` characters (a 1 MB id read from a
+    peer or a damaged record stays one short line)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}...({len(text)} chars)"
+
+
+def split_batch_id(batch_id: object) -> tuple[str, int] | None:
+    """(producer, seq) of a well-formed batch id (a node id, ':', a positive decimal seq of
+    at most 19 digits), else None. Never raises: readers use it on whatever a record holds."""
+    if not isinstance(batch_id, str) or len(batch_id) > MAX_BATCH_ID_LEN:
+        return None
+    producer, sep, seq = batch_id.rpartition(":")
+    if (not sep or len(producer) > MAX_ID_LEN or not _ID_RE.fullmatch(producer)
+            or len(seq) > MAX_SEQ_DIGITS or not _SEQ_RE.fullmatch(seq)):
+        return None
+    return producer, int(seq)

@@ -144,20 +144,24 @@ async def test_supplier_long_poll_refusals_dedup_and_confirmations(cluster: Loca
             with pytest.raises(grpc.aio.AioRpcError) as wrong:
                 await stub.RequestBatch(_request("t2-con", "r6", "t2y"), timeout=10)
             assert wrong.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-            # confirmations: piggybacked on a request, and on their own
+            # confirmations, piggybacked on a request and on their own, are hints in
+            # plaintext (anyone may name t2-con): the supplier asks t2-con itself, at its
+            # address in the catalog, with an offer, and only its answer settles a batch
+            offered = supplier.metrics["messages_sent.OfferBatch"]
             await stub.RequestBatch(_request("t2-con", "r7", "t2x",
                                              delivered=(made.batch_id,)), timeout=10)
             await stub.DeliveryConfirmed(agent_pb2.BatchRef(
                 batch_id=fresh.sent.batch_id, supplier="t2-sup", consumer="t2-con"),
                 timeout=10)
-            # durable, compacted or not (agents compact settled records every 5 s)
+            await eventually(lambda: supplier.metrics["messages_sent.OfferBatch"]
+                             >= offered + 2, what="confirmations verified by offers")
             history = supplier.engine.wal.load(settled=True)
-            assert history.outbound[made.batch_id].state is OutState.DELIVERED
-            assert history.outbound[fresh.sent.batch_id].state is OutState.DELIVERED
-            assert supplier.metrics["batches_delivered"] == 2
+            assert history.outbound[made.batch_id].state is OutState.IN_TRANSIT
+            assert history.outbound[fresh.sent.batch_id].state is OutState.IN_TRANSIT
+            assert supplier.metrics["batches_delivered"] == 0
             assert supplier.metrics["messages_received.RequestBatch"] >= 8
     durable = read_wal(wal_path(tmp_path / "t2-sup"), settled=True)
-    assert durable.outbound[made.batch_id].state is OutState.DELIVERED
+    assert durable.outbound[made.batch_id].state is OutState.IN_TRANSIT
     assert durable.requests[("t2-con", "r1")] == made.batch_id
 
 
@@ -175,8 +179,9 @@ async def test_consumer_takes_offers_from_anyone_once_and_recovers(cluster: Loca
             assert first.state == second.state == agent_pb2.INBOUND_QUEUED
             forged = agent_pb2.OfferBatchRequest(batch=batch, supplier="t3-other",
                                                  consumer="t3-con")
-            assert (await stub.OfferBatch(forged, timeout=10)).state == \
-                agent_pb2.INBOUND_UNKNOWN
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.OfferBatch(forged, timeout=10)
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             stats = await stub.Stats(agent_pb2.StatsRequest(), timeout=10)
         assert consumer.metrics["batches_received"] == 1
         assert consumer.metrics["wal_ghost_batches"] == 1

@@ -34,7 +34,7 @@ def test_back_trace_json_shape_and_exit_0(factory: Path) -> None:
     done = run("fosctl", "trace", "n2:2", "--format", "json", "--data-dirs", str(factory))
     assert done.returncode == 0, done.stderr
     got = json.loads(done.stdout)
-    assert set(got) == {"batch", "direction", "batches", "unreachable"}
+    assert set(got) == {"batch", "direction", "batches", "unreachable", "malformed"}
     assert (got["batch"], got["direction"], got["unreachable"]) == ("n2:2", "back", [])
     first = got["batches"][0]
     assert set(first) == {"batch_id", "node", "item", "qty", "made_at", "inputs", "outputs",

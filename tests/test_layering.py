@@ -43,8 +43,8 @@ ALLOWED: dict[str, set[str]] = {
                      "fos_raft.runtime", "fos_raft.security", "fos_raft.replica"},
     # genealogy: the index format and the trace walk are pure; the readers (LMDB, gRPC)
     # sit above them. Shared by fosctl and the agents (fos_raft may not import fos_agent).
-    "fos_raft.lineage.index": set(),
-    "fos_raft.lineage.trace": {"fos_raft.lineage.index"},
+    "fos_raft.lineage.index": {"fos_raft.model"},  # the batch id grammar
+    "fos_raft.lineage.trace": {"fos_raft.lineage.index", "fos_raft.model"},
     "fos_raft.lineage": {"fos_raft.lineage.index", "fos_raft.lineage.trace",
                          "fos_raft.runtime", "fos_raft.security"},
     "fos_raft.cli": {"fos_raft.model", "fos_raft.textsafe", "fos_raft.planner", "fos_raft.state",
@@ -55,6 +55,7 @@ ALLOWED: dict[str, set[str]] = {
     # the runtime's time rules, pure: driven by the runtime and by the simulation
     "fos_agent.rules": {"fos_agent.protocol", "fos_raft.model"},
     "fos_agent.storage": {"fos_agent.protocol", "fos_raft.model", "fos_raft.lineage",
+                          "fos_raft.runtime",  # lmdb_file: checked before it is mapped
                           "fos_raft.lineage.index"},
     "fos_agent.core": {"fos_agent.protocol", "fos_agent.rules", "fos_agent.storage",
                        "fos_raft.lineage", "fos_raft.runtime"},

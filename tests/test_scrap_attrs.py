@@ -255,3 +255,15 @@ def test_a_scrap_survives_compaction_in_a_real_wal(tmp_path: Path) -> None:
         reader.env.close()
     assert view[out_id].made is not None and view[out_id].made.attrs == (("serial", "SN-9"),)
     assert view[first[0]].used is not None and view[first[0]].used.scrapped == "warped"
+
+
+def test_an_offered_batch_with_attributes_out_of_bounds_is_refused() -> None:
+    from fos_agent.protocol.limits import MAX_ATTRS
+    from fos_agent.protocol.records import Batch
+    from fos_agent.protocol.validate import check_batch
+
+    ok = Batch("p:1", "wood", 1, "p", 1, attrs=(("serial", "SN-1"),))
+    assert check_batch(ok, "p", {"wood"}) is None
+    many = tuple((f"k{i:03d}", i) for i in range(MAX_ATTRS + 1))
+    refusal = check_batch(Batch("p:1", "wood", 1, "p", 1, attrs=many), "p", {"wood"})
+    assert refusal is not None and refusal.reason == "attrs"

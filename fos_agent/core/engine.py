@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fos_agent.core.metrics import CONSUMED_OF, Metrics
+from fos_agent.core.metrics import CONSUMED_OF, REFUSED, Metrics
 from fos_agent.protocol.machine import Node, NodeConfig
 from fos_agent.protocol.messages import (
     BatchSent,
@@ -41,10 +41,15 @@ from fos_agent.protocol.records import (
     PutOutbound,
     Write,
 )
+from fos_agent.protocol.validate import MAX_BATCH_ID_LEN, clip
 from fos_agent.storage.group_commit import GroupCommitter
-from fos_agent.storage.wal import Wal
+from fos_agent.storage.wal import Wal, WalError
+from fos_agent.storage.wal_check import DAMAGE, LMDB_DAMAGE, damaged
 from fos_raft.lineage.reader import BatchView
 from fos_raft.runtime.logging import get_logger
+
+FATAL_PACE_S = 0.05  # a step of an engine whose WAL is unusable fails after this
+MAX_LOGGED_REFUSALS = 1024  # distinct (peer, reason) pairs logged; a forger can make many
 
 
 class SerialCommitter:
@@ -144,6 +149,7 @@ class Engine:
         self._restarting: asyncio.Lock | None = None
         self._flow: FlowChanged | None = None
         self.commit_error = ""  # the last commit's failure; "" once a commit succeeds
+        self._refusals_logged: set[tuple[str, str]] = set()  # (peer, reason) logged once
         self.retention_days: float | None = None  # genealogy retention (None: keep all)
         self.lineage_index = True  # False: no genealogy index, no compaction (comparisons)
         self.inbound_changed = Signal()  # an inbound record changed (queued / consumed)
@@ -152,6 +158,10 @@ class Engine:
         # commit_error changed or the WAL closed: the agent re-checks its health now rather
         # than at its next poll (fos_agent.runtime.health)
         self.health_changed: Callable[[], None] = lambda: None
+        # the WAL failed and could not be reopened: ``fatal`` says why, and the owner is
+        # told once (the agent stops and its process exits non-zero, docs/agent.md)
+        self.fatal = ""
+        self.on_fatal: Callable[[str], None] = lambda reason: None
 
     @property
     def config(self) -> NodeConfig:
@@ -166,6 +176,10 @@ class Engine:
             self.wal.compact(retention_days=self.retention_days)
             durable = self.wal.load()
             self.node, effects = Node.recover(self._config, durable, self.wal.settled)
+        except (*DAMAGE, *LMDB_DAMAGE) as exc:  # damaged: one line, not a traceback
+            self.wal.close()
+            self.wal = None
+            raise WalError(damaged(self.wal_dir, exc)) from exc
         except BaseException:
             self.wal.close()
             self.wal = None
@@ -219,6 +233,10 @@ class Engine:
         """Handle ``events`` in order and make all their writes durable (one group);
         returns their effects once durable. Messages are the caller's to send."""
         node, committer = self.node, self._committer
+        if self.fatal:  # the WAL is unusable: nothing more is tried (the agent stops);
+            # paced, so a caller that retries at once (a stage) cannot starve the loop
+            await asyncio.sleep(FATAL_PACE_S)
+            raise WalError(self.fatal)
         if node is None or committer is None:
             raise RuntimeError("engine is not open")
         # batches offered/sent to us that are new here (receipts; ghosts if re-offered)
@@ -236,6 +254,9 @@ class Engine:
             if done:
                 await committer.commit(done)
             raise
+        for eff in effects:
+            if eff.refusal is not None:
+                self._refused(eff)
         for e in events:
             if isinstance(e, FlowChanged) and (self._flow is None
                                                or e.version >= self._flow.version):
@@ -265,6 +286,18 @@ class Engine:
             self.metrics.observe("wal_commit_seconds", time.perf_counter() - started)
             self._account(writes, fresh)
         return effects
+
+    def _refused(self, eff: Effects) -> None:
+        """Count a refused message; log it once per peer and reason (a forger repeating
+        itself must not flood the log; the counter keeps the total)."""
+        refusal = eff.refusal
+        assert refusal is not None
+        self.metrics.inc(REFUSED + refusal.reason)
+        key = (clip(eff.peer, MAX_BATCH_ID_LEN), refusal.reason)
+        if key not in self._refusals_logged and len(self._refusals_logged) < MAX_LOGGED_REFUSALS:
+            self._refusals_logged.add(key)
+            self.log.warning("refused a peer message", peer=key[0], reason=refusal.reason,
+                             detail=refusal.detail)
 
     def _account(self, writes: Sequence[Write], fresh: dict[str, bool]) -> None:
         """Count what became durable and wake whoever waits on it."""
@@ -304,13 +337,20 @@ class Engine:
         if self._restarting is None:
             self._restarting = asyncio.Lock()
         async with self._restarting:
-            if self._committer is not failed:
-                return  # another caller already recovered
+            if self._committer is not failed or self.fatal:
+                return  # another caller already recovered (or found the WAL unusable)
             self.log.error("wal commit failed; recovering from the WAL", error=str(exc))
             with contextlib.suppress(Exception):
                 await failed.aclose()
             await self.close()
-            info = self.open()
+            try:
+                info = self.open()
+            except WalError as reopen:  # the WAL is gone or damaged: no way to serve
+                # (a full disk is not this: its lmdb.Error is retried by the next step)
+                self.fatal = str(reopen) or type(reopen).__name__
+                self.log.error("wal cannot be reopened; the agent stops", error=self.fatal)
+                self.on_fatal(self.fatal)
+                raise
             self.inbound_changed.notify()
             self.outbound_changed.notify()
             if self.on_recovered is not None:

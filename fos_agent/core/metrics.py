@@ -76,6 +76,7 @@ COUNTERS = (
 MESSAGE_KINDS = ("RequestBatch", "WaitingForBatch", "DeliveryConfirmed", "OfferBatch", "Ping")
 RECEIVED_FROM = "batches_received_from:"
 SCRAPPED_ITEM = "batches_scrapped."
+REFUSED = "refused:"  # + reason (fos_agent.protocol.validate): fos_agent_refused_total{reason}
 RECEIVED_AT = "last_received_from_at:"
 FIRST_OUTPUT_AT = "first_output_at"
 # Cycle outcomes for the coordinator's production figures (docs/operations.md): input
@@ -212,7 +213,9 @@ class AgentCollector(Collector):
     ``fos_agent_<name>_total{node}`` for the paper counters,
     ``fos_agent_messages_sent_total{node,kind}`` / ``..._received_total``,
     ``fos_agent_batches_received_from_total{node,supplier}``,
-    ``fos_agent_batches_scrapped_by_item_total{node,item}``, and gauges
+    ``fos_agent_batches_scrapped_by_item_total{node,item}``,
+    ``fos_agent_refused_total{node,reason}`` (peer messages refused as malformed or forged,
+    fos_agent.protocol.validate), and gauges
     ``fos_agent_queued_outbound{node}`` / ``fos_agent_queued_inbound{node}`` when the
     source provides them.
     """
@@ -237,6 +240,8 @@ class AgentCollector(Collector):
         scrapped = CounterMetricFamily("fos_agent_batches_scrapped_by_item",
                                        "inputs scrapped (consumed without an output) per item",
                                        labels=["node", "item"])
+        refused = CounterMetricFamily("fos_agent_refused", "peer messages refused, by reason",
+                                      labels=["node", "reason"])
         gauges: dict[str, GaugeMetricFamily] = {}
         histograms = {name: HistogramMetricFamily(f"fos_agent_{name}", name.replace("_", " "),
                                                   labels=["node"]) for name in HISTOGRAMS}
@@ -260,6 +265,8 @@ class AgentCollector(Collector):
                     by_supplier.add_metric([node, name[len(RECEIVED_FROM):]], value)
                 elif name.startswith(SCRAPPED_ITEM):
                     scrapped.add_metric([node, name[len(SCRAPPED_ITEM):]], value)
+                elif name.startswith(REFUSED):
+                    refused.add_metric([node, name[len(REFUSED):]], value)
             gauge_fn = getattr(source, "gauges", None)
             for name, value in (gauge_fn() if gauge_fn else {}).items():
                 family = gauges.setdefault(name, GaugeMetricFamily(
@@ -270,6 +277,7 @@ class AgentCollector(Collector):
         yield received
         yield by_supplier
         yield scrapped
+        yield refused
         yield from gauges.values()
         yield from histograms.values()
         yield rpc

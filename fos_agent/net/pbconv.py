@@ -31,6 +31,7 @@ REFUSAL_STATUS: dict[RefusalReason, grpc.StatusCode] = {
     RefusalReason.FLOW_NEWER: grpc.StatusCode.FAILED_PRECONDITION,
     RefusalReason.WRONG_ITEM: grpc.StatusCode.INVALID_ARGUMENT,
     RefusalReason.WRONG_SUPPLIER: grpc.StatusCode.INVALID_ARGUMENT,
+    RefusalReason.INVALID: grpc.StatusCode.INVALID_ARGUMENT,
 }
 STATUS_REFUSAL = {
     grpc.StatusCode.PERMISSION_DENIED: RefusalReason.NOT_A_CONSUMER,

@@ -11,8 +11,16 @@ reply, see fos_agent.core.engine). Supplier side:
   to change, then handle the same request again; a new flow ends the wait (answered).
 - WaitingForBatch / DeliveryConfirmed: Ack with our flow version.
 
-Consumer side: OfferBatch (a supplier's retry) is always taken, from any supplier, flow or
-no flow: goods already sent to us must never be lost.
+Consumer side: OfferBatch (a supplier's retry) is taken from any supplier, flow or no
+flow: goods already sent to us must never be lost.
+
+Every message is checked by the protocol before it touches the WAL
+(fos_agent.protocol.validate): a malformed or forged one (a batch id not
+``<producer>:<seq>``, an item this node does not take, a qty out of bounds, an oversized
+lineage, a confirmation of a batch never sent to that consumer) is answered
+INVALID_ARGUMENT and nothing of it is written; the engine counts it
+(``fos_agent_refused_total{reason}``) and logs it once per peer and reason. This layer
+only converts and maps the refusal to the status code.
 
 Any RPC from a watched neighbour is a heartbeat for the failure detector, and a long-poll
 counts as one for as long as it is held open. Without TLS a Ping is believed only from a
@@ -54,12 +62,15 @@ from fos_agent.protocol.messages import (
     BatchSent,
     BatchUnavailable,
     DeliveryConfirmed,
+    Effects,
     OfferReply,
     RequestRefused,
     WaitingForBatch,
 )
 from fos_agent.protocol.transitions import ProtocolError
+from fos_agent.protocol.validate import clip, split_batch_id
 from fos_pb import agent_pb2, agent_pb2_grpc
+from fos_raft.lineage.reader import LineageIndexError
 from fos_raft.lineage.remote import views_to_pb
 from fos_raft.runtime.grpc_runtime import keep_grpc_aio_running
 from fos_raft.security.tls import add_port, describe, peer_names
@@ -67,6 +78,7 @@ from fos_raft.security.tls import add_port, describe, peer_names
 if TYPE_CHECKING:
     from fos_agent.core.engine import Engine
     from fos_agent.core.metrics import Metrics
+    from fos_agent.net.outbox import Outbox
     from fos_raft.security.tls import TlsConfig
 
 
@@ -89,6 +101,7 @@ class PeerHost(Protocol):
     engine: Engine
     tls: TlsConfig | None
     metrics: Metrics
+    outbox: Outbox | None
 
     @property  # read-only here: the agent's FailureDetector satisfies it
     def detector(self) -> Heartbeats: ...
@@ -154,12 +167,22 @@ class PeerService(agent_pb2_grpc.AgentServicer):
 
     async def _step(self, context: grpc.aio.ServicerContext, *events: Any) -> list[Any]:
         try:
-            return await self._engine.step(*events)
+            effects = await self._engine.step(*events)
         except ProtocolError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except Exception as exc:  # WAL failure: the engine is recovering
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"agent recovering: {exc}")
-        raise AssertionError("unreachable")
+        outbox = self.agent.outbox
+        messages = [m for eff in effects for m in eff.messages]
+        if messages and outbox is not None:  # e.g. a confirmation verified by an offer
+            outbox.send(messages)
+        return effects
+
+    @staticmethod
+    async def _refuse(context: grpc.aio.ServicerContext, effects: Effects) -> None:
+        """Abort INVALID_ARGUMENT when the protocol refused the message."""
+        if effects.refusal is not None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, effects.refusal.detail)
 
     def _version(self) -> int:
         node = self._engine.node
@@ -228,16 +251,18 @@ class PeerService(agent_pb2_grpc.AgentServicer):
                               context: grpc.aio.ServicerContext) -> agent_pb2.Ack:
         await self._allow(context, request.consumer, "consumer")
         self._heard(request.consumer, "WaitingForBatch")
-        await self._step(context, WaitingForBatch(self.agent.node_id, request.consumer,
-                                                  request.batch_id))
+        (effects,) = await self._step(context, WaitingForBatch(
+            self.agent.node_id, request.consumer, request.batch_id))
+        await self._refuse(context, effects)
         return agent_pb2.Ack(flow_version=self._version())
 
     async def DeliveryConfirmed(self, request: agent_pb2.BatchRef,
                                 context: grpc.aio.ServicerContext) -> agent_pb2.Ack:
         await self._allow(context, request.consumer, "consumer")
         self._heard(request.consumer, "DeliveryConfirmed")
-        await self._step(context, DeliveryConfirmed(self.agent.node_id, request.consumer,
-                                                    request.batch_id))
+        (effects,) = await self._step(context, DeliveryConfirmed(
+            self.agent.node_id, request.consumer, request.batch_id))
+        await self._refuse(context, effects)
         return agent_pb2.Ack(flow_version=self._version())
 
     async def OfferBatch(self, request: agent_pb2.OfferBatchRequest,
@@ -247,6 +272,7 @@ class PeerService(agent_pb2_grpc.AgentServicer):
         await self._allow(context, request.supplier, "supplier")
         self._heard(request.supplier, "OfferBatch")
         (effects,) = await self._step(context, offer_from_pb(request))
+        await self._refuse(context, effects)
         reply = effects.reply
         assert isinstance(reply, OfferReply)
         return agent_pb2.OfferBatchReply(state=in_state_to_pb(reply.state))
@@ -286,7 +312,15 @@ class PeerService(agent_pb2_grpc.AgentServicer):
         if len(request.batch_ids) > MAX_LINEAGE_IDS:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"at most {MAX_LINEAGE_IDS} batch ids per call")
-        return views_to_pb(self.agent.node_id, self._engine.lineage(list(request.batch_ids)))
+        bad = next((b for b in request.batch_ids if split_batch_id(b) is None), None)
+        if bad is not None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"{clip(bad)} is not a batch id (<producer>:<seq>)")
+        try:
+            views = self._engine.lineage(list(request.batch_ids))
+        except LineageIndexError as exc:  # a damaged index record: named, not a traceback
+            await context.abort(grpc.StatusCode.DATA_LOSS, str(exc))
+        return views_to_pb(self.agent.node_id, views)
 
 
 async def _first_of(*tickets: asyncio.Event, timeout: float) -> None:

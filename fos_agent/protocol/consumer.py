@@ -39,6 +39,7 @@ from fos_agent.protocol.records import (
     batch_id_of,
 )
 from fos_agent.protocol.transitions import ProtocolError
+from fos_agent.protocol.validate import Refusal, check_batch, check_batch_id, clip
 
 
 class ConsumerSide(NodeLedger):
@@ -55,27 +56,37 @@ class ConsumerSide(NodeLedger):
                                               qty, event.flow_version, event.wait_ms),))
 
     def _accept(self, supplier: str, consumer: str, batch: Batch) -> tuple[
-            list[Write], InState | None, str]:
+            list[Write], InState | None, str, Refusal | None]:
         """Take a batch offered or sent to us (new -> IN_TRANSIT, or QUEUED with immediate
-        arrival); returns (writes, state after, note)."""
-        if consumer != self.node_id or batch.producer != supplier:
-            return [], None, f"refused batch {batch.batch_id} for {consumer} from {supplier}"
+        arrival); returns (writes, state after, note, refusal). A malformed batch is
+        refused before anything is looked up or written (fos_agent.protocol.validate)."""
+        if consumer != self.node_id:
+            return [], None, "", Refusal("consumer", f"batch {clip(batch.batch_id)} is for "
+                                                     f"{clip(consumer)}, not {self.node_id}")
+        refusal = check_batch_id(batch.batch_id, supplier)
+        if refusal is not None:
+            return [], None, "", refusal
         rec = self._in.get(batch.batch_id)
-        if rec is not None:
+        if rec is not None:  # checked when it was taken; the spec may have changed since
             if rec.supplier != supplier or rec.batch != batch:
-                return [], None, f"batch {batch.batch_id} differs from the one recorded"
-            return [], rec.state, ""
+                return [], None, "", Refusal("differs", f"batch {batch.batch_id} differs "
+                                                        "from the one recorded")
+            return [], rec.state, "", None
         if self._settled.settled_inbound(batch.batch_id) == supplier:  # consumed, compacted
-            return [], InState.CONSUMED, ""
+            return [], InState.CONSUMED, "", None
+        refusal = check_batch(batch, supplier, {r.item for r in self.config.requires})
+        if refusal is not None:
+            return [], None, "", refusal
         state = InState.QUEUED if self.config.immediate_arrival else InState.IN_TRANSIT
         writes: list[Write] = []
         self._put_in(InboundRecord(batch, state, supplier), writes)
-        return writes, state, ""
+        return writes, state, "", None
 
     def _on_batch_sent(self, msg: BatchSent) -> Effects:
-        writes, state, note = self._accept(msg.supplier, msg.consumer, msg.batch)
+        writes, state, note, refusal = self._accept(msg.supplier, msg.consumer, msg.batch)
         if state is None:
-            return Effects(notes=(note,))
+            return Effects(notes=(refusal.detail if refusal else note,),
+                           refusal=refusal, peer=msg.supplier)
         answer: Message
         if state is InState.IN_TRANSIT:
             answer = WaitingForBatch(msg.supplier, self.node_id, msg.batch.batch_id)
@@ -84,9 +95,11 @@ class ConsumerSide(NodeLedger):
         return Effects(writes=tuple(writes), messages=(answer,))
 
     def _on_offer(self, msg: OfferBatch) -> Effects:
-        writes, state, note = self._accept(msg.supplier, msg.consumer, msg.batch)
+        writes, state, note, refusal = self._accept(msg.supplier, msg.consumer, msg.batch)
         reply = OfferReply(msg.supplier, msg.consumer, msg.batch.batch_id, state)
-        return Effects(writes=tuple(writes), reply=reply, notes=(note,) if note else ())
+        notes = (refusal.detail,) if refusal else (note,) if note else ()
+        return Effects(writes=tuple(writes), reply=reply, notes=notes, refusal=refusal,
+                       peer=msg.supplier)
 
     def _on_no_batch(self, msg: BatchUnavailable | RequestRefused) -> Effects:
         return Effects(notes=(f"request {msg.request_id} to {msg.supplier}: "

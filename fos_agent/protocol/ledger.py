@@ -44,6 +44,7 @@ class NodeConfig:
     produces: ItemReq
     requires: tuple[ItemReq, ...] = ()
     immediate_arrival: bool = False
+    verify_confirmations: bool = False
 
 
 class NodeLedger:

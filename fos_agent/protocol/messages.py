@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from fos_agent.protocol.limits import Attrs
 from fos_agent.protocol.records import Batch, InState, Write
+from fos_agent.protocol.validate import Refusal
 
 # ---- peer messages -------------------------------------------------------------------------
 
@@ -65,6 +66,7 @@ class RefusalReason(enum.Enum):
     FLOW_NEWER = "FLOW_NEWER"  # gRPC FAILED_PRECONDITION: wait for the watch to catch up
     WRONG_ITEM = "WRONG_ITEM"  # gRPC INVALID_ARGUMENT
     WRONG_SUPPLIER = "WRONG_SUPPLIER"  # gRPC INVALID_ARGUMENT: sent to the wrong node
+    INVALID = "INVALID"  # gRPC INVALID_ARGUMENT: malformed (fos_agent.protocol.validate)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,9 +215,13 @@ Event = Message | NewRequest | Arrived | Produce | Scrap | Tick | FlowChanged | 
 @dataclass(frozen=True, slots=True)
 class Effects:
     """What one event asks of the I/O layer, in order: make ``writes`` durable (one atomic,
-    synced transaction), then send ``messages`` and return ``reply``."""
+    synced transaction), then send ``messages`` and return ``reply``. ``refusal``: the
+    event was a malformed or forged message (fos_agent.protocol.validate), refused with no
+    write; ``peer`` is the node it claimed to come from."""
 
     writes: tuple[Write, ...] = ()
     messages: tuple[Message, ...] = ()
     reply: Message | None = None
     notes: tuple[str, ...] = ()
+    refusal: Refusal | None = None
+    peer: str = ""

@@ -36,6 +36,7 @@ from fos_agent.protocol.records import (
     batch_id_of,
 )
 from fos_agent.protocol.transitions import ProtocolError
+from fos_agent.protocol.validate import MAX_BATCH_ID_LEN, check_confirmation, check_request
 
 
 class SupplierSide(NodeLedger):
@@ -51,6 +52,11 @@ class SupplierSide(NodeLedger):
 
         if msg.supplier != self.node_id:
             return refuse(RefusalReason.WRONG_SUPPLIER, f"this is {self.node_id}")
+        invalid = check_request(msg.consumer, msg.request_id, msg.qty, msg.flow_version,
+                                msg.wait_ms)
+        if invalid is not None:
+            return replace(refuse(RefusalReason.INVALID, invalid.detail), refusal=invalid,
+                           peer=msg.consumer)
         known = self._requests.get((msg.consumer, msg.request_id))
         if known is not None:  # a retry: the same batch again, never a second one
             return Effects(reply=BatchSent(self.node_id, msg.consumer, msg.request_id,
@@ -86,14 +92,36 @@ class SupplierSide(NodeLedger):
                        reply=BatchSent(self.node_id, msg.consumer, msg.request_id, rec.batch))
 
     def _on_waiting(self, msg: WaitingForBatch) -> Effects:
-        rec = self._out.get(msg.batch_id)
+        rec, refused = self._sent_to(msg.consumer, msg.batch_id)
+        if refused is not None:
+            return refused
         if rec is None or rec.state is not OutState.IN_TRANSIT or rec.to != msg.consumer:
             return Effects(notes=(f"stale WaitingForBatch {msg.batch_id} from {msg.consumer}",))
         self._waiting.add(msg.batch_id)
         return NO_EFFECTS
 
     def _on_confirmed(self, msg: DeliveryConfirmed) -> Effects:
+        rec, refused = self._sent_to(msg.consumer, msg.batch_id)
+        if refused is not None:
+            return refused
+        if (self.config.verify_confirmations and rec is not None
+                and rec.state is OutState.IN_TRANSIT):
+            # a hint only: ask the consumer itself; its OfferReply settles the batch
+            return Effects(messages=(self._offer(rec),))
         return self._confirm(msg.consumer, msg.batch_id)
+
+    def _sent_to(self, consumer: str, batch_id: str) -> tuple[OutboundRecord | None,
+                                                              Effects | None]:
+        """Our live record of ``batch_id``, or the refusal of a message about a batch this
+        node never made or never sent to ``consumer``."""
+        if not isinstance(batch_id, str) or len(batch_id) > MAX_BATCH_ID_LEN:
+            rec = None
+        else:
+            rec = self._out.get(batch_id)
+        refusal = check_confirmation(self.node_id, self._next_seq, consumer, batch_id, rec)
+        if refusal is not None:
+            return rec, Effects(notes=(refusal.detail,), refusal=refusal, peer=consumer)
+        return rec, None
 
     def _on_offer_reply(self, msg: OfferReply) -> Effects:
         if msg.state in (InState.QUEUED, InState.CONSUMED):

@@ -27,6 +27,10 @@ class AgentSettings:
     compact_s: float = 5.0  # move settled records out of the WAL's live state this often
     lineage_retention_days: float = 3650.0  # genealogy index entries older than this go
     lineage_index: bool = True  # False: no genealogy index, no compaction (comparisons)
+    # a plaintext DeliveryConfirmed is a hint, settled by the consumer's own answer to an
+    # offer (docs/protocol.md, Validation): None = without TLS; False trusts confirmations
+    # on a network where no one forges them (one OfferBatch fewer per trade)
+    verify_confirmations: bool | None = None
     # the agent's networking runs on its own loop in a background thread, so user code
     # that blocks the caller's loop cannot silence it (False: share the caller's loop)
     private_loop: bool = True

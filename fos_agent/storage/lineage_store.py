@@ -50,9 +50,11 @@ from fos_raft.lineage.index import (
     encode_sent,
     encode_used,
     request_key,
+    seq_of,
     split_time_key,
 )
-from fos_raft.lineage.reader import read_view
+from fos_raft.lineage.reader import DAMAGE, LineageIndexError, read_view
+from fos_raft.model import clip
 
 Dbs = dict[bytes, object]
 
@@ -89,7 +91,7 @@ def settled_record(txn: lmdb.Transaction, dbs: Dbs, node_id: str,
     used = decode_used(bid, node_id, data)
     if used.supplier == node_id:  # a reclaimed original of ours, not an inbound batch
         return None
-    seq = int(bid.rpartition(":")[2])
+    seq = seq_of(bid)  # 0 for an id no check refused when it was taken: the audit names it
     batch = Batch(bid, used.item, used.qty, used.supplier, seq, used.lineage)
     return InboundRecord(batch, InState.CONSUMED, used.supplier, used.scrapped)
 
@@ -196,27 +198,42 @@ def prune_txn(txn: lmdb.Transaction, wal_dbs: Dbs, dbs: Dbs, cutoff_ms: int,
     return pruned
 
 
-def settled_state(txn: lmdb.Transaction, dbs: Dbs, state: DurableState) -> None:
-    """Add the compacted records the index still holds to ``state`` (live ones win)."""
+def settled_state(txn: lmdb.Transaction, dbs: Dbs, state: DurableState,
+                  malformed: list[str] | None = None) -> None:
+    """Add the compacted records the index still holds to ``state`` (live ones win).
+    ``malformed``: a damaged index record is named there and skipped (else it raises)."""
     node_id = state.node_id
+
+    def damaged(db: str, bid: str, exc: Exception) -> None:
+        if malformed is None:
+            raise exc
+        malformed.append(f"{db} record {clip(bid)}: {clip(str(exc), 120)}")
+
     for key, _ in txn.cursor(db=dbs[MADE_DB]):
-        bid = key.decode()
+        bid = key.decode(errors="replace")
         if bid in state.outbound:
             continue
-        e = read_view(txn, dbs, node_id, bid).made
-        if e is None or e.state not in ("DELIVERED", "RECLAIMED"):
-            continue
-        batch = Batch(bid, e.item, e.qty, node_id, e.seq, e.input_ids)
-        state.outbound[bid] = OutboundRecord(batch, OutState(e.state), e.to, e.request_id,
-                                             e.reclaimed_from)
+        try:
+            e = read_view(txn, dbs, node_id, bid).made
+            if e is None or e.state not in ("DELIVERED", "RECLAIMED"):
+                continue
+            batch = Batch(bid, e.item, e.qty, node_id, e.seq, e.input_ids)
+            state.outbound[bid] = OutboundRecord(batch, OutState(e.state), e.to,
+                                                 e.request_id, e.reclaimed_from)
+        except (LineageIndexError, ValueError) as exc:
+            damaged("lin_made", bid, exc)
     for key, _ in txn.cursor(db=dbs[USED_DB]):
-        bid = key.decode()
+        bid = key.decode(errors="replace")
         if bid not in state.inbound:
-            rec = settled_record(txn, dbs, node_id, bid)
+            try:
+                rec = settled_record(txn, dbs, node_id, bid)
+            except (*DAMAGE, LineageIndexError) as exc:
+                damaged("lin_used", bid, exc)
+                continue
             if rec is not None:
                 state.inbound[bid] = rec
     for key, value in txn.cursor(db=dbs[REQ_DB]):
-        state.requests.setdefault(split_request_key(key), value.decode())
+        state.requests.setdefault(split_request_key(key), value.decode(errors="replace"))
 
 
 class WalSettled:

@@ -66,6 +66,7 @@ from fos_agent.storage.lineage_store import (
     write_index,
 )
 from fos_agent.storage.settled_marks import SettledMarks
+from fos_agent.storage.wal_check import wal_file_problem
 from fos_raft.lineage.index import DAY_MS, REQ_DB, USED_DB
 from fos_raft.lineage.reader import IndexReader
 from fos_raft.model import FosError
@@ -122,7 +123,12 @@ def _check_dir(path: Path) -> bool:
     with data.open("rb") as f:
         head = f.read(24)
     if len(head) < 24 or head[16:20] != _LMDB_MAGIC:
+        if data.stat().st_size == 0 or not any(head):  # emptied or zeroed: a WAL lost
+            raise WalError(wal_file_problem(data))
         raise WalError(f"{data} is not an LMDB file; refusing to start (nothing was changed)")
+    problem = wal_file_problem(data)  # before mapping it: a truncated file is a SIGBUS
+    if problem:
+        raise WalError(problem)
     return True
 
 
@@ -196,7 +202,7 @@ def _load(env: lmdb.Environment, dbs: dict[bytes, object],
         for key, value in txn.cursor(db=dbs[b"requests"]):
             state.requests[split_request_key(key)] = value.decode()
         if index is not None:
-            settled_state(txn, index, state)
+            settled_state(txn, index, state, malformed)
     return state
 
 

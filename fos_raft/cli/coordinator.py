@@ -40,6 +40,8 @@ from fos_raft.api.service import CoordinatorService, ServiceSettings, start_serv
 from fos_raft.api.suspicion import ProbeSettings
 from fos_raft.api.watch import WatchLimits
 from fos_raft.replica.core import RaftTiming, Replica, data_dir_lock
+from fos_raft.replica.failstop import EXIT_STATUS as STORAGE_FAULT_EXIT
+from fos_raft.replica.storage_check import StorageFault
 from fos_raft.runtime.advertise import (
     AdvertiseError,
     add_advertise_grpc_argument,
@@ -343,6 +345,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return asyncio.run(run(args, tls, password, snapshot, insecure_raft))
+    except StorageFault as exc:  # a damaged or lost journal / snapshot: never started,
+        # with the fail-stop status: this replica cannot trust its own state
+        _cannot_run(str(exc))
+        return STORAGE_FAULT_EXIT
     except (RuntimeError, MetricsAddressError) as exc:  # data dir in use, bind failures
         return _cannot_run(str(exc))
     except OSError as exc:  # e.g. an unwritable data dir: one line, no traceback

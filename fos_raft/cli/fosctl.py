@@ -169,7 +169,7 @@ def command_label(args: argparse.Namespace) -> str:
         return f"snapshot {args.snapshot_command} {args.file}"
     target = getattr(args, "node", None) or getattr(args, "file", None)
     if args.command == "trace":
-        target = args.batch_id
+        target = args.batch_id if len(args.batch_id) <= 200 else f"{args.batch_id[:40]}..."
     if args.command in ("flow", "watch", "health", "production"):
         target = None
     return f"{args.command} {target}" if target else args.command

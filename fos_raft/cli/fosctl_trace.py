@@ -4,8 +4,9 @@ Back (default) to its source batches, or forward to the final products it went i
 walking each node's genealogy index: online through the agents' ``Lineage`` RPC at the
 addresses the coordinator lists, offline from agent data dirs given with ``--data-dirs``
 (which win for the nodes they hold, so a killed node's part comes from its disk).
-Exit codes: 0 complete, 4 partial (some node could not be read; each is listed with the
-reason, never skipped), 1 unknown batch id, 3 coordinator unreachable with no data dirs.
+Exit codes: 0 complete, 4 partial (some node could not be read, or a record names an id
+that is not a batch id; each is listed with the reason, never skipped), 1 unknown batch id,
+3 coordinator unreachable with no data dirs.
 """
 
 from __future__ import annotations
@@ -51,7 +52,10 @@ def add_trace_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
 
 
 def made_at(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
+    try:  # a damaged record's time is shown as such, not a traceback
+        return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
+    except (OverflowError, ValueError, OSError):
+        return f"(not a time: {ms})"
 
 
 async def _addresses(coordinators: list[str], tls: TlsConfig | None, timeout: float,
@@ -120,6 +124,7 @@ def render_trace(t: Trace, fmt: str) -> str:
         if b.scrapped is not None:
             lines.append(f"scrapped: {b.batch_id} at {b.scrapped_at}: {b.scrapped}")
     lines += [f"unreachable: {node}: {reason}" for node, reason in t.unreachable]
+    lines += [f"malformed: {bid} ({where}): not a batch id" for bid, where in t.malformed]
     return "\n".join(lines)
 
 
@@ -140,5 +145,8 @@ def _dot(t: Trace) -> str:
     for node, reason in t.unreachable:
         lines.append(f"  {q('unreachable ' + node)} [shape=note, label="
                      f"{q(f'{node} unreachable: {reason}')}];")
+    for bid, where in t.malformed:
+        lines.append(f"  {q('malformed ' + bid)} [shape=note, label="
+                     f"{q(f'malformed id {bid} ({where})')}];")
     lines.append("}")
     return "\n".join(lines)

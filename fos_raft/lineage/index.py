@@ -27,6 +27,8 @@ import json
 import struct
 from dataclasses import dataclass
 
+from fos_raft.model import clip, split_batch_id
+
 MADE_DB = b"lin_made"
 USED_DB = b"lin_used"
 TIME_DB = b"lin_time"
@@ -42,12 +44,19 @@ AttrPairs = tuple[tuple[str, str | int | float], ...]  # a batch's attributes, s
 
 
 def producer_of(batch_id: str) -> str:
-    """Batch ids are ``"<producer>:<seq>"`` (DESIGN.md section 3); node ids have no ':'
-    at the end, so the last ':' splits them."""
-    producer, sep, seq = batch_id.rpartition(":")
-    if not sep or not producer or not seq.isdigit():
-        raise ValueError(f"{batch_id!r} is not a batch id (<producer>:<seq>)")
-    return producer
+    """Batch ids are ``"<producer>:<seq>"`` (fos_raft.model.split_batch_id); node ids have
+    no ':', so the last ':' splits them. ValueError (with the id clipped) if malformed."""
+    parts = split_batch_id(batch_id)
+    if parts is None:
+        raise ValueError(f"{clip(batch_id)} is not a batch id (<producer>:<seq>)")
+    return parts[0]
+
+
+def seq_of(batch_id: str) -> int:
+    """The seq of a batch id; 0 (no batch has it) for a malformed one, which the reader's
+    caller reports (a record written before ids were checked may hold anything)."""
+    parts = split_batch_id(batch_id)
+    return parts[1] if parts is not None else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +137,20 @@ def _attr_pairs(obj: object) -> AttrPairs:
     return tuple(sorted(obj.items())) if isinstance(obj, dict) else ()
 
 
+def _typed(values: list[object], types: tuple[type, ...]) -> None:
+    """ValueError unless each value has its type (a damaged record must fail here, in one
+    place, not as a TypeError deep in a reader's rendering)."""
+    for value, kind in zip(values, types, strict=True):
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ValueError(f"field {clip(value)} is not a {kind.__name__}")
+
+
 def decode_made(batch_id: str, node: str, data: bytes) -> MadeEntry:
+    """ValueError (TypeError, for a non-array) if the record is damaged."""
     item, qty, seq, at, flat, delivered, rid, state, rf, to, *rest = json.loads(data)
+    _typed([item, qty, seq, at, flat, delivered, rid, state, rf, to],
+           (str, int, int, int, list, str, str, str, str, str))
+    _typed(flat, (str,) * len(flat))
     inputs = tuple(zip(flat[::2], flat[1::2], strict=True))
     return MadeEntry(batch_id, node, item, qty, seq, at, inputs, delivered, rid, state, rf, to,
                      _attr_pairs(rest[0]) if rest else ())
@@ -148,9 +169,13 @@ def used_value(supplier: str, item: str, qty: int, into: str, at_ms: int,
 
 
 def decode_used(batch_id: str, node: str, data: bytes) -> UsedEntry:
+    """ValueError (TypeError, for a non-array) if the record is damaged."""
     supplier, item, qty, into, at, lineage, *rest = json.loads(data)
-    return UsedEntry(batch_id, node, supplier, item, qty, into, at, tuple(lineage),
-                     str(rest[0]) if rest else "")
+    _typed([supplier, item, qty, into, at, lineage], (str, str, int, str, int, list))
+    _typed(lineage, (str,) * len(lineage))
+    scrapped = rest[0] if rest else ""
+    _typed([scrapped], (str,))
+    return UsedEntry(batch_id, node, supplier, item, qty, into, at, tuple(lineage), scrapped)
 
 
 def time_key(at_ms: int, kind: bytes, batch_id: str) -> bytes:

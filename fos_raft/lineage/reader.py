@@ -26,6 +26,7 @@ from fos_raft.lineage.index import (
     USED_DB,
     MadeEntry,
     UsedEntry,
+    clip,
     decode_made,
     decode_sent,
     decode_used,
@@ -38,7 +39,11 @@ _MAX_DBS = 12
 
 
 class LineageIndexError(Exception):
-    """Not an agent data dir / WAL with a genealogy index (one line for the CLI)."""
+    """Not an agent data dir / WAL with a genealogy index, or a record in it that does not
+    decode (one line for the CLI)."""
+
+
+DAMAGE = (ValueError, TypeError, KeyError, UnicodeDecodeError)  # what a damaged record raises
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +86,20 @@ class IndexReader:
 
 def read_view(txn: lmdb.Transaction, dbs: dict[bytes, object], node_id: str,
               batch_id: str) -> BatchView:
+    """What the index says of ``batch_id``; LineageIndexError if a record of it is damaged
+    or the id cannot be a key (longer than LMDB's 511 bytes)."""
+    if len(batch_id.encode()) > 511:
+        raise LineageIndexError(f"{node_id}: {clip(batch_id)} is not a batch id")
+    try:
+        return _read_view(txn, dbs, node_id, batch_id)
+    except DAMAGE as exc:
+        raise LineageIndexError(f"{node_id}: the index record of {clip(batch_id)} is "
+                                f"damaged ({type(exc).__name__}: {clip(str(exc), 80)})"
+                                ) from None
+
+
+def _read_view(txn: lmdb.Transaction, dbs: dict[bytes, object], node_id: str,
+               batch_id: str) -> BatchView:
     data = txn.get(batch_id.encode(), db=dbs[MADE_DB])
     used = txn.get(batch_id.encode(), db=dbs[USED_DB])
     made = decode_made(batch_id, node_id, data) if data is not None else None
@@ -105,6 +124,8 @@ def _join_live(made: MadeEntry, live: bytes | None) -> MadeEntry:
     if live is None:
         return made
     record = json.loads(live)
+    if not isinstance(record, dict):
+        raise ValueError("the live outbound record is not an object")
     state = record.get("state")
     if state not in ("IN_TRANSIT", "DELIVERED"):
         return made

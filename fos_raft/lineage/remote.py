@@ -97,7 +97,10 @@ class IndexSources:
     async def fetch(self, node: str, batch_ids: list[str]) -> dict[str, NodeAnswer]:
         reader = self.offline.get(node)
         if reader is not None:
-            return views_to_answers(reader.lookup(batch_ids))
+            try:
+                return views_to_answers(reader.lookup(batch_ids))
+            except LineageIndexError as exc:  # a damaged record: reported, not raised
+                raise Unreachable(str(exc)) from None
         address = self.addresses.get(node)
         if not address:
             raise Unreachable(self.no_address_reason)

@@ -11,6 +11,10 @@ the consumer it was delivered to, whose used entry names the output it went into
 a reclaimed batch goes into its reclaim copy at its own producer). A batch its consumer
 scrapped goes into nothing: the trace says where and why (a back trace asks the root's
 consumer once for that, and does not count it as part of the walk).
+
+A record naming something that is not a batch id (an input, an output; written by an agent
+that did not check what it was offered) is a reported anomaly of the result
+(``Trace.malformed``, which makes it partial), never an exception.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from fos_raft.lineage.index import AttrPairs, MadeEntry, producer_of
+from fos_raft.lineage.index import AttrPairs, MadeEntry
+from fos_raft.model import clip, split_batch_id
 
 BACK = "back"
 FORWARD = "forward"
@@ -65,10 +70,16 @@ class Trace:
     direction: str
     batches: list[TraceBatch] = field(default_factory=list)
     unreachable: list[tuple[str, str]] = field(default_factory=list)  # (node, reason)
+    malformed: list[tuple[str, str]] = field(default_factory=list)  # (id, where it was named)
 
     @property
     def complete(self) -> bool:
-        return not self.unreachable
+        return not self.unreachable and not self.malformed
+
+
+def _producer(batch_id: str) -> str | None:
+    parts = split_batch_id(batch_id)
+    return parts[0] if parts is not None else None
 
 
 class _Walk:
@@ -104,20 +115,26 @@ async def trace(root: str, direction: str, fetch: Fetch, depth: int | None = Non
     record of it (or the id is not a batch id)."""
     if direction not in (BACK, FORWARD):
         raise ValueError(f"direction must be {BACK!r} or {FORWARD!r}")
-    try:
-        producer_of(root)
-    except ValueError as e:
-        raise UnknownBatch(str(e)) from e
+    if _producer(root) is None:
+        raise UnknownBatch(f"{clip(root)} is not a batch id (<producer>:<seq>)")
     walk = _Walk(fetch)
     result = Trace(root, direction)
     root_consumer = ""
     entries: dict[str, TraceBatch] = {}
+    bad: dict[str, str] = {}  # malformed id -> where it was named
+
+    def well_formed(bid: str, where: str) -> bool:
+        if _producer(bid) is not None:
+            return True
+        bad.setdefault(clip(bid, 80), where)
+        return False
+
     level, distance = [root], 0
     while level:
-        found = await walk.ask(_group([(producer_of(b), b) for b in level]))
+        found = await walk.ask(_group([(_producer(b) or "", b) for b in level]))
         made: list[MadeEntry] = []
         for bid in level:
-            node = producer_of(bid)
+            node = _producer(bid) or ""
             entry = found.get((node, bid), NodeAnswer()).made
             if entry is None:
                 if node not in walk.down:
@@ -141,7 +158,8 @@ async def trace(root: str, direction: str, fetch: Fetch, depth: int | None = Non
         if direction == BACK:
             for entry in made:
                 for src in entry.input_ids:
-                    if src not in entries and src not in nxt:
+                    if (src not in entries and src not in nxt
+                            and well_formed(src, f"input of {entry.batch_id}")):
                         nxt.append(src)
         else:
             # follow the goods: to the consumer they were sent to (delivered, or still
@@ -153,7 +171,9 @@ async def trace(root: str, direction: str, fetch: Fetch, depth: int | None = Non
                 answer = used.get((node, bid))
                 if answer is not None and answer.scrapped:
                     entries[bid].scrapped, entries[bid].scrapped_at = answer.scrapped, node
-                if answer is not None and answer.into and answer.into not in entries:
+                if (answer is not None and answer.into and answer.into not in entries
+                        and answer.into not in nxt
+                        and well_formed(answer.into, f"output of {bid} at {node}")):
                     nxt.append(answer.into)
         level = nxt
     if direction == BACK and root in entries and root_consumer:
@@ -163,6 +183,7 @@ async def trace(root: str, direction: str, fetch: Fetch, depth: int | None = Non
             if src in entries and tb.batch_id not in entries[src].outputs:
                 entries[src].outputs.append(tb.batch_id)
     result.unreachable = sorted(walk.down.items())
+    result.malformed = sorted(bad.items())
     return result
 
 
@@ -189,4 +210,5 @@ def trace_to_json(t: Trace, made_at: Callable[[int], str]) -> dict[str, object]:
                      "scrapped_at": b.scrapped_at}
                     for b in t.batches],
         "unreachable": [{"node": n, "reason": r} for n, r in t.unreachable],
+        "malformed": [{"id": i, "named_as": w} for i, w in t.malformed],
     }

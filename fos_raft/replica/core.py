@@ -35,6 +35,7 @@ from fos_raft.replica.machine import StateMachine
 from fos_raft.replica.mailbox import post_to_loop
 from fos_raft.replica.read_index import ReadIndex
 from fos_raft.replica.read_rounds import ReadRounds
+from fos_raft.replica.storage_check import check_replica_storage
 from fos_raft.runtime.logging import get_logger
 from fos_raft.state.commands import AnnounceReplica, Command, ForgetReplica, Outcome
 from fos_raft.state.core import CoordinatorState, validate, validate_static
@@ -132,6 +133,7 @@ class Replica:
         wire.install()  # log entries and snapshots from peers: restricted unpickling
         failstop.install()  # a pysyncobj error that leaves state unknown ends the process
         dump_file = str(self.data_dir / "raft.dump")
+        check_replica_storage(self.data_dir)  # StorageFault: refused in one line
         self.journal = journal_mod.LmdbJournal(str(self.data_dir / "raft.lmdb"), dump_file)
         t = self.timing
         conf = SyncObjConf(

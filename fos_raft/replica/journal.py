@@ -46,7 +46,7 @@ import lmdb
 import pysyncobj.syncobj as _syncobj_module
 from pysyncobj.journal import Journal
 
-from fos_raft.replica import wire
+from fos_raft.replica import storage_check, wire
 
 _IDX = struct.Struct(">Q")
 _TERM = struct.Struct(">Q")
@@ -188,10 +188,13 @@ class LmdbJournal(Journal):
     def setCurrentTerm(self, term: int, votedForNodeId: str | None) -> None:
         with self._write_txn(self._meta_db) as txn:
             txn.put(_KEY_TERM, _IDX.pack(term))
-            if votedForNodeId is None:
+            vote = None if votedForNodeId is None else str(votedForNodeId).encode()
+            if vote is None:
                 txn.delete(_KEY_VOTE)
             else:
-                txn.put(_KEY_VOTE, str(votedForNodeId).encode())
+                txn.put(_KEY_VOTE, vote)
+            txn.put(storage_check.KEY_TERM_VOTE_SUM, storage_check.term_vote_sum(
+                _IDX.pack(term), vote))  # checked at start (fos_raft.replica.storage_check)
         self._current_term = term
         self._voted_for = None if votedForNodeId is None else str(votedForNodeId)
         self._mark_log_write()
