@@ -13,9 +13,12 @@ KEEP ?=
 
 .PHONY: test demo proto proto-check lint bench clean-venv
 
+# editable_mode=compat: a plain path in a .pth file, which mypy follows (setuptools' default
+# import hook is invisible to it), so `mypy` of a user's program works from any directory
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q -e '.[test,dev,completion,sim]'
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[test,dev,completion,sim]' \
+		--config-settings editable_mode=compat
 	@touch $(STAMP)
 
 test: $(STAMP) proto-check

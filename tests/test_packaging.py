@@ -79,3 +79,25 @@ def test_dockerfile_copies_every_packaged_package():
     assert [p for p in PACKAGES if p not in copied] == []
     if shutil.which("docker") is None and shutil.which("podman") is None:
         pytest.skip("the image build itself needs a container engine (none on this host)")
+
+
+def test_mypy_of_a_user_program_outside_the_checkout(tmp_path: Path) -> None:
+    """A factory program type-checked against the installed fos_agent from its own
+    directory (the package ships py.typed; `make` installs it so mypy can find it)."""
+    prog = tmp_path / "press.py"
+    prog.write_text(
+        "from fos_agent import ItemReq, SyncAgent\n\n\n"
+        "def main() -> None:\n"
+        "    with SyncAgent('p-1', ItemReq('x', 1), coordinators=['127.0.0.1:1'],\n"
+        "                   data_dir='d') as agent:\n"
+        "        for inputs in agent.cycles():\n"
+        "            agent.emit(inputs, qty=2, attrs={'serial': 'S-1'})\n"
+        "            agent.scrap(inputs, 'bad')\n"
+        "            agent.emit(inputs, qty='2')  # a type error mypy must see\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--cache-dir",
+         str(tmp_path / "cache"), prog.name], cwd=tmp_path, capture_output=True, text=True,
+        timeout=300)
+    assert "import-not-found" not in result.stdout, result.stdout
+    assert 'Argument "qty"' in result.stdout and result.stdout.count("error:") == 1, \
+        result.stdout
