@@ -31,8 +31,8 @@ _EXPORTS = {
     "CommitFailed": "fos_agent.storage.wal",
     "AgentSettings": "fos_agent.runtime.settings",
     "Inputs": "fos_agent.agent",
-    "DetectorSettings": "fos_agent.runtime.detector",
-    "FetchSettings": "fos_agent.runtime.inputs",
+    "DetectorSettings": "fos_agent.rules.suspicion",
+    "FetchSettings": "fos_agent.rules.fetch",
     "Batch": "fos_agent.protocol.records",
     "WalError": "fos_agent.storage.wal",
     "ItemReq": "fos_raft.model",
@@ -50,7 +50,8 @@ __all__ = [
 if TYPE_CHECKING:
     from fos_agent.agent import Agent, Inputs
     from fos_agent.protocol.records import Batch
-    from fos_agent.runtime.detector import DetectorSettings
+    from fos_agent.rules.fetch import FetchSettings
+    from fos_agent.rules.suspicion import DetectorSettings
     from fos_agent.runtime.errors import (
         AdvertiseError,
         InputsAlreadyEmitted,
@@ -58,7 +59,6 @@ if TYPE_CHECKING:
         NotInCatalog,
         StartTimeout,
     )
-    from fos_agent.runtime.inputs import FetchSettings
     from fos_agent.runtime.settings import AgentSettings
     from fos_agent.storage.wal import CommitFailed, WalError
     from fos_agent.sync import AgentNotRunning, SyncAgent

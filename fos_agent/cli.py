@@ -33,8 +33,8 @@ from typing import NoReturn
 from fos_agent import export_lineage
 from fos_agent.agent import Agent, AgentSettings
 from fos_agent.core.metrics import registry_for
-from fos_agent.runtime.detector import DetectorSettings
-from fos_agent.runtime.inputs import FetchSettings
+from fos_agent.rules.fetch import FetchSettings
+from fos_agent.rules.suspicion import DetectorSettings
 from fos_raft.model import ItemReq, ModelError
 from fos_raft.runtime.advertise import AdvertiseError, advertised_host
 from fos_raft.runtime.config import ConfigError, enable_completion, with_settings

@@ -23,7 +23,7 @@ TOP = ("fos_raft", "fos_agent", "fos_dashboard", "bench")
 
 PURE = ("fos_raft.model", "fos_raft.planner", "fos_raft.state", "fos_agent.protocol",
         "fos_dashboard.view", "fos_raft.lineage.index", "fos_raft.lineage.trace",
-        "fos_raft.textsafe")
+        "fos_raft.textsafe", "fos_agent.rules")
 # Third-party and standard modules a pure module must not touch: I/O, concurrency, clock.
 IMPURE = ("grpc", "grpc_health", "grpc_reflection", "lmdb", "pysyncobj", "asyncio",
           "threading", "concurrent", "time", "datetime", "socket", "subprocess", "fos_pb",
@@ -52,15 +52,16 @@ ALLOWED: dict[str, set[str]] = {
                      "fos_raft.api", "fos_raft.lineage", "fos_raft.lineage.index",
                      "fos_raft.lineage.trace"},
     "fos_agent.protocol": {"fos_raft.model", "fos_raft.lineage.index"},
+    # the runtime's time rules, pure: driven by the runtime and by the simulation
+    "fos_agent.rules": {"fos_agent.protocol", "fos_raft.model"},
     "fos_agent.storage": {"fos_agent.protocol", "fos_raft.model", "fos_raft.lineage",
                           "fos_raft.lineage.index"},
-    "fos_agent.core": {"fos_agent.protocol", "fos_agent.storage", "fos_raft.lineage",
-                       "fos_raft.runtime"},
-    "fos_agent.net": {"fos_agent.protocol", "fos_agent.core", "fos_raft.model", "fos_raft.runtime",
-                      "fos_raft.lineage",
-                      "fos_raft.security"},
-    "fos_agent.runtime": {"fos_agent.protocol", "fos_agent.storage", "fos_agent.core",
-                          "fos_agent.net", "fos_raft.model", "fos_raft.api",
+    "fos_agent.core": {"fos_agent.protocol", "fos_agent.rules", "fos_agent.storage",
+                       "fos_raft.lineage", "fos_raft.runtime"},
+    "fos_agent.net": {"fos_agent.protocol", "fos_agent.rules", "fos_agent.core", "fos_raft.model",
+                      "fos_raft.runtime", "fos_raft.lineage", "fos_raft.security"},
+    "fos_agent.runtime": {"fos_agent.protocol", "fos_agent.rules", "fos_agent.storage",
+                          "fos_agent.core", "fos_agent.net", "fos_raft.model", "fos_raft.api",
                           "fos_raft.runtime", "fos_raft.security"},
     "fos_agent.testing": {"fos_agent.protocol", "fos_agent.audit", "fos_raft.model",
                           "fos_agent.storage"},  # wal_chain: real WALs, no network

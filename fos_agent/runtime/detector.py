@@ -55,29 +55,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from fos_agent.core.metrics import Metrics
+from fos_agent.rules.suspicion import DetectorSettings
 from fos_raft.runtime.logging import get_logger
-
-
-@dataclass(frozen=True, slots=True)
-class DetectorSettings:
-    ping_interval: float = 2.0  # ping a neighbour when the link was idle this long (a
-    # trading link's gaps are short; a primary supplier's death is seen by its consumers'
-    # next call anyway, the coordinator only re-plans a little later)
-    quiet_pings_every: int = 10  # ... or this many ping_intervals when it carried no
-    # long-poll for 2 ping_intervals (a backup supplier's link): nobody waits for its death
-    tick_s: float = 0.5  # how often links are looked at while something is due or failing
-    # (at most ping_interval / 2); otherwise the detector sleeps until the next ping is due
-    max_sleep_s: float = 5.0  # ... but at most this long (an idle agent's tick, every
-    # 0.5 s and then every 2 s, was one of its most frequent wake-ups, issue 14; a
-    # long-poll's end pokes it when that link's next ping falls due sooner)
-    suspect_after: float = 1.5  # failed contact and no success for this long -> suspect
-    failures: int = 2  # consecutive failed contacts needed as well
-    ping_timeout: float = 3.0  # deadline of one Ping (a dead peer refuses at once: a long
-    # deadline costs only a hung peer time, and spares a starved live one a suspicion)
-    report_backoff: float = 0.25  # first retry pause of an undelivered report (doubles, <= 2 s)
-    stall_after: float = 1.0  # our own tick this late: we were not running; judge nobody
-    stall_forgive_gap: float = 5.0  # at most one such pardon per this long (a process
-    # starved without end must still find its dead neighbours)
 
 
 @dataclass(slots=True)

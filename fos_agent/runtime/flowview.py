@@ -13,18 +13,12 @@ from pathlib import Path
 
 from google.protobuf.message import DecodeError
 
+from fos_agent.rules.fetch import Supplier
 from fos_pb import coordinator_pb2 as cpb
 from fos_raft.api.convert import spec_from_pb
 from fos_raft.model import NodeSpec
 
 FLOW_FILE = "flow.pb"
-
-
-@dataclass(frozen=True, slots=True)
-class Supplier:
-    node_id: str
-    rank: int
-    alive: bool
 
 
 @dataclass(frozen=True, slots=True)

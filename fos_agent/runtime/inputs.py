@@ -37,7 +37,6 @@ request has a fresh request_id; a retried one is answered from the supplier's WA
 from __future__ import annotations
 
 import asyncio
-import enum
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -56,6 +55,7 @@ from fos_agent.protocol.messages import (
     RequestBatch,
     RequestRefused,
 )
+from fos_agent.rules.fetch import Answer, FetchSettings, long_poll_wait_ms
 from fos_agent.runtime.flowview import FlowView, Supplier
 from fos_raft.runtime.logging import get_logger
 
@@ -65,26 +65,6 @@ FLOW_CHANGE_GRACE_S = 0.5
 # How long a stopping consumer waits for the answer to a long-poll it asked its supplier
 # to end (EndWait; the answer comes within milliseconds unless the supplier is hung).
 STOP_GRACE_S = 2.0
-
-@dataclass(frozen=True, slots=True)
-class FetchSettings:
-    prefetch: int = 2  # batches of each input kept ready (queued + on the way)
-    inflight: int = 1  # concurrent requests per input item
-    per_request: int = 8  # batches one request may ask for (what the buffer lacks)
-    long_poll_ms: int = 20000  # longest wait_ms sent to the first supplier asked (each
-    # renewal of an idle consumer's long-poll costs both ends CPU: issue 14; a flow change
-    # or a stop ends it at once, answered; a hung supplier is noticed by the connection's
-    # keepalive, fos_agent.net.client, not by this deadline) ...
-    long_poll_min_ms: int = 4000  # ... but it ends when a backup is due to be asked
-    # again, and lasts at least this: see long_poll_wait_ms
-    cooldown_s: float = 2.0  # a supplier that gave no answer is asked last this long
-    idle_pause_s: float = 0.25  # after a round that got nothing fast (all refused/down)
-    empty_backoff_s: float = 4.0  # a backup that had nothing is asked again after this,
-    empty_backoff_max_s: float = 16.0  # doubling up to this (while the first supplier
-    # answers: an idle chain's consumers asked every backup after every long-poll)
-    plan_rounds: int = 2  # long-polls of a planned supplier that end with nothing
-    # before it is dropped from the plan (a chain with nothing to sell is idle, not filling)
-
 
 @dataclass(slots=True)
 class FillState:
@@ -130,31 +110,6 @@ class FillState:
         if plan and plan[0] == supplier:
             plan.popleft()
             self.changed.notify()
-
-
-class Answer(enum.Enum):
-    """How one request ended."""
-
-    SENT = "sent"  # a batch came
-    NONE = "none"  # the supplier answered: nothing for us now
-    NO_ANSWER = "no answer"  # refused, unreachable, or cut by a flow change
-
-
-def long_poll_wait_ms(settings: FetchSettings, backups_due: list[float], now: float) -> int:
-    """The first supplier's long-poll wait, given when each backup is next due to be asked
-    (``now`` or earlier: it may have goods; later: it had nothing and is backing off).
-
-    While the first supplier holds our long-poll no backup is asked, so a wait longer than
-    a backup's due time would leave that backup's goods unsold for up to the whole wait
-    (its stage pauses on its output cap meanwhile). So the wait ends when the earliest
-    backup is due, but lasts at least
-    ``long_poll_min_ms`` (no poll storm) and at most ``long_poll_ms``; with no backup, or
-    every backup backing off after having nothing (an idle chain), it is long."""
-    floor = min(settings.long_poll_min_ms, settings.long_poll_ms)
-    if not backups_due:
-        return settings.long_poll_ms
-    until_ms = int((min(backups_due) - now) * 1000)
-    return max(floor, min(settings.long_poll_ms, until_ms))
 
 
 class InputFetcher:

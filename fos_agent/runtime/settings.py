@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fos_agent.runtime.detector import DetectorSettings
-from fos_agent.runtime.inputs import FetchSettings
+from fos_agent.rules.fetch import FetchSettings
+from fos_agent.rules.suspicion import DetectorSettings
 
 
 @dataclass(frozen=True, slots=True)
