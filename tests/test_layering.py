@@ -67,8 +67,9 @@ ALLOWED: dict[str, set[str]] = {
                           "fos_agent.storage"},  # wal_chain: real WALs, no network
     # the simulated factory: the real protocol and the real coordinator state machine and
     # planner on virtual time; no I/O, clock or randomness of its own (see below)
-    "fos_agent.testing.factory": {"fos_agent.protocol", "fos_agent.audit", "fos_agent.testing",
-                                  "fos_raft.model", "fos_raft.planner", "fos_raft.state"},
+    "fos_agent.testing.factory": {"fos_agent.protocol", "fos_agent.rules", "fos_agent.audit",
+                                  "fos_agent.testing", "fos_raft.model", "fos_raft.planner",
+                                  "fos_raft.state"},
     # the floor display: a coordinator client that reads agents' Stats through fos_pb only
     "fos_dashboard.view": set(),
     "fos_dashboard": {"fos_dashboard.view", "fos_raft.textsafe", "fos_raft.model", "fos_raft.api",

@@ -48,19 +48,24 @@ from fos_agent.protocol.messages import (
     WaitingForBatch,
 )
 from fos_agent.protocol.records import Batch, Write
+from fos_agent.rules.fetch import (
+    Answer,
+    FetchSettings,
+    SupplierChoice,
+    batches_to_ask,
+    target,
+)
+from fos_agent.rules.retry import PendingConfirms, Reoffers
+from fos_agent.rules.suspicion import (
+    DetectorSettings,
+    Ping,
+    Report,
+    Suspicion,
+    report_retry_after,
+)
 from fos_agent.testing.factory.clock import Scheduler, Timer, Trace
 from fos_agent.testing.factory.coordinator import COORDINATOR, UNAVAILABLE, View
 from fos_agent.testing.factory.network import Call, SimNetwork
-from fos_agent.testing.factory.rules import (
-    Answer,
-    DetectorSettings,
-    FetchSettings,
-    Links,
-    Ping,
-    Reoffers,
-    RetrySettings,
-    SupplierChoice,
-)
 from fos_agent.testing.invariants import WriteMonitor
 from fos_agent.testing.sim import MemoryStore
 from fos_raft.model import NodeSpec
@@ -82,9 +87,11 @@ class AgentSettings:
     commit_s: float = 0.002  # one group commit (fsync)
     rpc_timeout: float = 2.0
     coordinator_timeout: float = 5.0
+    retry_s: float = 1.0  # re-offer a batch in transit after this long (then backoff)
+    retry_cap_s: float = 8.0
+    confirm_delay_s: float = 0.05  # a confirmation waits this long for a request to ride on
     fetch: FetchSettings = field(default_factory=FetchSettings)
     detector: DetectorSettings = field(default_factory=DetectorSettings)
-    retry: RetrySettings = field(default_factory=RetrySettings)
 
 
 @dataclass
@@ -177,11 +184,10 @@ class SimAgent:
         self._waiters: list[_Waiter] = []
         self._vnow = 0.0
         self._finish: dict[str, float] = {}
-        self._confirms: dict[str, dict[str, None]] = {}
-        self._confirm_due: set[str] = set()
-        self.links = Links(self.node_id, s.detector)
+        self._confirms = PendingConfirms(s.confirm_delay_s)
+        self.links = Suspicion(self.node_id, s.detector)
         self._detector_timer: Timer | None = None
-        self._reoffers = Reoffers(s.retry)
+        self._reoffers = Reoffers(s.retry_s, s.retry_cap_s)
         self._retry_armed = False
         self._last_rejoin = float("-inf")
         self._joined = False
@@ -277,11 +283,8 @@ class SimAgent:
     def _send(self, messages: Sequence[Message]) -> None:
         for msg in messages:
             if isinstance(msg, DeliveryConfirmed):
-                self._confirms.setdefault(msg.supplier, {})[msg.batch_id] = None
-                if msg.supplier not in self._confirm_due:
-                    self._confirm_due.add(msg.supplier)
-                    self._later(self.settings.retry.confirm_delay_s, self._flush_confirms,
-                                msg.supplier)
+                if self._confirms.add(msg.supplier, msg.batch_id):
+                    self._later(self._confirms.delay_s, self._flush_confirms, msg.supplier)
             elif isinstance(msg, OfferBatch):
                 self._offer(msg)
             elif isinstance(msg, WaitingForBatch):
@@ -357,26 +360,22 @@ class SimAgent:
         return queued - held + self._fetch[item].asked
 
     def _target(self, item: str) -> int:
-        wanted = self.settings.fetch.prefetch
         others = [self._buffered(i) for i in self._fetch if i != item]
-        if others:
-            wanted = max(1, min(wanted, min(others) + 1))
-        if self.is_sink:
-            return wanted
-        room = max(0, self.settings.output_cap - self.node.queued_outbound_count)
-        return max(0, min(wanted, room))
+        room = None if self.is_sink else max(
+            0, self.settings.output_cap - self.node.queued_outbound_count)
+        return target(self.settings.fetch.prefetch, min(others) if others else None, room)
 
     def _fetch_try(self, f: _Fetch) -> None:
         if f.busy or f.paused is not None or self.view is None or self.quiescing:
             return
-        target = self._target(f.item)
+        want = self._target(f.item)
         have = self._buffered(f.item)
-        if have >= target:
+        if have >= want:
             return
         now = self.clock.now
         f.busy = True
         f.started = now
-        f.count = max(1, min(self.settings.fetch.per_request, target - have))
+        f.count = batches_to_ask(self.settings.fetch, want, have)
         f.asked = f.count
         f.version = self.view.version
         suppliers = self.view.suppliers.get(f.item, ())
@@ -387,10 +386,9 @@ class SimAgent:
         self._fetch_next(f)
 
     def _fetch_next(self, f: _Fetch) -> None:
-        now = self.clock.now
         while f.index < len(f.order):
             supplier = f.order[f.index].node_id
-            if f.choice.should_skip(f.index, supplier, f.first_answered, now):
+            if f.choice.should_skip(f.order[f.index], f.index, f.first_answered, f.started):
                 f.index += 1
                 continue
             self._ask(f, supplier, f.wait0 if f.index == 0 else 0)
@@ -403,11 +401,11 @@ class SimAgent:
                                           wait_ms=wait_ms)])
         (request,) = made.messages
         assert isinstance(request, RequestBatch)
-        confirms = list(self._confirms.pop(supplier, {}))
+        confirms = self._confirms.take(supplier)
         self.figures.requests += 1
         f.flow_moved = False
         if wait_ms:
-            self.links.hold(supplier, True, self.clock.now)
+            self._hold(supplier, True)
         timeout = self.settings.rpc_timeout + wait_ms / 1000.0
         self.trace.add(self.node_id, f"ask {supplier} {request.request_id} x{f.count} "
                        f"wait {wait_ms}")
@@ -419,14 +417,14 @@ class SimAgent:
         f.call = None
         now = self.clock.now
         if wait_ms:
-            self.links.hold(supplier, False, now)
+            self._hold(supplier, False)
         if replies is None or isinstance(replies[0], RequestRefused):
             unreachable = replies is None
             self._contact(supplier, not unreachable)
             for bid in confirms:  # they may not have arrived: send them on their own
                 self._send([DeliveryConfirmed(supplier, self.node_id, bid)])
-            f.choice.answered(f.index, supplier, Answer.NO_ANSWER, now,
-                              unreachable=unreachable, refused=not unreachable)
+            f.choice.answered(supplier, f.index,
+                              Answer.UNREACHABLE if unreachable else Answer.REFUSED, now)
             self.trace.add(self.node_id, f"no answer from {supplier}"
                            if unreachable else f"refused by {supplier}")
             self._next_supplier(f, Answer.NO_ANSWER)
@@ -437,7 +435,7 @@ class SimAgent:
         self.trace.add(self.node_id, f"got {' '.join(r.batch.batch_id for r in replies)}"
                        if sent else f"none from {supplier}")
         self.commit(self.handle(replies), self._sent)
-        f.choice.answered(f.index, supplier, answer, now)
+        f.choice.answered(supplier, f.index, answer, now)
         if f.flow_moved and not sent:
             self._round_end(f, False, restart=True)
             return
@@ -455,8 +453,8 @@ class SimAgent:
     def _round_end(self, f: _Fetch, got: bool, restart: bool = False) -> None:
         f.busy = False
         f.asked = 0
-        pause = self.settings.fetch.idle_pause_s
-        if not got and not restart and self.clock.now - f.started < pause:
+        pause = 0.0 if restart else f.choice.idle_pause(got, f.started, self.clock.now)
+        if pause:
             f.paused = self._timer(pause, self._unpause, f)
         else:
             self._wake()
@@ -481,7 +479,7 @@ class SimAgent:
         if f.call is call and not call.done:
             self.net.cancel(call)
             f.call = None
-            self.links.hold(call.dst, False, self.clock.now)
+            self._hold(call.dst, False)
             self.trace.add(self.node_id, f"gave up on {call.dst}")
             self._round_end(f, False, restart=True)
 
@@ -527,7 +525,7 @@ class SimAgent:
                     version)
         w.tag = max(self._finish.get(w.consumer, 0.0), self._vnow)
         if request.wait_ms > 0:
-            self.links.hold(w.consumer, True, self.clock.now)
+            self._hold(w.consumer, True)
         self._waiters.append(w)
         final = request.wait_ms <= 0 or self.quiescing
         if not self._try_serve(w, final=final) and w in self._waiters:
@@ -579,7 +577,7 @@ class SimAgent:
             if w.timer is not None:
                 w.timer.cancel()
             if w.msgs[0].wait_ms > 0:
-                self.links.hold(w.consumer, False, self.clock.now)
+                self._hold(w.consumer, False)
 
     def _deadline(self, w: _Waiter) -> None:
         if w in self._waiters:
@@ -595,21 +593,23 @@ class SimAgent:
     # ---- outbox: confirmations and re-offers ------------------------------------------------
 
     def _flush_confirms(self, supplier: str) -> None:
-        self._confirm_due.discard(supplier)
-        for bid in self._confirms.pop(supplier, {}):
+        for bid in self._confirms.flush_due(supplier):
             msg = DeliveryConfirmed(supplier, self.node_id, bid)
             self._call(supplier, "confirmed", msg, self.settings.rpc_timeout,
                        partial(self._contacted, supplier))
 
     def _offer(self, msg: OfferBatch) -> None:
+        if self._reoffers.start(msg.batch.batch_id):
+            self._send_offer(msg)
+
+    def _send_offer(self, msg: OfferBatch) -> None:
         bid = msg.batch.batch_id
-        self._reoffers.offering.add(bid)
         self.trace.add(self.node_id, f"offer {bid} to {msg.consumer}")
         self._call(msg.consumer, "offer", msg, self.settings.rpc_timeout,
                    lambda r: self._offered(msg, r))
 
     def _offered(self, msg: OfferBatch, reply: OfferReply | None) -> None:
-        self._reoffers.done(msg.batch.batch_id)
+        self._reoffers.offered(msg.batch.batch_id)
         self._contact(msg.consumer, reply is not None)
         if reply is not None:
             self.commit(self.handle([reply]), self._sent)
@@ -617,19 +617,23 @@ class SimAgent:
     def _arm_retry(self) -> None:
         if not self._retry_armed:
             self._retry_armed = True
-            self._later(self.settings.retry.retry_s / 2, self._retry_tick)
+            self._later(self._reoffers.tick_every, self._retry_tick)
 
     def _retry_tick(self) -> None:
         self._retry_armed = False
-        if not self._reoffers.due and not self.node.outbound_in_transit():
+        if self._reoffers.idle(bool(self.node.outbound_in_transit())):
             return
         (effects,) = self.handle([Tick()])
         offers = [m for m in effects.messages if isinstance(m, OfferBatch)]
-        for msg in self._reoffers.tick(self.clock.now, offers):
-            self._offer(msg)
+        for msg in self._reoffers.due(offers, self.clock.now):
+            self._send_offer(msg)
         self._arm_retry()
 
     # ---- failure detector ---------------------------------------------------------------------
+
+    def _hold(self, node: str, held: bool) -> None:
+        if self.links.hold(node, held, self.clock.now):
+            self._arm_detector(0.0)
 
     def _contacted(self, node: str, reply: Any) -> None:
         self._contact(node, reply is not None)
@@ -650,43 +654,35 @@ class SimAgent:
     def _detector_tick(self) -> None:
         self._detector_timer = None
         now = self.clock.now
+        self.links.stall(now)  # never late on virtual time, but the contract says so
         for action in self.links.tick(now):
             if isinstance(action, Ping):
-                self._ping(action.node)
+                self._ping(action)
             else:
-                self._report(action.node, action.reason, self.settings.detector.report_backoff)
+                self._report(action, None)
         self._arm_detector(self.links.next_tick_in(now))
 
-    def _ping(self, node: str) -> None:
+    def _ping(self, ping: Ping) -> None:
         def done(reply: Any) -> None:
-            self.links.ping_done(node)
-            self._contact(node, reply is not None)
-        self._call(node, "ping", None, self.settings.detector.ping_timeout, done)
+            self._contact(ping.node, reply is not None)
+            self.links.ping_done(ping)
+        self._call(ping.node, "ping", None, self.settings.detector.ping_timeout, done)
 
-    def _report(self, node: str, reason: str, backoff: float) -> None:
-        link = self.links.links.get(node)
-        if link is None:
+    def _report(self, report: Report, pause: float | None) -> None:
+        if not self.links.report_wanted(report):
+            self.links.report_done(report, None, self.clock.now)
             return
 
         def done(outcome: Any) -> None:
-            if not self.links.still_suspect(node, link):
-                link.reporting = False
-                return
             if outcome is None or outcome == UNAVAILABLE:
-                self._later(backoff, self._retry_report, node, reason, min(backoff * 2, 2.0))
+                wait = report_retry_after(self.settings.detector, pause)
+                self._later(wait, self._report, report, wait)
                 return
-            self.trace.note(self.node_id, f"reported {node}: {outcome}")
-            self.links.reported(node, link, outcome, self.clock.now)
+            self.trace.note(self.node_id, f"reported {report.node}: {outcome}")
+            self.links.report_done(report, outcome, self.clock.now)
 
-        self._call(COORDINATOR, "suspect", (self.node_id, node, reason),
+        self._call(COORDINATOR, "suspect", (self.node_id, report.node, report.reason),
                    self.settings.coordinator_timeout, done)
-
-    def _retry_report(self, node: str, reason: str, backoff: float) -> None:
-        link = self.links.links.get(node)
-        if link is not None and self.links.still_suspect(node, link):
-            self._report(node, reason, backoff)
-        elif link is not None:
-            link.reporting = False
 
     # ---- coordinator side -----------------------------------------------------------------
 
@@ -715,13 +711,14 @@ class SimAgent:
             self._adopt_spec(view.spec)
         self.commit(self.handle([FlowChanged(view.version, view.consumers)]))
         now = self.clock.now
-        self.links.watch([n for n, alive in view.alive_of.items() if alive], now)
+        self.links.watch({n for n, alive in view.alive_of.items() if alive}, now)
         self._arm_detector(0.0)
         was = previous.alive_of if previous is not None else {}
         back = [c for c in view.consumers if view.alive_of.get(c) and not was.get(c, False)]
         if back:
-            self._reoffers.kick(r.batch_id for r in self.node.outbound_in_transit()
-                                if r.to in back)
+            in_transit = self.node.outbound_in_transit()
+            for consumer in sorted(back):
+                self._reoffers.kick(consumer, in_transit)
             self._arm_retry()
         if (view.known and not view.alive and self._joined
                 and now - self._last_rejoin >= 1.0):

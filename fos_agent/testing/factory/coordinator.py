@@ -23,9 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from fos_agent.rules.fetch import Supplier
 from fos_agent.testing.factory.clock import Scheduler, Trace
 from fos_agent.testing.factory.network import Call, SimNetwork
-from fos_agent.testing.factory.rules import Supplier
 from fos_raft.model import NodeSpec
 from fos_raft.planner.plan import Planner
 from fos_raft.state.commands import Command, MarkDown, MarkUp, NoteRefuted, Outcome, Register
