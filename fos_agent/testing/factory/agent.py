@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from fos_agent.protocol.machine import Node, NodeConfig
 from fos_agent.protocol.messages import Effects, Event, FlowChanged, Produce
-from fos_agent.protocol.records import Batch
+from fos_agent.protocol.records import Batch, DurableState, Write
 from fos_agent.rules.fetch import FetchSettings, target
 from fos_agent.rules.suspicion import DetectorSettings
 from fos_agent.testing.factory.clock import Scheduler, Timer, Trace
@@ -34,7 +34,7 @@ from fos_agent.testing.factory.fetching import Fetcher
 from fos_agent.testing.factory.network import Call, SimNetwork
 from fos_agent.testing.factory.outbox import SimOutbox
 from fos_agent.testing.factory.serving import Server
-from fos_agent.testing.invariants import WriteMonitor
+from fos_agent.testing.invariants import Store, WriteMonitor
 from fos_agent.testing.sim import MemoryStore
 from fos_raft.model import NodeSpec
 
@@ -73,10 +73,24 @@ class AgentFigures:
 Then = Callable[[list[Effects]], None]
 
 
+class DurableStore(Store, Protocol):
+    """A node's durable records: the test kit's MemoryStore (default) or the real WAL
+    (fos_agent.testing.walstore.WalStore)."""
+
+    def apply(self, writes: Sequence[Write]) -> None: ...
+    def restart(self) -> DurableState: ...
+    def settled_inbound(self, batch_id: str) -> str | None: ...
+    def settled_request(self, consumer: str, request_id: str) -> Batch | None: ...
+
+
+StoreFactory = Callable[[str], DurableStore]
+
+
 class SimAgent:
     def __init__(self, spec: NodeSpec, clock: Scheduler, net: SimNetwork, trace: Trace,
                  monitor: WriteMonitor, settings: AgentSettings, is_sink: bool,
-                 stage: StageCode = always_succeeds) -> None:
+                 stage: StageCode = always_succeeds,
+                 store: StoreFactory = MemoryStore) -> None:
         self.spec = spec
         self.node_id = spec.node_id
         self.config = NodeConfig(spec.node_id, spec.produces, spec.requires,
@@ -88,7 +102,7 @@ class SimAgent:
         self.settings = settings
         self.is_sink = is_sink
         self.stage_code = stage
-        self.store = MemoryStore(spec.node_id)
+        self.store: DurableStore = store(spec.node_id)
         self.node = Node(self.config, self.store.durable.copy(), self.store)
         self.decommissioned = False
         self.up = False

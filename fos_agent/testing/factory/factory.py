@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fos_agent.audit import audit_states
-from fos_agent.testing.factory.agent import AgentSettings, SimAgent, StageCode, always_succeeds
+from fos_agent.testing.factory.agent import (
+    AgentSettings,
+    SimAgent,
+    StageCode,
+    StoreFactory,
+    always_succeeds,
+)
 from fos_agent.testing.factory.clock import Rng, Scheduler, Trace
 from fos_agent.testing.factory.coordinator import (
     COORDINATOR,
@@ -83,7 +89,10 @@ def final_items(specs: Iterable[NodeSpec]) -> frozenset[str]:
 class Factory:
     def __init__(self, specs: Sequence[NodeSpec], rng: Rng,
                  settings: FactorySettings | None = None,
-                 stage: StageCode = always_succeeds) -> None:
+                 stage: StageCode = always_succeeds,
+                 store: StoreFactory | None = None) -> None:
+        """``store``: makes a node's durable store from its id (default: the test kit's
+        in-memory store; fos_agent.testing.walstore.WalStores for the real WAL)."""
         self.settings = settings or FactorySettings()
         self.clock = Scheduler()
         self.trace = Trace(self.clock, keep=self.settings.keep_trace)
@@ -97,7 +106,8 @@ class Factory:
         self.agents: dict[str, SimAgent] = {}
         for spec in specs:
             agent = SimAgent(spec, self.clock, self.net, self.trace, self.monitor,
-                             self.settings.agent, spec.produces.item in finals, stage)
+                             self.settings.agent, spec.produces.item in finals, stage,
+                             **({"store": store} if store is not None else {}))
             self.agents[spec.node_id] = agent
             self.coordinator.watchers[spec.node_id] = agent
         self.drained: set[str] = set()
