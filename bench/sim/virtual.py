@@ -63,6 +63,12 @@ def parser() -> argparse.ArgumentParser:
         help="probability that an RPC's request or reply is lost (the call times out)")
     arg("--duplicate", type=float, default=0.0, metavar="P",
         help="probability that an RPC's request reaches the server twice")
+    arg("--mid-step", type=float, default=0.5, metavar="P",
+        help="share of kills that land right after a step that writes and sends, before "
+        "its writes are durable (the others at their Poisson time)")
+    arg("--check-every", type=float, default=0.0, metavar="S",
+        help="also check the invariants every S simulated seconds while running (0: at "
+        "the end only)")
     arg("--trace", action="store_true", help="print the event transcript of the (one) seed")
     arg("--json", type=Path, metavar="OUT", help="write per-seed figures and digests to OUT")
     arg("--jobs", type=int, default=1, metavar="J", help="seeds run in parallel processes")
@@ -91,10 +97,15 @@ def run_seed(seed: int, args: argparse.Namespace, keep_trace: bool = False
     settings = FactorySettings(
         agent=AgentSettings(cycle_s=args.cycle_s),
         link=replace(LinkSettings(), loss=args.loss, duplicate=args.duplicate),
-        leader_outage_s=args.leader_outage, keep_trace=keep_trace)
+        leader_outage_s=args.leader_outage, keep_trace=keep_trace,
+        check_every_s=args.check_every)
     factory = Factory(topo.specs, random.Random(seed), settings)
     factory.start()
+    mid = random.Random(f"{seed}:mid-step")
     for event in schedule.events:
+        if event.action is Action.KILL:
+            factory.at(event.at_s, factory.kill, event.node, mid.random() < args.mid_step)
+            continue
         act = {Action.KILL: factory.kill, Action.RESTART: factory.restart,
                Action.DRAIN: factory.drain, Action.UNDRAIN: factory.undrain}.get(event.action)
         if act is not None:

@@ -112,6 +112,9 @@ class SimAgent:
         self.figures = AgentFigures()
         self.finished = 0  # final products made (a sink's outputs)
         self.quiescing = False  # the run is over: no new cycle, no new request
+        # a kill waiting for the next step that writes and sends: it lands after that step
+        # was handled and before its writes are durable (its messages must not have left)
+        self.crash_at_next_step: Callable[[], None] | None = None
         net.endpoints[self.node_id] = self
         self._reset()
 
@@ -194,6 +197,10 @@ class SimAgent:
                 then(effects)
             return
         self._pending.append((effects, then))
+        if self.crash_at_next_step is not None and any(
+                e.writes and (e.messages or e.reply is not None) for e in effects):
+            hook, self.crash_at_next_step = self.crash_at_next_step, None
+            self.clock.after(0.0, hook)
         if not self._flush_due:
             self._flush_due = True
             self.later(self.settings.commit_s, self._flush)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from fos_agent.audit import audit_states
@@ -44,6 +45,8 @@ class FactorySettings:
     leader_outage_s: float = 3.0  # a leader kill: no coordinator for this long
     settle_s: float = 120.0  # the final heal may take this long (virtual)
     keep_trace: bool = False  # keep the trace's lines (a transcript), not only its digest
+    check_every_s: float = 0.0  # also check I1, I5, I6 and persist-before-send this often
+    # while running (0: only at the end; each check reads every store)
 
 
 @dataclass
@@ -115,6 +118,7 @@ class Factory:
         self.kills = 0
         self.finished_at_end = 0
         self.produced_at_end = 0
+        self.violation = ""  # the first broken invariant seen while running
 
     # ---- running -------------------------------------------------------------------------
 
@@ -134,10 +138,25 @@ class Factory:
         self.clock.at(when, fn, *args)
 
     def run_until(self, until: float) -> None:
+        every = self.settings.check_every_s
+        while every > 0 and self.clock.now + every < until:
+            self.clock.run_until(self.clock.now + every)
+            self.check_now()
         self.clock.run_until(until)
 
     def run_for(self, seconds: float) -> None:
-        self.clock.run_until(self.clock.now + seconds)
+        self.run_until(self.clock.now + seconds)
+
+    def check_now(self) -> None:
+        """Check I1, I5, I6 and persist-before-send over every store now; the first
+        violation is kept (and fails the run)."""
+        if self.violation:
+            return
+        try:
+            check_safety(self.agents)
+        except AssertionError as exc:
+            self.violation = f"at {self.clock.now:.3f} s: {exc}"
+            self.trace.note("sim", f"violation {self.violation}")
 
     def _segment(self) -> None:
         active = frozenset(n for n, a in self.agents.items() if a.up and n not in self.drained)
@@ -146,8 +165,14 @@ class Factory:
 
     # ---- faults and maintenance ----------------------------------------------------------
 
-    def kill(self, node_id: str) -> None:
+    def kill(self, node_id: str, mid_step: bool = False) -> None:
+        """SIGKILL ``node_id`` now, or (``mid_step``) right after its next step that
+        writes and sends was handled, before those writes are durable."""
         agent = self.agents[node_id]
+        if mid_step:
+            if agent.up:
+                agent.crash_at_next_step = partial(self.kill, node_id)
+            return
         if agent.up:
             self.kills += 1
             agent.crash()
@@ -155,6 +180,7 @@ class Factory:
 
     def restart(self, node_id: str) -> None:
         agent = self.agents[node_id]
+        agent.crash_at_next_step = None
         if not agent.up:
             agent.start()
             self._segment()
@@ -247,7 +273,7 @@ class Factory:
             self.clock.run_until(self.clock.now + 1.0)
             if self.quiet():
                 break
-        error = ""
+        error = self.violation
         audit: dict[str, int] = {}
         try:
             check_safety(self.agents)
@@ -258,7 +284,7 @@ class Factory:
             assert self.quiet(), "the factory did not settle: " + self._busy()
             check_convergence(self.agents)
         except AssertionError as exc:
-            error = str(exc) or "assertion failed"
+            error = error or str(exc) or "assertion failed"
         fig = self.coordinator.figures
         if not error and fig.false_deaths:
             error = f"false deaths: {fig.false_deaths}"
