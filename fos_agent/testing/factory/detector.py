@@ -6,18 +6,16 @@ unavailable)."""
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fos_agent.rules.suspicion import Ping, Report, Suspicion, report_retry_after
 from fos_agent.testing.factory.clock import Timer
 from fos_agent.testing.factory.coordinator import COORDINATOR, UNAVAILABLE
-
-if TYPE_CHECKING:
-    from fos_agent.testing.factory.agent import SimAgent
+from fos_agent.testing.factory.host import Host
 
 
 class SimDetector:
-    def __init__(self, agent: SimAgent) -> None:
+    def __init__(self, agent: Host) -> None:
         self.agent = agent
         self.links = Suspicion(agent.node_id, agent.settings.detector)
         self._timer: Timer | None = None

@@ -13,15 +13,13 @@ supplier answers at once (it sees the same flow); one not answered within
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fos_agent.protocol.messages import BatchSent, NewRequest, RequestBatch, RequestRefused
 from fos_agent.rules.fetch import Answer, Supplier, SupplierChoice, batches_to_ask
 from fos_agent.testing.factory.clock import Timer
+from fos_agent.testing.factory.host import Host
 from fos_agent.testing.factory.network import Call
-
-if TYPE_CHECKING:
-    from fos_agent.testing.factory.agent import SimAgent
 
 FLOW_CHANGE_GRACE_S = 0.5
 
@@ -29,7 +27,7 @@ FLOW_CHANGE_GRACE_S = 0.5
 class Fetcher:
     """One input's worker (``inflight`` 1): one round over the suppliers at a time."""
 
-    def __init__(self, agent: SimAgent, item: str) -> None:
+    def __init__(self, agent: Host, item: str) -> None:
         self.agent = agent
         self.item = item
         self.choice = SupplierChoice(agent.settings.fetch)

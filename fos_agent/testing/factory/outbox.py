@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from functools import partial
-from typing import TYPE_CHECKING
 
 from fos_agent.protocol.messages import (
     DeliveryConfirmed,
@@ -18,13 +17,11 @@ from fos_agent.protocol.messages import (
     WaitingForBatch,
 )
 from fos_agent.rules.retry import PendingConfirms, Reoffers
-
-if TYPE_CHECKING:
-    from fos_agent.testing.factory.agent import SimAgent
+from fos_agent.testing.factory.host import Host
 
 
 class SimOutbox:
-    def __init__(self, agent: SimAgent) -> None:
+    def __init__(self, agent: Host) -> None:
         self.agent = agent
         s = agent.settings
         self.confirms = PendingConfirms(s.confirm_delay_s)

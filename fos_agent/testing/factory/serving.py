@@ -14,7 +14,7 @@ writes are durable.
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fos_agent.protocol.messages import (
     BatchSent,
@@ -25,10 +25,8 @@ from fos_agent.protocol.messages import (
     RequestRefused,
 )
 from fos_agent.testing.factory.clock import Timer
+from fos_agent.testing.factory.host import Host
 from fos_agent.testing.factory.network import Call
-
-if TYPE_CHECKING:
-    from fos_agent.testing.factory.agent import SimAgent
 
 MAX_WAIT_MS = 60000
 
@@ -60,7 +58,7 @@ def sub_requests(request: RequestBatch, count: int) -> list[RequestBatch]:
 
 
 class Server:
-    def __init__(self, agent: SimAgent) -> None:
+    def __init__(self, agent: Host) -> None:
         self.agent = agent
         self.waiters: list[Waiter] = []
         self._vnow = 0.0
