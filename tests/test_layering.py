@@ -64,7 +64,8 @@ ALLOWED: dict[str, set[str]] = {
                           "fos_agent.core", "fos_agent.net", "fos_raft.model", "fos_raft.api",
                           "fos_raft.runtime", "fos_raft.security"},
     "fos_agent.testing": {"fos_agent.protocol", "fos_agent.audit", "fos_raft.model",
-                          "fos_agent.storage"},  # wal_chain: real WALs, no network
+                          "fos_agent.storage",  # wal_chain, walstore: real WALs, no network
+                          "fos_agent.testing.factory"},  # the kit's public entry names it
     # the simulated factory: the real protocol and the real coordinator state machine and
     # planner on virtual time; no I/O, clock or randomness of its own (see below)
     "fos_agent.testing.factory": {"fos_agent.protocol", "fos_agent.rules", "fos_agent.audit",

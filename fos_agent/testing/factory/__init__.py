@@ -2,7 +2,7 @@
 
 The real parts: every agent is the real protocol (fos_agent.protocol.machine.Node) over
 the test kit's durable store (fos_agent.testing.sim.MemoryStore), checked as each write
-lands; the coordinator is the real state machine and planner (fos_raft.state.apply,
+lands; the coordinator is the real state machine and planner (fos_raft.state.core.apply,
 fos_raft.planner.Planner) as one logical replica. Simulated: virtual time (a
 discrete-event scheduler), the network (per-link delay, loss, duplication, reordering,
 partitions), the stage's cycle, and the agent runtime's time rules (which supplier,

@@ -1,6 +1,6 @@
 """The coordinator cluster as ONE logical replica: the real state machine and planner.
 
-Every command goes through the real ``fos_raft.state.apply`` with the real incremental
+Every command goes through the real ``fos_raft.state.core.apply`` with the real incremental
 planner (``fos_raft.planner.Planner.after_change``), so the flow agents see is the flow
 the cluster would compute. Raft itself is not simulated: a command commits after
 ``commit_s``; a leader change is an outage (no command is accepted, no flow is pushed;
