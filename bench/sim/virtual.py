@@ -26,9 +26,7 @@ from bench.sim.events import Action, ScenarioError, plan_events
 from bench.sim.topology import chain_depth, generate_topology
 from fos_agent.testing.factory import AgentSettings, Factory, FactorySettings, LinkSettings
 
-SIMULATED_ACTIONS = {Action.KILL, Action.RESTART, Action.DRAIN, Action.UNDRAIN,
-                     Action.KILL_LEADER, Action.RESTART_REPLICA}
-
+SEED_CATALOG_ABOVE = 500  # nodes; more are registered in one step (fos_agent.testing.factory)
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -98,7 +96,9 @@ def run_seed(seed: int, args: argparse.Namespace, keep_trace: bool = False
         agent=AgentSettings(cycle_s=args.cycle_s),
         link=replace(LinkSettings(), loss=args.loss, duplicate=args.duplicate),
         leader_outage_s=args.leader_outage, keep_trace=keep_trace,
-        check_every_s=args.check_every)
+        check_every_s=args.check_every,
+        # one Register per node re-checks the whole catalog each time: quadratic at 10k
+        seed_catalog=len(topo.specs) > SEED_CATALOG_ABOVE)
     factory = Factory(topo.specs, random.Random(seed), settings)
     factory.start()
     mid = random.Random(f"{seed}:mid-step")

@@ -20,16 +20,18 @@ agent it concerns (WatchFlow), after the link delay.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from fos_agent.rules.fetch import Supplier
 from fos_agent.testing.factory.clock import Scheduler, Trace
 from fos_agent.testing.factory.network import Call, SimNetwork
-from fos_raft.model import NodeSpec
+from fos_raft.model import NodeSpec, NodeStatus, Plan, find_item_cycle
 from fos_raft.planner.plan import Planner
 from fos_raft.state.commands import Command, MarkDown, MarkUp, NoteRefuted, Outcome, Register
 from fos_raft.state.core import CoordinatorState, apply
+from fos_raft.state.entry import NodeEntry
 
 COORDINATOR = "coordinator"
 UNAVAILABLE = "UNAVAILABLE"
@@ -149,6 +151,28 @@ class SimCoordinator:
 
     # ---- commands ------------------------------------------------------------------------
 
+    def seed(self, specs: Sequence[NodeSpec]) -> None:
+        """The catalog registered in one step (what a restored snapshot gives): every node
+        alive, one full plan. Registering 10,000 nodes one command at a time re-checks the
+        whole catalog per command; the flow a seed gives is the planner's full plan of it."""
+        if self.state.nodes:
+            raise ValueError("the coordinator already has a catalog")
+        for spec in specs:
+            spec.validate()
+        if len({s.node_id for s in specs}) != len(specs):
+            raise ValueError("a node id is listed twice")
+        cycle = find_item_cycle(specs)
+        if cycle:
+            raise ValueError(f"the items form a cycle: {' -> '.join(cycle)}")
+        version = len(specs)
+        nodes = {s.node_id: NodeEntry(s, NodeStatus(), version, version) for s in specs}
+        catalog = {n: e.spec for n, e in nodes.items()}
+        status = {n: e.status for n, e in nodes.items()}
+        flow = self.planner.full(catalog, status, Plan())
+        self.state = CoordinatorState(version=version, nodes=nodes, flow=flow)
+        self.figures.commands += 1
+        self.trace.note(COORDINATOR, f"v{version} catalog of {len(specs)} nodes")
+
     def submit(self, command: Command) -> Outcome:
         """Apply one command now (the harness's fosctl; agents' calls come through
         ``serve``). During an outage nothing is accepted: UNAVAILABLE."""
@@ -241,11 +265,16 @@ class SimCoordinator:
     def _push(self, before: CoordinatorState, after: CoordinatorState, changed: str) -> None:
         if self.in_outage:
             return
-        old, new = set(before.flow.edges), set(after.flow.edges)
+        # the planner keeps the Edge objects of what it did not re-plan: the edges that are
+        # not the same objects are the change (an equal edge made anew only costs a push)
+        old_ids = {id(e) for e in before.flow.edges}
+        new_ids = {id(e) for e in after.flow.edges}
         touched = {changed}
-        for e in old ^ new:
-            touched.add(e.supplier)
-            touched.add(e.consumer)
+        for edges, other in ((before.flow.edges, new_ids), (after.flow.edges, old_ids)):
+            for e in edges:
+                if id(e) not in other:
+                    touched.add(e.supplier)
+                    touched.add(e.consumer)
         for e in (*before.edges_of(changed), *after.edges_of(changed)):
             touched.add(e.supplier)
             touched.add(e.consumer)

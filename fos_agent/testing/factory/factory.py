@@ -45,6 +45,7 @@ class FactorySettings:
     leader_outage_s: float = 3.0  # a leader kill: no coordinator for this long
     settle_s: float = 120.0  # the final heal may take this long (virtual)
     keep_trace: bool = False  # keep the trace's lines (a transcript), not only its digest
+    seed_catalog: bool = False  # register the catalog in one step (large factories)
     check_every_s: float = 0.0  # also check I1, I5, I6 and persist-before-send this often
     # while running (0: only at the end; each check reads every store)
 
@@ -127,9 +128,13 @@ class Factory:
         return self.clock.now
 
     def start(self, agents: Iterable[str] | None = None) -> None:
-        """Register the catalog (what ``fosctl apply`` does) and start the agents."""
-        for spec in self.specs.values():
-            self.coordinator.submit(Register(spec))
+        """Register the catalog (what ``fosctl apply`` does: one Register command per node,
+        or with ``FactorySettings.seed_catalog`` one step) and start the agents."""
+        if self.settings.seed_catalog:
+            self.coordinator.seed(list(self.specs.values()))
+        else:
+            for spec in self.specs.values():
+                self.coordinator.submit(Register(spec))
         for node_id in sorted(self.agents if agents is None else agents):
             self.agents[node_id].start()
         self._segment()
