@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -60,6 +63,19 @@ def test_a_seed_replays_the_same_run_and_another_seed_does_not() -> None:
     assert a.digest == b.digest and a.trace_lines == b.trace_lines
     assert (a.finished, a.messages, a.commands) == (b.finished, b.messages, b.commands)
     assert c.digest != a.digest
+
+
+def test_the_digest_does_not_depend_on_the_process_hash_seed() -> None:
+    """String hashing is randomised per process: nothing may iterate a set of names in
+    an order that reaches the trace."""
+    cmd = [sys.executable, "-m", "bench.sim", "--virtual", "--seed", "3", "--types", "6",
+           "--per-type", "2", "--failure-rate", "6", "--recover-rate", "6", "--duration", "40"]
+    digests = set()
+    for hash_seed in ("1", "2"):
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True,
+                             env={**os.environ, "PYTHONHASHSEED": hash_seed}).stdout
+        digests.add(out.split("trace ")[1].split()[0])
+    assert len(digests) == 1
 
 
 @pytest.mark.parametrize("seed", range(1, 7))

@@ -33,7 +33,8 @@ class SimDetector:
             self.arm(0.0)
 
     def watch(self, alive: set[str]) -> None:
-        if self.links.watch(alive, self.agent.clock.now):
+        # sorted: a set's order depends on the process's hash seed, the links' on this
+        if self.links.watch(sorted(alive), self.agent.clock.now):
             self.arm(0.0)
 
     def arm(self, delay: float) -> None:
