@@ -84,6 +84,11 @@ class DurableStore(Store, Protocol):
 
 
 StoreFactory = Callable[[str], DurableStore]
+# consumers -> (weights, priorities) from the coordinator's catalog (its ListNodes), or
+# None while it cannot answer
+Weigher = Callable[[frozenset[str]], tuple[dict[str, float], dict[str, float]] | None]
+SHARES_SETTLE_S = 1.0  # a moved flow's weights are asked for once it is this old
+SHARES_RETRY_S = 5.0
 
 
 class SimAgent:
@@ -115,6 +120,7 @@ class SimAgent:
         # a kill waiting for the next step that writes and sends: it lands after that step
         # was handled and before its writes are durable (its messages must not have left)
         self.crash_at_next_step: Callable[[], None] | None = None
+        self.weigher: Weigher | None = None  # set by the factory (fos_agent.runtime.shares)
         net.endpoints[self.node_id] = self
         self._reset()
 
@@ -132,6 +138,7 @@ class SimAgent:
         self.detector = SimDetector(self)
         self._last_rejoin = float("-inf")
         self._joined = False
+        self._shares_due = False
 
     # ---- scheduling, guarded by incarnation: a dead process's timers do nothing ----------
 
@@ -341,9 +348,25 @@ class SimAgent:
             self._last_rejoin = now
             self.trace.note(self.node_id, "the coordinator has us down: rejoining")
             self._join()
+        if self.weigher is not None and len(view.consumers) >= 2 and not self._shares_due:
+            self._shares_due = True
+            self.later(SHARES_SETTLE_S, self._weigh)
         self.server.answer_all(unless_version=view.version)
         for f in self.fetchers.values():
             f.flow_changed()
+        self.wake()
+
+    def _weigh(self) -> None:
+        """Ask the catalog for our consumers' weights and priorities (fairshare)."""
+        self._shares_due = False
+        if self.weigher is None or self.view is None:
+            return
+        got = self.weigher(self.view.consumers)
+        if got is None:  # the coordinator cannot answer: keep the last ones, ask later
+            self._shares_due = True
+            self.later(SHARES_RETRY_S, self._weigh)
+            return
+        self.server.weights, self.server.priorities = got
         self.wake()
 
     def _adopt_spec(self, spec: NodeSpec) -> None:

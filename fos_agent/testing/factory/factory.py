@@ -12,7 +12,7 @@ nothing in transit), and false deaths (a node marked down while its agent ran).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -48,6 +48,13 @@ class FactorySettings:
     seed_catalog: bool = False  # register the catalog in one step (large factories)
     check_every_s: float = 0.0  # also check I1, I5, I6 and persist-before-send this often
     # while running (0: only at the end; each check reads every store)
+
+
+# (catalog specs, active node ids, consumers) -> (weights, priorities): how a supplier
+# weighs its waiting consumers (fos_agent.runtime.shares.consumer_weights and
+# consumer_priorities); None: equal weights, no priorities
+Shares = Callable[[Sequence[NodeSpec], Collection[str], Collection[str]],
+                  tuple[Mapping[str, float], Mapping[str, float]]]
 
 
 @dataclass
@@ -94,9 +101,10 @@ class Factory:
     def __init__(self, specs: Sequence[NodeSpec], rng: Rng,
                  settings: FactorySettings | None = None,
                  stage: StageCode = always_succeeds,
-                 store: StoreFactory | None = None) -> None:
+                 store: StoreFactory | None = None, shares: Shares | None = None) -> None:
         """``store``: makes a node's durable store from its id (default: the test kit's
-        in-memory store; fos_agent.testing.walstore.WalStores for the real WAL)."""
+        in-memory store; fos_agent.testing.walstore.WalStores for the real WAL).
+        ``shares``: how suppliers weigh waiting consumers (default: equally)."""
         self.settings = settings or FactorySettings()
         self.clock = Scheduler()
         self.trace = Trace(self.clock, keep=self.settings.keep_trace)
@@ -114,12 +122,34 @@ class Factory:
                              **({"store": store} if store is not None else {}))
             self.agents[spec.node_id] = agent
             self.coordinator.watchers[spec.node_id] = agent
+            if shares is not None:
+                agent.weigher = self._weigh
+        self._shares = shares
+        self._weighed: tuple[int, dict[str, float], dict[str, float]] = (-1, {}, {})
         self.drained: set[str] = set()
         self.segments: list[Segment] = []
         self.kills = 0
         self.finished_at_end = 0
         self.produced_at_end = 0
         self.violation = ""  # the first broken invariant seen while running
+
+    def _weigh(self, consumers: frozenset[str]
+               ) -> tuple[dict[str, float], dict[str, float]] | None:
+        """The coordinator's catalog read (ListNodes) and weighed; one weighing of every
+        node per flow version."""
+        c = self.coordinator
+        if c.in_outage or self._shares is None:
+            return None
+        if self._weighed[0] != c.state.version:
+            state = c.state
+            active = {n for n, e in state.nodes.items()
+                      if e.status.alive and not e.status.drained}
+            weights, priorities = self._shares(list(state.catalog.values()), active,
+                                               sorted(state.nodes))
+            self._weighed = (state.version, dict(weights), dict(priorities))
+        _, weights, priorities = self._weighed
+        return ({n: weights[n] for n in consumers if n in weights},
+                {n: priorities[n] for n in consumers if n in priorities})
 
     # ---- running -------------------------------------------------------------------------
 

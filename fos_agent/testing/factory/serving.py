@@ -4,11 +4,13 @@ on virtual time).
 A request is answered at once when a batch is QUEUED and it is the consumer's turn, or
 when it is not a long-poll; a long-poll is held until a batch is queued, its deadline,
 or a new flow (answered then, with a batch if one is there). The waiting consumers are
-served by start-time fair queueing with equal weights (fos_agent.core.fairshare without
-its need-aware weights and the first-article plan): each consumer's tag is the virtual
-time its share reached, the smallest tag among the waiting goes first, a consumer that
-was not waiting rejoins at the current virtual time. Replies leave after the step's
-writes are durable.
+served by start-time fair queueing, the rule of fos_agent.core.fairshare (without its
+first-article plan): a consumer's start tag is the virtual time its share reached, or the
+current one if it was not waiting; the smallest goes first, ties by the highest priority,
+then by name; a service advances the consumer's share by ``1 / weight``. Weights and
+priorities are the consumers' shares of the catalog's need and their items' heights
+(fos_agent.runtime.shares), given by the factory's ``shares`` (equal without one).
+Replies leave after the step's writes are durable.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ MAX_WAIT_MS = 60000
 class Waiter:
     """A RequestBatch call held by the supplier."""
 
-    __slots__ = ("call", "confirms", "consumer", "deadline", "msgs", "tag", "timer", "version")
+    __slots__ = ("call", "confirms", "consumer", "deadline", "msgs", "timer", "version")
 
     def __init__(self, call: Call, msgs: list[RequestBatch], confirms: list[DeliveryConfirmed],
                  deadline: float, version: int) -> None:
@@ -44,7 +46,6 @@ class Waiter:
         self.consumer = msgs[0].consumer
         self.deadline = deadline
         self.version = version
-        self.tag = 0.0
         self.timer: Timer | None = None
 
 
@@ -61,8 +62,14 @@ class Server:
     def __init__(self, agent: Host) -> None:
         self.agent = agent
         self.waiters: list[Waiter] = []
-        self._vnow = 0.0
-        self._finish: dict[str, float] = {}
+        self._vtime = 0.0  # start tag of the last service
+        self._finish: dict[str, float] = {}  # consumer -> virtual time its share reached
+        self.weights: dict[str, float] = {}  # consumer -> weight (missing: 1)
+        self.priorities: dict[str, float] = {}  # consumer -> tie-break, highest first
+
+    def _order(self, consumer: str) -> tuple[float, float, str]:
+        start = max(self._finish.get(consumer, 0.0), self._vtime)
+        return (start, -self.priorities.get(consumer, 0.0), consumer)
 
     def request(self, call: Call) -> None:
         a = self.agent
@@ -71,7 +78,6 @@ class Server:
         version = a.view.version if a.view is not None else 0
         w = Waiter(call, sub_requests(request, count), ups,
                    a.clock.now + min(request.wait_ms, MAX_WAIT_MS) / 1000, version)
-        w.tag = max(self._finish.get(w.consumer, 0.0), self._vnow)
         if request.wait_ms > 0:
             a.detector.hold(w.consumer, True)
         self.waiters.append(w)
@@ -80,10 +86,12 @@ class Server:
             w.timer = a.timer(w.deadline - a.clock.now, self._deadline, w)
 
     def _turn(self, w: Waiter, available: int) -> bool:
-        if len(self.waiters) <= available:
+        """Fewer waiting consumers ordered before ``w``'s than batches available."""
+        waiting = {x.consumer for x in self.waiters if x.consumer != w.consumer}
+        if len(waiting) < available:
             return True
-        ahead = sorted(self.waiters, key=lambda x: (x.tag, x.consumer))
-        return w in ahead[:available]
+        mine = self._order(w.consumer)
+        return sum(1 for c in waiting if self._order(c) < mine) < available
 
     def try_serve(self, w: Waiter, final: bool) -> bool:
         """Serve ``w`` if a batch is there and it is its turn, or answer it anyway
@@ -100,8 +108,10 @@ class Server:
         replies = [e.reply for e in effects[-len(w.msgs):]]
         first = replies[0]
         if isinstance(first, BatchSent):
-            self._vnow = w.tag
-            self._finish[w.consumer] = w.tag + 1.0
+            start = self._order(w.consumer)[0]
+            self._vtime = start
+            self._finish[w.consumer] = start + 1.0 / max(self.weights.get(w.consumer, 1.0),
+                                                         1e-9)
             sent = [r for r in replies if isinstance(r, BatchSent)]
             a.trace.add(a.node_id, f"send {' '.join(r.batch.batch_id for r in sent)} "
                         f"to {w.consumer}")
@@ -144,7 +154,7 @@ class Server:
 
     def look(self) -> None:
         """Batches may be there: serve the waiting in turn."""
-        for w in sorted(self.waiters, key=lambda x: (x.tag, x.consumer)):
+        for w in sorted(self.waiters, key=lambda x: self._order(x.consumer)):
             if not self.agent.node.queued_outbound_count:
                 return
             if w in self.waiters:
