@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from fos_agent.audit import audit_states
 from fos_agent.testing.factory.agent import AgentSettings, StageCode, always_succeeds
 from fos_agent.testing.factory.clock import Rng
-from fos_agent.testing.factory.factory import Factory, FactorySettings
+from fos_agent.testing.factory.factory import Factory, FactorySettings, Shares
 from fos_agent.testing.invariants import check_safety
 from fos_raft.model import ItemReq, NodeSpec
 
@@ -115,9 +115,11 @@ def node_spec(line: str, port: int) -> NodeSpec:
 class Runner:
     """Runs one transcript's commands against one simulated factory."""
 
-    def __init__(self, rng_of: Callable[[int], Rng], stage: StageCode = always_succeeds) -> None:
+    def __init__(self, rng_of: Callable[[int], Rng], stage: StageCode = always_succeeds,
+                 shares: Shares | None = None) -> None:
         self.rng_of = rng_of
         self.stage = stage
+        self.shares = shares
         self.factory: Factory | None = None
         self._out: list[str] = []
 
@@ -148,7 +150,7 @@ class Runner:
                 agent=AgentSettings(cycle_s=duration(opts.get("cycle", "1s"))),
                 leader_outage_s=duration(opts.get("outage", "3s")))
             self.factory = Factory(specs, self.rng_of(int(opts.get("seed", "1"))), settings,
-                                   self.stage)
+                                   self.stage, shares=self.shares)
             self.factory.trace.listeners.append(self._note)
             return ["ok"]
         f = self.f
@@ -204,12 +206,13 @@ class Runner:
         raise ValueError(f"unknown expectation {' '.join(args)!r}")
 
 
-def run_text(text: str, rng_of: Callable[[int], Rng],
-             stage: StageCode = always_succeeds) -> tuple[str, list[str]]:
-    """Run a transcript; returns the text with the actual outputs and the list of
-    mismatches (``command: expected ... got ...``)."""
+def run_text(text: str, rng_of: Callable[[int], Rng], stage: StageCode = always_succeeds,
+             shares: Shares | None = None) -> tuple[str, list[str]]:
+    """Run a transcript (``rng_of(seed)`` makes the factory's random.Random; ``shares``
+    as for Factory); returns the text with the actual outputs and the list of mismatches
+    (``command: expected ... got ...``)."""
     blocks = parse(text)
-    runner = Runner(rng_of, stage)
+    runner = Runner(rng_of, stage, shares)
     outputs = [runner.run(b) for b in blocks]
     problems = [f"{b.command}:\n  expected {b.expected}\n  got      {out}"
                 for b, out in zip(blocks, outputs, strict=True) if out != b.expected]
