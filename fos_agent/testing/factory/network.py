@@ -93,7 +93,7 @@ class SimNetwork:
             self.partitions.discard(frozenset((a, b)))
 
     def cut(self, a: str, b: str) -> bool:
-        return frozenset((a, b)) in self.partitions
+        return bool(self.partitions) and frozenset((a, b)) in self.partitions
 
     def link(self, a: str, b: str) -> LinkSettings:
         return self.links.get(frozenset((a, b)), self.settings) if self.links else self.settings
