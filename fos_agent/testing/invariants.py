@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from fos_agent.audit import audit_states
+from fos_agent.audit import AuditReport, audit_states
 from fos_agent.protocol.machine import Node, NodeConfig
 from fos_agent.protocol.records import (
     DurableState,
@@ -157,10 +157,10 @@ def check_view(sim: Held) -> None:
     assert node.next_seq == d.next_seq, f"{sim.node_id}: seq counter differs from WAL"
 
 
-def check_convergence(nodes: Mapping[str, Held]) -> None:
+def check_convergence(nodes: Mapping[str, Held]) -> AuditReport:
     """After a heal (nothing in flight, nothing pending): the audit (0 lost, 0 duplicated,
     nothing in transit), I2 (no loss) and I3 (agreement) between the nodes still in the
-    factory, and every such node's memory equal to its store."""
+    factory, and every such node's memory equal to its store. Returns the audit."""
     live = [s for _, s in sorted(nodes.items()) if not s.decommissioned]
     full = {s.node_id: s.store.full() for s in nodes.values()}
     report = audit_states({s.node_id: full[s.node_id] for s in live}, quiescent=True)
@@ -191,3 +191,4 @@ def check_convergence(nodes: Mapping[str, Held]) -> None:
             assert out.state is OutState.DELIVERED, (
                 f"I3: {bid} is {inb.state.value} at {sim.node_id} but "
                 f"{out.state.value} at {inb.supplier}")
+    return report

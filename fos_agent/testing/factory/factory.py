@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from fos_agent.audit import audit_states
+from fos_agent.audit import AuditReport, audit_states
 from fos_agent.testing.factory.agent import (
     AgentSettings,
     SimAgent,
@@ -312,12 +312,11 @@ class Factory:
         audit: dict[str, int] = {}
         try:
             check_safety(self.agents)
-            full = {n: a.store.full() for n, a in self.agents.items()}
-            report = audit_states(full, quiescent=True)
-            audit = {k: len(v) if isinstance(v, list | set | dict | tuple) else int(v)
-                     for k, v in _audit_figures(report).items()}
-            assert self.quiet(), "the factory did not settle: " + self._busy()
-            check_convergence(self.agents)
+            if not self.quiet():
+                report = audit_states({n: a.store.full() for n, a in self.agents.items()})
+                audit = _audit_figures(report)
+                raise AssertionError("the factory did not settle: " + self._busy())
+            audit = _audit_figures(check_convergence(self.agents))
         except AssertionError as exc:
             error = error or str(exc) or "assertion failed"
         fig = self.coordinator.figures
@@ -341,7 +340,12 @@ class Factory:
         return f"{len(self.net.open)} calls open; " + ", ".join(busy[:5])
 
 
-def _audit_figures(report: Any) -> dict[str, Any]:
+def _audit_figures(report: AuditReport) -> dict[str, int]:
+    """The audit's counts (lists of batch ids counted)."""
     names = ("produced", "consumed", "queued", "in_transit", "lost", "duplicated",
              "inconsistent", "delivered", "reclaimed")
-    return {n: getattr(report, n) for n in names if hasattr(report, n)}
+    out: dict[str, int] = {}
+    for name in names:
+        value = getattr(report, name)
+        out[name] = len(value) if isinstance(value, list | set | dict | tuple) else int(value)
+    return out
