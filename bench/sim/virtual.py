@@ -57,6 +57,9 @@ def parser() -> argparse.ArgumentParser:
         help="restarts of killed agents per simulated minute (longest-dead first)")
     arg("--coordinator-kill-every", type=float, default=0.0, metavar="S",
         help="a coordinator leader change every S simulated seconds (an outage)")
+    arg("--allow-unviable", action="store_true",
+        help="let kills leave an item without a live supplier (as for a real run; it also "
+        "spares the schedule the viability check per candidate, quadratic at 10,000 nodes)")
     arg("--leader-outage", type=float, default=3.0, metavar="S",
         help="how long a leader change leaves the coordinator without a leader")
     arg("--loss", type=float, default=0.0, metavar="P",
@@ -101,7 +104,8 @@ def run_seed(seed: int, args: argparse.Namespace, keep_trace: bool = False
     topo = generate_topology(args.types, args.per_type, seed)
     schedule = plan_events(topo.specs, args.duration, failure_rate=args.failure_rate,
                            recover_rate=args.recover_rate,
-                           coordinator_kill_every=args.coordinator_kill_every, seed=seed)
+                           coordinator_kill_every=args.coordinator_kill_every, seed=seed,
+                           allow_unviable=args.allow_unviable)
     settings = FactorySettings(
         agent=AgentSettings(cycle_s=args.cycle_s),
         link=replace(LinkSettings(), loss=args.loss, duplicate=args.duplicate),
