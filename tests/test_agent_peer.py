@@ -431,7 +431,11 @@ async def test_agents_follow_the_plan_across_lanes_then_fair_shares(cluster: Loc
                          what="the flow's lanes")
         await eventually(lambda: (fair_a.plan(), fair_b.plan()) == (("fp-m1",), ("fp-c",)),
                          what="the suppliers' plans")
-        assert list(c.fill.buy["fpw"]) == ["fp-sb"] and list(m1.fill.buy["fpw"]) == ["fp-sa"]
+        # each consumer takes its plan at its own first catalog read, which may come after
+        # the suppliers' (its flow settles later: it registered later)
+        await eventually(lambda: (list(c.fill.buy.get("fpw", ())),
+                                  list(m1.fill.buy.get("fpw", ()))) == (["fp-sb"], ["fp-sa"]),
+                         what="the consumers' plans")
         # each consumer waits at both suppliers: its first one, and the planned one
         await eventually(lambda: {"fp-c", "fp-m1"} <= fair_a.waiting().keys()
                          and {"fp-c", "fp-m1"} <= fair_b.waiting().keys(),

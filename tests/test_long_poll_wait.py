@@ -1,13 +1,13 @@
-"""The first supplier's long-poll wait (fos_agent.runtime.inputs.long_poll_wait_ms): long
+"""The first supplier's long-poll wait (fos_agent.rules.fetch.long_poll_wait_ms): long
 only while no backup may have goods, so a 20 s long-poll never leaves a backup's batches
-unsold for longer than the old 4 s one did (issue 14)."""
+unsold for longer than a 4 s one would."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fos_agent.runtime.inputs import FetchSettings, long_poll_wait_ms
+from fos_agent.rules.fetch import FetchSettings, long_poll_wait_ms
 
 S = FetchSettings(long_poll_ms=20000, long_poll_min_ms=4000)
 

@@ -4,6 +4,9 @@ the first-article plan's follower. The real fetcher over real peers: test_agent_
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -150,3 +153,12 @@ def test_the_plan_follower_asks_a_planned_backup_and_drops_an_idle_one():
     assert step("b") is PlanStep.ASK  # the count starts over for the next planned batch
     assert follow.asked(Answer.UNREACHABLE, flow_moved=False) == S.idle_pause_s  # no spin
     assert follow.asked(Answer.NO_ANSWER, flow_moved=True) == 0.0  # a new flow: look again
+
+
+def test_the_rules_load_without_the_io_stack():
+    # a simulation drives the rules without asyncio, gRPC or LMDB loaded at all
+    code = ("import sys, fos_agent.rules; "
+            "print(sorted(m for m in ('asyncio', 'grpc', 'lmdb', 'random') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert out.stdout.strip() == "[]"

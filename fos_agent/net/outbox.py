@@ -9,11 +9,12 @@
 - WaitingForBatch: one RPC; a lost one is repaired by the supplier's re-offer.
 - OfferBatch: one RPC; the consumer's answer goes back into the protocol (OfferReply).
 
-Retries (docs/protocol.md: the supplier owns them): a Tick every ``retry_s / 2`` while
-anything is in transit (none while nothing is: the loop waits for the outbound queue to
-change) lists the IN_TRANSIT batches; each is re-offered once it has been in transit for
-``retry_s``, then with doubling backoff up to ``retry_cap_s``. ``kick(consumer)`` re-offers
-at once (the consumer came back).
+Retries (docs/protocol.md: the supplier owns them): while anything is in transit, a Tick
+every ``retry_s / 2`` lists the IN_TRANSIT batches and the re-offer table
+(fos_agent.rules.retry.Reoffers, which holds the rule: after ``retry_s``, then doubling
+backoff up to ``retry_cap_s``) picks the ones to offer now; while nothing is, the loop
+waits for the outbound queue to change. ``kick(consumer)`` re-offers at the next tick (the
+consumer came back). The confirmations' delay is fos_agent.rules.retry.PendingConfirms.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from fos_agent.protocol.messages import (
     Tick,
     WaitingForBatch,
 )
+from fos_agent.rules.retry import PendingConfirms, Reoffers
 from fos_raft.runtime.logging import get_logger
 
 
@@ -44,12 +46,10 @@ class Outbox:
         self.retry_cap_s = retry_cap_s
         self.confirm_delay_s = confirm_delay_s
         self.log = get_logger("fos_agent.net.outbox").bind(node=client.node_id)
-        self._confirms: dict[str, dict[str, None]] = {}  # supplier -> batch ids
-        self._flush_scheduled: set[str] = set()
+        self.confirms = PendingConfirms(confirm_delay_s)
+        self.reoffers = Reoffers(retry_s, retry_cap_s)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._confirming: set[asyncio.Task[Any]] = set()  # _flush_later tasks
-        self._offering: set[str] = set()  # batch ids with an OfferBatch in flight
-        self._due: dict[str, tuple[float, float]] = {}  # batch id -> (next offer, backoff)
         self._closed = False
 
     # ---- sending ---------------------------------------------------------------------------
@@ -57,9 +57,7 @@ class Outbox:
     def send(self, messages: Iterable[Message]) -> None:
         for msg in messages:
             if isinstance(msg, DeliveryConfirmed):
-                self._confirms.setdefault(msg.supplier, {})[msg.batch_id] = None
-                if msg.supplier not in self._flush_scheduled:
-                    self._flush_scheduled.add(msg.supplier)
+                if self.confirms.add(msg.supplier, msg.batch_id):
                     task = self._spawn(self._flush_later(msg.supplier))
                     if task is not None:
                         self._confirming.add(task)
@@ -73,8 +71,7 @@ class Outbox:
 
     def take_confirms(self, supplier: str) -> list[str]:
         """Pending confirmations for ``supplier``, to piggyback on a RequestBatch."""
-        ids = self._confirms.pop(supplier, None)
-        return list(ids) if ids else []
+        return self.confirms.take(supplier)
 
     def give_back_confirms(self, supplier: str, ids: list[str]) -> None:
         """The RequestBatch that carried them got no answer: send them later."""
@@ -96,25 +93,28 @@ class Outbox:
             await call
 
     async def _flush_later(self, supplier: str) -> None:
-        try:
-            await asyncio.sleep(self.confirm_delay_s)
-        finally:
-            self._flush_scheduled.discard(supplier)
-        await self.flush_confirms(supplier)
+        await asyncio.sleep(self.confirms.delay_s)  # cancelled only when closing
+        await self._send_confirms(supplier, self.confirms.flush_due(supplier))
+
+    async def _send_confirms(self, supplier: str, ids: list[str]) -> None:
+        calls = [self.client.confirmed(DeliveryConfirmed(supplier, self.client.node_id, b))
+                 for b in ids]
+        await asyncio.gather(*(self._quiet(c) for c in calls))
 
     async def flush_confirms(self, supplier: str | None = None) -> None:
         """Send pending confirmations now (all suppliers when None)."""
-        suppliers = [supplier] if supplier is not None else list(self._confirms)
-        calls = [self.client.confirmed(DeliveryConfirmed(s, self.client.node_id, b))
-                 for s in suppliers for b in self.take_confirms(s)]
-        await asyncio.gather(*(self._quiet(c) for c in calls))
+        suppliers = [supplier] if supplier is not None else self.confirms.suppliers()
+        await asyncio.gather(*(self._send_confirms(s, self.take_confirms(s))
+                               for s in suppliers))
 
     def _start_offer(self, msg: OfferBatch) -> None:
-        bid = msg.batch.batch_id
-        if bid in self._offering:
-            return
-        self._offering.add(bid)
-        self._spawn(self._offer(msg))
+        if self.reoffers.start(msg.batch.batch_id):
+            self._spawn_offer(msg)
+
+    def _spawn_offer(self, msg: OfferBatch) -> None:
+        """Send ``msg``, already marked in flight in the re-offer table."""
+        if self._spawn(self._offer(msg)) is None:
+            self.reoffers.offered(msg.batch.batch_id)
 
     async def _offer(self, msg: OfferBatch) -> None:
         try:
@@ -127,56 +127,41 @@ class Outbox:
             self.log.warning("offer reply not recorded", batch=msg.batch.batch_id,
                              error=str(exc))
         finally:
-            self._offering.discard(msg.batch.batch_id)
+            self.reoffers.offered(msg.batch.batch_id)
 
     # ---- retries ---------------------------------------------------------------------------
 
     def kick(self, consumer: str) -> None:
         """Re-offer everything in transit to ``consumer`` at the next tick."""
         node = self.engine.node
-        if node is None:
-            return
-        for rec in node.outbound_in_transit():
-            if rec.to == consumer:
-                self._due[rec.batch_id] = (0.0, self.retry_s)
+        if node is not None:
+            self.reoffers.kick(consumer, node.outbound_in_transit())
+
+    def _idle(self) -> bool:
+        node = self.engine.node
+        return node is not None and self.reoffers.idle(bool(node.outbound_in_transit()))
 
     async def retry_once(self, now: float) -> int:
-        """One retry tick; returns how many offers it started."""
-        node = self.engine.node
-        if node is not None and not self._due and not node.outbound_in_transit():
+        """One retry tick at ``now`` (loop time); returns how many offers it started."""
+        if self._idle():
             return 0  # nothing in transit: the Tick would offer nothing (an idle agent's
             # most frequent wake-up costs no engine step)
         (effects,) = await self.engine.step(Tick())
-        started = 0
-        alive: set[str] = set()
-        for msg in effects.messages:
-            if not isinstance(msg, OfferBatch):
-                continue
-            bid = msg.batch.batch_id
-            alive.add(bid)
-            due, backoff = self._due.get(bid, (now + self.retry_s, self.retry_s))
-            if bid not in self._due:
-                self._due[bid] = (due, backoff)
-                continue
-            if now >= due and bid not in self._offering:
-                self._start_offer(msg)
-                started += 1
-                self._due[bid] = (now + backoff, min(backoff * 2, self.retry_cap_s))
-        for bid in [b for b in self._due if b not in alive]:
-            del self._due[bid]
-        return started
+        offers = [m for m in effects.messages if isinstance(m, OfferBatch)]
+        due = self.reoffers.due(offers, now)
+        for msg in due:
+            self._spawn_offer(msg)
+        return len(due)
 
     async def run_retries(self) -> None:
         loop = asyncio.get_running_loop()
         while not self._closed:
             changed = self.engine.outbound_changed.ticket()  # before looking: no lost wake-up
-            node = self.engine.node
-            if node is not None and not self._due and not node.outbound_in_transit():
-                # nothing in transit: sleep until something goes out (an idle agent's tick
-                # every retry_s / 2 was one of its most frequent wake-ups, issue 14); a
-                # batch sent starts the clock here, offered after retry_s as before
+            if self._idle():
+                # nothing in transit: sleep until something goes out (an idle agent's most
+                # frequent wake-up otherwise); a batch sent starts the clock here
                 await changed.wait()
-            await asyncio.sleep(self.retry_s / 2)
+            await asyncio.sleep(self.reoffers.tick_every)
             try:
                 await self.retry_once(loop.time())
             except Exception as exc:  # engine recovering: try again next tick

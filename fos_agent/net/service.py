@@ -40,7 +40,7 @@ import grpc.aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from fos_agent.core.engine import Signal
-from fos_agent.core.fairshare import FairShare
+from fos_agent.core.fairshare import FairShare, LongPoll
 from fos_agent.net.client import KEEPALIVE_MS
 from fos_agent.net.pbconv import (
     FLOW_VERSION_KEY,
@@ -97,7 +97,6 @@ class PeerHost(Protocol):
 
     def stats_reply(self) -> agent_pb2.StatsReply: ...
 
-MAX_WAIT_MS = 60_000
 # Neighbours ping a connection with a long-poll open every KEEPALIVE_MS (client.py); a
 # server refuses pings more frequent than 5 min by default (GOAWAY "too many pings").
 # Bounds per client (docs/operations.md, "Limits"): a connection must finish TLS + HTTP/2
@@ -177,31 +176,27 @@ class PeerService(agent_pb2_grpc.AgentServicer):
         msgs = requests_from_pb(me, request)
         confirms = [DeliveryConfirmed(me, request.consumer, b) for b in request.delivered]
         loop_time = self.agent.loop_time
-        deadline = loop_time() + min(msgs[0].wait_ms, MAX_WAIT_MS) / 1000.0
-        fair = self.fair
-        fair.enter(request.consumer)
+        key = (request.consumer, request.request_id)
+        # who gets a scarce batch, and how long to hold: fos_agent.rules.share
+        poll = LongPoll(self.fair, request.consumer, msgs[0].wait_ms, self._version(),
+                        loop_time())
         # a long-poll held open by the consumer is a heartbeat for as long as it lasts
         # (a dead consumer's connection drops and cancels this handler at once)
-        holding = msgs[0].wait_ms > 0
-        flow_version = self._version()
-        if holding:
+        if poll.holding:
             self.agent.detector.hold(request.consumer, True)
         try:
             while True:
                 ticket = self._engine.outbound_changed.ticket()  # before looking: no lost wakeup
-                turn = fair.changed.ticket()
+                turn = self.fair.changed.ticket()
                 node = self._engine.node
                 available = node.queued_outbound_count if node is not None else 0
-                remaining = deadline - loop_time()
-                if (request.consumer, request.request_id) in self._ended:  # consumer stopping
-                    remaining = 0.0
-                if (available and remaining > 0 and not self.closing
-                        and not fair.turn(request.consumer, available)):
+                now, ended = loop_time(), key in self._ended
+                if poll.wait_turn(available, now, self.closing, ended):
                     # consumers served longer ago are waiting: they take it first
                     if confirms:
                         await self._step(context, *confirms)
                         confirms = []
-                    await _first_of(ticket, turn, timeout=remaining)
+                    await _first_of(ticket, turn, timeout=poll.remaining(now, ended))
                     continue
                 effects = await self._step(context, *confirms, *msgs)
                 confirms = []
@@ -212,25 +207,21 @@ class PeerService(agent_pb2_grpc.AgentServicer):
                         REFUSAL_STATUS[reply.reason], reply.detail,
                         trailing_metadata=((FLOW_VERSION_KEY, str(reply.flow_version)),))
                 if isinstance(reply, BatchSent):
-                    fair.served(request.consumer)
+                    poll.served()
                     sent = [r.batch for r in replies if isinstance(r, BatchSent)]
                     return agent_pb2.RequestBatchReply(
                         sent=batch_to_pb(sent[0]),
                         also_sent=[batch_to_pb(b) for b in sent[1:]],
                         flow_version=self._version())
                 assert isinstance(reply, BatchUnavailable)
-                remaining = deadline - loop_time()
-                # a new flow ends the long-poll here, answered: the consumer, which sees
-                # the same flow, waits for this answer rather than cancelling the call
-                # (a cancelled call can leave a batch sent that very moment in transit)
-                if (remaining <= 0 or self.closing or self._version() != flow_version
-                        or (request.consumer, request.request_id) in self._ended
-                        or not await Signal.wait_ticket(ticket, remaining)):
+                wait = poll.wait_more(loop_time(), self.closing, self._version(),
+                                      key in self._ended)
+                if wait is None or not await Signal.wait_ticket(ticket, wait):
                     return agent_pb2.RequestBatchReply(
                         unavailable=agent_pb2.BatchUnavailable(), flow_version=self._version())
         finally:
-            fair.leave(request.consumer)
-            if holding:
+            poll.close()
+            if poll.holding:
                 self.agent.detector.hold(request.consumer, False)
 
     async def WaitingForBatch(self, request: agent_pb2.BatchRef,

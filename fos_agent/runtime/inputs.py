@@ -1,33 +1,13 @@
 """Input fetching: keep a small buffer of every required item by buying from suppliers.
 
-One ``InputFetcher`` per required item runs ``inflight`` workers. A worker sleeps while the
-item's buffer (unheld QUEUED + IN_TRANSIT inbound + requests in flight) holds its target:
-``prefetch`` batches, but at most one more than the scarcest other input has (a stage
-missing one input does not hoard the others) and at most as many as the cycles its
-output buffer still has room for (a blocked stage does not buy). Otherwise it asks the
-item's suppliers in flow rank order:
-
-- the first supplier with a ``wait_ms`` long-poll (an empty supplier answers when it has
-  produced, instead of being polled in a storm); a flow change ends it (the supplier
-  answers at once, a batch it sent is recorded, and the round starts over on the new
-  flow);
-- on BatchUnavailable, refusal, or no answer (connection refused, timeout) it switches AT
-  ONCE, locally, to the next rank with a quick (``wait_ms`` 0) request. This is what makes
-  a reroute fast: a SIGKILLed supplier refuses connections immediately, so its consumers
-  buy from their backup before the coordinator has even been told.
-- a supplier that gave no answer is tried last for ``cooldown_s``;
-- a backup that had nothing is skipped for ``empty_backoff_s`` (doubling up to
-  ``empty_backoff_max_s``) while the first supplier answers: an idle consumer asked every
-  backup after every long-poll, most of an idle chain's messages (issue 14).
-
-The first-article plan (fos_agent.runtime.fillplan): from the stage's start until this
-input's planned batches have come, the next planned supplier, when it is not the first
-one (which the workers ask anyway), is long-polled for one batch besides. That supplier
-serves its planned consumer first (fos_agent.core.fairshare), so the first final product
-draws each scarce item from all its producers instead of one (issue 14: 16.3 s to the
-first product of a 300-agent chain whose fill is 11 s and whose one-supplier bound is
-15 s). A planned supplier that is not ours in the flow, or gives nothing for
-``plan_rounds`` long-polls, is dropped from the plan.
+One ``InputFetcher`` per required item runs ``inflight`` workers and, with a first-article
+plan (fos_agent.runtime.fillplan), one plan follower. The rules they follow live in
+fos_agent.rules.fetch (pure: the buffer target, the supplier order, the cooldown, the
+backoff of backups that had nothing, the long-poll length, the plan follower's steps);
+this module carries them out with the event loop's clock. A worker sleeps while the
+item's buffer (unheld QUEUED + IN_TRANSIT inbound + requests in flight) holds its target,
+else runs one round over the suppliers; a flow change ends a long-poll (the supplier
+answers at once, a batch it sent is recorded, and the round starts over on the new flow).
 
 Confirmations pending for a supplier ride on the next request to it (see Outbox). Each
 request has a fresh request_id; a retried one is answered from the supplier's WAL
@@ -37,7 +17,6 @@ request has a fresh request_id; a retried one is answered from the supplier's WA
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,8 +34,17 @@ from fos_agent.protocol.messages import (
     RequestBatch,
     RequestRefused,
 )
-from fos_agent.rules.fetch import Answer, FetchSettings, long_poll_wait_ms
-from fos_agent.runtime.flowview import FlowView, Supplier
+from fos_agent.rules.fetch import (
+    Answer,
+    FetchSettings,
+    PlanFollow,
+    PlanStep,
+    SupplierChoice,
+    batches_to_ask,
+    long_poll_wait_ms,  # noqa: F401  (re-exported: its old home)
+    target,
+)
+from fos_agent.runtime.flowview import FlowView
 from fos_raft.runtime.logging import get_logger
 
 # How long a long-poll cut by a flow change waits for the supplier's answer (it ends its
@@ -133,8 +121,7 @@ class InputFetcher:
         self.log = get_logger("fos_agent.runtime.inputs").bind(node=client.node_id,
                                                                   item=item)
         self._inflight = 0
-        self._failed_at: dict[str, float] = {}  # supplier -> monotonic time of no answer
-        self._empty: dict[str, tuple[float, float]] = {}  # backup -> (ask after, backoff)
+        self.choice = SupplierChoice(settings)  # cooldowns and backoffs (fos_agent.rules)
         self.fill = fill
         self._stopping = False
         self._wake = Signal()
@@ -151,18 +138,12 @@ class InputFetcher:
         return queued - held + transit + self._inflight
 
     def target(self) -> int:
-        """How many to keep: ``prefetch``, but never more than one cycle ahead of the
-        scarcest other input (a stage that lacks another input would only hoard this one
-        while other stages could use it: stranded goods lower the whole chain's output),
-        and never more than the cycles the stage's output buffer has room for (a stage
-        whose output nobody takes stops buying, so its suppliers stop too and a scarce
-        item goes where it is used)."""
-        scarcest = self.others_buffered(self.item)
-        wanted = self.settings.prefetch
-        if scarcest is not None:
-            wanted = max(1, min(wanted, scarcest + 1))
-        room = self.room()
-        return wanted if room is None else max(0, min(wanted, room))
+        """How many to keep (fos_agent.rules.fetch.target)."""
+        return target(self.settings.prefetch, self.others_buffered(self.item), self.room())
+
+    @staticmethod
+    def _now() -> float:
+        return asyncio.get_running_loop().time()
 
     async def run(self) -> None:
         workers = [asyncio.ensure_future(self._worker())
@@ -195,12 +176,12 @@ class InputFetcher:
             inbound = self.engine.inbound_changed.ticket()
             outbound = self.engine.outbound_changed.ticket()  # output room may open
             flow = self.flow_changed.ticket()
-            target = self.target()
-            if self.buffered() >= target:
+            want = self.target()
+            if self.buffered() >= want:
                 await self._sleep(inbound, outbound)
                 continue
-            started = time.monotonic()
-            count = max(1, min(self.settings.per_request, target - self.buffered()))
+            started = self._now()
+            count = batches_to_ask(self.settings, want, self.buffered())
             self._inflight += count
             try:
                 got = await self.fetch_one(count)
@@ -211,95 +192,63 @@ class InputFetcher:
                 got = False
             finally:
                 self._inflight -= count
-            if not got and time.monotonic() - started < self.settings.idle_pause_s:
-                await self._sleep(flow, timeout=self.settings.idle_pause_s)
-
-    def order(self, suppliers: tuple[Supplier, ...]) -> list[Supplier]:
-        """Flow rank order, suppliers that recently gave no answer (or that the failure
-        detector suspects) last."""
-        failed = self._recently_failed()
-        return sorted(suppliers, key=lambda s: (failed(s), s.rank, s.node_id))
-
-    def _recently_failed(self) -> Callable[[Supplier], bool]:
-        """Down, suspected, or gave no answer within ``cooldown_s``."""
-        now = time.monotonic()
-        suspected = self.suspected()
-
-        def failed(s: Supplier) -> bool:
-            at = self._failed_at.get(s.node_id)
-            return (s.node_id in suspected or not s.alive
-                    or (at is not None and now - at < self.settings.cooldown_s))
-
-        return failed
+            pause = self.choice.idle_pause(got, started, self._now())
+            if pause:
+                await self._sleep(flow, timeout=pause)
 
     async def fetch_one(self, count: int = 1) -> bool:
         """One round over the suppliers for up to ``count`` batches; True when some batch
         was sent to us."""
         view = self.flow()
         first_answered = False
-        now = time.monotonic()
-        suppliers = self.order(view.ranked_suppliers(self.item))
-        first_wait_ms = long_poll_wait_ms(
-            self.settings, [self._empty.get(s.node_id, (now, 0.0))[0] for s in suppliers[1:]],
-            now)
+        now = self._now()
+        suppliers = self.choice.order(view.ranked_suppliers(self.item), self.suspected(), now)
+        first_wait_ms = self.choice.first_wait_ms(suppliers, now)
         for i, supplier in enumerate(suppliers):
             if self._stopping:
                 return False
-            if (i and first_answered
-                    and self._empty.get(supplier.node_id, (0.0, 0.0))[0] > now):
+            if self.choice.should_skip(supplier, i, first_answered, now):
                 continue  # had nothing lately, and the first supplier is there: skip
             wait_ms = first_wait_ms if i == 0 else 0
-            answer = await self._ask(supplier.node_id, view.version, wait_ms, count)
+            answer = await self._ask(supplier.node_id, view.version, wait_ms, count, index=i)
             if answer is Answer.SENT:
-                self._empty.pop(supplier.node_id, None)
                 return True
             if i == 0:
                 first_answered = answer is Answer.NONE
-            elif answer is Answer.NONE:  # a backup with nothing: ask it less often
-                backoff = self._empty.get(supplier.node_id, (0.0, 0.0))[1]
-                backoff = min(max(backoff * 2, self.settings.empty_backoff_s),
-                              self.settings.empty_backoff_max_s)
-                self._empty[supplier.node_id] = (time.monotonic() + backoff, backoff)
         return False
 
     async def _follow_plan(self, fill: FillState) -> None:
-        """The consumer side of the first-article plan (module docstring). Returns when
-        this item's plan is done or dropped, or when the fetcher stops."""
-        empty = 0
+        """The consumer side of the first-article plan (fos_agent.rules.fetch.PlanFollow).
+        Returns when this item's plan is done or dropped, or when the fetcher stops."""
+        follow = PlanFollow(self.choice)
         while not self._stopping:
             changed = fill.changed.ticket()
             flow = self.flow_changed.ticket()
             inbound = self.engine.inbound_changed.ticket()
             outbound = self.engine.outbound_changed.ticket()
             nxt = fill.next_supplier(self.item)
-            if nxt is None and fill.planned:
-                return
-            if nxt is None or not fill.started:
-                await self._sleep(changed)
-                continue
             view = self.flow()
-            failed = self._recently_failed()
-            suppliers = {s.node_id: s for s in view.ranked_suppliers(self.item)}
-            if nxt not in suppliers or failed(suppliers[nxt]) or empty >= self.settings.plan_rounds:
-                fill.drop(self.item, nxt)  # not ours in this flow, down, or idle
-                empty = 0
-                continue
-            if self.order(tuple(suppliers.values()))[0].node_id == nxt:
-                await self._sleep(changed, flow)  # the workers ask the first supplier
-                continue
-            if self.buffered() - self._inflight >= self.target():
-                # what is here or on its way covers the need: the workers' requests do not
-                # count, they may be waiting on a supplier that has nothing yet
+            step = follow.step(nxt, fill.planned, fill.started,
+                               view.ranked_suppliers(self.item), self.suspected(),
+                               self.buffered() - self._inflight, self.target(), self._now())
+            if step is PlanStep.DONE:
+                return
+            if step is PlanStep.WAIT_PLAN:
+                await self._sleep(changed)
+            elif step is PlanStep.DROP:
+                assert nxt is not None
+                fill.drop(self.item, nxt)
+            elif step is PlanStep.WAIT_FLOW:
+                await self._sleep(changed, flow)
+            elif step is PlanStep.WAIT_NEED:
                 await self._sleep(changed, flow, inbound, outbound)
-                continue
-            self.metrics.inc("planned_requests")
-            answer = await self._ask(nxt, view.version, self.settings.long_poll_ms, 1)
-            if answer is Answer.SENT or flow.is_set():
-                empty = 0
-                continue
-            empty += 1
-            if answer is Answer.NO_ANSWER:  # refused or down: do not spin
-                await self._sleep(timeout=self.settings.idle_pause_s)
+            else:
+                assert nxt is not None
+                self.metrics.inc("planned_requests")
+                answer = await self._ask(nxt, view.version, self.settings.long_poll_ms, 1)
+                pause = follow.asked(answer, flow.is_set())
+                if pause:
+                    await self._sleep(timeout=pause)
 
     async def _long_poll(self, request: RequestBatch, delivered: list[str], count: int
                          ) -> list[Any] | None:
@@ -356,12 +305,21 @@ class InputFetcher:
             return STOP_GRACE_S
         return STOP_GRACE_S
 
-    async def _ask(self, supplier: str, flow_version: int, wait_ms: int, count: int
-                   ) -> Answer:
+    async def _ask(self, supplier: str, flow_version: int, wait_ms: int, count: int,
+                   index: int | None = None) -> Answer:
+        """One request to ``supplier`` (at ``index`` of a round; None: the plan's), its
+        answer recorded, and reported to the supplier choice."""
+        answer = await self._request(supplier, flow_version, wait_ms, count)
+        self.choice.answered(supplier, index, answer, self._now())
+        return answer
+
+    async def _request(self, supplier: str, flow_version: int, wait_ms: int, count: int
+                       ) -> Answer:
         (made,) = await self.engine.step(NewRequest(supplier, self.item,
                                                     flow_version=flow_version,
                                                     wait_ms=wait_ms))
         (request,) = made.messages
+        assert isinstance(request, RequestBatch)
         delivered = self.outbox.take_confirms(supplier)
         self.metrics.inc("batches_requested", count)
         answered = False
@@ -371,9 +329,8 @@ class InputFetcher:
                 return Answer.NO_ANSWER
             answered = True
         except PeerUnreachable as exc:
-            self._failed_at[supplier] = time.monotonic()
             self.log.debug("supplier gave no answer", supplier=supplier, error=exc.reason)
-            return Answer.NO_ANSWER
+            return Answer.UNREACHABLE
         except PeerRefused as exc:
             self.log.info("supplier refused", supplier=supplier, code=exc.code.name,
                           details=exc.details)
@@ -384,7 +341,6 @@ class InputFetcher:
             # idempotent); dropped, they would leave the batch in transit at the supplier
             if not answered:
                 self.outbox.give_back_confirms(supplier, delivered)
-        self._failed_at.pop(supplier, None)
         reply = replies[0]
         for effects in await self.engine.step(*replies):
             self.outbox.send(effects.messages)
@@ -400,4 +356,4 @@ class InputFetcher:
                 await Signal.wait_ticket(self.flow_changed.ticket(), 1.0)
         if isinstance(reply, BatchSent):
             return Answer.SENT
-        return Answer.NONE if isinstance(reply, BatchUnavailable) else Answer.NO_ANSWER
+        return Answer.NONE if isinstance(reply, BatchUnavailable) else Answer.REFUSED

@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable
 
 from fos_agent.core.engine import Signal
 from fos_agent.core.fairshare import FairShare
+from fos_agent.rules.share import MAX_DELAY_S, SETTLE_S, settle_wait
 from fos_pb import coordinator_pb2 as cpb
 from fos_raft.api.convert import spec_from_pb
 from fos_raft.model import NodeSpec
@@ -39,8 +40,6 @@ from fos_raft.runtime.logging import get_logger
 
 log = get_logger("fos_agent.runtime.shares")
 
-SETTLE_S = 1.0  # a moved flow is asked about once it has been quiet this long ...
-MAX_DELAY_S = 5.0  # ... or this long after it first moved
 
 
 def item_needs(specs: Iterable[NodeSpec]) -> dict[str, float]:
@@ -139,10 +138,7 @@ async def keep_weights(fair: FairShare, consumers: Callable[[], frozenset[str]],
     ``ListNodesReply``). Runs until cancelled.
 
     A moved flow is asked about once it has been quiet for ``settle_s``, and at most
-    ``max_delay_s`` after it first moved: a chain of 300 agents coming up moves every
-    agent's flow about ten times in 15 s, and asking each time (the whole catalog, parsed
-    and weighed) was a third of the run's start-up CPU (issue 14). Weights only order
-    waiting consumers, so a late answer costs nothing but that order."""
+    ``max_delay_s`` after it first moved (fos_agent.rules.share.settle_wait)."""
     done_for = -1
 
     def wanted() -> bool:
@@ -180,7 +176,7 @@ async def keep_weights(fair: FairShare, consumers: Callable[[], frozenset[str]],
 async def _settled(changed: Signal, settle_s: float, max_delay_s: float) -> None:
     """Return once ``changed`` has not fired for ``settle_s``, or after ``max_delay_s``."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + max_delay_s
-    while (left := deadline - loop.time()) > 0:
-        if not await changed.wait(min(settle_s, left)):
+    moved_at = loop.time()
+    while (wait := settle_wait(moved_at, loop.time(), settle_s, max_delay_s)) is not None:
+        if not await changed.wait(wait):
             return
