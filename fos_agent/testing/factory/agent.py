@@ -26,6 +26,7 @@ from fos_agent.protocol.machine import Node, NodeConfig
 from fos_agent.protocol.messages import Effects, Event, FlowChanged, Produce
 from fos_agent.protocol.records import Batch, DurableState, Write
 from fos_agent.rules.fetch import FetchSettings, target
+from fos_agent.rules.share import settle_wait
 from fos_agent.rules.suspicion import DetectorSettings
 from fos_agent.testing.factory.clock import Scheduler, Timer, Trace
 from fos_agent.testing.factory.coordinator import COORDINATOR, View
@@ -87,8 +88,7 @@ StoreFactory = Callable[[str], DurableStore]
 # consumers -> (weights, priorities) from the coordinator's catalog (its ListNodes), or
 # None while it cannot answer
 Weigher = Callable[[frozenset[str]], tuple[dict[str, float], dict[str, float]] | None]
-SHARES_SETTLE_S = 1.0  # a moved flow's weights are asked for once it is this old
-SHARES_RETRY_S = 5.0
+SHARES_RETRY_S = 5.0  # the coordinator could not answer: ask again this much later
 
 
 class SimAgent:
@@ -139,6 +139,8 @@ class SimAgent:
         self._last_rejoin = float("-inf")
         self._joined = False
         self._shares_due = False
+        self._moved_at = 0.0  # the flow first moved since the weights were last asked for
+        self._last_move = 0.0
 
     # ---- scheduling, guarded by incarnation: a dead process's timers do nothing ----------
 
@@ -348,17 +350,31 @@ class SimAgent:
             self._last_rejoin = now
             self.trace.note(self.node_id, "the coordinator has us down: rejoining")
             self._join()
-        if self.weigher is not None and len(view.consumers) >= 2 and not self._shares_due:
-            self._shares_due = True
-            self.later(SHARES_SETTLE_S, self._weigh)
+        if self.weigher is not None and len(view.consumers) >= 2:
+            self._last_move = now
+            if not self._shares_due:
+                self._shares_due = True
+                self._moved_at = now
+                self._settle(now)
         self.server.answer_all(unless_version=view.version)
         for f in self.fetchers.values():
             f.flow_changed()
         self.wake()
 
+    def _settle(self, since: float) -> None:
+        """Ask for the weights once the flow stopped moving (fos_agent.rules.share)."""
+        now = self.clock.now
+        wait = settle_wait(self._moved_at, now)
+        if wait is not None and (self._last_move > since or now == since):
+            self.later(wait, self._settle, now)
+            return
+        self._weigh()
+
     def _weigh(self) -> None:
         """Ask the catalog for our consumers' weights and priorities (fairshare)."""
         self._shares_due = False
+        self._moved_at = 0.0  # the flow first moved since the weights were last asked for
+        self._last_move = 0.0
         if self.weigher is None or self.view is None:
             return
         got = self.weigher(self.view.consumers)
@@ -366,7 +382,7 @@ class SimAgent:
             self._shares_due = True
             self.later(SHARES_RETRY_S, self._weigh)
             return
-        self.server.weights, self.server.priorities = got
+        self.server.set_weights(*got)
         self.wake()
 
     def _adopt_spec(self, spec: NodeSpec) -> None:

@@ -1,16 +1,13 @@
 """A simulated agent's supplier side: the RequestBatch calls it holds (fos_agent.net.service
-on virtual time).
+on virtual time), decided by fos_agent.rules.share, the rule the real service applies.
 
 A request is answered at once when a batch is QUEUED and it is the consumer's turn, or
-when it is not a long-poll; a long-poll is held until a batch is queued, its deadline,
-or a new flow (answered then, with a batch if one is there). The waiting consumers are
-served by start-time fair queueing, the rule of fos_agent.core.fairshare (without its
-first-article plan): a consumer's start tag is the virtual time its share reached, or the
-current one if it was not waiting; the smallest goes first, ties by the highest priority,
-then by name; a service advances the consumer's share by ``1 / weight``. Weights and
-priorities are the consumers' shares of the catalog's need and their items' heights
-(fos_agent.runtime.shares), given by the factory's ``shares`` (equal without one).
-Replies leave after the step's writes are durable.
+when it is not a long-poll; a long-poll is held until a batch is queued and it is its
+turn, its deadline, or a new flow (answered then, with a batch if one is there). Whose
+turn it is: start-time fair queueing over the waiting consumers (``FairShare``), weighted
+by the consumers' shares of the catalog's need and tie-broken by their items' heights
+(fos_agent.runtime.shares), given by the factory's ``shares`` (equal without one); no
+first-article plan. Replies leave after the step's writes are durable.
 """
 
 from __future__ import annotations
@@ -26,26 +23,24 @@ from fos_agent.protocol.messages import (
     RequestBatch,
     RequestRefused,
 )
+from fos_agent.rules.share import FairShare, LongPoll
 from fos_agent.testing.factory.clock import Timer
 from fos_agent.testing.factory.host import Host
 from fos_agent.testing.factory.network import Call
-
-MAX_WAIT_MS = 60000
 
 
 class Waiter:
     """A RequestBatch call held by the supplier."""
 
-    __slots__ = ("call", "confirms", "consumer", "deadline", "msgs", "timer", "version")
+    __slots__ = ("call", "confirms", "consumer", "msgs", "poll", "timer")
 
     def __init__(self, call: Call, msgs: list[RequestBatch], confirms: list[DeliveryConfirmed],
-                 deadline: float, version: int) -> None:
+                 poll: LongPoll) -> None:
         self.call = call
         self.msgs = msgs
         self.confirms = confirms
         self.consumer = msgs[0].consumer
-        self.deadline = deadline
-        self.version = version
+        self.poll = poll
         self.timer: Timer | None = None
 
 
@@ -62,44 +57,33 @@ class Server:
     def __init__(self, agent: Host) -> None:
         self.agent = agent
         self.waiters: list[Waiter] = []
-        self._vtime = 0.0  # start tag of the last service
-        self._finish: dict[str, float] = {}  # consumer -> virtual time its share reached
-        self.weights: dict[str, float] = {}  # consumer -> weight (missing: 1)
-        self.priorities: dict[str, float] = {}  # consumer -> tie-break, highest first
+        self.fair = FairShare()
 
-    def _order(self, consumer: str) -> tuple[float, float, str]:
-        start = max(self._finish.get(consumer, 0.0), self._vtime)
-        return (start, -self.priorities.get(consumer, 0.0), consumer)
+    def _version(self) -> int:
+        view = self.agent.view
+        return view.version if view is not None else 0
 
     def request(self, call: Call) -> None:
         a = self.agent
         request, confirms, count = call.payload
         ups = [DeliveryConfirmed(a.node_id, request.consumer, b) for b in confirms]
-        version = a.view.version if a.view is not None else 0
-        w = Waiter(call, sub_requests(request, count), ups,
-                   a.clock.now + min(request.wait_ms, MAX_WAIT_MS) / 1000, version)
-        if request.wait_ms > 0:
+        poll = LongPoll(self.fair, request.consumer, request.wait_ms, self._version(),
+                        a.clock.now)
+        w = Waiter(call, sub_requests(request, count), ups, poll)
+        if poll.holding:
             a.detector.hold(w.consumer, True)
         self.waiters.append(w)
-        final = request.wait_ms <= 0 or a.quiescing
-        if not self.try_serve(w, final=final) and w in self.waiters:
-            w.timer = a.timer(w.deadline - a.clock.now, self._deadline, w)
-
-    def _turn(self, w: Waiter, available: int) -> bool:
-        """Fewer waiting consumers ordered before ``w``'s than batches available."""
-        waiting = {x.consumer for x in self.waiters if x.consumer != w.consumer}
-        if len(waiting) < available:
-            return True
-        mine = self._order(w.consumer)
-        return sum(1 for c in waiting if self._order(c) < mine) < available
+        if not self.try_serve(w, final=not poll.holding or a.quiescing) and w in self.waiters:
+            w.timer = a.timer(poll.remaining(a.clock.now), self._deadline, w)
 
     def try_serve(self, w: Waiter, final: bool) -> bool:
         """Serve ``w`` if a batch is there and it is its turn, or answer it anyway
         (``final``); False: it keeps waiting."""
         a = self.agent
-        available = a.node.queued_outbound_count
-        if available and not final and not self._turn(w, available):
-            if w.confirms:
+        now = a.clock.now
+        if not final and w.poll.wait_turn(a.node.queued_outbound_count, now, closing=False,
+                                          ended=False):
+            if w.confirms:  # consumers served longer ago take the batches first
                 a.commit(a.handle(w.confirms))
                 w.confirms = []
             return False
@@ -108,10 +92,7 @@ class Server:
         replies = [e.reply for e in effects[-len(w.msgs):]]
         first = replies[0]
         if isinstance(first, BatchSent):
-            start = self._order(w.consumer)[0]
-            self._vtime = start
-            self._finish[w.consumer] = start + 1.0 / max(self.weights.get(w.consumer, 1.0),
-                                                         1e-9)
+            w.poll.served()
             sent = [r for r in replies if isinstance(r, BatchSent)]
             a.trace.add(a.node_id, f"send {' '.join(r.batch.batch_id for r in sent)} "
                         f"to {w.consumer}")
@@ -119,7 +100,8 @@ class Server:
             a.outbox.arm_retry()
             a.wake()
             return True
-        if isinstance(first, RequestRefused) or final:
+        if isinstance(first, RequestRefused) or final or w.poll.wait_more(
+                now, closing=False, flow_version=self._version(), ended=False) is None:
             self._answer(w, effects, [first])
             return True
         assert isinstance(first, BatchUnavailable)
@@ -136,9 +118,10 @@ class Server:
     def end_wait(self, w: Waiter) -> None:
         if w in self.waiters:
             self.waiters.remove(w)
+            w.poll.close()
             if w.timer is not None:
                 w.timer.cancel()
-            if w.msgs[0].wait_ms > 0:
+            if w.poll.holding:
                 self.agent.detector.hold(w.consumer, False)
 
     def drop(self, call: Call) -> None:
@@ -153,8 +136,8 @@ class Server:
             self.try_serve(w, final=True)
 
     def look(self) -> None:
-        """Batches may be there: serve the waiting in turn."""
-        for w in sorted(self.waiters, key=lambda x: self._order(x.consumer)):
+        """Batches may be there, or the turns moved: serve the waiting whose turn it is."""
+        for w in list(self.waiters):
             if not self.agent.node.queued_outbound_count:
                 return
             if w in self.waiters:
@@ -164,5 +147,8 @@ class Server:
         """Answer every held call now (a new flow: those held on another version; the
         end of the run: all)."""
         for w in list(self.waiters):
-            if unless_version is None or w.version != unless_version:
+            if unless_version is None or w.poll.flow_version != unless_version:
                 self.try_serve(w, final=True)
+
+    def set_weights(self, weights: dict[str, float], priorities: dict[str, float]) -> None:
+        self.fair.set_weights(weights, priorities)
