@@ -10,9 +10,11 @@ long-polls, backoff, re-offers, the failure detector) on virtual time.
 
 Owns no I/O: no asyncio, grpc, lmdb, clock or ``random`` import; the caller passes a
 seeded ``random.Random`` and every draw comes from it, so a seed replays a run event for
-event (the trace digest says so). Modules: ``clock`` (scheduler, trace), ``network``,
-``rules`` (the agent's time rules), ``coordinator``, ``agent``, ``factory`` (the whole,
-faults, checks), ``script`` (scenario transcripts).
+event (the trace digest says so). The agent's time rules are fos_agent.rules, the very
+objects the real runtime drives. Modules: ``clock`` (scheduler, trace), ``network``,
+``coordinator``, ``agent`` (life, durability, stage, coordinator side) with its parts
+``fetching``, ``serving``, ``outbox``, ``detector`` (typed against ``host``), ``factory``
+(the whole, faults, checks), ``script`` (scenario transcripts).
 
     import random
     from fos_agent.testing.factory import Factory
