@@ -65,7 +65,13 @@ ALLOWED: dict[str, set[str]] = {
                           "fos_agent.core", "fos_agent.net", "fos_raft.model", "fos_raft.api",
                           "fos_raft.runtime", "fos_raft.security"},
     "fos_agent.testing": {"fos_agent.protocol", "fos_agent.audit", "fos_raft.model",
-                          "fos_agent.storage"},  # wal_chain: real WALs, no network
+                          "fos_agent.storage",  # wal_chain, walstore: real WALs, no network
+                          "fos_agent.testing.factory"},  # the kit's public entry names it
+    # the simulated factory: the real protocol and the real coordinator state machine and
+    # planner on virtual time; no I/O, clock or randomness of its own (see below)
+    "fos_agent.testing.factory": {"fos_agent.protocol", "fos_agent.rules", "fos_agent.audit",
+                                  "fos_agent.testing", "fos_raft.model", "fos_raft.planner",
+                                  "fos_raft.state"},
     # the floor display: a coordinator client that reads agents' Stats through fos_pb only
     "fos_dashboard.view": {"fos_raft.model"},  # the one vocabulary of node states (pure)
     "fos_dashboard": {"fos_dashboard.view", "fos_raft.textsafe", "fos_raft.model", "fos_raft.api",
@@ -184,6 +190,16 @@ def test_pure_modules_do_no_io(module: str) -> None:
     assert bad == [], f"{module} (pure) imports {bad}"
     impure_internal = sorted(d for d in _internal(deps) if _package(d) not in PURE)
     assert impure_internal == [], f"{module} (pure) imports {impure_internal}"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES
+                                          if _package(m) == "fos_agent.testing.factory"))
+def test_the_simulated_factory_reads_no_clock(module: str) -> None:
+    """Its own modules import no I/O, clock or randomness: a run is a function of its seed
+    (the seeded ``random.Random`` is passed in). It may use the test kit, whose audit
+    reads WAL files only when asked."""
+    bad = sorted(d for d in MODULES[module] if d.split(".")[0] in IMPURE)
+    assert bad == [], f"{module} (virtual time) imports {bad}"
 
 
 def test_dependency_direction() -> None:

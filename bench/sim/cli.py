@@ -156,6 +156,12 @@ def parser() -> argparse.ArgumentParser:
         "up until Ctrl-C",
     )
     arg(
+        "--virtual",
+        action="store_true",
+        help="simulate instead: the real protocol and planner on virtual time, many seeds, "
+        "each checked (fos-sim --virtual --help; docs/experiments.md)",
+    )
+    arg(
         "--agent-args",
         metavar="ARGS",
         help="extra fos-agent tuning options for every agent, one quoted string "
@@ -285,6 +291,11 @@ async def _run(plan: RunPlan, view: LiveView | PlainView) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if "--virtual" in (sys.argv[1:] if argv is None else argv):
+        from bench.sim.virtual import main as virtual_main
+
+        return virtual_main([a for a in (sys.argv[1:] if argv is None else argv)
+                             if a != "--virtual"])
     cli = parser()
     enable_completion(cli)
     args = cli.parse_args(argv)

@@ -31,6 +31,11 @@ Using it from your own tests::
 or subclass ``fos_agent.testing.machine.BatchProtocolMachine`` (a hypothesis
 RuleBasedStateMachine) and set its ``topology`` / ``stage``.
 
+A whole factory over time: ``Factory`` (fos_agent.testing.factory) runs your stage code in
+a simulated factory on virtual time -- the real protocol, the real coordinator planner,
+a simulated network, faults, one seed -- and ``Factory.finish()`` checks the invariants
+and the audit; ``run_transcript`` runs a scenario transcript (docs/protocol.md).
+
 This module is the kit's public entry; the parts live in ``topology`` (topologies,
 stage code), ``network`` (LossyNetwork), ``sim`` (MemoryStore, SimNode, Simulation) and
 ``schedules`` (Op, run_op, the strategies), all under ``fos_agent.testing``.
@@ -40,6 +45,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from fos_agent.testing.factory import Factory, FactorySettings, RunResult
+from fos_agent.testing.factory.script import run_text as run_transcript
 from fos_agent.testing.network import LossyNetwork
 from fos_agent.testing.schedules import OP_KINDS, Op, fault_schedules, ops, run_op
 from fos_agent.testing.sim import MemoryStore, SimNode, Simulation
@@ -52,9 +59,9 @@ from fos_agent.testing.topology import (
 )
 
 __all__ = [
-    "OP_KINDS", "LossyNetwork", "MemoryStore", "Op", "SimNode", "SimTopology", "Simulation",
-    "StageCode", "always_succeeds", "chain", "check_schedule", "fault_schedules", "ops",
-    "run_op", "two_by_two",
+    "OP_KINDS", "Factory", "FactorySettings", "LossyNetwork", "MemoryStore", "Op", "RunResult",
+    "SimNode", "SimTopology", "Simulation", "StageCode", "always_succeeds", "chain",
+    "check_schedule", "fault_schedules", "ops", "run_op", "run_transcript", "two_by_two",
 ]
 
 

@@ -9,7 +9,6 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from fos_agent.audit import audit_states
 from fos_agent.protocol.compaction import inbound_settled, outbound_settled
 from fos_agent.protocol.limits import Attrs
 from fos_agent.protocol.machine import Node, NodeConfig
@@ -29,14 +28,11 @@ from fos_agent.protocol.records import (
     Batch,
     DurableState,
     InboundRecord,
-    InState,
     OutboundRecord,
-    OutState,
-    PutInbound,
-    PutOutbound,
     Write,
 )
-from fos_agent.protocol.transitions import IN_RANK, OUT_RANK, apply_writes
+from fos_agent.protocol.transitions import apply_writes
+from fos_agent.testing.invariants import WriteMonitor, check_convergence, check_safety
 from fos_agent.testing.network import LossyNetwork
 from fos_agent.testing.topology import SimTopology, StageCode, always_succeeds
 
@@ -117,15 +113,13 @@ class Simulation:
         self.edges = set(topology.edges)
         self.flow_version = 1
         self.nodes: dict[str, SimNode] = {}
-        self._ever_created: dict[str, set[str]] = {}  # I6: ids made durable, across crashes
-        self._rank: dict[tuple[str, str, str], int] = {}  # I4: (node, side, id) -> rank
+        self._monitor = WriteMonitor()  # I1, I4, I6 as each write lands
         self._pushed: dict[str, frozenset[str]] = {}  # the flow each node was last told
         for config in topology.configs:
             store = MemoryStore(config.node_id)
             node, effects = Node.recover(config, store.durable.copy(), store)
             sim = SimNode(config, store, node)
             self.nodes[config.node_id] = sim
-            self._ever_created[config.node_id] = set()
             self._enqueue(sim, effects)
             self.push_flow(config.node_id)
 
@@ -313,138 +307,19 @@ class Simulation:
                 self.tick(sim.node_id)
         return max_rounds + 1
 
-    # ---- invariants --------------------------------------------------------------------------
+    # ---- invariants (fos_agent.testing.invariants) -------------------------------------------
 
     def _check_monotone(self, sim: SimNode, writes: Sequence[Write]) -> None:
-        node_id = sim.node_id
-        for w in writes:
-            if isinstance(w, PutOutbound | PutInbound):
-                settled = (sim.store.settled_out if isinstance(w, PutOutbound)
-                           else sim.store.settled_in)
-                assert w.record.batch_id not in settled, (
-                    f"I1/I4: {node_id} writes {w.record.batch_id} again after it settled "
-                    "and was compacted (dedup lost)")
-            if isinstance(w, PutOutbound):
-                key, rank = (node_id, "out", w.record.batch_id), OUT_RANK[w.record.state]
-                if w.record.batch_id not in sim.store.durable.outbound:  # a creation
-                    assert w.record.batch_id not in self._ever_created[node_id], (
-                        f"I6: {w.record.batch_id} created twice (seq reused)")
-                    self._ever_created[node_id].add(w.record.batch_id)
-            elif isinstance(w, PutInbound):
-                key, rank = (node_id, "in", w.record.batch_id), IN_RANK[w.record.state]
-            else:
-                continue
-            assert rank >= self._rank.get(key, -1), f"I4: {key} moved backwards"
-            self._rank[key] = rank
+        self._monitor.check(sim, writes)
 
     def check_safety(self) -> None:
         """I1, I4 (per record, checked as writes land), I5, I6, and persist-before-send in
-        both directions: every inbound record is backed by its supplier's durable
-        IN_TRANSIT/DELIVERED to that consumer, and every DELIVERED by the consumer's durable
-        QUEUED/CONSUMED. (Authorisation is checked as each request is handled.)"""
-        holders: dict[str, str] = {}
-        consumed_into: dict[str, str] = {}
-        full = {n: s.store.full() for n, s in self.nodes.items()}
-        for sim in self.nodes.values():
-            d = full[sim.node_id]
-            for bid, rec in d.inbound.items():
-                assert bid not in holders, f"I1: {bid} in inbound WALs of {holders[bid]} " \
-                                           f"and {sim.node_id}"
-                holders[bid] = sim.node_id
-                sup = self.nodes.get(rec.supplier)
-                sent = full[sup.node_id].outbound.get(bid) if sup else None
-                assert sent is not None and sent.state is not OutState.QUEUED \
-                    and sent.to == sim.node_id, (
-                        f"{sim.node_id} holds {bid} but its supplier's durable record is "
-                        f"{sent} (a message left before its write was durable)")
-            lineage_of: dict[str, str] = {}
-            for rec in d.outbound.values():
-                assert rec.batch.seq < d.next_seq, f"I6: {rec.batch_id} >= counter"
-                if rec.state is OutState.DELIVERED:
-                    got = full[rec.to].inbound.get(rec.batch_id)
-                    assert got is not None and got.state in (InState.QUEUED, InState.CONSUMED), (
-                        f"{rec.batch_id} DELIVERED by {sim.node_id} while {rec.to} has {got} "
-                        "(a confirmation left before its write was durable)")
-                if rec.reclaimed_from:
-                    continue
-                for src in rec.batch.lineage:
-                    assert src not in consumed_into, f"I1: {src} consumed twice"
-                    consumed_into[src] = rec.batch_id
-                    lineage_of[src] = rec.batch_id
-                    inb = d.inbound.get(src)
-                    assert inb is not None and inb.state is InState.CONSUMED, (
-                        f"I5: {rec.batch_id} made from {src} which is not CONSUMED")
-                    assert not inb.scrapped, f"{rec.batch_id} made from scrapped {src}"
-                wanted = sorted(r.item for r in sim.config.requires)
-                got = sorted(d.inbound[s].batch.item for s in rec.batch.lineage)
-                assert got == wanted, f"I5: {rec.batch_id} made from {got}, needs {wanted}"
-            for bid, rec in d.inbound.items():
-                if rec.state is InState.CONSUMED and not rec.scrapped:
-                    assert bid in lineage_of, f"I5: {bid} CONSUMED at {sim.node_id} " \
-                                              "without an output"
-                assert not rec.scrapped or rec.state is InState.CONSUMED, \
-                    f"{bid} carries a scrap reason but is {rec.state.value}"
-
-    def _check_view(self, sim: SimNode) -> None:
-        """With nothing pending, the node's in-memory view is exactly its durable records."""
-        d, node, store = sim.store.durable, sim.node, sim.store
-        mem_out = {r.batch_id: r for r in node.outbound_records()}
-        mem_in = {r.batch_id: r for r in node.inbound_records()}
-        # a node that did not forget compacted records still holds them (settled, equal)
-        assert mem_out == d.outbound | {b: store.settled_out[b] for b in mem_out
-                                        if b in store.settled_out}, \
-            f"{sim.node_id}: in-memory outbound differs from its WAL"
-        assert mem_in == d.inbound | {b: store.settled_in[b] for b in mem_in
-                                      if b in store.settled_in}, \
-            f"{sim.node_id}: in-memory inbound differs from its WAL"
-        views = [
-            ({b.batch_id for b in node.outbound_queued()}, OutState.QUEUED, d.outbound),
-            ({r.batch_id for r in node.outbound_in_transit()}, OutState.IN_TRANSIT, d.outbound),
-            ({r.batch_id for r in node.inbound_queued()}, InState.QUEUED, d.inbound),
-            ({r.batch_id for r in node.inbound_in_transit()}, InState.IN_TRANSIT, d.inbound),
-        ]
-        for seen, state, records in views:
-            durable = {bid for bid, r in records.items() if r.state is state}
-            assert seen == durable, f"{sim.node_id}: {state} view {seen} != WAL {durable}"
-        assert node.next_seq == d.next_seq, f"{sim.node_id}: seq counter differs from WAL"
+        both directions (see fos_agent.testing.invariants.check_safety). (Authorisation is
+        checked as each request is handled.)"""
+        check_safety(self.nodes)
 
     def check_convergence(self) -> None:
         """After ``heal``: I2 (no loss) and I3 (agreement) between live nodes."""
         assert not self.network.in_flight and not any(s.pending for s in self.live()), \
             "heal did not settle"
-        full = {s.node_id: s.store.full() for s in self.nodes.values()}
-        live = {s.node_id: full[s.node_id] for s in self.live()}
-        report = audit_states(live, quiescent=True)
-        assert report.ok and not report.in_transit, report.summary()
-        # exact accounting: every input consumed went into one output or was scrapped
-        scrapped = sum(1 for d in live.values() for r in d.inbound.values() if r.scrapped)
-        used = sum(len(r.batch.lineage) for d in live.values() for r in d.outbound.values()
-                   if not r.reclaimed_from)
-        assert report.scrapped == scrapped, report.summary()
-        assert report.consumed == used + scrapped, report.summary()
-        for sim in self.live():
-            self._check_view(sim)
-            for rec in full[sim.node_id].outbound.values():
-                if rec.state in (OutState.QUEUED, OutState.RECLAIMED):
-                    continue
-                consumer = self.nodes[rec.to]
-                if consumer.decommissioned:
-                    assert rec.state is OutState.DELIVERED, (
-                        f"{rec.batch_id} still IN_TRANSIT to decommissioned {rec.to}, "
-                        "not reclaimed")
-                    continue
-                inb = full[rec.to].inbound.get(rec.batch_id)
-                assert rec.state is OutState.DELIVERED, (
-                    f"I2: {rec.batch_id} still {rec.state.value} at {sim.node_id}")
-                assert inb is not None and inb.state in (InState.QUEUED, InState.CONSUMED), (
-                    f"I2: {rec.batch_id} DELIVERED by {sim.node_id} but {rec.to} has {inb}")
-            for bid, inb in full[sim.node_id].inbound.items():
-                sup = self.nodes[inb.supplier]
-                if sup.decommissioned:
-                    continue
-                out = full[sup.node_id].outbound[bid]
-                assert inb.state in (InState.QUEUED, InState.CONSUMED), (
-                    f"I2: {bid} still {inb.state.value} at {sim.node_id}")
-                assert out.state is OutState.DELIVERED, (
-                    f"I3: {bid} is {inb.state.value} at {sim.node_id} but "
-                    f"{out.state.value} at {inb.supplier}")
+        check_convergence(self.nodes)
