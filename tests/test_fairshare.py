@@ -149,7 +149,7 @@ async def supplier(tmp_path: Path) -> AsyncIterator[PeerService]:
     engine.open()
     await engine.step(FlowChanged(1, frozenset({"a", "b"})))
     agent = SimpleNamespace(
-        node_id="wood-1", engine=engine, metrics=engine.metrics, tls=None,
+        node_id="wood-1", engine=engine, metrics=engine.metrics, tls=None, outbox=None,
         detector=SimpleNamespace(contact=lambda node, ok: None, hold=lambda node, held: None),
         loop_time=lambda: asyncio.get_running_loop().time())
     try:

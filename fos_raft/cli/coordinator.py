@@ -334,9 +334,9 @@ def main(argv: list[str] | None = None) -> int:
                       replica=args.id)
     try:
         tls, password = security_from_args(args)
-        args.raft, args.raft_bind = coordinator_raft_addresses(args)
         insecure_raft = check_raft_exposure(args.raft_bind or args.raft, password is not None,
                                             args.insecure_raft)
+        args.raft, args.raft_bind = coordinator_raft_addresses(args)
         snapshot = read_snapshot(args.restore) if args.restore else None
         coordinator_grpc_host(args)  # a wildcard/loopback announce is refused before binding
     except (TlsError, ConfigError, AdvertiseError) as exc:
