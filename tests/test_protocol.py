@@ -372,3 +372,16 @@ def test_public_kit_runs_a_hand_written_schedule() -> None:
     assert sim.nodes["S1"].store.durable.outbound["S1:1"].state is OutState.DELIVERED
     assert sim.nodes["C1"].store.durable.inbound["S1:1"].state is InState.QUEUED
     assert sim.nodes["C1"].store.durable.incarnation == 2 and sim.network.dropped == 1
+
+
+def test_goods_of_an_input_dropped_by_a_spec_change_are_taken_from_its_old_supplier() -> None:
+    """A batch on its way when the consumer stopped requiring its item is taken (goods sent
+    must not be lost) from the supplier it took that item from, and from nobody else."""
+    p = Pair(immediate=True)
+    p.on_c(OfferBatch("S", "C", Batch("S:1", "wood", 1, "S", 1)))  # traded wood with S
+    p.c.config = NodeConfig("C", FRAME, (ItemReq("glass", 1),), True)
+    late = p.on_c(OfferBatch("S", "C", Batch("S:2", "wood", 1, "S", 2)))
+    assert late.reply.state is InState.QUEUED and late.refusal is None  # type: ignore
+    stranger = p.on_c(OfferBatch("T", "C", Batch("T:1", "wood", 1, "T", 1)))
+    assert stranger.writes == () and stranger.refusal is not None
+    assert stranger.refusal.reason == "item"

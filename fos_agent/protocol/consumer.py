@@ -74,7 +74,13 @@ class ConsumerSide(NodeLedger):
             return [], rec.state, "", None
         if self._settled.settled_inbound(batch.batch_id) == supplier:  # consumed, compacted
             return [], InState.CONSUMED, "", None
-        refusal = check_batch(batch, supplier, {r.item for r in self.config.requires})
+        takes = {r.item for r in self.config.requires}
+        if batch.item not in takes and any(r.supplier == supplier and r.batch.item == batch.item
+                                           for r in self._in.values()):
+            # an input this node required until a spec change, from a supplier it took it
+            # from, was on its way: taken (goods sent must not be lost), never consumed
+            takes.add(batch.item)
+        refusal = check_batch(batch, supplier, takes)
         if refusal is not None:
             return [], None, "", refusal
         state = InState.QUEUED if self.config.immediate_arrival else InState.IN_TRANSIT
