@@ -156,7 +156,7 @@ class CoordinatorSide(OnPrivateLoop):
         effort within LEAVE_TIMEOUT_S: with no coordinator reachable the neighbours find
         out as after a crash. The flow watch ends first: a stopping agent must not answer
         its own ``down`` with a rejoin, nor step the flow it leaves."""
-        if self.coordinator is None or self.spec is None:
+        if self.coordinator is None or self.spec is None or not self.settings.leave_on_stop:
             return
         watch = self._tasks.pop("watch", None)
         if watch is not None:
