@@ -309,7 +309,7 @@ class Agent(CoordinatorSide):
 
         Every step is bounded: a step that overruns is logged and left behind, so a stop
         always ends (the WAL is synced at every commit, so nothing durable depends on it):
-        within ``stop_signals.stop_bound_s(settings)`` (93 s with the defaults; a settled
+        within ``stop_signals.stop_bound_s(settings)`` (95 s with the defaults; a settled
         agent stops in well under a second). A program that handles SIGTERM itself
         (``handle_signals=False``) calls this from its handler's task."""
         self._signals.stopping()  # a second signal must not cut this stop short
@@ -354,6 +354,8 @@ class Agent(CoordinatorSide):
         # 2. pending confirmations go out; our own long-polls answer now
         if self.outbox is not None:
             await self._stop_step("outbox", self.outbox.close(flush=True), bound)
+        # 3. the coordinator marks us down now (consumers rerouted), not after a suspicion
+        await self._stop_step("leave", self._leave(), bound)
         if self._service is not None:
             self._service.close()
         for task in self._tasks.values():

@@ -152,6 +152,14 @@ class RejoinRequest(_message.Message):
     incarnation: int
     def __init__(self, node_id: _Optional[str] = ..., address: _Optional[str] = ..., incarnation: _Optional[int] = ...) -> None: ...
 
+class LeaveRequest(_message.Message):
+    __slots__ = ("node_id", "incarnation")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    incarnation: int
+    def __init__(self, node_id: _Optional[str] = ..., incarnation: _Optional[int] = ...) -> None: ...
+
 class WriteReply(_message.Message):
     __slots__ = ("flow_version", "leader")
     FLOW_VERSION_FIELD_NUMBER: _ClassVar[int]

@@ -54,6 +54,11 @@ class CoordinatorStub:
                 request_serializer=coordinator__pb2.RejoinRequest.SerializeToString,
                 response_deserializer=coordinator__pb2.WriteReply.FromString,
                 _registered_method=True)
+        self.Leave = channel.unary_unary(
+                '/fos.v1.Coordinator/Leave',
+                request_serializer=coordinator__pb2.LeaveRequest.SerializeToString,
+                response_deserializer=coordinator__pb2.WriteReply.FromString,
+                _registered_method=True)
         self.Drain = channel.unary_unary(
                 '/fos.v1.Coordinator/Drain',
                 request_serializer=coordinator__pb2.NodeRequest.SerializeToString,
@@ -143,6 +148,12 @@ class CoordinatorServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Rejoin(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Leave(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -249,6 +260,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
             'Rejoin': grpc.unary_unary_rpc_method_handler(
                     servicer.Rejoin,
                     request_deserializer=coordinator__pb2.RejoinRequest.FromString,
+                    response_serializer=coordinator__pb2.WriteReply.SerializeToString,
+            ),
+            'Leave': grpc.unary_unary_rpc_method_handler(
+                    servicer.Leave,
+                    request_deserializer=coordinator__pb2.LeaveRequest.FromString,
                     response_serializer=coordinator__pb2.WriteReply.SerializeToString,
             ),
             'Drain': grpc.unary_unary_rpc_method_handler(
@@ -424,6 +440,33 @@ class Coordinator:
             target,
             '/fos.v1.Coordinator/Rejoin',
             coordinator__pb2.RejoinRequest.SerializeToString,
+            coordinator__pb2.WriteReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Leave(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fos.v1.Coordinator/Leave',
+            coordinator__pb2.LeaveRequest.SerializeToString,
             coordinator__pb2.WriteReply.FromString,
             options,
             channel_credentials,

@@ -258,10 +258,14 @@ NODE_STATE_MEANING: dict[NodeState, str] = {
     NodeState.IN_FLOW: "alive and in the flow: producing and trading with its neighbours",
     NodeState.STANDBY: "alive, but no flow edge uses it now (a spare, or an input is missing)",
     NodeState.DRAINED: "drained for maintenance: finishes what it owes, gets no new consumers",
-    NodeState.DOWN: "confirmed unreachable (see the reason); the flow routes around it",
+    NodeState.DOWN: "confirmed unreachable, or stopped cleanly (see the reason); the flow "
+                    "routes around it",
     NodeState.STALE: "counted alive, but its agent has not reported for longer than the "
                      "stale window: look at it",
 }
+
+
+STOPPED_REASON = "stopped"  # the down reason of a node whose agent stopped cleanly (Leave)
 
 
 def node_state(status: NodeStatus, in_flow: bool, stale: bool = False) -> NodeState:

@@ -234,8 +234,9 @@ async def test_factory_cycles_with_two_workers_hold_each_input_once(cluster: Loc
 async def test_dead_supplier_is_bypassed_locally_reported_and_rejoins(cluster: LocalCluster,
                                                                       tmp_path: Path):
     fast = AgentSettings()
-    s1 = make(cluster, tmp_path, "t5-s1", ItemReq("t5w", 1), cycle_s=0.05, settings=fast)
-    s2 = make(cluster, tmp_path, "t5-s2", ItemReq("t5w", 1), cycle_s=0.05, settings=fast)
+    crash = AgentSettings(leave_on_stop=False)  # no goodbye: its neighbours must find out
+    s1 = make(cluster, tmp_path, "t5-s1", ItemReq("t5w", 1), cycle_s=0.05, settings=crash)
+    s2 = make(cluster, tmp_path, "t5-s2", ItemReq("t5w", 1), cycle_s=0.05, settings=crash)
     con = make(cluster, tmp_path, "t5-con", ItemReq("t5f", 1), (ItemReq("t5w", 1),),
                cycle_s=0.05, settings=fast)
     async with s1, s2, con:

@@ -54,7 +54,8 @@ async def test_an_impostor_at_the_address_does_not_refute_but_the_node_itself_do
     await _register_reporter(cluster, "pi-rep")
     port = free_port()
     victim = make(cluster, tmp_path, "pi-victim", ItemReq("piv", 1),
-                  listen=f"127.0.0.1:{port}")
+                  listen=f"127.0.0.1:{port}",
+                  settings=AgentSettings(leave_on_stop=False))  # it dies without a goodbye
     async with victim, coordinator(cluster) as client:
         # the node itself answers: no false death
         outcome, _ = await client.report_suspect("pi-rep", "pi-victim", "test")
@@ -109,7 +110,7 @@ async def test_a_ping_is_believed_only_from_a_proven_flow_neighbour(
 async def test_spoofed_pings_in_a_dead_suppliers_name_do_not_keep_it_alive(
         cluster: LocalCluster, tmp_path: Path) -> None:
     sup = make(cluster, tmp_path, "ps-sup", ItemReq("psw", 1), cycle_s=0.05,
-               settings=AgentSettings())
+               settings=AgentSettings(leave_on_stop=False))  # it dies without a goodbye
     con = make(cluster, tmp_path, "ps-con", ItemReq("psf", 1), (ItemReq("psw", 1),),
                cycle_s=0.05, settings=AgentSettings())
     async with con:

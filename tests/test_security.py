@@ -190,6 +190,7 @@ def test_a_node_cannot_act_for_another(setup: Setup) -> None:
     assert "'a' may not drain node 'b'" in message
     _denied(a.Undrain, pb.NodeRequest(node_id="b"))
     _denied(a.Rejoin, pb.RejoinRequest(node_id="b", address="127.0.0.1:1"))
+    assert "'a' may not leave as node 'b'" in _denied(a.Leave, pb.LeaveRequest(node_id="b"))
     spec = pb.NodeSpec(node_id="b", address="127.0.0.1:1",
                        produces=pb.ItemReq(item="frame", qty=1))
     _denied(a.Register, pb.RegisterRequest(spec=spec))

@@ -35,4 +35,7 @@ class AgentSettings:
     # that blocks the caller's loop cannot silence it (False: share the caller's loop)
     private_loop: bool = True
     stop_step_s: float = 5.0  # bound on each step of a clean stop (closing the WAL: 6x)
+    # a clean stop tells the coordinator the node leaves (down at once, consumers rerouted);
+    # False: the neighbours find out as after a crash (tests of crash handling)
+    leave_on_stop: bool = True
     wait_log_s: float = 10.0  # log (INFO) why the stage waits once a wait lasts this long

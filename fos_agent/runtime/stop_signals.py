@@ -29,6 +29,7 @@ from typing import Any
 from fos_agent.runtime.settings import AgentSettings
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+LEAVE_TIMEOUT_S = 2.0  # a clean stop waits at most this for the coordinator to take its Leave
 
 
 class StopSignal(SystemExit):
@@ -105,7 +106,9 @@ class SignalHook:
 
 def stop_bound_s(settings: AgentSettings) -> float:
     """The longest a clean stop can take: every step is bounded by ``stop_step_s`` (closing
-    the WAL by 6x), the fetchers' grace by a request in flight. A supervisor's stop
+    the WAL by 6x, telling the coordinator we leave by LEAVE_TIMEOUT_S), the fetchers'
+    grace by a request in flight. A supervisor's stop
     timeout (systemd TimeoutStopSec) should be above it."""
     grace = settings.rpc_timeout + settings.fetch.long_poll_ms / 1000 + 1
-    return grace + 8 * settings.stop_step_s + 6 * settings.stop_step_s
+    leave = min(LEAVE_TIMEOUT_S, settings.coordinator_timeout, settings.stop_step_s)
+    return grace + leave + 8 * settings.stop_step_s + 6 * settings.stop_step_s

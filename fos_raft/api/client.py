@@ -105,6 +105,13 @@ class CoordinatorClient(FailoverChannels):
         request = pb.RejoinRequest(node_id=node_id, address=address, incarnation=incarnation)
         return await self._write("Rejoin", request, node_id, timeout)
 
+    async def leave(self, node_id: str, *, timeout: float | None = None,
+                    incarnation: int = 0) -> int:
+        """A node's agent stops cleanly: the node is marked down at once (reason
+        ``stopped``); its next ``register``/``rejoin`` brings it back."""
+        request = pb.LeaveRequest(node_id=node_id, incarnation=incarnation)
+        return await self._write("Leave", request, node_id, timeout)
+
     async def update_spec(
         self,
         spec: NodeSpec,

@@ -6,8 +6,8 @@ maps to a gRPC status by its ErrorCode; no leader until the deadline -> UNAVAILA
 the last known leader. ReportSuspect is decided on the leader: a follower forwards it there.
 
 With TLS (docs/security.md) every client presents a certificate, and node-scoped writes are
-authorised by its name (fos_raft.security.tls.Authority): node X's Register/UpdateSpec/Rejoin/Drain/
-Undrain need the name X or an admin name, ReportSuspect needs reporter == the caller's name,
+authorised by its name (fos_raft.security.tls.Authority): node X's Register/UpdateSpec/Rejoin/Leave/
+Drain/Undrain need the name X or an admin name, ReportSuspect needs reporter == the caller's name,
 Decommission and membership changes need an admin name; PERMISSION_DENIED otherwise.
 Reads need only a valid certificate.
 
@@ -40,7 +40,7 @@ from fos_raft.api.reads import read_state
 from fos_raft.api.suspicion import ProbeSettings, SuspicionJudge, outcome_reply
 from fos_raft.api.views import flow_to_pb, neighbourhood_to_pb, node_infos
 from fos_raft.api.watch import WatchHub, WatchLimits
-from fos_raft.model import ErrorCode, ModelError, check_address, check_id
+from fos_raft.model import STOPPED_REASON, ErrorCode, ModelError, check_address, check_id
 from fos_raft.replica.core import Replica, Unavailable
 from fos_raft.runtime.grpc_runtime import keep_grpc_aio_running
 from fos_raft.runtime.logging import get_logger
@@ -56,6 +56,7 @@ from fos_raft.state.commands import (
     Command,
     Decommission,
     Drain,
+    MarkDown,
     MarkUp,
     Register,
     Undrain,
@@ -206,6 +207,17 @@ class CoordinatorService(ProductionRpcs, pb_grpc.CoordinatorServicer):
         self._note_incarnation(request.node_id, request.incarnation)
         self.production.heard(request.node_id)
         return reply
+
+    async def Leave(self, request: pb.LeaveRequest, context: Any) -> pb.WriteReply:
+        """A clean stop: the node is down at once, its consumers rerouted without a
+        suspicion. A Leave older than the incarnation this replica last saw register or
+        rejoin is from an agent since restarted: it changes nothing."""
+        await self._allow_node(context, request.node_id, "leave as")
+        known = self.judge.incarnations.get(request.node_id, 0)
+        if request.incarnation and known > request.incarnation:
+            return pb.WriteReply(flow_version=self.replica.state.version,
+                                 leader=self.replica.leader)
+        return await self._write(context, MarkDown(request.node_id, STOPPED_REASON))
 
     async def Drain(self, request: pb.NodeRequest, context: Any) -> pb.WriteReply:
         await self._allow_node(context, request.node_id, "drain")
