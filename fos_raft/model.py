@@ -264,6 +264,36 @@ NODE_STATE_MEANING: dict[NodeState, str] = {
 }
 
 
+class LinkState(enum.Enum):
+    """The words for a supplier -> consumer link beside a node's state word (``value``):
+    shown as "link down SUPPLIER -> CONSUMER since T" in fosctl, ``--json``, the floor
+    display and the ``fos_link_down`` metric."""
+
+    UP = "up"
+    DOWN = "down"
+
+    @property
+    def meaning(self) -> str:
+        return LINK_STATE_MEANING[self]
+
+
+LINK_STATE_MEANING: dict[LinkState, str] = {
+    LinkState.UP: "both ends reach each other (the normal case: never shown)",
+    LinkState.DOWN: "one end cannot reach the other although the coordinator reaches both "
+                    "(its suspicion was refuted): a network fault between two live hosts; "
+                    "the consumer buys from a backup meanwhile",
+}
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class LinkFault:
+    """A link reported down by one of its ends, since ``since_unix`` (the reporter's clock)."""
+
+    supplier: str
+    consumer: str
+    since_unix: float
+
+
 def node_state(status: NodeStatus, in_flow: bool, stale: bool = False) -> NodeState:
     """The state word of a node: not-started > down > drained > stale > in-flow >
     standby. ``stale`` is soft knowledge of the replica that answers (when it last heard

@@ -143,6 +143,8 @@ async def cmd_nodes(client: CoordinatorClient, args: argparse.Namespace, out: Ou
     else:
         out.table(render.NODE_HEADERS, render.node_rows(views),
                   title=f"{len(views)} nodes at flow version {reply.flow_version}")
+        for fault in render.links_down(views):
+            out.line(render.link_text(fault))
     return 0
 
 
