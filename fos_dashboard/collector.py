@@ -28,6 +28,7 @@ from fos_pb import agent_pb2, agent_pb2_grpc
 from fos_pb import coordinator_pb2 as pb
 from fos_raft.api import production_view
 from fos_raft.api.client import CoordinatorClient, CoordinatorError
+from fos_raft.api.convert import link_fault_from_pb, link_fault_text
 from fos_raft.runtime.logging import get_logger
 from fos_raft.security.tls import TlsConfig, aio_channel
 from fos_raft.textsafe import page_json
@@ -51,7 +52,8 @@ def rows_of(nodes: pb.ListNodesReply, flow: pb.GetFlowReply) -> view.Snapshot:
             requires=tuple((r.item, int(r.qty)) for r in n.spec.requires),
             capacity=int(n.spec.capacity) or 1, alive=n.alive, drained=n.drained,
             in_flow=n.in_flow, down_reason=n.down_reason,
-            started=n.started or not n.state, state=n.state)
+            started=n.started or not n.state, state=n.state,
+            links_down=tuple(link_fault_text(link_fault_from_pb(f)) for f in n.links_down))
         for n in nodes.nodes
     )
     edges = tuple(view.EdgeRow(e.supplier, e.consumer, e.item, int(e.qty), int(e.rank))

@@ -86,3 +86,13 @@ def test_a_silent_reporter_is_not_believed():
     book.record(report("press-1", *link_faults("press-1", {"ore-1": SINCE}, ())))
     clock.now += STALE_AFTER_S + 1
     assert book.links_down() == []
+
+
+def test_the_floor_display_says_which_link_is_down():
+    from fos_dashboard import view
+
+    text = render.link_text(LinkFault("ore-1", "press-1", SINCE))
+    row = view.NodeRow("press-1", "127.0.0.1:7002", "steel", 1, in_flow=True, state="in-flow",
+                       links_down=(text,))
+    why = view.reason_in_words(row, [row])
+    assert why.startswith("in the flow") and "link down ore-1 -> press-1 since" in why

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fos_pb import coordinator_pb2 as pb
+from fos_raft.api.convert import link_fault_to_pb
 from fos_raft.model import LinkFault, NodeState, node_state
 from fos_raft.state.core import CoordinatorState
 
@@ -224,6 +225,5 @@ def annotate(infos: list[pb.NodeInfo], state: CoordinatorState, book: Production
         info.started = entry.status.started
         info.contact_age_s = book.contact_age(node_id)
         info.state = state_of(state, node_id, book).value
-        info.links_down.extend(
-            pb.LinkDown(supplier=f.supplier, consumer=f.consumer, since_unix=f.since_unix)
-            for f in faults if node_id in (f.supplier, f.consumer))
+        info.links_down.extend(link_fault_to_pb(f) for f in faults
+                               if node_id in (f.supplier, f.consumer))

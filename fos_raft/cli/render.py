@@ -22,10 +22,9 @@ import shutil
 import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from fos_pb import coordinator_pb2 as pb
-from fos_raft.api.convert import edge_from_pb, spec_from_pb
+from fos_raft.api.convert import edge_from_pb, link_fault_from_pb, link_fault_text, spec_from_pb
 from fos_raft.model import Edge, LinkFault, LinkState, NodeSpec, NodeStatus, node_state
 from fos_raft.textsafe import escape
 
@@ -81,9 +80,7 @@ def nodes_from_pb(reply: pb.ListNodesReply) -> list[NodeView]:
                 started=info.started or not info.state,
                 reported_state=info.state,
                 contact_age_s=float(info.contact_age_s) if info.state else -1.0,
-                links_down=tuple(sorted(
-                    LinkFault(link.supplier, link.consumer, float(link.since_unix))
-                    for link in info.links_down)),
+                links_down=tuple(sorted(link_fault_from_pb(f) for f in info.links_down)),
             )
             for info in reply.nodes
         ),
@@ -156,10 +153,7 @@ def link_dict(fault: LinkFault) -> dict:
             "text": link_text(fault)}
 
 
-def link_text(fault: LinkFault) -> str:
-    """"link down SUPPLIER -> CONSUMER since T" (T in UTC, to the second)."""
-    since = datetime.fromtimestamp(fault.since_unix, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return f"link {LinkState.DOWN.value} {fault.supplier} -> {fault.consumer} since {since}"
+link_text = link_fault_text
 
 
 def flow_json(flow: FlowView) -> dict:
