@@ -144,7 +144,16 @@ def nodes_json(version: int, nodes: Sequence[NodeView]) -> dict:
 
 def links_down(nodes: Sequence[NodeView]) -> list[LinkFault]:
     """Every link reported down at any of ``nodes`` (each once)."""
-    return sorted({f for n in nodes for f in n.links_down})
+    return earliest(f for n in nodes for f in n.links_down)
+
+
+def earliest(faults: Iterable[LinkFault]) -> list[LinkFault]:
+    """Each link once, with the earliest ``since`` any report gave it."""
+    first: dict[tuple[str, str], float] = {}
+    for f in faults:
+        key = (f.supplier, f.consumer)
+        first[key] = min(first.get(key, f.since_unix), f.since_unix)
+    return [LinkFault(s, c, since) for (s, c), since in sorted(first.items())]
 
 
 def link_dict(fault: LinkFault) -> dict:
