@@ -294,6 +294,16 @@ class LinkFault:
     since_unix: float
 
 
+def earliest_faults(faults: Iterable[LinkFault]) -> list[LinkFault]:
+    """Each link once (both ends, and several replicas, may report it), with the earliest
+    ``since`` any report gave it, sorted."""
+    first: dict[tuple[str, str], float] = {}
+    for f in faults:
+        key = (f.supplier, f.consumer)
+        first[key] = min(first.get(key, f.since_unix), f.since_unix)
+    return [LinkFault(s, c, since) for (s, c), since in sorted(first.items())]
+
+
 def node_state(status: NodeStatus, in_flow: bool, stale: bool = False) -> NodeState:
     """The state word of a node: not-started > down > drained > stale > in-flow >
     standby. ``stale`` is soft knowledge of the replica that answers (when it last heard

@@ -96,3 +96,35 @@ def test_the_floor_display_says_which_link_is_down():
                        links_down=(text,))
     why = view.reason_in_words(row, [row])
     assert why.startswith("in the flow") and "link down ore-1 -> press-1 since" in why
+
+
+def test_the_floor_display_gathers_link_faults_from_every_replica():
+    import asyncio
+    import json
+
+    from fos_dashboard import view
+    from fos_dashboard.collector import Collector
+
+    clock = Clock()
+    leader, other = ProductionBook(clock), ProductionBook(clock)
+    other.record(report("press-1", *link_faults("press-1", {"ore-1": SINCE}, ())))
+    books = {"a": leader, "b": other}
+
+    class Client:
+        addresses = ["a", "b"]
+
+        async def get_production(self, since: float, *, only: str,
+                                 timeout: float | None = None) -> pb.ProductionReply:
+            doc = json.dumps(books[only].document(since, only))
+            return pb.ProductionReply(document=doc, replica_id=only)
+
+    collector = Collector(Client())  # type: ignore[arg-type]
+    row = view.NodeRow("press-1", "127.0.0.1:7002", "steel", 1, in_flow=True, state="in-flow")
+    collector.snapshot = view.Snapshot(1, (row,), ())
+    asyncio.run(collector._poll_production())
+    [shown] = json.loads(collector.document)["nodes"]
+    assert "link down ore-1 -> press-1 since" in shown["reason"]
+    other.record(report("press-1"))  # healed
+    asyncio.run(collector._poll_production())
+    [shown] = json.loads(collector.document)["nodes"]
+    assert "link down" not in shown["reason"]

@@ -30,7 +30,7 @@ from typing import Any
 
 from fos_pb import coordinator_pb2 as pb
 from fos_raft.api.convert import link_fault_to_pb
-from fos_raft.model import LinkFault, NodeState, node_state
+from fos_raft.model import LinkFault, NodeState, earliest_faults, node_state
 from fos_raft.state.core import CoordinatorState
 
 REPORT_EVERY_S = 5.0  # agents' report period (a low rate: batches, not seconds, are the unit)
@@ -139,20 +139,16 @@ class ProductionBook:
     def links_down(self) -> list[LinkFault]:
         """Links reported down by an end that still reports (either end's word suffices;
         both ends usually report the link: the earliest ``since`` is kept)."""
-        earliest: dict[tuple[str, str], float] = {}
-        for node_id, book in self.nodes.items():
-            if self.is_stale(node_id):
-                continue
-            for link in book.links_down:
-                key = (link.supplier, link.consumer)
-                earliest[key] = min(earliest.get(key, link.since_unix), link.since_unix)
-        return [LinkFault(s, c, since) for (s, c), since in sorted(earliest.items())]
+        return earliest_faults(link for node_id, book in self.nodes.items()
+                               if not self.is_stale(node_id) for link in book.links_down)
 
     def document(self, since_s: float, replica_id: str) -> dict[str, Any]:
         now = self.clock()
         window = since_s if since_s > 0 else KEEP_S
         return {"replica": replica_id, "now_unix": now, "since_s": window,
                 "report_every_s": REPORT_EVERY_S,
+                "links_down": [{"supplier": f.supplier, "consumer": f.consumer,
+                                "since_unix": f.since_unix} for f in self.links_down()],
                 "nodes": {node_id: node_figures(book, now, window)
                           for node_id, book in sorted(self.nodes.items())}}
 

@@ -25,7 +25,15 @@ from dataclasses import dataclass
 
 from fos_pb import coordinator_pb2 as pb
 from fos_raft.api.convert import edge_from_pb, link_fault_from_pb, link_fault_text, spec_from_pb
-from fos_raft.model import Edge, LinkFault, LinkState, NodeSpec, NodeStatus, node_state
+from fos_raft.model import (
+    Edge,
+    LinkFault,
+    LinkState,
+    NodeSpec,
+    NodeStatus,
+    earliest_faults,
+    node_state,
+)
 from fos_raft.textsafe import escape
 
 
@@ -147,13 +155,7 @@ def links_down(nodes: Sequence[NodeView]) -> list[LinkFault]:
     return earliest(f for n in nodes for f in n.links_down)
 
 
-def earliest(faults: Iterable[LinkFault]) -> list[LinkFault]:
-    """Each link once, with the earliest ``since`` any report gave it."""
-    first: dict[tuple[str, str], float] = {}
-    for f in faults:
-        key = (f.supplier, f.consumer)
-        first[key] = min(first.get(key, f.since_unix), f.since_unix)
-    return [LinkFault(s, c, since) for (s, c), since in sorted(first.items())]
+earliest = earliest_faults
 
 
 def link_dict(fault: LinkFault) -> dict:
