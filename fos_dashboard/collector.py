@@ -17,7 +17,7 @@ import json
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import grpc
@@ -28,6 +28,8 @@ from fos_pb import agent_pb2, agent_pb2_grpc
 from fos_pb import coordinator_pb2 as pb
 from fos_raft.api import production_view
 from fos_raft.api.client import CoordinatorClient, CoordinatorError
+from fos_raft.api.convert import link_fault_from_pb, link_fault_text
+from fos_raft.model import LinkFault, earliest_faults
 from fos_raft.runtime.logging import get_logger
 from fos_raft.security.tls import TlsConfig, aio_channel
 from fos_raft.textsafe import page_json
@@ -51,7 +53,8 @@ def rows_of(nodes: pb.ListNodesReply, flow: pb.GetFlowReply) -> view.Snapshot:
             requires=tuple((r.item, int(r.qty)) for r in n.spec.requires),
             capacity=int(n.spec.capacity) or 1, alive=n.alive, drained=n.drained,
             in_flow=n.in_flow, down_reason=n.down_reason,
-            started=n.started or not n.state, state=n.state)
+            started=n.started or not n.state, state=n.state,
+            links_down=tuple(link_fault_text(link_fault_from_pb(f)) for f in n.links_down))
         for n in nodes.nodes
     )
     edges = tuple(view.EdgeRow(e.supplier, e.consumer, e.item, int(e.qty), int(e.rank))
@@ -93,10 +96,21 @@ class Collector:
     generation: int = 0
     targets: dict[str, float] = field(default_factory=dict)  # item -> batches per hour
     production: dict[str, Any] = field(default_factory=dict)
+    links_down: dict[str, tuple[str, ...]] | None = None  # node -> texts, every replica's
     _channels: dict[tuple[str, str], grpc.aio.Channel] = field(default_factory=dict)
     _refresh_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     # ------------------------------------------------------------ state
+
+    def _with_links(self) -> view.Snapshot:
+        """The snapshot with every replica's link faults (each replica keeps those of the
+        reports it received), once the production poll has gathered them."""
+        links = self.links_down
+        if links is None:
+            return self.snapshot
+        s = self.snapshot
+        rows = tuple(replace(n, links_down=links.get(n.node_id, ())) for n in s.nodes)
+        return view.Snapshot(s.version, rows, s.edges, s.cluster)
 
     def _publish(self) -> None:
         """Rebuild the page document and wake every event stream."""
@@ -105,7 +119,7 @@ class Collector:
             "updated_unix": self.clock(),
             "coordinator_error": self.coordinator_error,
             "graph": view.graph_json(self.snapshot),
-            "nodes": view.node_table(self.snapshot, self.stats, {
+            "nodes": view.node_table(self._with_links(), self.stats, {
                 s["node_id"]: production_view.outcome_words(s)
                 for s in self.production.get("stages", ())}),
             "production": self.production,
@@ -221,8 +235,16 @@ class Collector:
             return
         figures = production_view.summary(production_view.merge(docs),
                                           view.specs_of(self.snapshot), self.targets)
-        if figures != self.production:
+        faults = earliest_faults(LinkFault(str(link["supplier"]), str(link["consumer"]),
+                                           float(link["since_unix"]))
+                                 for doc in docs for link in doc.get("links_down", ()))
+        links: dict[str, tuple[str, ...]] = {}
+        for f in faults:
+            for node in (f.supplier, f.consumer):
+                links[node] = (*links.get(node, ()), link_fault_text(f))
+        if figures != self.production or links != self.links_down:
             self.production = figures
+            self.links_down = links
             self._publish()
 
     async def production_loop(self) -> None:

@@ -39,6 +39,7 @@ class NodeRow:
     down_reason: str = ""
     started: bool = True
     state: str = ""  # the coordinator's word (it alone knows "stale"); "" derive it
+    links_down: tuple[str, ...] = ()  # "link down A -> B since T" for links at this node
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +97,15 @@ def state_of(node: NodeRow) -> str:
 
 
 def reason_in_words(node: NodeRow, nodes: Sequence[NodeRow]) -> str:
-    """Why the node is in its state, for a shift lead rather than a Raft expert."""
+    """Why the node is in its state, for a shift lead rather than a Raft expert, and the
+    links at it that are down (a network fault between two live machines)."""
+    why = _state_in_words(node, nodes)
+    if node.links_down:
+        why += "; " + "; ".join(node.links_down) + " (the network between them: check it)"
+    return why
+
+
+def _state_in_words(node: NodeRow, nodes: Sequence[NodeRow]) -> str:
     state = state_of(node)
     if state == "not-started":
         return ("not started: it is in the catalog, but its agent has not registered yet; "

@@ -39,7 +39,7 @@ class NodeSpec(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., address: _Optional[str] = ..., produces: _Optional[_Union[ItemReq, _Mapping]] = ..., requires: _Optional[_Iterable[_Union[ItemReq, _Mapping]]] = ..., capacity: _Optional[int] = ...) -> None: ...
 
 class NodeInfo(_message.Message):
-    __slots__ = ("spec", "alive", "drained", "in_flow", "down_reason", "spec_version", "changed_version", "state", "started", "contact_age_s")
+    __slots__ = ("spec", "alive", "drained", "in_flow", "down_reason", "spec_version", "changed_version", "state", "started", "contact_age_s", "links_down")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     ALIVE_FIELD_NUMBER: _ClassVar[int]
     DRAINED_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +50,7 @@ class NodeInfo(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     STARTED_FIELD_NUMBER: _ClassVar[int]
     CONTACT_AGE_S_FIELD_NUMBER: _ClassVar[int]
+    LINKS_DOWN_FIELD_NUMBER: _ClassVar[int]
     spec: NodeSpec
     alive: bool
     drained: bool
@@ -60,7 +61,8 @@ class NodeInfo(_message.Message):
     state: str
     started: bool
     contact_age_s: float
-    def __init__(self, spec: _Optional[_Union[NodeSpec, _Mapping]] = ..., alive: _Optional[bool] = ..., drained: _Optional[bool] = ..., in_flow: _Optional[bool] = ..., down_reason: _Optional[str] = ..., spec_version: _Optional[int] = ..., changed_version: _Optional[int] = ..., state: _Optional[str] = ..., started: _Optional[bool] = ..., contact_age_s: _Optional[float] = ...) -> None: ...
+    links_down: _containers.RepeatedCompositeFieldContainer[LinkDown]
+    def __init__(self, spec: _Optional[_Union[NodeSpec, _Mapping]] = ..., alive: _Optional[bool] = ..., drained: _Optional[bool] = ..., in_flow: _Optional[bool] = ..., down_reason: _Optional[str] = ..., spec_version: _Optional[int] = ..., changed_version: _Optional[int] = ..., state: _Optional[str] = ..., started: _Optional[bool] = ..., contact_age_s: _Optional[float] = ..., links_down: _Optional[_Iterable[_Union[LinkDown, _Mapping]]] = ...) -> None: ...
 
 class Edge(_message.Message):
     __slots__ = ("supplier", "consumer", "item", "qty", "rank")
@@ -339,7 +341,7 @@ class SnapshotReply(_message.Message):
     def __init__(self, snapshot: _Optional[bytes] = ..., flow_version: _Optional[int] = ..., digest: _Optional[str] = ..., replica_id: _Optional[str] = ..., from_leader: _Optional[bool] = ..., has_quorum: _Optional[bool] = ..., applied_index: _Optional[int] = ...) -> None: ...
 
 class ProductionReport(_message.Message):
-    __slots__ = ("node_id", "incarnation", "produces", "batches_produced", "consumed", "cycles_ok", "cycles_blocked", "cycles_waiting", "cycles_failed", "final", "cycle_s")
+    __slots__ = ("node_id", "incarnation", "produces", "batches_produced", "consumed", "cycles_ok", "cycles_blocked", "cycles_waiting", "cycles_failed", "final", "cycle_s", "links_down")
     class ConsumedEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -365,6 +367,7 @@ class ProductionReport(_message.Message):
     CYCLES_FAILED_FIELD_NUMBER: _ClassVar[int]
     FINAL_FIELD_NUMBER: _ClassVar[int]
     CYCLE_S_FIELD_NUMBER: _ClassVar[int]
+    LINKS_DOWN_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     incarnation: int
     produces: str
@@ -376,7 +379,18 @@ class ProductionReport(_message.Message):
     cycles_failed: int
     final: bool
     cycle_s: float
-    def __init__(self, node_id: _Optional[str] = ..., incarnation: _Optional[int] = ..., produces: _Optional[str] = ..., batches_produced: _Optional[int] = ..., consumed: _Optional[_Mapping[str, int]] = ..., cycles_ok: _Optional[int] = ..., cycles_blocked: _Optional[int] = ..., cycles_waiting: _Optional[_Mapping[str, int]] = ..., cycles_failed: _Optional[int] = ..., final: _Optional[bool] = ..., cycle_s: _Optional[float] = ...) -> None: ...
+    links_down: _containers.RepeatedCompositeFieldContainer[LinkDown]
+    def __init__(self, node_id: _Optional[str] = ..., incarnation: _Optional[int] = ..., produces: _Optional[str] = ..., batches_produced: _Optional[int] = ..., consumed: _Optional[_Mapping[str, int]] = ..., cycles_ok: _Optional[int] = ..., cycles_blocked: _Optional[int] = ..., cycles_waiting: _Optional[_Mapping[str, int]] = ..., cycles_failed: _Optional[int] = ..., final: _Optional[bool] = ..., cycle_s: _Optional[float] = ..., links_down: _Optional[_Iterable[_Union[LinkDown, _Mapping]]] = ...) -> None: ...
+
+class LinkDown(_message.Message):
+    __slots__ = ("supplier", "consumer", "since_unix")
+    SUPPLIER_FIELD_NUMBER: _ClassVar[int]
+    CONSUMER_FIELD_NUMBER: _ClassVar[int]
+    SINCE_UNIX_FIELD_NUMBER: _ClassVar[int]
+    supplier: str
+    consumer: str
+    since_unix: float
+    def __init__(self, supplier: _Optional[str] = ..., consumer: _Optional[str] = ..., since_unix: _Optional[float] = ...) -> None: ...
 
 class ProductionAck(_message.Message):
     __slots__ = ("flow_version",)

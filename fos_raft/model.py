@@ -266,6 +266,44 @@ NODE_STATE_MEANING: dict[NodeState, str] = {
 
 
 STOPPED_REASON = "stopped"  # the down reason of a node whose agent stopped cleanly (Leave)
+class LinkState(enum.Enum):
+    """The words for a supplier -> consumer link beside a node's state word (``value``):
+    shown as "link down SUPPLIER -> CONSUMER since T" in fosctl, ``--json``, the floor
+    display and the ``fos_link_down`` metric."""
+
+    UP = "up"
+    DOWN = "down"
+
+    @property
+    def meaning(self) -> str:
+        return LINK_STATE_MEANING[self]
+
+
+LINK_STATE_MEANING: dict[LinkState, str] = {
+    LinkState.UP: "both ends reach each other (the normal case: never shown)",
+    LinkState.DOWN: "one end cannot reach the other although the coordinator reaches both "
+                    "(its suspicion was refuted): a network fault between two live hosts; "
+                    "the consumer buys from a backup meanwhile",
+}
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class LinkFault:
+    """A link reported down by one of its ends, since ``since_unix`` (the reporter's clock)."""
+
+    supplier: str
+    consumer: str
+    since_unix: float
+
+
+def earliest_faults(faults: Iterable[LinkFault]) -> list[LinkFault]:
+    """Each link once (both ends, and several replicas, may report it), with the earliest
+    ``since`` any report gave it, sorted."""
+    first: dict[tuple[str, str], float] = {}
+    for f in faults:
+        key = (f.supplier, f.consumer)
+        first[key] = min(first.get(key, f.since_unix), f.since_unix)
+    return [LinkFault(s, c, since) for (s, c), since in sorted(first.items())]
 
 
 def node_state(status: NodeStatus, in_flow: bool, stale: bool = False) -> NodeState:

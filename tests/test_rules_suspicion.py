@@ -15,11 +15,12 @@ from fos_agent.rules.suspicion import (
     Ping,
     Report,
     Suspicion,
+    refuted_pause,
     report_retry_after,
 )
 
 FAST = DetectorSettings(ping_interval=0.05, suspect_after=0.15, ping_timeout=0.05,
-                        report_backoff=0.02)
+                        report_backoff=0.02, refuted_backoff=0.5, refuted_backoff_max=2.0)
 
 
 @dataclass
@@ -156,7 +157,9 @@ def test_reports_wait_for_the_coordinator_and_refuted_ones_come_back():
     w.coordinator_up = True
     w.step()
     assert w.reports == ["flaky"]
-    w.run(FAST.suspect_after + 2 * FAST.period)  # refuted, still silent: again
+    w.run(FAST.refuted_backoff - FAST.period)  # refuted, still silent: backed off
+    assert len(w.reports) == 1 and list(w.rules.links_down()) == ["flaky"]
+    w.run(FAST.suspect_after + 2 * FAST.period)  # ... then again
     assert len(w.reports) == 2
     w.dead.discard("flaky")  # heard from again: no more reports
     w.run(0.3)
@@ -285,3 +288,61 @@ def test_a_report_comes_only_after_enough_failures_and_silence(
                 else:
                     rules.ping_done(action)
         assert rules.suspected() == ({"n"} if failed else set())
+
+
+def test_refuted_pauses_double_up_to_the_maximum():
+    s = DetectorSettings()
+    assert [refuted_pause(s, n) for n in range(1, 9)] == [5, 10, 20, 40, 80, 120, 120, 120]
+    assert refuted_pause(s, 10_000) == 120
+
+
+def test_a_cut_link_to_a_live_neighbour_is_reported_with_backoff_and_shown_down():
+    w = world()
+    w.outcome = "REFUTED"
+    w.rules.watch({"cut", "fine"}, w.now)
+    w.run(0.2)
+    w.dead.add("cut")  # the coordinator reaches it; we do not
+    cut_at = w.now
+    w.run(30.0)
+    # without the backoff one report per suspect_after window: about 150 of them
+    reports = w.reports.count("cut")
+    assert 2 + 30 // 2 - 2 <= reports <= 2 + 30 // 2  # first one, then every 2 s at most
+    times = w.rules.links_down()
+    quiet = FAST.ping_interval * FAST.quiet_pings_every  # an idle link's ping period
+    assert list(times) == ["cut"] and cut_at <= times["cut"] <= cut_at + quiet + FAST.period
+    assert "fine" not in w.reports
+    w.dead.discard("cut")  # healed: the first contact ends it, no more reports
+    w.run(FAST.period * 3)
+    assert w.rules.links_down() == {}
+    count = len(w.reports)
+    w.run(5.0)
+    assert len(w.reports) == count
+
+
+def test_backoff_starts_over_after_a_heal():
+    w = world()
+    w.outcome = "REFUTED"
+    w.rules.watch({"cut"}, w.now)
+    w.dead.add("cut")
+    w.run(5.0)  # reports at ~0.65, +0.5, +1, +2: the pause has grown to its maximum
+    assert len(w.reports) == 4
+    w.dead.discard("cut")
+    w.run(0.5)
+    w.dead.add("cut")
+    quiet = FAST.ping_interval * FAST.quiet_pings_every  # an idle link's ping period
+    w.run(quiet + FAST.suspect_after + FAST.refuted_backoff + 3 * FAST.period)
+    assert len(w.reports) == 6  # a new fault: reported at once, again after the first pause
+
+
+def test_a_suspect_heard_from_before_its_refutation_is_not_backed_off():
+    rules = Suspicion("me", FAST)
+    rules.watch({"n"}, 0.0)
+    rules.contact("n", False, 0.1)
+    rules.contact("n", False, 0.2)
+    [report] = [a for a in rules.tick(0.3) if isinstance(a, Report)]
+    rules.contact("n", True, 0.35)  # answered before the coordinator's verdict came
+    rules.report_done(report, "REFUTED", 0.4)
+    assert rules.links_down() == {}
+    rules.contact("n", False, 0.5)
+    rules.contact("n", False, 0.6)
+    assert any(isinstance(a, Report) for a in rules.tick(0.5 + FAST.suspect_after))

@@ -29,7 +29,13 @@ Reports are retried while the coordinator is unreachable (pauses from
 ``report_retry_after``) and dropped only if the suspect is heard from again (then it was
 not dead: ``report_wanted`` turns False). After MARKED_DOWN or ALREADY_DOWN the suspect is
 left alone until the flow shows it alive again; after REFUTED it gets a fresh
-``suspect_after`` window.
+``suspect_after`` window, and while contact keeps failing it is reported again only after
+a backoff (``refuted_backoff``, doubling per refutation up to ``refuted_backoff_max``):
+the coordinator reaches it, so the fault is in the link between us, and every report
+costs the coordinator a probe and a replicated refutation. Such a link is *down*
+(``links_down``: since its contact began failing) until a contact succeeds; the agent
+shows it in its production report. Its consumers do not wait for the coordinator
+meanwhile: they buy from a backup supplier (fos_agent.rules.fetch).
 
 A process that was itself not running (its tick comes ``stall_after`` late: a stalled
 loop, a starved or SIGSTOPped process) judges nobody on the silence it saw meanwhile: every
@@ -86,6 +92,11 @@ class DetectorSettings:
     stall_after: float = 1.0  # our own tick this late: we were not running; judge nobody
     stall_forgive_gap: float = 5.0  # at most one such pardon per this long (a process
     # starved without end must still find its dead neighbours)
+    refuted_backoff: float = 5.0  # a refuted suspect whose contact still fails is reported
+    # again only after this long (doubling per refutation, <= refuted_backoff_max): the
+    # coordinator reaches it, so the link is at fault, and a report per window was a
+    # probe and a replicated command a second per cut link
+    refuted_backoff_max: float = 120.0
 
     @property
     def period(self) -> float:
@@ -124,6 +135,17 @@ class _Link:
     reporting: bool = False
     reported: bool = False  # coordinator says it is down: wait for the flow
     incarnation: int = 0  # the one the node last proved by answering at its address
+    failing_since: float | None = None  # when the current run of failed contacts began
+    refuted: int = 0  # refutations of this run of failed contacts
+    quiet_until: float = float("-inf")  # no report before this (the refuted backoff)
+    down_since: float | None = None  # refuted while failing: a link fault, since then
+
+
+def refuted_pause(settings: DetectorSettings, refuted: int) -> float:
+    """The pause before a suspect refuted ``refuted`` times in a row (contact failing all
+    along) may be reported again: ``refuted_backoff`` doubling, <= ``refuted_backoff_max``."""
+    doublings = min(max(0, refuted - 1), 30)
+    return min(settings.refuted_backoff * 2 ** doublings, settings.refuted_backoff_max)
 
 
 def report_retry_after(settings: DetectorSettings, previous: float | None) -> float:
@@ -181,8 +203,13 @@ class Suspicion:
         if ok:
             link.last_ok = now
             link.failed = 0
+            link.failing_since = link.down_since = None  # healed: no backoff, not down
+            link.refuted = 0
+            link.quiet_until = float("-inf")
         elif now >= self._grace_until:  # not a call that timed out while we were stalled
             link.failed += 1
+            if link.failed == 1:
+                link.failing_since = now
             return link.failed == 1
         return False
 
@@ -229,7 +256,7 @@ class Suspicion:
         self._forgiven_at = now
         for link in self._links.values():
             link.last_ok = link.last_activity = now
-            link.failed = 0
+            link.failed = 0  # a down link stays down (and backed off) until a success
 
     def stall(self, now: float) -> float | None:
         """The planned wake-up is more than ``stall_after`` overdue: this process was not
@@ -261,7 +288,7 @@ class Suspicion:
                 link.pinging = True
                 actions.append(Ping(node, link.serial))
             if (link.failed >= s.failures and not link.reporting
-                    and now - link.last_ok >= s.suspect_after):
+                    and now - link.last_ok >= s.suspect_after and now >= link.quiet_until):
                 link.reporting = True
                 silent = now - link.last_ok
                 actions.append(Report(node, f"no answer for {silent:.2f} s", link.serial))
@@ -296,8 +323,21 @@ class Suspicion:
             return
         if outcome == "REFUTED":
             link.last_ok = now
+            if link.failed:  # still failing: the link, not the node, is at fault
+                link.refuted += 1
+                link.quiet_until = now + refuted_pause(self.settings, link.refuted)
+                if link.down_since is None:
+                    since = link.failing_since
+                    link.down_since = now if since is None else since
         else:
             link.reported = True
+
+    def links_down(self) -> dict[str, float]:
+        """Watched neighbours whose suspicion was refuted while our contact with them
+        kept failing (the coordinator reaches them, we do not), each with the time its
+        contact began failing. A contact that succeeds ends it."""
+        return {node: link.down_since for node, link in sorted(self._links.items())
+                if link.down_since is not None and not link.reported}
 
     def next_tick_in(self, now: float) -> float:
         """Seconds until ``tick`` may have something to do, and records that wake-up

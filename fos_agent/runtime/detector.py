@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -62,6 +63,12 @@ class FailureDetector:
     def suspected(self) -> frozenset[str]:
         """Neighbours with failed contact right now (suspected or about to be)."""
         return self.rules.suspected()
+
+    def links_down(self) -> dict[str, float]:
+        """Neighbours whose refuted suspicion left our contact failing (a link fault),
+        each with when its contact began failing, on the wall clock (Unix seconds)."""
+        offset = time.time() - self._now()
+        return {node: since + offset for node, since in self.rules.links_down().items()}
 
     def watch(self, alive_neighbours: set[str] | frozenset[str]) -> None:
         """The flow changed: watch exactly these (alive) neighbours."""

@@ -27,7 +27,7 @@ from fos_agent.runtime.detector import FailureDetector
 from fos_agent.runtime.errors import NotInCatalog
 from fos_agent.runtime.flowview import FlowView, save_flow, view_from_pb
 from fos_agent.runtime.loop_thread import OnPrivateLoop
-from fos_agent.runtime.report import production_report
+from fos_agent.runtime.report import link_faults, production_report
 from fos_agent.runtime.stop_signals import LEAVE_TIMEOUT_S
 from fos_pb import coordinator_pb2 as cpb
 from fos_raft.api.client import CoordinatorClient, CoordinatorError
@@ -142,8 +142,9 @@ class CoordinatorSide(OnPrivateLoop):
     async def _send_report(self, final: bool = False) -> None:
         if self.coordinator is None or self.spec is None:
             return
+        down = link_faults(self.node_id, self.detector.links_down(), self.flow.consumers)
         report = production_report(self.node_id, self.incarnation, self.spec.produces.item,
-                                   self.metrics, self.cycle_s, final)
+                                   self.metrics, self.cycle_s, final, down)
         try:
             await self.coordinator.report_production(
                 report, timeout=self.settings.coordinator_timeout)

@@ -1,16 +1,30 @@
 """The agent's production report to the coordinator (``ReportProduction``): cumulative
-counters of this incarnation, read from the metrics. Sent every few seconds by the
-coordinator side and once more when the agent stops; the coordinator keeps it as soft
-state (docs/operations.md, "Production figures")."""
+counters of this incarnation, read from the metrics, and the links to neighbours its
+detector finds down (a link fault: the coordinator reaches the neighbour, we do not). Sent
+every few seconds by the coordinator side and once more when the agent stops; the
+coordinator keeps it as soft state (docs/operations.md, "Production figures")."""
 
 from __future__ import annotations
+
+from collections.abc import Collection, Mapping
 
 from fos_agent.core.metrics import CONSUMED_OF, CYCLES_BLOCKED, CYCLES_WAITING, Metrics
 from fos_pb import coordinator_pb2 as cpb
 
 
+def link_faults(node_id: str, down: Mapping[str, float],
+                consumers: Collection[str]) -> list[cpb.LinkDown]:
+    """The detector's down links (neighbour -> since, Unix seconds) as supplier -> consumer
+    links: a neighbour that consumes from us is downstream, any other one upstream."""
+    return [cpb.LinkDown(supplier=node_id, consumer=peer, since_unix=since)
+            if peer in consumers else
+            cpb.LinkDown(supplier=peer, consumer=node_id, since_unix=since)
+            for peer, since in sorted(down.items())]
+
+
 def production_report(node_id: str, incarnation: int, produces: str, metrics: Metrics,
-                      cycle_s: float | None, final: bool = False) -> cpb.ProductionReport:
+                      cycle_s: float | None, final: bool = False,
+                      links_down: Collection[cpb.LinkDown] = ()) -> cpb.ProductionReport:
     values = dict(metrics.items())
     ok = int(values.get("successful_cycles", 0))
     blocked = int(values.get(CYCLES_BLOCKED, 0))
@@ -24,4 +38,4 @@ def production_report(node_id: str, incarnation: int, produces: str, metrics: Me
         node_id=node_id, incarnation=incarnation, produces=produces,
         batches_produced=int(values.get("batches_produced", 0)), consumed=consumed,
         cycles_ok=ok, cycles_blocked=blocked, cycles_waiting=waiting, cycles_failed=failed,
-        final=final, cycle_s=float(cycle_s or 0.0))
+        final=final, cycle_s=float(cycle_s or 0.0), links_down=list(links_down))

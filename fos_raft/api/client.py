@@ -180,8 +180,15 @@ class CoordinatorClient(FailoverChannels):
         return await self._call("GetFlow", request, version_of=reply_version, timeout=timeout)
 
     async def list_nodes(
-        self, *, timeout: float | None = None, consistency: int | None = None
+        self, *, timeout: float | None = None, consistency: int | None = None,
+        only: str | None = None,
     ) -> pb.ListNodesReply:
+        """The catalog with each node's state (``only``: exactly that replica's answer,
+        serializable unless ``consistency`` says otherwise: its own soft state)."""
+        if only is not None:
+            request = pb.ListNodesRequest(consistency=self._consistency(
+                pb.SERIALIZABLE if consistency is None else consistency))
+            return await self._call("ListNodes", request, timeout=timeout, only=only)
         return await self._call(
             "ListNodes", pb.ListNodesRequest(consistency=self._consistency(consistency)),
             version_of=lambda r: int(r.flow_version), timeout=timeout,

@@ -3,9 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 from fos_pb import coordinator_pb2 as pb
-from fos_raft.model import Edge, ItemReq, NodeSpec
+from fos_raft.model import Edge, ItemReq, LinkFault, LinkState, NodeSpec
+
+
+def link_fault_from_pb(msg: pb.LinkDown) -> LinkFault:
+    return LinkFault(msg.supplier, msg.consumer, float(msg.since_unix))
+
+
+def link_fault_to_pb(fault: LinkFault) -> pb.LinkDown:
+    return pb.LinkDown(supplier=fault.supplier, consumer=fault.consumer,
+                       since_unix=fault.since_unix)
+
+
+def link_fault_text(fault: LinkFault) -> str:
+    """"link down SUPPLIER -> CONSUMER since T" (T in UTC, to the second): the words fosctl
+    and the floor display show."""
+    since = datetime.fromtimestamp(fault.since_unix, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"link {LinkState.DOWN.value} {fault.supplier} -> {fault.consumer} since {since}"
 
 
 def item_req_to_pb(req: ItemReq) -> pb.ItemReq:

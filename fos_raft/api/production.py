@@ -13,6 +13,10 @@ replica that receives it; the trend has a gap of at most one report interval, an
 The book keeps, per node, the newest report of each incarnation and one sample of its
 cumulative totals per report for the last `KEEP_S` seconds; `node_figures` turns that into
 per-window figures (the JSON ``GetProduction`` answers).
+
+Link faults: each report lists the links its agent finds down (fos_raft.model.LinkState);
+the book keeps the newest list per node, so a link is shown down until its ends' next
+reports leave it out (or stop coming: a stale reporter's list is not believed).
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fos_pb import coordinator_pb2 as pb
-from fos_raft.model import NodeState, node_state
+from fos_raft.api.convert import link_fault_to_pb
+from fos_raft.model import LinkFault, NodeState, earliest_faults, node_state
 from fos_raft.state.core import CoordinatorState
 
 REPORT_EVERY_S = 5.0  # agents' report period (a low rate: batches, not seconds, are the unit)
@@ -73,6 +78,7 @@ class NodeBook:
     samples: deque[tuple[float, Totals]] = field(default_factory=deque)
     last_report: float = 0.0
     last_increase: float = 0.0
+    links_down: tuple[LinkFault, ...] = ()  # as its newest report lists them
 
     def total(self) -> Totals:
         out = self.base
@@ -119,6 +125,9 @@ class ProductionBook:
             oldest = min(book.by_incarnation)
             book.base = book.base.add(book.by_incarnation.pop(oldest))
         book.consumed = {k: int(v) for k, v in report.consumed.items()}
+        book.links_down = tuple(sorted(
+            LinkFault(link.supplier, link.consumer, float(link.since_unix))
+            for link in report.links_down))
         total = book.total()
         if total.produced > before:
             book.last_increase = now
@@ -127,11 +136,19 @@ class ProductionBook:
         while book.samples and book.samples[0][0] < now - KEEP_S:
             book.samples.popleft()
 
+    def links_down(self) -> list[LinkFault]:
+        """Links reported down by an end that still reports (either end's word suffices;
+        both ends usually report the link: the earliest ``since`` is kept)."""
+        return earliest_faults(link for node_id, book in self.nodes.items()
+                               if not self.is_stale(node_id) for link in book.links_down)
+
     def document(self, since_s: float, replica_id: str) -> dict[str, Any]:
         now = self.clock()
         window = since_s if since_s > 0 else KEEP_S
         return {"replica": replica_id, "now_unix": now, "since_s": window,
                 "report_every_s": REPORT_EVERY_S,
+                "links_down": [{"supplier": f.supplier, "consumer": f.consumer,
+                                "since_unix": f.since_unix} for f in self.links_down()],
                 "nodes": {node_id: node_figures(book, now, window)
                           for node_id, book in sorted(self.nodes.items())}}
 
@@ -193,7 +210,9 @@ def state_of(state: CoordinatorState, node_id: str, book: ProductionBook) -> Nod
 
 
 def annotate(infos: list[pb.NodeInfo], state: CoordinatorState, book: ProductionBook) -> None:
-    """Fill each NodeInfo's state word, ``started`` and contact age (this replica's)."""
+    """Fill each NodeInfo's state word, ``started``, contact age and the links down at
+    it (this replica's)."""
+    faults = book.links_down()
     for info in infos:
         node_id = info.spec.node_id
         entry = state.nodes.get(node_id)
@@ -202,3 +221,5 @@ def annotate(infos: list[pb.NodeInfo], state: CoordinatorState, book: Production
         info.started = entry.status.started
         info.contact_age_s = book.contact_age(node_id)
         info.state = state_of(state, node_id, book).value
+        info.links_down.extend(link_fault_to_pb(f) for f in faults
+                               if node_id in (f.supplier, f.consumer))

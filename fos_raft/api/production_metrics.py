@@ -4,7 +4,9 @@ replica's state and its `ProductionBook` (docs/operations.md, "Production figure
 Names: ``fos_node_state{node,state}`` (1 for the node's state word, 0 for the others),
 ``fos_item_finished_batches_total{item}`` (final items), ``fos_node_batches_produced_total
 {node,item}``, ``fos_node_cycles_total{node,outcome,input}`` (outcome ok, waiting (input
-names what for), blocked, failed), ``fos_node_report_age_seconds{node}``. The production
+names what for), blocked, failed), ``fos_node_report_age_seconds{node}``,
+``fos_link_down{supplier,consumer}`` (1 while an end reports the link down; absent once
+healed). The production
 figures are those of the reports this replica received: sum nothing across replicas, take
 the ``max by (node)``.
 """
@@ -39,6 +41,12 @@ class ProductionCollector(Collector):
                 states.add_metric([*rid, node_id, candidate.value],
                                   1 if candidate is word else 0)
         yield states
+        links = GaugeMetricFamily("fos_link_down", "1 while an end of the link reports it "
+                                  "down (both ends alive, one cannot reach the other)",
+                                  labels=["replica", "supplier", "consumer"])
+        for fault in self.book.links_down():
+            links.add_metric([*rid, fault.supplier, fault.consumer], 1)
+        yield links
         required = {r.item for e in state.nodes.values() for r in e.spec.requires}
         finished = CounterMetricFamily(
             "fos_item_finished_batches", "Batches of a final item made (reports received here)",

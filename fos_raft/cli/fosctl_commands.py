@@ -130,9 +130,25 @@ async def _status_all(client: CoordinatorClient, out: Out) -> int:
     return 0
 
 
+async def _links_everywhere(client: CoordinatorClient,
+                            views: list[render.NodeView]) -> list[render.NodeView]:
+    """Each replica keeps the link faults of the reports it received (an agent reports
+    to the replica its client prefers): add every other replica's to ``views``."""
+    seen = {f for v in views for f in v.links_down}
+    for address in client.addresses:
+        try:
+            other = render.nodes_from_pb(await client.list_nodes(only=address, timeout=2.0))
+        except CoordinatorError:
+            continue  # an unreachable replica's soft state is not known
+        seen |= {f for v in other for f in v.links_down}
+    merged = render.earliest(seen)
+    return [replace(v, links_down=tuple(
+        f for f in merged if v.spec.node_id in (f.supplier, f.consumer))) for v in views]
+
+
 async def cmd_nodes(client: CoordinatorClient, args: argparse.Namespace, out: Out) -> int:
     reply = await client.list_nodes()
-    views = render.nodes_from_pb(reply)
+    views = await _links_everywhere(client, render.nodes_from_pb(reply))
     if args.toml:
         toml = dump_catalog([v.spec for v in views],
                             header=f"exported by fosctl at flow version {reply.flow_version}")
@@ -143,6 +159,8 @@ async def cmd_nodes(client: CoordinatorClient, args: argparse.Namespace, out: Ou
     else:
         out.table(render.NODE_HEADERS, render.node_rows(views),
                   title=f"{len(views)} nodes at flow version {reply.flow_version}")
+        for fault in render.links_down(views):
+            out.line(render.link_text(fault))
     return 0
 
 

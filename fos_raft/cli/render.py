@@ -24,8 +24,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from fos_pb import coordinator_pb2 as pb
-from fos_raft.api.convert import edge_from_pb, spec_from_pb
-from fos_raft.model import Edge, NodeSpec, NodeStatus, node_state
+from fos_raft.api.convert import edge_from_pb, link_fault_from_pb, link_fault_text, spec_from_pb
+from fos_raft.model import (
+    Edge,
+    LinkFault,
+    LinkState,
+    NodeSpec,
+    NodeStatus,
+    earliest_faults,
+    node_state,
+)
 from fos_raft.textsafe import escape
 
 
@@ -47,6 +55,7 @@ class NodeView:
     started: bool = True
     reported_state: str = ""  # the replica's word (it alone knows "stale")
     contact_age_s: float = -1.0
+    links_down: tuple[LinkFault, ...] = ()  # links at this node an end reports down
 
     @property
     def state(self) -> str:
@@ -79,6 +88,7 @@ def nodes_from_pb(reply: pb.ListNodesReply) -> list[NodeView]:
                 started=info.started or not info.state,
                 reported_state=info.state,
                 contact_age_s=float(info.contact_age_s) if info.state else -1.0,
+                links_down=tuple(sorted(link_fault_from_pb(f) for f in info.links_down)),
             )
             for info in reply.nodes
         ),
@@ -132,10 +142,29 @@ def nodes_json(version: int, nodes: Sequence[NodeView]) -> dict:
                 "contact_age_s": n.contact_age_s,
                 "spec_version": n.spec_version,
                 "changed_version": n.changed_version,
+                "links_down": [link_dict(f) for f in n.links_down],
             }
             for n in nodes
         ],
+        "links_down": [link_dict(f) for f in links_down(nodes)],
     }
+
+
+def links_down(nodes: Sequence[NodeView]) -> list[LinkFault]:
+    """Every link reported down at any of ``nodes`` (each once)."""
+    return earliest(f for n in nodes for f in n.links_down)
+
+
+earliest = earliest_faults
+
+
+def link_dict(fault: LinkFault) -> dict:
+    return {"supplier": fault.supplier, "consumer": fault.consumer,
+            "state": LinkState.DOWN.value, "since_unix": fault.since_unix,
+            "text": link_text(fault)}
+
+
+link_text = link_fault_text
 
 
 def flow_json(flow: FlowView) -> dict:
@@ -216,7 +245,9 @@ def _reason(n: NodeView) -> str:
         return "its agent has not registered yet"
     if n.state == "stale":
         return f"no report from its agent for {n.contact_age_s:.0f} s"
-    return n.down_reason
+    if n.down_reason or not n.links_down:
+        return n.down_reason
+    return "; ".join(link_text(f) for f in n.links_down)
 
 
 def _rank(rank: int) -> str:
