@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         planner = Planner().after_change
         state = build(size, args.per_type, planner)
         node = sorted(state.nodes)[len(state.nodes) // 2]
-        rows = {
+        rows: dict[str, list[Command]] = {
             "drain/undrain": [Drain(node), Undrain(node)],
             "note": [NoteRefuted(node)],
         }

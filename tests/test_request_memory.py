@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from fos_raft.model import ItemReq, NodeSpec
 from fos_raft.state import core
-from fos_raft.state.commands import Drain, NoteRefuted, Outcome, Register, Undrain
+from fos_raft.state.commands import Command, Drain, NoteRefuted, Outcome, Register, Undrain
 from fos_raft.state.core import CoordinatorState, apply
 from fos_raft.state.requests import RequestMemory
 from fos_raft.state.snapshot import decode, encode
@@ -89,7 +89,8 @@ def test_state_requests_match_the_dict_model(steps: list[tuple[str, int, str]]) 
         reference: dict[str, Outcome] = {}
         for kind, index, rid in steps:
             node = SPECS[index].node_id
-            command = {"drain": Drain, "undrain": Undrain, "note": NoteRefuted}[kind](node)
+            command: Command = (Drain(node) if kind == "drain" else
+                                Undrain(node) if kind == "undrain" else NoteRefuted(node))
             before = state
             state, outcome = apply(state, rid, command)
             if rid and rid in reference:
