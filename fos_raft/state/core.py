@@ -17,6 +17,8 @@ Request ids make retries safe: the outcome of each of the last `REQUEST_MEMORY` 
 request ids is remembered, and a command carrying a known id returns that outcome without
 running again (a client retrying after a leader change whose first attempt did commit gets
 its answer). Refusals are not remembered: they changed nothing, so a retry is judged anew.
+The memory is a `RequestMemory` (``fos_raft.state.requests``): versions share one log, so
+remembering an id costs O(1) instead of a copy of the whole memory.
 
 Command checks are in ``fos_raft.state.validate`` and the canonical data behind the digest
 in ``fos_raft.state.digest``; their public names are re-exported here.
@@ -49,13 +51,14 @@ from fos_raft.state.commands import (
 )
 from fos_raft.state.digest import outcome_data, plan_data, spec_data, status_data
 from fos_raft.state.entry import NodeEntry
+from fos_raft.state.requests import RequestMemory
 from fos_raft.state.snapshot_codec import checksum_error
 from fos_raft.state.snapshot_codec import parse as parse_snapshot
 from fos_raft.state.validate import MAX_REASON_LEN, validate, validate_static
 
 __all__ = [
     "HISTORY_LIMIT", "MAX_REASON_LEN", "MAX_REQUEST_ID_LEN", "REQUEST_MEMORY",
-    "CoordinatorState", "NodeEntry", "PlanFn", "apply", "full_plan", "validate",
+    "CoordinatorState", "NodeEntry", "PlanFn", "RequestMemory", "apply", "full_plan", "validate",
     "validate_static",
 ]
 
@@ -105,7 +108,7 @@ class CoordinatorState:
         replicas: dict[str, str] | None = None,
         refuted: int = 0,
         confirmed: int = 0,
-        requests: dict[str, Outcome] | None = None,
+        requests: Mapping[str, Outcome] | None = None,
     ) -> None:
         self.version = version
         self.nodes = nodes if nodes is not None else {}
@@ -114,21 +117,34 @@ class CoordinatorState:
         self.replicas = replicas if replicas is not None else {}
         self.refuted = refuted
         self.confirmed = confirmed
-        self.requests = requests if requests is not None else {}
+        self.requests = (
+            requests if isinstance(requests, RequestMemory) else RequestMemory(
+                requests.items() if requests is not None else ()
+            )
+        )
         self._cache: dict[str, Any] = {}
 
-    # Pickled by pysyncobj snapshots: the lazily computed caches stay out, so a reloaded
-    # state is field-for-field what was saved and recomputes the same digest.
-    def __getstate__(self) -> dict[str, Any]:
+    def _fields(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__ if name != "_cache"}
+
+    # Pickled by pysyncobj snapshots: the lazily computed caches stay out, so a reloaded
+    # state is field-for-field what was saved and recomputes the same digest. The request
+    # memory goes as a plain dict (in order): the restricted unpickler of the Raft port and
+    # of raft.dump, and replicas of earlier versions, know no other type.
+    def __getstate__(self) -> dict[str, Any]:
+        fields = self._fields()
+        fields["requests"] = dict(self.requests.pairs())
+        return fields
 
     def __setstate__(self, data: dict[str, Any]) -> None:
         for name, value in data.items():
             setattr(self, name, value)
+        if not isinstance(self.requests, RequestMemory):
+            self.requests = RequestMemory(self.requests.items())
         self._cache = {}
 
     def _evolve(self, **changes: Any) -> CoordinatorState:
-        fields = self.__getstate__()
+        fields = self._fields()
         fields.update(changes)
         evolved = CoordinatorState(**fields)
         # derived data of fields that did not change stays valid (the digest never does)
@@ -222,7 +238,7 @@ class CoordinatorState:
             "refuted": self.refuted,
             "confirmed": self.confirmed,
             # Insertion order is part of the state: it decides which id is forgotten next.
-            "requests": [[rid, outcome_data(o)] for rid, o in self.requests.items()],
+            "requests": [[rid, outcome_data(o)] for rid, o in self.requests.pairs()],
         }
 
 
@@ -239,8 +255,9 @@ def apply(
     ``error`` set and the state unchanged (only the request id is remembered)."""
     if not isinstance(request_id, str) or len(request_id) > MAX_REQUEST_ID_LEN:
         return state, Outcome(state.version, False, ErrorCode.INVALID_ARGUMENT, "bad request id")
-    if request_id and request_id in state.requests:
-        return state, state.requests[request_id]
+    known = state.requests.lookup(request_id) if request_id else None
+    if known is not None:
+        return state, known
     try:
         validate(state, command)
         new_state, outcome = _apply_valid(state, command, planner or full_plan)
@@ -253,10 +270,7 @@ def apply(
     # Only accepted commands are remembered: a refusal changed nothing, so a retry may
     # simply be judged again (and a refused command leaves the digest untouched).
     if request_id and outcome.error is None:
-        requests = dict(new_state.requests)
-        requests[request_id] = outcome
-        while len(requests) > REQUEST_MEMORY:
-            del requests[next(iter(requests))]
+        requests = new_state.requests.remember(request_id, outcome, REQUEST_MEMORY)
         new_state = new_state._evolve(requests=requests)
     return new_state, outcome
 
