@@ -177,6 +177,10 @@ class Suspicion:
         """Neighbours with failed contact right now (suspected or about to be)."""
         return frozenset(n for n, link in self._links.items() if link.failed)
 
+    def holding(self) -> frozenset[str]:
+        """Nodes with a long-poll open on the link right now (either end)."""
+        return frozenset(self._held)
+
     def watch(self, alive_neighbours: Collection[str], now: float) -> bool:
         """The flow changed: watch exactly these (alive) neighbours. Returns True (tick
         now: a new link may be due)."""

@@ -64,6 +64,10 @@ class FailureDetector:
         """Neighbours with failed contact right now (suspected or about to be)."""
         return self.rules.suspected()
 
+    def holding(self) -> frozenset[str]:
+        """Nodes with a long-poll open on the link right now (either end)."""
+        return self.rules.holding()
+
     def links_down(self) -> dict[str, float]:
         """Neighbours whose refuted suspicion left our contact failing (a link fault),
         each with when its contact began failing, on the wall clock (Unix seconds)."""
