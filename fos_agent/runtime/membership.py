@@ -142,7 +142,9 @@ class CoordinatorSide(OnPrivateLoop):
     async def _send_report(self, final: bool = False) -> None:
         if self.coordinator is None or self.spec is None:
             return
-        down = link_faults(self.node_id, self.detector.links_down(), self.flow.consumers)
+        # a start that failed before the detector existed still sends its final report
+        seen = self.detector.links_down() if self.detector is not None else {}
+        down = link_faults(self.node_id, seen, self.flow.consumers)
         report = production_report(self.node_id, self.incarnation, self.spec.produces.item,
                                    self.metrics, self.cycle_s, final, down)
         try:
