@@ -80,6 +80,19 @@ def test_suppliers_weigh_consumers_as_the_real_agent_unless_told_otherwise(
     assert f.finish().ok
 
 
+def test_a_mid_step_kill_still_armed_at_the_end_does_not_land_while_settling() -> None:
+    # the settle ends every fault: a kill waiting for its node's next step that writes
+    # and sends is disarmed, not carried out with nobody left to restart the node
+    f = Factory(chain(), random.Random(1))
+    f.start()
+    f.run_until(20.0)
+    for node_id in f.agents:
+        f.kill(node_id, mid_step=True)
+    result = f.finish()
+    assert result.ok, result.error
+    assert result.kills == 0 and all(a.up for a in f.agents.values())
+
+
 DIGEST_OF_A_RUN = """
 import random, sys
 sys.path.insert(0, "tests")

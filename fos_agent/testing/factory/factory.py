@@ -300,6 +300,9 @@ class Factory:
         self.trace.note("sim", "settle: production stops, faults end")
         for agent in self.agents.values():
             agent.quiesce()
+            # a mid-step kill still waiting for its step is a fault too: landing while
+            # settling, it would leave a node down that nobody restarts
+            agent.crash_at_next_step = None
         self.net.heal()
         self.coordinator.outage_until = self.clock.now
         for node_id in sorted(self.agents):
