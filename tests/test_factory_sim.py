@@ -1,7 +1,8 @@
 """The simulated factory (fos_agent.testing.factory): a seed replays a run exactly, runs
 with every kind of fault pass every check, the checks catch a driver that sends before it
 persists, the real WAL can stand in for the in-memory store, and ``fos-sim --virtual``
-prints and writes what it promises."""
+prints and writes what it promises, and suppliers weigh their consumers as the real
+agent does (fos_agent.rules.weights) by default."""
 
 from __future__ import annotations
 
@@ -63,6 +64,33 @@ def test_a_seed_replays_the_same_run_and_another_seed_does_not() -> None:
     assert a.digest == b.digest and a.trace_lines == b.trace_lines
     assert (a.finished, a.messages, a.commands) == (b.finished, b.messages, b.commands)
     assert c.digest != a.digest
+
+
+@pytest.mark.parametrize("shares", ["default", None])
+def test_suppliers_weigh_consumers_as_the_real_agent_unless_told_otherwise(
+        shares: str | None) -> None:
+    # steel feeds two frame makers (need 1 between them) and the final assembly (need 1)
+    f = (Factory(chain(), random.Random(1)) if shares == "default"
+         else Factory(chain(), random.Random(1), shares=None))
+    f.start()
+    f.run_until(20.0)
+    fair = f.agents["steel-2"].server.fair
+    got = [fair.weight(c) for c in ("frame-4", "frame-5", "window-6")]
+    assert got == ([0.5, 0.5, 1.0] if shares == "default" else [1.0, 1.0, 1.0])
+    assert f.finish().ok
+
+
+def test_a_mid_step_kill_still_armed_at_the_end_does_not_land_while_settling() -> None:
+    # the settle ends every fault: a kill waiting for its node's next step that writes
+    # and sends is disarmed, not carried out with nobody left to restart the node
+    f = Factory(chain(), random.Random(1))
+    f.start()
+    f.run_until(20.0)
+    for node_id in f.agents:
+        f.kill(node_id, mid_step=True)
+    result = f.finish()
+    assert result.ok, result.error
+    assert result.kills == 0 and all(a.up for a in f.agents.values())
 
 
 DIGEST_OF_A_RUN = """

@@ -20,13 +20,13 @@ from fos_agent.core.metrics import Metrics
 from fos_agent.net.service import PeerService
 from fos_agent.protocol.machine import NodeConfig
 from fos_agent.protocol.messages import FlowChanged, Produce
-from fos_agent.runtime.shares import (
+from fos_agent.rules.weights import (
     consumer_priorities,
     consumer_weights,
     item_heights,
     item_needs,
-    keep_weights,
 )
+from fos_agent.runtime.shares import keep_weights
 from fos_pb import agent_pb2
 from fos_pb import coordinator_pb2 as cpb
 from fos_raft.api.convert import spec_to_pb
@@ -186,7 +186,7 @@ async def test_a_batch_goes_to_the_consumer_served_longest_ago_not_the_first_wai
     assert supplier.fair.waiting() == {}
 
 
-# ---- weights: the consumers' shares of the catalog's need (fos_agent.runtime.shares) ----
+# ---- weights: the consumers' shares of the catalog's need (fos_agent.rules.weights) ----
 
 
 def _spec(node_id: str, produces: str, *requires: str) -> NodeSpec:

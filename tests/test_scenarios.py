@@ -15,17 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from fos_agent.runtime.shares import consumer_priorities, consumer_weights
 from fos_agent.testing.factory.script import run_text
 
 SCENARIOS = sorted((Path(__file__).parent / "scenarios").glob("*.txt"))
 REWRITE = os.environ.get("FOS_REWRITE_SCENARIOS") == "1"
-
-
-def shares(specs, active, consumers):  # type: ignore[no-untyped-def]
-    """The real agent's weighing of waiting consumers (fos_agent.runtime.shares)."""
-    return (consumer_weights(specs, active, consumers),
-            consumer_priorities(specs, active, consumers))
 
 
 def test_there_are_scenarios() -> None:
@@ -35,7 +28,7 @@ def test_there_are_scenarios() -> None:
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
 def test_scenario(path: Path) -> None:
     text = path.read_text()
-    actual, problems = run_text(text, random.Random, shares=shares)
+    actual, problems = run_text(text, random.Random)
     if REWRITE:
         path.write_text(actual)
         problems = [p for p in problems if p.split(": ", 1)[-1].startswith(("not ok", "error"))]
@@ -45,5 +38,5 @@ def test_scenario(path: Path) -> None:
 def test_a_transcript_replays_exactly() -> None:
     """The same transcript and seed give the same output, line for line."""
     text = SCENARIOS[0].read_text()
-    first, again = (run_text(text, random.Random, shares=shares)[0] for _ in range(2))
+    first, again = (run_text(text, random.Random)[0] for _ in range(2))
     assert first == again

@@ -16,7 +16,7 @@ import json
 import random
 import sys
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,7 @@ from typing import Any
 from bench.sim.collect import Segment, integrate_bound
 from bench.sim.events import Action, ScenarioError, plan_events
 from bench.sim.topology import chain_depth, generate_topology
-from fos_agent.runtime.shares import consumer_priorities, consumer_weights
 from fos_agent.testing.factory import AgentSettings, Factory, FactorySettings, LinkSettings
-from fos_raft.model import NodeSpec
 
 SEED_CATALOG_ABOVE = 500  # nodes; more are registered in one step (fos_agent.testing.factory)
 
@@ -89,14 +87,6 @@ def seed_range(text: str) -> list[int]:
     return seeds
 
 
-def need_shares(specs: Sequence[NodeSpec], active: Collection[str], consumers: Collection[str]
-                ) -> tuple[dict[str, float], dict[str, float]]:
-    """The real agent's weights and priorities of waiting consumers (their share of the
-    catalog's need, their items' heights: fos_agent.runtime.shares)."""
-    return (consumer_weights(specs, active, consumers),
-            consumer_priorities(specs, active, consumers))
-
-
 def run_seed(seed: int, args: argparse.Namespace, keep_trace: bool = False
              ) -> tuple[dict[str, Any], list[str]]:
     """One run: the seed's chain and fault schedule on virtual time; its figures."""
@@ -113,7 +103,7 @@ def run_seed(seed: int, args: argparse.Namespace, keep_trace: bool = False
         check_every_s=args.check_every,
         # one Register per node re-checks the whole catalog each time: quadratic at 10k
         seed_catalog=len(topo.specs) > SEED_CATALOG_ABOVE)
-    factory = Factory(topo.specs, random.Random(seed), settings, shares=need_shares)
+    factory = Factory(topo.specs, random.Random(seed), settings)
     factory.start()
     mid = random.Random(f"{seed}:mid-step")
     for event in schedule.events:

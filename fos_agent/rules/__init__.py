@@ -19,6 +19,8 @@ contract: what to call when, and what the caller must do with what it returns.
 - ``share``: which waiting consumer a supplier serves (weighted fair queueing, the
   first-article plan's supplier side), how long a long-poll is held, when the weights
   are refreshed.
+- ``weights``: what the weights are (each consumer's share of the catalog's need for the
+  item) and the priorities that break their ties (the items' heights).
 """
 
 from fos_agent.rules.fetch import (

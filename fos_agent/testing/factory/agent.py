@@ -120,7 +120,7 @@ class SimAgent:
         # a kill waiting for the next step that writes and sends: it lands after that step
         # was handled and before its writes are durable (its messages must not have left)
         self.crash_at_next_step: Callable[[], None] | None = None
-        self.weigher: Weigher | None = None  # set by the factory (fos_agent.runtime.shares)
+        self.weigher: Weigher | None = None  # set by the factory (fos_agent.rules.weights)
         net.endpoints[self.node_id] = self
         self._reset()
 

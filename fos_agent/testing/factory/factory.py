@@ -18,6 +18,7 @@ from functools import partial
 from typing import Any
 
 from fos_agent.audit import AuditReport, audit_states
+from fos_agent.rules.weights import need_shares
 from fos_agent.testing.factory.agent import (
     AgentSettings,
     SimAgent,
@@ -51,8 +52,8 @@ class FactorySettings:
 
 
 # (catalog specs, active node ids, consumers) -> (weights, priorities): how a supplier
-# weighs its waiting consumers (fos_agent.runtime.shares.consumer_weights and
-# consumer_priorities); None: equal weights, no priorities
+# weighs its waiting consumers (default: the real agent's, fos_agent.rules.weights);
+# None: equal weights, no priorities
 Shares = Callable[[Sequence[NodeSpec], Collection[str], Collection[str]],
                   tuple[Mapping[str, float], Mapping[str, float]]]
 
@@ -101,10 +102,12 @@ class Factory:
     def __init__(self, specs: Sequence[NodeSpec], rng: Rng,
                  settings: FactorySettings | None = None,
                  stage: StageCode = always_succeeds,
-                 store: StoreFactory | None = None, shares: Shares | None = None) -> None:
+                 store: StoreFactory | None = None,
+                 shares: Shares | None = need_shares) -> None:
         """``store``: makes a node's durable store from its id (default: the test kit's
         in-memory store; fos_agent.testing.walstore.WalStores for the real WAL).
-        ``shares``: how suppliers weigh waiting consumers (default: equally)."""
+        ``shares``: how suppliers weigh waiting consumers (default: as the real agent
+        does, by their shares of the catalog's need; None: equally)."""
         self.settings = settings or FactorySettings()
         self.clock = Scheduler()
         self.trace = Trace(self.clock, keep=self.settings.keep_trace)
@@ -297,6 +300,9 @@ class Factory:
         self.trace.note("sim", "settle: production stops, faults end")
         for agent in self.agents.values():
             agent.quiesce()
+            # a mid-step kill still waiting for its step is a fault too: landing while
+            # settling, it would leave a node down that nobody restarts
+            agent.crash_at_next_step = None
         self.net.heal()
         self.coordinator.outage_until = self.clock.now
         for node_id in sorted(self.agents):

@@ -39,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fos_agent.audit import audit_states
+from fos_agent.rules.weights import need_shares
 from fos_agent.testing.factory.agent import AgentSettings, StageCode, always_succeeds
 from fos_agent.testing.factory.clock import Rng
 from fos_agent.testing.factory.factory import Factory, FactorySettings, Shares
@@ -116,7 +117,7 @@ class Runner:
     """Runs one transcript's commands against one simulated factory."""
 
     def __init__(self, rng_of: Callable[[int], Rng], stage: StageCode = always_succeeds,
-                 shares: Shares | None = None) -> None:
+                 shares: Shares | None = need_shares) -> None:
         self.rng_of = rng_of
         self.stage = stage
         self.shares = shares
@@ -207,7 +208,7 @@ class Runner:
 
 
 def run_text(text: str, rng_of: Callable[[int], Rng], stage: StageCode = always_succeeds,
-             shares: Shares | None = None) -> tuple[str, list[str]]:
+             shares: Shares | None = need_shares) -> tuple[str, list[str]]:
     """Run a transcript (``rng_of(seed)`` makes the factory's random.Random; ``shares``
     as for Factory); returns the text with the actual outputs and the list of mismatches
     (``command: expected ... got ...``)."""

@@ -6,7 +6,8 @@ when it is not a long-poll; a long-poll is held until a batch is queued and it i
 turn, its deadline, or a new flow (answered then, with a batch if one is there). Whose
 turn it is: start-time fair queueing over the waiting consumers (``FairShare``), weighted
 by the consumers' shares of the catalog's need and tie-broken by their items' heights
-(fos_agent.runtime.shares), given by the factory's ``shares`` (equal without one); no
+(fos_agent.rules.weights), given by the factory's ``shares`` (by default the real
+agent's; equal with None); no
 first-article plan. Replies leave after the step's writes are durable.
 """
 
