@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -15,6 +17,19 @@ from fos_pb import coordinator_pb2 as pb
 from fos_raft.cli.launcher import LocalCluster
 
 T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def running_cluster(n: int, base: Path, *, replica_flags: dict[int, list[str]] | None = None,
+                    **flags: Any) -> Iterator[LocalCluster]:
+    """A LocalCluster of ``n`` replicas, started and with a leader; its replicas are stopped
+    (by PID) on the way out, even on failure. ``replica_flags``: extra flags per replica."""
+    cluster = LocalCluster(n, base, **flags)
+    for i, extra in (replica_flags or {}).items():
+        cluster.replica_flags[i] = extra
+    with cluster:
+        cluster.wait_for_leader(timeout=30)
+        yield cluster
 
 
 def spec(

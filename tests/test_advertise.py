@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from agent_util import Procs, agent_command, wait_until
+from coord_util import running_cluster
 
 from fos_agent import AdvertiseError, Agent, ItemReq
 from fos_raft.api.client import CoordinatorClient
@@ -67,13 +68,8 @@ def test_agent_refuses_loopback_or_wildcard_to_remote_coordinators(tmp_path: Pat
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory):
-    c = LocalCluster(1, tmp_path_factory.mktemp("advertise-coord"))
-    try:
-        c.start()
-        c.wait_for_leader(timeout=30)
+    with running_cluster(1, tmp_path_factory.mktemp("advertise-coord")) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def _catalog_address(cluster: LocalCluster, node: str) -> str:

@@ -15,6 +15,7 @@ import grpc
 import grpc.aio
 import pytest
 from agent_util import eventually, peer_stub
+from coord_util import running_cluster
 
 from fos_agent import Agent, AgentSettings, ItemReq
 from fos_agent.audit import audit
@@ -29,13 +30,8 @@ NO_FETCH = AgentSettings(fetch=FetchSettings(prefetch=0))  # the test decides wh
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory):
-    c = LocalCluster(3, tmp_path_factory.mktemp("agent-forgery-coord"))
-    try:
-        c.start()
-        c.wait_for_leader(timeout=30)
+    with running_cluster(3, tmp_path_factory.mktemp("agent-forgery-coord")) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def make(cluster: LocalCluster, base: Path, node: str, produces: ItemReq,

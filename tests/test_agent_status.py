@@ -15,6 +15,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from coord_util import running_cluster
 
 from fos_agent import AgentSettings, ItemReq, StageStatus, SyncAgent
 from fos_agent.runtime import status as st
@@ -25,13 +26,8 @@ from fos_raft.cli.launcher import LocalCluster
 
 @pytest.fixture
 def cluster(tmp_path: Path):
-    cluster = LocalCluster(3, tmp_path / "coord")
-    try:
-        cluster.start()
-        cluster.wait_for_leader(30)
+    with running_cluster(3, tmp_path / "coord") as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 def until(agent: SyncAgent, ok: Callable[[StageStatus], bool], what: str,

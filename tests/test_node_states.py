@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from agent_util import Procs, agent_command, wait_until
+from coord_util import running_cluster
 from ops_util import http_get, ready_line
 
 from fos_raft.cli.launcher import LocalCluster
@@ -31,14 +32,9 @@ requires = [{ item = "ns-wood", qty = 1 }]
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory):
-    c = LocalCluster(1, tmp_path_factory.mktemp("node-states-coord"))
-    c.replica_flags[0] = ["--metrics", "127.0.0.1:0"]
-    try:
-        c.start()
-        c.wait_for_leader(timeout=30)
+    with running_cluster(1, tmp_path_factory.mktemp("node-states-coord"),
+                         replica_flags={0: ["--metrics", "127.0.0.1:0"]}) as c:
         yield c
-    finally:
-        c.stop()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from agent_util import eventually, peer_stub
+from coord_util import running_cluster
 
 from fos_agent import Agent, AgentSettings, ItemReq
 from fos_pb import agent_pb2
@@ -22,13 +23,8 @@ from fos_raft.model import NodeSpec
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory):
-    c = LocalCluster(1, tmp_path_factory.mktemp("probe-identity"))
-    try:
-        c.start()
-        c.wait_for_leader(timeout=30)
+    with running_cluster(1, tmp_path_factory.mktemp("probe-identity")) as c:
         yield c
-    finally:
-        c.stop()
 
 
 @contextlib.asynccontextmanager

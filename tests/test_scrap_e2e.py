@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from coord_util import running_cluster
 
 from fos_agent import Agent, ItemReq, LimitError, SyncAgent
 from fos_agent.audit import audit
@@ -28,13 +29,8 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def cluster(tmp_path: Path):
-    cluster = LocalCluster(3, tmp_path / "coord")
-    try:
-        cluster.start()
-        cluster.wait_for_leader(30)
+    with running_cluster(3, tmp_path / "coord") as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 def _supply(agent: SyncAgent, errors: list[BaseException]) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from coord_util import running_cluster
 
 from fos_raft.api.client import CoordinatorClient, CoordinatorUnavailable
 from fos_raft.cli.launcher import LocalCluster
@@ -25,13 +26,8 @@ FOSCTL = Path(sys.executable).with_name("fosctl")
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    c = LocalCluster(3, tmp_path_factory.mktemp("status-all"))
-    try:
-        c.start()
-        c.wait_for_leader(timeout=30)
+    with running_cluster(3, tmp_path_factory.mktemp("status-all")) as c:
         yield c
-    finally:
-        c.stop()
 
 
 @pytest.fixture

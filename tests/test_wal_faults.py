@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from agent_util import wait_until
+from coord_util import running_cluster
 
 from fos_agent.storage.wal import wal_path
 from fos_agent.testing.wal_chain import WalChain
@@ -33,13 +34,8 @@ ITEM = b"i0"  # n0's product in every record of its WAL
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    c = LocalCluster(1, tmp_path_factory.mktemp("wal-faults-coord"))
-    try:
-        c.start()
-        c.wait_for_leader(timeout=30)
+    with running_cluster(1, tmp_path_factory.mktemp("wal-faults-coord")) as c:
         yield c
-    finally:
-        c.stop()
 
 
 @pytest.fixture(scope="module")
