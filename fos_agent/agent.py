@@ -107,6 +107,20 @@ class Inputs:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def claim(self) -> None:
+        """Mark these inputs used by an emit or a scrap (once: InputsAlreadyEmitted)."""
+        if self.emitted:
+            raise InputsAlreadyEmitted("these inputs were already emitted or released")
+        self.emitted = True
+
+    def claim_for_scrap(self, reason: str) -> str:
+        """``claim`` for a scrap, after checking it can be one; returns the checked reason."""
+        reason = check_reason(reason)
+        if not self.ids:
+            raise ValueError("a source stage's cycle has no inputs to scrap")
+        self.claim()
+        return reason
+
 
 class Agent(CoordinatorSide):
     def __init__(self, node_id: str, produces: ItemReq | None = None,
@@ -504,9 +518,7 @@ class Agent(CoordinatorSide):
         its consumer; out of bounds raises LimitError and the inputs stay held."""
         qty, pairs = checked_output(qty, attrs)
         if inputs is not None:
-            if inputs.emitted:
-                raise InputsAlreadyEmitted("these inputs were already emitted or released")
-            inputs.emitted = True
+            inputs.claim()
         return await self._on_core(self._produce(inputs.ids if inputs is not None else (),
                                                  qty, pairs))
 
@@ -521,12 +533,7 @@ class Agent(CoordinatorSide):
         one durable step; ``reason`` (1..MAX_SCRAP_REASON_LEN printable characters) is
         recorded with each input in the WAL and the genealogy (``fosctl trace``). Not
         emitting instead puts the inputs back for the next cycle."""
-        reason = check_reason(reason)
-        if not inputs.ids:
-            raise ValueError("a source stage's cycle has no inputs to scrap")
-        if inputs.emitted:
-            raise InputsAlreadyEmitted("these inputs were already emitted or released")
-        inputs.emitted = True
+        reason = inputs.claim_for_scrap(reason)
         await self._on_core(self.stage.scrap(inputs.ids, reason))
 
     async def _simulate(self, cycle_s: float) -> None:

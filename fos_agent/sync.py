@@ -33,9 +33,8 @@ from typing import Any, TypeVar
 
 from fos_agent.agent import Agent, Inputs
 from fos_agent.core.metrics import Metrics
-from fos_agent.protocol.limits import AttrValue, check_reason, checked_output
+from fos_agent.protocol.limits import AttrValue, checked_output
 from fos_agent.protocol.records import Batch
-from fos_agent.runtime.errors import InputsAlreadyEmitted
 from fos_agent.runtime.flowview import FlowView
 from fos_agent.runtime.settings import AgentSettings
 from fos_agent.runtime.status import StageStatus, status_of
@@ -150,21 +149,14 @@ class SyncAgent:
         `Agent.emit` (out of bounds: LimitError, the inputs stay held)."""
         qty, pairs = checked_output(qty, attrs)
         if inputs is not None:
-            if inputs.emitted:
-                raise InputsAlreadyEmitted("these inputs were already emitted or released")
-            inputs.emitted = True
+            inputs.claim()
         return self._call(self.agent._produce(inputs.ids if inputs is not None else (),
                                               qty, pairs))
 
     def scrap(self, inputs: Inputs, reason: str) -> None:
         """Consume the held ``inputs`` without an output, with ``reason``, in one durable
         step (as `Agent.scrap`)."""
-        reason = check_reason(reason)
-        if not inputs.ids:
-            raise ValueError("a source stage's cycle has no inputs to scrap")
-        if inputs.emitted:
-            raise InputsAlreadyEmitted("these inputs were already emitted or released")
-        inputs.emitted = True
+        reason = inputs.claim_for_scrap(reason)
         self._call(self.agent.stage.scrap(inputs.ids, reason))
 
     def arrived(self, batch_id: str) -> None:
