@@ -39,7 +39,7 @@ from fos_raft.api.hoods import FlowIndex
 from fos_raft.api.policy import LEADER_METADATA_KEY, REDIRECT_METADATA_KEY
 from fos_raft.api.views import content_key, flow_to_pb, neighbourhood_of
 from fos_raft.replica.core import Replica
-from fos_raft.runtime.limits import peer_host
+from fos_raft.runtime.limits import count_in, count_out, peer_host
 from fos_raft.runtime.logging import get_logger
 from fos_raft.state.core import CoordinatorState
 
@@ -223,7 +223,7 @@ class WatchHub:
             self._index = FlowIndex(self.replica.published_state)
         self.watchers.setdefault(watcher.node, set()).add(watcher)
         self.total += 1
-        self.per_peer[peer] = self.per_peer.get(peer, 0) + 1
+        count_in(self.per_peer, peer)
         state = self._index.state
         if state.version >= watcher.min_version:
             watcher.offer(*self._reply(watcher.node, state))  # newest first on connect
@@ -241,8 +241,4 @@ class WatchHub:
                     self._index = None  # not followed while nobody watches
         self._waiting.discard(watcher)
         self.total -= 1
-        left = self.per_peer.get(peer, 1) - 1
-        if left > 0:
-            self.per_peer[peer] = left
-        else:
-            self.per_peer.pop(peer, None)
+        count_out(self.per_peer, peer)

@@ -95,6 +95,20 @@ def peer_host(peer: str) -> str:
     return host.strip("[]")
 
 
+def count_in(per_peer: dict[str, int], peer: str) -> None:
+    """One more call or stream in progress from ``peer``."""
+    per_peer[peer] = per_peer.get(peer, 0) + 1
+
+
+def count_out(per_peer: dict[str, int], peer: str) -> None:
+    """One fewer from ``peer`` (its entry goes at zero: the map holds active peers only)."""
+    left = per_peer.get(peer, 1) - 1
+    if left > 0:
+        per_peer[peer] = left
+    else:
+        per_peer.pop(peer, None)
+
+
 class RpcLimiter(grpc.aio.ServerInterceptor):
     """RESOURCE_EXHAUSTED for an RPC over ``max_per_peer`` in progress from its peer IP or
     over ``max_total`` in progress in all (0: no limit). Counted from the handler's start
@@ -127,16 +141,12 @@ class RpcLimiter(grpc.aio.ServerInterceptor):
                             reason=refusal)
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal)
         self.total += 1
-        self.per_peer[peer] = self.per_peer.get(peer, 0) + 1
+        count_in(self.per_peer, peer)
         return peer
 
     def _leave(self, peer: str) -> None:
         self.total -= 1
-        left = self.per_peer.get(peer, 1) - 1
-        if left > 0:
-            self.per_peer[peer] = left
-        else:
-            self.per_peer.pop(peer, None)
+        count_out(self.per_peer, peer)
 
     def _limit(self, inner: Callable[..., Any]) -> Callable[..., Any]:
         if inspect.isasyncgenfunction(inner):
