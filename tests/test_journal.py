@@ -101,20 +101,26 @@ class _RecordingEnv:
         return getattr(self._env, name)
 
 
-def test_every_acknowledged_entry_was_fsynced_first(tmp_path: Path, monkeypatch):
-    journal_mod.install()
-    addrs = [f"127.0.0.1:{free_port()}" for _ in range(3)]
+def record_acks(monkeypatch: Any, addrs: list[str]) -> dict[str, list[tuple[str, int]]]:
+    """Per member, the ("ack", index) of each successful append answer, recorded where the
+    message really leaves: pysyncobj's own TCPTransport.send, which the transport's release
+    calls after its flush. Tests append their own events (fsyncs, applies) beside them."""
     events: dict[str, list[tuple[str, int]]] = {a: [] for a in addrs}
-    # Record acks where the message really leaves: pysyncobj's own TCPTransport.send, which
-    # DurableTCPTransport.release calls after its flush.
     original_send = TCPTransport.send
 
-    def send(self, node, message):
+    def send(self: Any, node: Any, message: Any) -> Any:
         if message.get("type") == "next_node_idx" and message.get("success"):
             events[self._selfNode.address].append(("ack", message["next_node_idx"] - 1))
         return original_send(self, node, message)
 
     monkeypatch.setattr(TCPTransport, "send", send)
+    return events
+
+
+def test_every_acknowledged_entry_was_fsynced_first(tmp_path: Path, monkeypatch):
+    journal_mod.install()
+    addrs = [f"127.0.0.1:{free_port()}" for _ in range(3)]
+    events = record_acks(monkeypatch, addrs)
     nodes: list[_Counter] = []
     try:
         for addr in addrs:
@@ -178,15 +184,7 @@ def test_concurrent_writes_share_fsyncs_and_nothing_counts_before_it_is_synced(
 ):
     journal_mod.install()
     addrs = [f"127.0.0.1:{free_port()}" for _ in range(3)]
-    events: dict[str, list[tuple[str, int]]] = {a: [] for a in addrs}
-    original_send = TCPTransport.send
-
-    def send(self, node, message):
-        if message.get("type") == "next_node_idx" and message.get("success"):
-            events[self._selfNode.address].append(("ack", message["next_node_idx"] - 1))
-        return original_send(self, node, message)
-
-    monkeypatch.setattr(TCPTransport, "send", send)
+    events = record_acks(monkeypatch, addrs)
     nodes: list[_ApplyRecorder] = []
     journals: list[LmdbJournal] = []
     writes = 64
