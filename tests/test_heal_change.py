@@ -113,7 +113,9 @@ def test_requirement_change_by_fosctl_update_spec_with_compare_and_set(chain: Ch
         chain.wait_counter("uc-1", "batches_received_from:ub-1", base + 2)
         chain.wait_counter("ud-1", "successful_cycles",
                            progress.value_at("ud-1", time.monotonic()) + 2)
-        t_followed = time.monotonic()
+        # over at least 2 s: the change can be followed in 0.7 s, too short a window to
+        # measure a 0.2 s cycle with 0.2 s samples (chain_util.Progress.window_end)
+        t_followed = progress.window_end(t_event, time.monotonic(), 2.0)
         assert progress.rose("ue-1", t_event, t_followed) >= 2
         # compare-and-set: a second change based on the old version is refused
         stale = chain.fosctl("update-spec", "uc-1", "--requires", "ua:1",
