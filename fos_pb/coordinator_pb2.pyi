@@ -341,7 +341,7 @@ class SnapshotReply(_message.Message):
     def __init__(self, snapshot: _Optional[bytes] = ..., flow_version: _Optional[int] = ..., digest: _Optional[str] = ..., replica_id: _Optional[str] = ..., from_leader: _Optional[bool] = ..., has_quorum: _Optional[bool] = ..., applied_index: _Optional[int] = ...) -> None: ...
 
 class ProductionReport(_message.Message):
-    __slots__ = ("node_id", "incarnation", "produces", "batches_produced", "consumed", "cycles_ok", "cycles_blocked", "cycles_waiting", "cycles_failed", "final", "cycle_s", "links_down")
+    __slots__ = ("node_id", "incarnation", "produces", "batches_produced", "consumed", "cycles_ok", "cycles_blocked", "cycles_waiting", "cycles_failed", "final", "cycle_s", "links_down", "scrapped")
     class ConsumedEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -350,6 +350,13 @@ class ProductionReport(_message.Message):
         value: int
         def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     class CyclesWaitingEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class ScrappedEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -368,6 +375,7 @@ class ProductionReport(_message.Message):
     FINAL_FIELD_NUMBER: _ClassVar[int]
     CYCLE_S_FIELD_NUMBER: _ClassVar[int]
     LINKS_DOWN_FIELD_NUMBER: _ClassVar[int]
+    SCRAPPED_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     incarnation: int
     produces: str
@@ -380,7 +388,8 @@ class ProductionReport(_message.Message):
     final: bool
     cycle_s: float
     links_down: _containers.RepeatedCompositeFieldContainer[LinkDown]
-    def __init__(self, node_id: _Optional[str] = ..., incarnation: _Optional[int] = ..., produces: _Optional[str] = ..., batches_produced: _Optional[int] = ..., consumed: _Optional[_Mapping[str, int]] = ..., cycles_ok: _Optional[int] = ..., cycles_blocked: _Optional[int] = ..., cycles_waiting: _Optional[_Mapping[str, int]] = ..., cycles_failed: _Optional[int] = ..., final: _Optional[bool] = ..., cycle_s: _Optional[float] = ..., links_down: _Optional[_Iterable[_Union[LinkDown, _Mapping]]] = ...) -> None: ...
+    scrapped: _containers.ScalarMap[str, int]
+    def __init__(self, node_id: _Optional[str] = ..., incarnation: _Optional[int] = ..., produces: _Optional[str] = ..., batches_produced: _Optional[int] = ..., consumed: _Optional[_Mapping[str, int]] = ..., cycles_ok: _Optional[int] = ..., cycles_blocked: _Optional[int] = ..., cycles_waiting: _Optional[_Mapping[str, int]] = ..., cycles_failed: _Optional[int] = ..., final: _Optional[bool] = ..., cycle_s: _Optional[float] = ..., links_down: _Optional[_Iterable[_Union[LinkDown, _Mapping]]] = ..., scrapped: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class LinkDown(_message.Message):
     __slots__ = ("supplier", "consumer", "since_unix")

@@ -135,3 +135,36 @@ def test_summary_names_final_items_and_the_bottleneck_and_merges_replicas():
     assert "blocked" in outcome_words(stages["saw"])
     nothing = summary({"nodes": {}}, [SAW, PRESS])
     assert nothing["bottleneck"]["item"] is None and nothing["final_items"][0]["finished"] == 0
+
+
+def test_scrapped_inputs_travel_from_the_agent_report_to_fosctl_words_and_metrics() -> None:
+    from types import SimpleNamespace
+
+    from fos_agent.core.metrics import Metrics
+    from fos_agent.runtime.report import production_report
+    from fos_raft.api.production_metrics import ProductionCollector
+
+    metrics = Metrics("press")
+    metrics.inc("successful_cycles", 3)
+    for item in ("wood", "wood", "glue"):
+        metrics.scrapped(item)
+    sent = production_report("press", 1, "frame", metrics, None)
+    assert dict(sent.scrapped) == {"wood": 2, "glue": 1}
+    old = pb.ProductionReport.FromString(  # a report from an agent without the field
+        report("saw", 4, 4, produces="wood").SerializeToString())
+    assert dict(old.scrapped) == {}
+    book = ProductionBook(Clock())
+    book.record(sent)
+    book.record(old)
+    doc = summary(book.document(3600, "r0"), [SAW, PRESS])
+    stages = {s["node_id"]: s for s in doc["stages"]}
+    assert stages["press"]["scrapped_total"] == {"glue": 1, "wood": 2}
+    assert "1 glue scrapped since start, 2 wood scrapped since start" in outcome_words(
+        stages["press"])
+    assert "scrapped" not in outcome_words(stages["saw"])
+    state = run(CoordinatorState(), Register(SAW), Register(PRESS))
+    collector = ProductionCollector(SimpleNamespace(state=state), book, "r0")  # type: ignore[arg-type]
+    samples = {(s.name, s.labels.get("node"), s.labels.get("item")): s.value
+               for family in collector.collect() for s in family.samples}
+    assert samples[("fos_node_inputs_scrapped_total", "press", "wood")] == 2
+    assert ("fos_node_inputs_scrapped_total", "saw", "wood") not in samples

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
-from fos_agent.core.metrics import CONSUMED_OF, CYCLES_BLOCKED, CYCLES_WAITING, Metrics
+from fos_agent.core.metrics import (
+    CONSUMED_OF,
+    CYCLES_BLOCKED,
+    CYCLES_WAITING,
+    SCRAPPED_ITEM,
+    Metrics,
+)
 from fos_pb import coordinator_pb2 as cpb
 
 
@@ -32,10 +38,13 @@ def production_report(node_id: str, incarnation: int, produces: str, metrics: Me
                if k.startswith(CYCLES_WAITING) and v}
     consumed = {k[len(CONSUMED_OF):]: int(v) for k, v in values.items()
                 if k.startswith(CONSUMED_OF) and v}
+    scrapped = {k[len(SCRAPPED_ITEM):]: int(v) for k, v in values.items()
+                if k.startswith(SCRAPPED_ITEM) and v}
     # a skipped cycle that is neither blocked nor waiting: a step that failed
     failed = max(0, int(values.get("skipped_cycles", 0)) - blocked - sum(waiting.values()))
     return cpb.ProductionReport(
         node_id=node_id, incarnation=incarnation, produces=produces,
         batches_produced=int(values.get("batches_produced", 0)), consumed=consumed,
+        scrapped=scrapped,
         cycles_ok=ok, cycles_blocked=blocked, cycles_waiting=waiting, cycles_failed=failed,
         final=final, cycle_s=float(cycle_s or 0.0), links_down=list(links_down))

@@ -75,6 +75,7 @@ class NodeBook:
     base: Totals = field(default_factory=Totals)  # incarnations folded away
     by_incarnation: dict[int, Totals] = field(default_factory=dict)
     consumed: dict[str, int] = field(default_factory=dict)
+    scrapped: dict[str, int] = field(default_factory=dict)  # this incarnation's, per input item
     samples: deque[tuple[float, Totals]] = field(default_factory=deque)
     last_report: float = 0.0
     last_increase: float = 0.0
@@ -125,6 +126,7 @@ class ProductionBook:
             oldest = min(book.by_incarnation)
             book.base = book.base.add(book.by_incarnation.pop(oldest))
         book.consumed = {k: int(v) for k, v in report.consumed.items()}
+        book.scrapped = {k: int(v) for k, v in report.scrapped.items()}
         book.links_down = tuple(sorted(
             LinkFault(link.supplier, link.consumer, float(link.since_unix))
             for link in report.links_down))
@@ -194,6 +196,7 @@ def node_figures(book: NodeBook, now: float, window: float) -> dict[str, Any]:
         "cycles_failed": delta.failed,
         "cycles_waiting": dict(sorted(delta.waiting.items())),
         "consumed_total": dict(sorted(book.consumed.items())),
+        "scrapped_total": dict(sorted(book.scrapped.items())),
         "down_s": round(down, 1),
         "observed_s": round(min(window, now - first), 1),
         "last_report_unix": book.last_report,

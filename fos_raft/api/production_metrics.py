@@ -5,6 +5,8 @@ Names: ``fos_node_state{node,state}`` (1 for the node's state word, 0 for the ot
 ``fos_item_finished_batches_total{item}`` (final items), ``fos_node_batches_produced_total
 {node,item}``, ``fos_node_cycles_total{node,outcome,input}`` (outcome ok, waiting (input
 names what for), blocked, failed), ``fos_node_report_age_seconds{node}``,
+``fos_node_inputs_scrapped_total{node,item}`` (input batches the node scrapped, since its
+agent started),
 ``fos_link_down{supplier,consumer}`` (1 while an end reports the link down; absent once
 healed). The production
 figures are those of the reports this replica received: sum nothing across replicas, take
@@ -60,6 +62,9 @@ class ProductionCollector(Collector):
         age = GaugeMetricFamily("fos_node_report_age_seconds",
                                 "Seconds since this replica last heard from the agent",
                                 labels=["replica", "node"])
+        scrapped = CounterMetricFamily(
+            "fos_node_inputs_scrapped", "Input batches the node scrapped, since its agent started",
+            labels=["replica", "node", "item"])
         per_item: dict[str, int] = {}
         now = self.book.clock()
         for node_id, book in sorted(self.book.nodes.items()):
@@ -77,9 +82,12 @@ class ProductionCollector(Collector):
             for what, n in sorted(total.waiting.items()):
                 cycles.add_metric([*rid, node_id, "waiting", what], n)
             age.add_metric([*rid, node_id], max(0.0, now - book.last_report))
+            for what, n in sorted(book.scrapped.items()):
+                scrapped.add_metric([*rid, node_id, what], n)
         for item, n in sorted(per_item.items()):
             finished.add_metric([*rid, item], n)
         yield finished
         yield produced
         yield cycles
         yield age
+        yield scrapped

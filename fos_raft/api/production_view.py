@@ -81,6 +81,8 @@ def summary(doc: Mapping[str, Any], specs: Sequence[NodeSpec],
             "cycles_waiting": dict(f["cycles_waiting"]),
             "cycles_blocked": int(f["cycles_blocked"]), "cycles_failed": int(f["cycles_failed"]),
             "down_s": float(f["down_s"]), "last_report_unix": float(f["last_report_unix"]),
+            # since the agent started (a replica older than the field sends none)
+            "scrapped_total": {k: int(v) for k, v in f.get("scrapped_total", {}).items()},
         })
     return {"now_unix": doc.get("now_unix", 0.0), "since_s": doc.get("since_s", 0.0),
             "final_items": items, "stages": stages, "bottleneck": bottleneck(stages)}
@@ -122,6 +124,9 @@ def outcome_words(stage: Mapping[str, Any]) -> str:
         parts.append(f"{stage['cycles_blocked']} blocked (output full, nobody took it)")
     if stage["cycles_failed"]:
         parts.append(f"{stage['cycles_failed']} failed or given back")
+    for item, n in sorted(stage.get("scrapped_total", {}).items()):
+        if n:
+            parts.append(f"{n} {item} scrapped since start")
     if stage["down_s"]:
         parts.append(f"{stage['down_s']:.0f} s without reports")
     return ", ".join(parts)
