@@ -79,6 +79,7 @@ from itertools import chain
 from fos_raft.model import Edge, NodeSpec, NodeStatus, Plan
 from fos_raft.planner.assign import BACKUPS, Links, assign_item
 from fos_raft.planner.edges import link_edges, previous_links
+from fos_raft.planner.reroute import DownPairs, route_around
 
 __all__ = ["BACKUPS", "Links", "Planner", "assign_item", "plan", "previous_links"]
 
@@ -93,9 +94,14 @@ def plan(
     catalog: Mapping[str, NodeSpec],
     status: Mapping[str, NodeStatus],
     previous: Iterable[Edge] | Plan = (),
+    down_links: DownPairs = (),
 ) -> Plan:
-    """The flow for ``catalog`` and ``status``, as stable as possible against ``previous``."""
-    return Planner().full(catalog, status, previous)
+    """The flow for ``catalog`` and ``status``, as stable as possible against ``previous``.
+
+    ``down_links``: (supplier, consumer) pairs to avoid where another supplier exists
+    (``fos_raft.planner.reroute``).
+    """
+    return Planner().full(catalog, status, previous, down_links)
 
 
 @contextmanager
@@ -147,6 +153,7 @@ class Planner:
         self._gone: set[Edge] = set()
         self._came: set[Edge] = set()
         self._dirty: set[str] = set()  # suppliers whose edge group changed (after_change)
+        self._down: frozenset[tuple[str, str]] = frozenset()  # pairs the last full plan avoided
 
     # ---- full plan ----------------------------------------------------------------------
 
@@ -155,9 +162,11 @@ class Planner:
         catalog: Mapping[str, NodeSpec],
         status: Mapping[str, NodeStatus],
         previous: Iterable[Edge] | Plan = (),
+        down_links: DownPairs = (),
     ) -> Plan:
         """The flow for ``catalog`` and ``status`` against ``previous``; refreshes the caches."""
         self.last_delta = None
+        self._down = frozenset(down_links)
         with _gc_paused(), self._forget_on_error():
             return self._full(catalog, status, previous)
 
@@ -190,6 +199,7 @@ class Planner:
             capacity = {s: self._spec[s].capacity for s in item_suppliers}
             previous_of_item = before.get(item, no_links)
             links = assign_item(item_suppliers, capacity, item_consumers, previous_of_item)
+            links = route_around(item_suppliers, links, self._down)
             self._links[item] = links
             self._edges_of.update(self._item_edges(item, links, qty[item]))
         self._order = sorted(self._edges_of)
@@ -240,8 +250,10 @@ class Planner:
         changed: str,
     ) -> Plan:
         """``plan(catalog, status, previous)`` re-planning only around node ``changed``."""
-        if self._last is None or previous is not self._last:
-            return self.full(catalog, status, previous)
+        if self._last is None or previous is not self._last or self._down:
+            # While a link is down, every plan is a full one: the caches of untouched items
+            # hold routed links, which the incremental path would not re-route.
+            return self.full(catalog, status, previous, self._down)
         with _gc_paused(), self._forget_on_error():
             return self._after_change(catalog, status, previous, changed)
 
