@@ -17,7 +17,7 @@ KEEP ?=
 # import hook is invisible to it), so `mypy` of a user's program works from any directory
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q -e '.[test,dev,completion,sim]' \
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[test,dev,completion,sim,gateway]' \
 		--config-settings editable_mode=compat
 	@touch $(STAMP)
 

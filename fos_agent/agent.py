@@ -184,6 +184,7 @@ class Agent(CoordinatorSide):
         self._last_rejoin = 0.0
         self._started = False
         self.health: HealthPublisher | None = None  # grpc.health.v1 + /readyz, once serving
+        self.unavailable_reason = ""  # set_unavailable(): a dependency outside the agent is down
         self._runner = None  # the private loop thread (settings.private_loop), once started
         self._cycle_waits: set[asyncio.Task[Any]] = set()  # callers waiting in cycles()
         self.stopped = asyncio.Event()
@@ -580,6 +581,13 @@ class Agent(CoordinatorSide):
         assert self.outbox is not None
         (effects,) = await self.engine.step(Arrived(batch_id))
         self.outbox.send(effects.messages)
+
+    def set_unavailable(self, reason: str | None) -> None:
+        """Answer NOT_SERVING with ``reason`` (something the stage's work depends on, such
+        as the machine behind a gateway, is unreachable); None serves again. Any thread."""
+        self.unavailable_reason = reason or ""
+        if self.health is not None:
+            self._core_soon(self.health.poke)
 
     # ---- observation -----------------------------------------------------------------------
 

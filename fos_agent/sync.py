@@ -169,6 +169,9 @@ class SyncAgent:
         return self._call(self.agent.update_spec(produces, requires, capacity,
                                                  expected_version))
 
+    def set_unavailable(self, reason: str | None) -> None:
+        self.agent.set_unavailable(reason)
+
     def drain(self) -> int:
         return self._call(self.agent.drain())
 

@@ -23,6 +23,8 @@ def agent_readiness(agent: Any) -> Readiness:
         return Readiness(False, f"WAL not writable: {engine.commit_error}")
     if not os.access(engine.wal_dir, os.W_OK):
         return Readiness(False, f"WAL not writable: no write permission on {engine.wal_dir}")
+    if getattr(agent, "unavailable_reason", ""):
+        return Readiness(False, agent.unavailable_reason)
     if agent.flow.version == 0:
         return Readiness(False, "no flow yet")
     return Readiness(True)
